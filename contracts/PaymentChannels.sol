@@ -1,0 +1,571 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {ECDSA} from "solady/utils/ECDSA.sol";
+import {EIP712} from "solady/utils/EIP712.sol";
+import {ReentrancyGuardTransient} from "solady/utils/ReentrancyGuardTransient.sol";
+import {SafeTransferLib} from "solady/utils/SafeTransferLib.sol";
+
+/// @title PaymentChannels
+/// @notice Many two-party payment channels (ETH or one ERC-20 each) held by one contract.
+/// @dev What a caller should know:
+/// - A channel's fixed parameters (`Channel`) are not stored: every call passes them as calldata and the
+///   contract recomputes `channelId = keccak256(abi.encode(chainid, this, channel))`, which is the storage
+///   key. Parameters that do not match an existing channel simply find no channel.
+/// - Each channel takes exactly one storage slot. While open it holds both deposits; once closing it holds
+///   the deadline, the recorded nonce and a 160-bit fingerprint of the recorded balances, which
+///   `challenge` and `settle` take back as calldata.
+/// - Anyone may deposit for a participant, challenge with a newer doubly-signed state, or settle.
+///   Only a participant may start a unilateral close.
+/// - A challenge does not move the deadline: it is fixed when the close starts, so neither party can keep
+///   the channel open by submitting state after state.
+/// - A doubly-signed state marked final pays out at once: through `cooperativeClose` while open, or
+///   through `challenge` while closing (so front-running a cooperative close with a stale unilateral
+///   close gains nothing).
+/// - Payouts are pushed; a payout that fails (a recipient that rejects ETH, a token that returns false or
+///   reverts) is credited to the recipient and collected later with `claim`, so it never blocks the
+///   other party's payout.
+contract PaymentChannels is EIP712, ReentrancyGuardTransient {
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                           TYPES                            */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev The fixed parameters of a channel; their hash (with chain id and this address) is its id.
+    struct Channel {
+        address participantA;
+        address participantB;
+        address asset;
+        uint32 challengePeriod;
+        uint64 number;
+    }
+
+    /// @dev A balance state. Signed by both participants as EIP-712 `State` (with the channel id).
+    struct State {
+        uint48 nonce;
+        uint256 balanceA;
+        uint256 balanceB;
+        bytes32 locksRoot;
+        bool isFinal;
+    }
+
+    /// @dev An EIP-2098 compact signature: `vs` holds `s` in its low 255 bits and `v - 27` in its top bit.
+    struct Signature {
+        bytes32 r;
+        bytes32 vs;
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                       CUSTOM ERRORS                        */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev The counterparty is the zero address or the opener itself.
+    error InvalidCounterparty(address counterparty);
+    /// @dev The challenge period lies outside `[minimum, maximum]` seconds.
+    error InvalidChallengePeriod(uint256 challengePeriod, uint256 minimum, uint256 maximum);
+    /// @dev `msg.value` differs from what the call needs (the amount for ETH, zero for a token).
+    error ValueMismatch(uint256 sent, uint256 expected);
+    /// @dev A deposit of nothing.
+    error ZeroDeposit();
+    /// @dev The deposit would take a participant's total above `maximum`.
+    error DepositTooLarge(uint256 current, uint256 added, uint256 maximum);
+    /// @dev Pulling the token deposit from the depositor failed.
+    error TokenTransferFailed(address token, address from, uint256 amount);
+    /// @dev `account` is not a participant of channel `channelId`.
+    error NotParticipant(bytes32 channelId, address account);
+    /// @dev The channel does not exist or is not open.
+    error ChannelNotOpen(bytes32 channelId);
+    /// @dev The channel does not exist or is not in its challenge period or waiting for settlement.
+    error ChannelNotClosing(bytes32 channelId);
+    /// @dev A signature's `s` is in the upper half of the curve order (malleable).
+    error MalleableSignature(bytes32 s);
+    /// @dev The signature recovers to `recovered`, not to the participant `expected`.
+    error InvalidSignature(address expected, address recovered);
+    /// @dev The state's balances do not add up to the channel's total deposits.
+    error BalancesNotConserved(uint256 balanceA, uint256 balanceB, uint256 total);
+    /// @dev Conditional payments are not enabled yet: a state's `locksRoot` must be zero.
+    error LocksNotSupported(bytes32 locksRoot);
+    /// @dev `cooperativeClose` needs a state both signed as final.
+    error StateNotFinal(uint48 nonce);
+    /// @dev The submitted state is not newer than the recorded one.
+    error StaleState(uint48 submittedNonce, uint48 recordedNonce);
+    /// @dev The balances passed in are not the recorded ones.
+    error RecordedBalancesMismatch(uint256 balanceA, uint256 balanceB);
+    /// @dev The challenge period ended at `deadline`; it is now `timestamp`.
+    error ChallengePeriodOver(uint256 deadline, uint256 timestamp);
+    /// @dev The challenge period runs until `deadline` (inclusive); it is now `timestamp`.
+    error ChallengePeriodActive(uint256 deadline, uint256 timestamp);
+    /// @dev `account` has no deferred payout in `asset`.
+    error NothingToClaim(address account, address asset);
+    /// @dev Sending a claimed payout to `to` failed.
+    error PayoutFailed(address to, address asset, uint256 amount);
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                           EVENTS                           */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev A channel was opened; its parameters are what later calls pass as `Channel`.
+    event ChannelOpened(
+        bytes32 indexed channelId,
+        address indexed participantA,
+        address indexed participantB,
+        address asset,
+        uint32 challengePeriod,
+        uint64 number
+    );
+    /// @dev `depositor` added `amount` for `participant`, whose total deposit is now `total`.
+    event Deposited(
+        bytes32 indexed channelId, address indexed participant, address depositor, uint256 amount, uint256 total
+    );
+    /// @dev `closer` started a unilateral close with the state `nonce`; settlement opens after `deadline`.
+    event ChannelClosed(
+        bytes32 indexed channelId,
+        address indexed closer,
+        uint48 nonce,
+        uint256 balanceA,
+        uint256 balanceB,
+        uint40 deadline
+    );
+    /// @dev `challenger` replaced the recorded state with the newer state `nonce`.
+    event ChallengeAccepted(
+        bytes32 indexed channelId, address indexed challenger, uint48 nonce, uint256 balanceA, uint256 balanceB
+    );
+    /// @dev The channel ended and its funds were paid out (`cooperative`: by a final state, at once).
+    event ChannelSettled(
+        bytes32 indexed channelId, uint48 nonce, uint256 payoutA, uint256 payoutB, bool cooperative
+    );
+    /// @dev Pushing `amount` to `recipient` failed; it was credited for `claim`.
+    event PayoutDeferred(bytes32 indexed channelId, address indexed recipient, address asset, uint256 amount);
+    /// @dev `account` collected its deferred payouts in `asset`, sent to `to`.
+    event Claimed(address indexed account, address indexed asset, address to, uint256 amount);
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                         CONSTANTS                          */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev Shortest allowed challenge period, in seconds.
+    uint256 public constant MIN_CHALLENGE_PERIOD = 1 hours;
+    /// @dev Longest allowed challenge period, in seconds.
+    uint256 public constant MAX_CHALLENGE_PERIOD = 30 days;
+    /// @dev Largest total deposit of one participant (120 bits, so both fit one slot).
+    uint256 public constant MAX_DEPOSIT = (1 << 120) - 1;
+    /// @dev Gas forwarded with a pushed ETH payout; a recipient needing more is credited instead.
+    uint256 public constant PAYOUT_GAS = 100_000;
+    /// @dev `keccak256("State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,bytes32 locksRoot,bool isFinal)")`.
+    bytes32 public constant STATE_TYPEHASH = keccak256(
+        "State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,bytes32 locksRoot,bool isFinal)"
+    );
+
+    /// @dev Channel status, kept in the top byte of the channel's slot.
+    uint8 internal constant _STATUS_NONE = 0;
+    uint8 internal constant _STATUS_OPEN = 1;
+    uint8 internal constant _STATUS_CLOSING = 2;
+
+    /// @dev `N/2` of secp256k1: a larger `s` is the malleable twin of a valid signature.
+    uint256 internal constant _HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
+    uint256 internal constant _MASK_120 = (1 << 120) - 1;
+    uint256 internal constant _MASK_160 = (1 << 160) - 1;
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                          STORAGE                           */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev Number given to the next channel. Starts at 1 so no open pays for a fresh slot.
+    /// A contract-wide counter is also unique per pair, so a settled channel's id never returns.
+    uint64 public nextChannelNumber;
+
+    /// @dev One packed slot per channel:
+    ///   open:    [status:8 = 1][unused:16][depositA:120][depositB:120]
+    ///   closing: [status:8 = 2][deadline:40][nonce:48][fingerprint:160]
+    /// where fingerprint = low 160 bits of keccak256(abi.encode(balanceA, balanceB)).
+    /// A settled channel's slot is cleared (its id is never reused).
+    mapping(bytes32 channelId => uint256 packed) internal _channels;
+
+    /// @dev Payouts whose push failed, by recipient and asset (address(0) is ETH).
+    mapping(address account => mapping(address asset => uint256 amount)) public owed;
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                        CONSTRUCTOR                         */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    constructor() {
+        nextChannelNumber = 1;
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                            OPEN                            */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev Opens a channel between `msg.sender` (participant A) and `counterparty` (participant B) in
+    /// `asset` (address(0) for ETH), funding A's side with `amount` (ETH: `msg.value == amount`;
+    /// token: pulled with `transferFrom`, credited by what arrives). `amount` may be zero.
+    function open(address counterparty, address asset, uint32 challengePeriod, uint256 amount)
+        external
+        payable
+        nonReentrant
+        returns (bytes32 channelId)
+    {
+        if (counterparty == address(0) || counterparty == msg.sender) revert InvalidCounterparty(counterparty);
+        if (challengePeriod < MIN_CHALLENGE_PERIOD || challengePeriod > MAX_CHALLENGE_PERIOD) {
+            revert InvalidChallengePeriod(challengePeriod, MIN_CHALLENGE_PERIOD, MAX_CHALLENGE_PERIOD);
+        }
+        uint64 number = nextChannelNumber;
+        unchecked {
+            // A uint64 counter incremented once per transaction cannot wrap.
+            nextChannelNumber = number + 1;
+        }
+        Channel memory channel = Channel(msg.sender, counterparty, asset, challengePeriod, number);
+        channelId = keccak256(abi.encode(block.chainid, address(this), channel));
+        uint256 credited = amount == 0 ? _checkNoValue() : _pullDeposit(asset, amount);
+        if (credited > MAX_DEPOSIT) revert DepositTooLarge(0, credited, MAX_DEPOSIT);
+        _channels[channelId] = (uint256(_STATUS_OPEN) << 248) | (credited << 120);
+        emit ChannelOpened(channelId, msg.sender, counterparty, asset, challengePeriod, number);
+        if (credited != 0) emit Deposited(channelId, msg.sender, msg.sender, credited, credited);
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                          DEPOSIT                           */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev Adds `amount` to `participant`'s deposit in an open channel. Anyone may pay it.
+    function deposit(Channel calldata channel, address participant, uint256 amount) external payable nonReentrant {
+        bytes32 channelId = _channelId(channel);
+        uint256 packed = _channels[channelId];
+        if (packed >> 248 != _STATUS_OPEN) revert ChannelNotOpen(channelId);
+        bool isA = participant == channel.participantA;
+        if (!isA && participant != channel.participantB) revert NotParticipant(channelId, participant);
+        if (amount == 0) revert ZeroDeposit();
+        // Interaction before effect: the credit is what actually arrived (fee-on-transfer tokens).
+        // `nonReentrant` and re-reading the slot below keep this safe.
+        uint256 credited = _pullDeposit(channel.asset, amount);
+        packed = _channels[channelId];
+        uint256 shift = isA ? 120 : 0;
+        uint256 current = (packed >> shift) & _MASK_120;
+        if (credited > MAX_DEPOSIT - current) revert DepositTooLarge(current, credited, MAX_DEPOSIT);
+        unchecked {
+            // `current + credited <= MAX_DEPOSIT` fits its 120-bit field, so the add cannot carry.
+            _channels[channelId] = packed + (credited << shift);
+            emit Deposited(channelId, participant, msg.sender, credited, current + credited);
+        }
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                     COOPERATIVE CLOSE                      */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev Pays out an open channel at once by a state both participants signed as final.
+    /// Anyone holding both signatures may submit it.
+    function cooperativeClose(
+        Channel calldata channel,
+        State calldata state,
+        Signature calldata sigA,
+        Signature calldata sigB
+    ) external nonReentrant {
+        bytes32 channelId = _channelId(channel);
+        uint256 packed = _channels[channelId];
+        if (packed >> 248 != _STATUS_OPEN) revert ChannelNotOpen(channelId);
+        if (!state.isFinal) revert StateNotFinal(state.nonce);
+        _checkState(channelId, channel, state, sigA, sigB, _totalDeposit(packed));
+        delete _channels[channelId];
+        emit ChannelSettled(channelId, state.nonce, state.balanceA, state.balanceB, true);
+        _payout(channelId, channel.asset, channel.participantA, state.balanceA);
+        _payout(channelId, channel.asset, channel.participantB, state.balanceB);
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                      UNILATERAL CLOSE                      */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev A participant starts the challenge period with the latest doubly-signed state it holds.
+    function close(Channel calldata channel, State calldata state, Signature calldata sigA, Signature calldata sigB)
+        external
+    {
+        bytes32 channelId = _channelId(channel);
+        uint256 packed = _checkCloser(channelId, channel);
+        if (state.nonce == 0) revert StaleState(0, 0);
+        _checkState(channelId, channel, state, sigA, sigB, _totalDeposit(packed));
+        _recordClose(channelId, channel, state.nonce, state.balanceA, state.balanceB);
+    }
+
+    /// @dev A participant starts the challenge period with no signed state: the deposits as they stand,
+    /// as nonce 0 (any signed state beats it).
+    function closeWithoutState(Channel calldata channel) external {
+        bytes32 channelId = _channelId(channel);
+        uint256 packed = _checkCloser(channelId, channel);
+        _recordClose(channelId, channel, 0, (packed >> 120) & _MASK_120, packed & _MASK_120);
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                          DISPUTE                           */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev Replaces the recorded state of a closing channel by a newer doubly-signed one, up to and
+    /// including the deadline second. Anyone may submit it (a watchtower, say). The deadline does not
+    /// move. A state signed as final ends the dispute and pays out at once.
+    /// `recordedBalanceA`/`recordedBalanceB` are the recorded balances (from the last
+    /// `ChannelClosed`/`ChallengeAccepted` event).
+    function challenge(
+        Channel calldata channel,
+        uint256 recordedBalanceA,
+        uint256 recordedBalanceB,
+        State calldata state,
+        Signature calldata sigA,
+        Signature calldata sigB
+    ) external nonReentrant {
+        bytes32 channelId = _channelId(channel);
+        uint256 packed = _checkRecorded(channelId, recordedBalanceA, recordedBalanceB);
+        uint256 deadline = packed >> 208 & 0xFFFFFFFFFF;
+        if (block.timestamp > deadline) revert ChallengePeriodOver(deadline, block.timestamp);
+        uint48 recordedNonce = uint48(packed >> 160);
+        if (state.nonce <= recordedNonce) revert StaleState(state.nonce, recordedNonce);
+        unchecked {
+            // Recorded balances were checked to sum to the deposits, each at most 2 * MAX_DEPOSIT.
+            _checkState(channelId, channel, state, sigA, sigB, recordedBalanceA + recordedBalanceB);
+        }
+        if (state.isFinal) {
+            delete _channels[channelId];
+            emit ChallengeAccepted(channelId, msg.sender, state.nonce, state.balanceA, state.balanceB);
+            emit ChannelSettled(channelId, state.nonce, state.balanceA, state.balanceB, true);
+            _payout(channelId, channel.asset, channel.participantA, state.balanceA);
+            _payout(channelId, channel.asset, channel.participantB, state.balanceB);
+            return;
+        }
+        _channels[channelId] = (packed & ~(uint256(0xFFFFFFFFFFFF) << 160 | _MASK_160))
+            | (uint256(state.nonce) << 160) | _fingerprint(state.balanceA, state.balanceB);
+        emit ChallengeAccepted(channelId, msg.sender, state.nonce, state.balanceA, state.balanceB);
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                           SETTLE                           */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev After the deadline, pays out the recorded state. Anyone may call it.
+    function settle(Channel calldata channel, uint256 balanceA, uint256 balanceB) external nonReentrant {
+        bytes32 channelId = _channelId(channel);
+        uint256 packed = _checkRecorded(channelId, balanceA, balanceB);
+        uint256 deadline = packed >> 208 & 0xFFFFFFFFFF;
+        if (block.timestamp <= deadline) revert ChallengePeriodActive(deadline, block.timestamp);
+        delete _channels[channelId];
+        emit ChannelSettled(channelId, uint48(packed >> 160), balanceA, balanceB, false);
+        _payout(channelId, channel.asset, channel.participantA, balanceA);
+        _payout(channelId, channel.asset, channel.participantB, balanceB);
+    }
+
+    /// @dev Sends `msg.sender`'s deferred payouts in `asset` to `to`, with all the gas it needs.
+    function claim(address asset, address to) external nonReentrant {
+        uint256 amount = owed[msg.sender][asset];
+        if (amount == 0) revert NothingToClaim(msg.sender, asset);
+        delete owed[msg.sender][asset];
+        emit Claimed(msg.sender, asset, to, amount);
+        bool success = asset == address(0)
+            ? SafeTransferLib.trySafeTransferETH(to, amount, gasleft())
+            : _tryTransferToken(asset, to, amount);
+        if (!success) revert PayoutFailed(to, asset, amount);
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                           VIEWS                            */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev The id of the channel with parameters `channel` on this contract and chain.
+    function channelIdOf(Channel calldata channel) external view returns (bytes32) {
+        return _channelId(channel);
+    }
+
+    /// @dev A channel's slot, unpacked. `status`: 0 none (never opened, or settled), 1 open, 2 closing.
+    function getChannel(bytes32 channelId)
+        external
+        view
+        returns (
+            uint8 status,
+            uint256 depositA,
+            uint256 depositB,
+            uint40 deadline,
+            uint48 nonce,
+            bytes20 fingerprint
+        )
+    {
+        uint256 packed = _channels[channelId];
+        status = uint8(packed >> 248);
+        if (status == _STATUS_OPEN) {
+            depositA = (packed >> 120) & _MASK_120;
+            depositB = packed & _MASK_120;
+        } else if (status == _STATUS_CLOSING) {
+            deadline = uint40(packed >> 208);
+            nonce = uint48(packed >> 160);
+            fingerprint = bytes20(uint160(packed));
+        }
+    }
+
+    /// @dev The EIP-712 digest both participants sign for `state` of `channel`.
+    function stateDigest(Channel calldata channel, State calldata state) external view returns (bytes32) {
+        return _stateDigest(_channelId(channel), state);
+    }
+
+    /// @dev The EIP-712 domain separator (name "paychan", version "1").
+    function DOMAIN_SEPARATOR() external view returns (bytes32) {
+        return _domainSeparator();
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                          INTERNAL                          */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    function _domainNameAndVersion() internal pure override returns (string memory, string memory) {
+        return ("paychan", "1");
+    }
+
+    /// @dev Always the transient-storage guard: every target chain (prague) has EIP-1153.
+    function _useTransientReentrancyGuardOnlyOnMainnet() internal pure override returns (bool) {
+        return false;
+    }
+
+    function _channelId(Channel calldata channel) internal view returns (bytes32 channelId) {
+        /// @solidity memory-safe-assembly
+        assembly {
+            let m := mload(0x40)
+            mstore(m, chainid())
+            mstore(add(m, 0x20), address())
+            calldatacopy(add(m, 0x40), channel, 0xa0)
+            channelId := keccak256(m, 0xe0)
+        }
+    }
+
+    function _stateDigest(bytes32 channelId, State calldata state) internal view returns (bytes32) {
+        bytes32 structHash;
+        bytes32 typehash = STATE_TYPEHASH;
+        /// @solidity memory-safe-assembly
+        assembly {
+            let m := mload(0x40)
+            mstore(m, typehash)
+            mstore(add(m, 0x20), channelId)
+            calldatacopy(add(m, 0x40), state, 0xa0)
+            structHash := keccak256(m, 0xe0)
+        }
+        return _hashTypedData(structHash);
+    }
+
+    /// @dev Checks that both participants signed `state` and its balances sum to `total`.
+    function _checkState(
+        bytes32 channelId,
+        Channel calldata channel,
+        State calldata state,
+        Signature calldata sigA,
+        Signature calldata sigB,
+        uint256 total
+    ) internal view {
+        if (state.balanceA > total || state.balanceB != total - state.balanceA) {
+            revert BalancesNotConserved(state.balanceA, state.balanceB, total);
+        }
+        if (state.locksRoot != bytes32(0)) revert LocksNotSupported(state.locksRoot);
+        bytes32 digest = _stateDigest(channelId, state);
+        _checkSigner(digest, sigA, channel.participantA);
+        _checkSigner(digest, sigB, channel.participantB);
+    }
+
+    function _checkSigner(bytes32 digest, Signature calldata sig, address expected) internal view {
+        bytes32 s = bytes32(uint256(sig.vs) & ~(uint256(1) << 255));
+        if (uint256(s) > _HALF_N) revert MalleableSignature(s);
+        address recovered = ECDSA.tryRecover(digest, sig.r, sig.vs);
+        if (recovered != expected) revert InvalidSignature(expected, recovered);
+    }
+
+    /// @dev Checks that the caller may close `channel` and that it is open; returns its slot.
+    function _checkCloser(bytes32 channelId, Channel calldata channel) internal view returns (uint256 packed) {
+        if (msg.sender != channel.participantA && msg.sender != channel.participantB) {
+            revert NotParticipant(channelId, msg.sender);
+        }
+        packed = _channels[channelId];
+        if (packed >> 248 != _STATUS_OPEN) revert ChannelNotOpen(channelId);
+    }
+
+    /// @dev Checks that the channel is closing with these recorded balances; returns its slot.
+    function _checkRecorded(bytes32 channelId, uint256 balanceA, uint256 balanceB)
+        internal
+        view
+        returns (uint256 packed)
+    {
+        packed = _channels[channelId];
+        if (packed >> 248 != _STATUS_CLOSING) revert ChannelNotClosing(channelId);
+        if (packed & _MASK_160 != _fingerprint(balanceA, balanceB)) {
+            revert RecordedBalancesMismatch(balanceA, balanceB);
+        }
+    }
+
+    function _recordClose(bytes32 channelId, Channel calldata channel, uint48 nonce, uint256 balanceA, uint256 balanceB)
+        internal
+    {
+        uint40 deadline;
+        unchecked {
+            // `block.timestamp` < 2**40 for the next 30,000 years; the period is at most 30 days.
+            deadline = uint40(block.timestamp + channel.challengePeriod);
+        }
+        _channels[channelId] = (uint256(_STATUS_CLOSING) << 248) | (uint256(deadline) << 208)
+            | (uint256(nonce) << 160) | _fingerprint(balanceA, balanceB);
+        emit ChannelClosed(channelId, msg.sender, nonce, balanceA, balanceB, deadline);
+    }
+
+    function _totalDeposit(uint256 packed) internal pure returns (uint256) {
+        unchecked {
+            // Two 120-bit values cannot overflow 256 bits.
+            return ((packed >> 120) & _MASK_120) + (packed & _MASK_120);
+        }
+    }
+
+    function _fingerprint(uint256 balanceA, uint256 balanceB) internal pure returns (uint256 result) {
+        /// @solidity memory-safe-assembly
+        assembly {
+            mstore(0x00, balanceA)
+            mstore(0x20, balanceB)
+            result := and(keccak256(0x00, 0x40), _MASK_160)
+        }
+    }
+
+    function _checkNoValue() internal view returns (uint256) {
+        if (msg.value != 0) revert ValueMismatch(msg.value, 0);
+        return 0;
+    }
+
+    /// @dev Takes a deposit of `amount` from `msg.sender`; returns what was credited.
+    function _pullDeposit(address asset, uint256 amount) internal returns (uint256) {
+        if (asset == address(0)) {
+            if (msg.value != amount) revert ValueMismatch(msg.value, amount);
+            return amount;
+        }
+        if (msg.value != 0) revert ValueMismatch(msg.value, 0);
+        uint256 before = SafeTransferLib.balanceOf(asset, address(this));
+        if (!SafeTransferLib.trySafeTransferFrom(asset, msg.sender, address(this), amount)) {
+            revert TokenTransferFailed(asset, msg.sender, amount);
+        }
+        uint256 afterwards = SafeTransferLib.balanceOf(asset, address(this));
+        // A token whose balance went down is credited nothing rather than wrapping around.
+        return afterwards > before ? afterwards - before : 0;
+    }
+
+    /// @dev Pushes a payout; if the push fails the amount is credited to `to` for `claim`.
+    function _payout(bytes32 channelId, address asset, address to, uint256 amount) internal {
+        if (amount == 0) return;
+        bool success = asset == address(0)
+            ? SafeTransferLib.trySafeTransferETH(to, amount, PAYOUT_GAS)
+            : _tryTransferToken(asset, to, amount);
+        if (!success) {
+            owed[to][asset] += amount;
+            emit PayoutDeferred(channelId, to, asset, amount);
+        }
+    }
+
+    /// @dev `transfer` that reports failure instead of reverting, with solady's success rule: the call
+    /// succeeded and returned `true`, or returned nothing from an address that has code.
+    function _tryTransferToken(address token, address to, uint256 amount) internal returns (bool success) {
+        /// @solidity memory-safe-assembly
+        assembly {
+            mstore(0x14, to)
+            mstore(0x34, amount)
+            mstore(0x00, 0xa9059cbb000000000000000000000000) // `transfer(address,uint256)`.
+            success := call(gas(), token, 0, 0x10, 0x44, 0x00, 0x20)
+            if iszero(and(eq(mload(0x00), 1), success)) {
+                success := lt(or(iszero(extcodesize(token)), returndatasize()), success)
+            }
+            mstore(0x34, 0) // Restore the part of the free memory pointer that was overwritten.
+        }
+    }
+}

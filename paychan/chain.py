@@ -1,0 +1,144 @@
+"""Connecting to a chain: the embedded eth-tester chain or any JSON-RPC node (anvil, a testnet, ...).
+
+``Chain`` hides what differs between them: funded accounts with keys, sending signed transactions,
+time travel and snapshots (``time_travel`` on eth-tester, ``evm_increaseTime`` + ``evm_mine`` on anvil).
+Every transaction is signed locally and sent raw, so the same code runs against any node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.types import TxReceipt
+
+from paychan.exceptions import ChainUnavailable
+
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+EMBEDDED_CHAIN_ID = 131277322940537
+DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei tip to the block producer
+
+
+@dataclass
+class Chain:
+    """A connection to one chain, with the funded accounts whose keys we hold."""
+
+    w3: Web3
+    kind: str
+    accounts: list[LocalAccount]
+    tester: Any = None
+    url: str | None = None
+    _nonces: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    def now(self) -> int:
+        """The latest block's timestamp."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def time_travel(self, seconds: int) -> int:
+        """Moves chain time forward by ``seconds`` and mines a block; returns its timestamp."""
+        if self.tester is not None:
+            self.tester.time_travel(self.now() + seconds)
+        else:
+            self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        return self.now()
+
+    def mine(self) -> None:
+        if self.tester is not None:
+            self.tester.mine_blocks(1)
+        else:
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    def snapshot(self) -> Any:
+        self._nonces.clear()
+        if self.tester is not None:
+            return self.tester.take_snapshot()
+        return self.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+
+    def revert(self, snapshot_id: Any) -> None:
+        self._nonces.clear()
+        if self.tester is not None:
+            self.tester.revert_to_snapshot(snapshot_id)
+        else:
+            self.w3.provider.make_request("evm_revert", [snapshot_id])  # type: ignore[arg-type]
+
+    def fee_fields(self) -> dict[str, int]:
+        """EIP-1559 fee fields: a fixed priority tip and room for the base fee to double."""
+        base_fee = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
+        return {"maxPriorityFeePerGas": DEFAULT_PRIORITY_FEE, "maxFeePerGas": 2 * base_fee + DEFAULT_PRIORITY_FEE}
+
+    def next_nonce(self, address: str) -> int:
+        nonce = max(self._nonces.get(address, 0), self.w3.eth.get_transaction_count(address, "pending"))  # type: ignore[arg-type]
+        self._nonces[address] = nonce + 1
+        return nonce
+
+    def send(self, account: LocalAccount, tx: dict[str, Any]) -> TxReceipt:
+        """Signs ``tx`` with ``account``, sends it and waits for its receipt."""
+        tx = {**tx, "from": account.address, "chainId": self.chain_id, "type": 2, **self.fee_fields()}
+        tx["nonce"] = self.next_nonce(account.address)
+        raw = account.sign_transaction(tx).raw_transaction
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(raw)
+        except Exception:
+            self._nonces.pop(account.address, None)
+            raise
+        return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+
+    def transfer(self, account: LocalAccount, to: str, value: int) -> TxReceipt:
+        return self.send(account, {"to": to, "value": value, "gas": 21_000})
+
+    def balance(self, address: str, block: int | str = "latest") -> int:
+        return int(self.w3.eth.get_balance(address, block_identifier=block))  # type: ignore[arg-type]
+
+    def account(self, address: str) -> LocalAccount:
+        for acct in self.accounts:
+            if acct.address.lower() == address.lower():
+                return acct
+        raise KeyError(f"no key for {address}")
+
+
+def embedded_chain(accounts: int = 10) -> Chain:
+    """A fresh in-process eth-tester (py-evm) chain with ``accounts`` funded accounts."""
+    from eth_tester import EthereumTester, PyEVMBackend
+    from web3 import EthereumTesterProvider
+
+    backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params(
+        overrides={"gas_limit": 30_000_000}
+    ))
+    keys = list(backend.account_keys)
+    if accounts > len(keys):
+        raise ValueError(f"the embedded chain has {len(keys)} funded accounts, not {accounts}")
+    tester = EthereumTester(backend)
+    w3 = Web3(EthereumTesterProvider(tester))
+    local = [Account.from_key(k.to_bytes()) for k in keys[:accounts]]
+    return Chain(w3=w3, kind="embedded", accounts=local, tester=tester)
+
+
+def rpc_chain(url: str, private_keys: list[str] | None = None, timeout: float = 30.0) -> Chain:
+    """A chain behind the JSON-RPC ``url``. Without keys, anvil's and hardhat's dev accounts are used."""
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id
+    except Exception as exc:  # requests' ConnectionError, timeouts, bad JSON
+        raise ChainUnavailable(f"no Ethereum JSON-RPC node answers at {url} ({type(exc).__name__})") from exc
+    if private_keys:
+        accounts = [Account.from_key(HexBytes(k)) for k in private_keys]
+    else:
+        Account.enable_unaudited_hdwallet_features()
+        accounts = [
+            Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(10)
+        ]
+    return Chain(w3=w3, kind="rpc", accounts=accounts, url=url)
+
+
+def connect(rpc_url: str | None = None, private_keys: list[str] | None = None) -> Chain:
+    """The embedded chain when ``rpc_url`` is None, else the node at ``rpc_url``."""
+    return embedded_chain() if rpc_url is None else rpc_chain(rpc_url, private_keys)

@@ -1,0 +1,211 @@
+"""The off-chain channel: one participant's view of the states both sign.
+
+Protocol (who signs what, in which order): the payer builds the next state (nonce + 1, its balance
+lowered by the amount), signs it and sends it (``propose_payment``); the payee checks it, countersigns and
+sends it back (``receive_proposal``); the payer checks the countersignature (``receive_countersignature``).
+Either side then holds the same doubly-signed state, the latest one, which the contract accepts.
+Closing cooperatively is the same exchange with ``is_final`` set and balances unchanged.
+
+Anything invalid raises a ``StateRejected`` subclass and leaves the channel exactly as it was. A party never
+signs two different states with the same nonce: while its own proposal awaits a countersignature it neither
+proposes again nor signs the peer's proposal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from eth_account import Account
+
+from paychan.exceptions import (
+    BalancesNotConserved,
+    ChannelFinalized,
+    InvalidAmount,
+    LocksNotSupported,
+    MalformedMessage,
+    NegativeBalance,
+    NoPendingProposal,
+    ProposalPending,
+    UnexpectedNonce,
+    UnfavourableState,
+    WrongChannel,
+)
+from paychan.signing import Domain, check_signer, sign_state
+from paychan.state import (
+    MAX_NONCE,
+    MAX_UINT256,
+    ZERO_ROOT,
+    ChannelId,
+    ChannelParams,
+    ChannelState,
+    Nonce,
+    SignedState,
+    Wei,
+    channel_id,
+)
+
+SignedListener = Callable[[SignedState], None]
+
+
+class Channel:
+    """One participant's off-chain channel: the latest doubly-signed state and its own pending proposal."""
+
+    def __init__(
+        self,
+        params: ChannelParams,
+        domain: Domain,
+        private_key: bytes,
+        deposits: tuple[int, int] = (0, 0),
+        latest: SignedState | None = None,
+        pending: SignedState | None = None,
+    ) -> None:
+        self.params = params
+        self.domain = domain
+        self._key = bytes(private_key)
+        self.address: str = Account.from_key(self._key).address
+        self.role = params.role_of(self.address)
+        self.peer_role = "B" if self.role == "A" else "A"
+        self.peer_address = params.participant_b if self.role == "A" else params.participant_a
+        self.channel_id: ChannelId = channel_id(params, domain.chain_id, domain.verifying_contract)
+        self.latest = latest or SignedState(ChannelState(self.channel_id, Nonce(0), Wei(deposits[0]), Wei(deposits[1])))
+        # Deposits made since `latest` was signed; the next state adds them to the depositor's balance.
+        self._unsigned = (deposits[0] - self.latest.state.balance_a, deposits[1] - self.latest.state.balance_b) if latest else (0, 0)
+        self.pending = pending
+        self.on_signed: list[SignedListener] = []
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    @property
+    def nonce(self) -> int:
+        return self.latest.state.nonce
+
+    @property
+    def is_final(self) -> bool:
+        return self.latest.state.is_final
+
+    def balances(self) -> tuple[int, int]:
+        """Current balances (A, B): the latest signed state plus deposits made since."""
+        state = self.latest.state
+        return state.balance_a + self._unsigned[0], state.balance_b + self._unsigned[1]
+
+    def balance(self, role: str | None = None) -> int:
+        a, b = self.balances()
+        return a if (role or self.role) == "A" else b
+
+    @property
+    def total(self) -> int:
+        return sum(self.balances())
+
+    # --- deposits --------------------------------------------------------------------------------
+
+    def record_deposit(self, role: str, amount: int) -> None:
+        """Takes note of an on-chain deposit of ``amount`` to participant ``role``'s side."""
+        if role not in ("A", "B") or amount <= 0:
+            raise ValueError(f"bad deposit: {role} {amount}")
+        ua, ub = self._unsigned
+        self._unsigned = (ua + amount, ub) if role == "A" else (ua, ub + amount)
+
+    # --- paying ----------------------------------------------------------------------------------
+
+    def propose_payment(self, amount: int) -> SignedState:
+        """Builds and signs the next state paying ``amount`` to the peer; send it to the peer."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise InvalidAmount(amount)
+        self._check_can_propose()
+        mine = self.balance()
+        if amount > mine:
+            raise NegativeBalance(mine - amount)
+        a, b = self.balances()
+        a, b = (a - amount, b + amount) if self.role == "A" else (a + amount, b - amount)
+        return self._propose(ChannelState(self.channel_id, Nonce(self.nonce + 1), Wei(a), Wei(b)))
+
+    def propose_final(self) -> SignedState:
+        """Builds and signs a final state with the current balances, for a cooperative close."""
+        self._check_can_propose()
+        a, b = self.balances()
+        return self._propose(ChannelState(self.channel_id, Nonce(self.nonce + 1), Wei(a), Wei(b), is_final=True))
+
+    def receive_proposal(self, proposal: SignedState) -> SignedState:
+        """Checks the peer's signed proposal, countersigns it and returns the doubly-signed state."""
+        state = self._check_proposal(proposal)
+        signed = proposal.with_signature(self.role, sign_state(self.domain, state, self._key))
+        self._accept(signed)
+        return signed
+
+    def receive_countersignature(self, signed: SignedState) -> SignedState:
+        """Checks the peer's countersignature on our pending proposal; it becomes the latest state."""
+        if not isinstance(signed, SignedState) or not isinstance(signed.state, ChannelState):
+            raise MalformedMessage(f"expected a SignedState, got {type(signed).__name__}")
+        if self.pending is None or signed.state != self.pending.state:
+            raise NoPendingProposal(signed.state.nonce if isinstance(signed.state.nonce, int) else -1)
+        check_signer(self.domain, signed.state, signed.signature_of(self.peer_role), self.peer_address)
+        own = self.pending.signature_of(self.role)
+        assert own is not None
+        self._accept(signed.with_signature(self.role, own))
+        return self.latest
+
+    # --- internal --------------------------------------------------------------------------------
+
+    def _check_can_propose(self) -> None:
+        if self.is_final:
+            raise ChannelFinalized(self.nonce)
+        if self.pending is not None:
+            raise ProposalPending(self.pending.state.nonce)
+        if self.nonce >= MAX_NONCE:
+            raise UnexpectedNonce(self.nonce + 1, self.nonce)
+
+    def _propose(self, state: ChannelState) -> SignedState:
+        signed = SignedState(state).with_signature(self.role, sign_state(self.domain, state, self._key))
+        self.pending = signed
+        return signed
+
+    def _check_proposal(self, proposal: SignedState) -> ChannelState:
+        if not isinstance(proposal, SignedState) or not isinstance(proposal.state, ChannelState):
+            raise MalformedMessage(f"expected a SignedState, got {type(proposal).__name__}")
+        state = proposal.state
+        _check_types(state)
+        if state.channel_id != self.channel_id:
+            raise WrongChannel(self.channel_id, state.channel_id)
+        if self.is_final:
+            raise ChannelFinalized(self.nonce)
+        if self.pending is not None:
+            raise ProposalPending(self.pending.state.nonce)
+        if state.nonce != self.nonce + 1:
+            raise UnexpectedNonce(state.nonce, self.nonce + 1)
+        for balance in (state.balance_a, state.balance_b):
+            if balance < 0 or balance > MAX_UINT256:
+                raise NegativeBalance(balance)
+        if state.balance_a + state.balance_b != self.total:
+            raise BalancesNotConserved(state.balance_a, state.balance_b, self.total)
+        if state.locks_root != ZERO_ROOT:
+            raise LocksNotSupported("0x" + state.locks_root.hex())
+        if state.balance_of(self.role) < self.balance():
+            raise UnfavourableState(self.balance(), state.balance_of(self.role))
+        check_signer(self.domain, state, proposal.signature_of(self.peer_role), self.peer_address)
+        return state
+
+    def _accept(self, signed: SignedState) -> None:
+        self.latest = signed
+        self._unsigned = (0, 0)
+        self.pending = None
+        for listener in self.on_signed:
+            listener(signed)
+
+
+def _check_types(state: ChannelState) -> None:
+    if not isinstance(state.channel_id, bytes) or len(state.channel_id) != 32:
+        raise MalformedMessage("channel id must be 32 bytes")
+    for name in ("nonce", "balance_a", "balance_b"):
+        value = getattr(state, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MalformedMessage(f"{name} must be an integer, not {type(value).__name__}")
+    if not isinstance(state.locks_root, bytes) or len(state.locks_root) != 32:
+        raise MalformedMessage("locks root must be 32 bytes")
+    if not isinstance(state.is_final, bool):
+        raise MalformedMessage("is_final must be a boolean")
+    if state.nonce < 0 or state.nonce > MAX_NONCE:
+        raise UnexpectedNonce(state.nonce, -1)
+
+
+__all__ = ["Channel", "SignedListener", "replace"]

@@ -1,0 +1,300 @@
+"""The on-chain client: deploys the ``PaymentChannels`` contract and drives every channel action.
+
+Each method sends one transaction from a local account and returns its receipt (plus what it created).
+A revert with one of the contract's custom errors is raised as the Python exception of the same name
+(``paychan.exceptions``), whether the node is eth-tester or anvil.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode
+from eth_account.signers.local import LocalAccount
+from eth_utils import function_abi_to_4byte_selector, to_checksum_address
+from hexbytes import HexBytes
+from web3.contract import Contract
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from paychan.chain import Chain
+from paychan.compile import Artifact, load_artifact
+from paychan.exceptions import (
+    ContractCustomError,
+    TransactionFailed,
+    UnknownChannel,
+    contract_error_classes,
+)
+from paychan.signing import Domain
+from paychan.state import ETH, ChannelId, ChannelParams, ChannelState, SignedState, channel_id
+
+STATUS_NONE, STATUS_OPEN, STATUS_CLOSING = 0, 1, 2
+STATUS_NAMES = {STATUS_NONE: "none", STATUS_OPEN: "open", STATUS_CLOSING: "closing"}
+
+@dataclass(frozen=True)
+class OnchainChannel:
+    """A channel's slot as the contract reports it (``getChannel``)."""
+
+    channel_id: ChannelId
+    status: int
+    deposit_a: int
+    deposit_b: int
+    deadline: int
+    nonce: int
+    fingerprint: bytes
+
+    @property
+    def status_name(self) -> str:
+        return STATUS_NAMES[self.status]
+
+    @property
+    def total_deposit(self) -> int:
+        return self.deposit_a + self.deposit_b
+
+
+@dataclass(frozen=True)
+class RecordedState:
+    """The state recorded by the last unilateral close or accepted challenge (from its event)."""
+
+    nonce: int
+    balance_a: int
+    balance_b: int
+    deadline: int
+
+
+class ErrorDecoder:
+    """Maps revert data to the contract's custom errors, raised as ``paychan.exceptions`` classes."""
+
+    def __init__(self, abi: list[dict[str, Any]]) -> None:
+        classes = contract_error_classes()
+        self._errors: dict[bytes, tuple[type[ContractCustomError], list[str]]] = {}
+        for item in abi:
+            if item["type"] == "error":
+                selector = function_abi_to_4byte_selector(item)
+                self._errors[selector] = (classes[item["name"]], [i["type"] for i in item["inputs"]])
+
+    def decode(self, data: bytes) -> ContractCustomError | None:
+        entry = self._errors.get(bytes(data[:4]))
+        if entry is None:
+            return None
+        cls, types = entry
+        values = decode(types, bytes(data[4:])) if types else ()
+        return cls(*[to_checksum_address(v) if t == "address" else v for t, v in zip(types, values)])
+
+    def reraise(self, exc: Exception) -> None:
+        """Raises the decoded custom error of ``exc``, or ``TransactionFailed`` for any other revert."""
+        data = _revert_data(exc)
+        if data is not None:
+            decoded = self.decode(data)
+            if decoded is not None:
+                raise decoded from None
+        raise TransactionFailed(str(exc)) from exc
+
+
+def _revert_data(exc: BaseException) -> bytes | None:
+    """Revert data from a web3 (anvil), eth-tester or py-evm exception, following its cause chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for candidate in (getattr(current, "data", None), *getattr(current, "args", ())):
+            data = _as_revert_bytes(candidate)
+            if data is not None:
+                return data
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _as_revert_bytes(candidate: Any) -> bytes | None:
+    if isinstance(candidate, dict):
+        candidate = candidate.get("data")
+    if isinstance(candidate, (bytes, bytearray)):
+        return bytes(candidate) if len(candidate) >= 4 else None
+    if isinstance(candidate, BaseException) and candidate.args:
+        return _as_revert_bytes(candidate.args[0])  # py-evm's Revert(b"...")
+    if not isinstance(candidate, str):
+        return None
+    if candidate.startswith("0x") and len(candidate) >= 10:
+        try:
+            return bytes(HexBytes(candidate))
+        except ValueError:
+            return None
+    marker = "execution reverted: b"  # eth-tester's message: execution reverted: b'\\x..'
+    if candidate.startswith(marker):
+        try:
+            value = ast.literal_eval(candidate[len(marker) - 1 :])
+        except (ValueError, SyntaxError):
+            return None
+        return bytes(value) if isinstance(value, bytes) and len(value) >= 4 else None
+    return None
+
+
+class PaychanContract:
+    """A deployed ``PaymentChannels`` contract on ``chain``."""
+
+    def __init__(self, chain: Chain, address: str, artifact: Artifact | None = None) -> None:
+        self.chain = chain
+        self.artifact = artifact or load_artifact()
+        self.address = to_checksum_address(address)
+        self.contract: Contract = chain.w3.eth.contract(address=self.address, abi=self.artifact.abi)
+        self.errors = ErrorDecoder(self.artifact.abi)
+        self.domain = Domain(chain.chain_id, self.address)
+
+    # --- deploying -------------------------------------------------------------------------------
+
+    @classmethod
+    def deploy(cls, chain: Chain, deployer: LocalAccount, artifact: Artifact | None = None) -> tuple[PaychanContract, TxReceipt]:
+        artifact = artifact or load_artifact()
+        factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        tx = factory.constructor().build_transaction({"from": deployer.address, "gas": 3_000_000})
+        receipt = chain.send(deployer, {"data": tx["data"], "gas": 3_000_000})
+        if receipt["status"] != 1:
+            raise TransactionFailed("deploying PaymentChannels failed")
+        return cls(chain, receipt["contractAddress"], artifact), receipt
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    def _transact(self, sender: LocalAccount, fn: Any, value: int = 0, gas: int | None = None) -> TxReceipt:
+        tx: dict[str, Any] = {"from": sender.address, "value": value}
+        try:
+            if gas is None:
+                tx["gas"] = self._estimate(fn, tx)
+            else:
+                tx["gas"] = gas
+            built = fn.build_transaction({**tx, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0})
+            receipt = self.chain.send(sender, {"to": self.address, "data": built["data"], "value": value, "gas": tx["gas"]})
+        except ContractCustomError:
+            raise
+        except Exception as exc:  # web3 / node errors carrying revert data
+            self.errors.reraise(exc)
+            raise  # unreachable: reraise always raises
+        if receipt["status"] != 1:
+            self._raise_replayed(fn, tx, receipt)
+        return receipt
+
+    def _estimate(self, fn: Any, tx: dict[str, Any]) -> int:
+        estimate = int(fn.estimate_gas(tx))
+        return estimate + estimate // 5 + 10_000  # refunds and warm/cold differences make estimates tight
+
+    def _raise_replayed(self, fn: Any, tx: dict[str, Any], receipt: TxReceipt) -> None:
+        try:
+            fn.call(tx, block_identifier=receipt["blockNumber"] - 1)
+        except Exception as exc:
+            self.errors.reraise(exc)
+        raise TransactionFailed(f"transaction {receipt['transactionHash'].hex()} reverted (out of gas?)")
+
+    def _call(self, fn: Any) -> Any:
+        try:
+            return fn.call()
+        except Exception as exc:
+            self.errors.reraise(exc)
+
+    # --- channel actions -------------------------------------------------------------------------
+
+    def open_channel(
+        self,
+        sender: LocalAccount,
+        counterparty: str,
+        amount: int = 0,
+        asset: str = ETH,
+        challenge_period: int = 3600,
+        gas: int | None = None,
+    ) -> tuple[ChannelParams, TxReceipt]:
+        """Opens a channel from ``sender`` (A) to ``counterparty`` (B), funding A with ``amount``."""
+        value = amount if asset == ETH else 0
+        fn = self.contract.functions.open(to_checksum_address(counterparty), to_checksum_address(asset), challenge_period, amount)
+        receipt = self._transact(sender, fn, value, gas)
+        (event,) = self.contract.events.ChannelOpened().process_receipt(receipt, errors=DISCARD)
+        args = event["args"]
+        params = ChannelParams(args["participantA"], args["participantB"], args["asset"], args["challengePeriod"], args["number"])
+        return params, receipt
+
+    def deposit(self, sender: LocalAccount, params: ChannelParams, participant: str, amount: int, gas: int | None = None) -> TxReceipt:
+        """Adds ``amount`` to ``participant``'s deposit, paid by ``sender``."""
+        value = amount if params.asset == ETH else 0
+        fn = self.contract.functions.deposit(params.as_tuple(), to_checksum_address(participant), amount)
+        return self._transact(sender, fn, value, gas)
+
+    def cooperative_close(self, sender: LocalAccount, params: ChannelParams, signed: SignedState, gas: int | None = None) -> TxReceipt:
+        """Pays out at once by a state both signed as final."""
+        fn = self.contract.functions.cooperativeClose(params.as_tuple(), signed.state.as_tuple(), *_signatures(signed))
+        return self._transact(sender, fn, 0, gas)
+
+    def close(self, sender: LocalAccount, params: ChannelParams, signed: SignedState | None = None, gas: int | None = None) -> TxReceipt:
+        """Starts a unilateral close with ``signed`` (or, with None, the deposits as nonce 0)."""
+        if signed is None or signed.state.nonce == 0:
+            fn = self.contract.functions.closeWithoutState(params.as_tuple())
+        else:
+            fn = self.contract.functions.close(params.as_tuple(), signed.state.as_tuple(), *_signatures(signed))
+        return self._transact(sender, fn, 0, gas)
+
+    def challenge(self, sender: LocalAccount, params: ChannelParams, signed: SignedState, recorded: RecordedState | None = None, gas: int | None = None) -> TxReceipt:
+        """Replaces the recorded state of a closing channel with the newer ``signed``."""
+        recorded = recorded or self.recorded_state(self.channel_id(params))
+        fn = self.contract.functions.challenge(
+            params.as_tuple(), recorded.balance_a, recorded.balance_b, signed.state.as_tuple(), *_signatures(signed)
+        )
+        return self._transact(sender, fn, 0, gas)
+
+    def settle(self, sender: LocalAccount, params: ChannelParams, recorded: RecordedState | None = None, gas: int | None = None) -> TxReceipt:
+        """Pays out the recorded state after the deadline."""
+        recorded = recorded or self.recorded_state(self.channel_id(params))
+        fn = self.contract.functions.settle(params.as_tuple(), recorded.balance_a, recorded.balance_b)
+        return self._transact(sender, fn, 0, gas)
+
+    def claim(self, sender: LocalAccount, asset: str = ETH, to: str | None = None, gas: int | None = None) -> TxReceipt:
+        """Collects ``sender``'s deferred payouts in ``asset``."""
+        fn = self.contract.functions.claim(to_checksum_address(asset), to_checksum_address(to or sender.address))
+        return self._transact(sender, fn, 0, gas)
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def channel_id(self, params: ChannelParams) -> ChannelId:
+        return channel_id(params, self.domain.chain_id, self.address)
+
+    def get_channel(self, cid: ChannelId) -> OnchainChannel:
+        status, dep_a, dep_b, deadline, nonce, fingerprint = self._call(self.contract.functions.getChannel(cid))
+        return OnchainChannel(cid, status, dep_a, dep_b, deadline, nonce, bytes(fingerprint))
+
+    def recorded_state(self, cid: ChannelId) -> RecordedState:
+        """The latest ``ChannelClosed``/``ChallengeAccepted`` record of a closing channel.
+
+        For a channel that is not closing it returns an empty record (the contract then reverts with
+        ``ChannelNotClosing`` when it is used).
+        """
+        onchain = self.get_channel(cid)
+        if onchain.status != STATUS_CLOSING:
+            return RecordedState(0, 0, 0, 0)
+        records = [*self._logs("ChannelClosed", cid), *self._logs("ChallengeAccepted", cid)]
+        records.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
+        args = records[-1]["args"]
+        return RecordedState(args["nonce"], args["balanceA"], args["balanceB"], onchain.deadline)
+
+    def find_params(self, cid: ChannelId) -> ChannelParams:
+        """The parameters of channel ``cid``, from its ``ChannelOpened`` event."""
+        logs = self._logs("ChannelOpened", cid)
+        if not logs:
+            raise UnknownChannel(f"no channel 0x{cid.hex()} on {self.address}")
+        a = logs[0]["args"]
+        return ChannelParams(a["participantA"], a["participantB"], a["asset"], a["challengePeriod"], a["number"])
+
+    def owed(self, account: str, asset: str = ETH) -> int:
+        return int(self._call(self.contract.functions.owed(to_checksum_address(account), to_checksum_address(asset))))
+
+    def onchain_digest(self, params: ChannelParams, state: ChannelState) -> bytes:
+        return bytes(self._call(self.contract.functions.stateDigest(params.as_tuple(), state.as_tuple())))
+
+    def _logs(self, event: str, cid: ChannelId) -> list[Any]:
+        return list(
+            getattr(self.contract.events, event)().get_logs(
+                from_block=0, argument_filters={"channelId": cid}
+            )
+        )
+
+
+def _signatures(signed: SignedState) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    from paychan.state import EMPTY_SIGNATURE
+
+    return ((signed.sig_a or EMPTY_SIGNATURE).as_tuple(), (signed.sig_b or EMPTY_SIGNATURE).as_tuple())

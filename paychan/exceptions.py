@@ -1,0 +1,274 @@
+"""The exceptions paychan raises.
+
+``PaychanError`` is the base of all of them. ``ContractCustomError`` subclasses mirror the contract's
+custom errors one for one (same name, same fields, in the same order), so a revert decodes into the Python
+exception of the same name. ``StateRejected`` subclasses are raised when an off-chain state is refused;
+where the contract has the same check, both sides raise the same class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class PaychanError(Exception):
+    """Base of every exception paychan raises."""
+
+
+class ContractCustomError(PaychanError):
+    """Raised when a call or transaction reverts with one of the contract's custom errors.
+
+    Subclasses list the error's fields in ``fields``; the values are attributes of the same names.
+    """
+
+    fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        values = dict(zip(self.fields, args))
+        values.update(kwargs)
+        missing = [f for f in self.fields if f not in values]
+        if missing:
+            raise TypeError(f"{type(self).__name__} needs {', '.join(missing)}")
+        for name in self.fields:
+            setattr(self, name, values[name])
+        self.values = {name: values[name] for name in self.fields}
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        inner = ", ".join(f"{k}={_show(v)}" for k, v in self.values.items())
+        return f"{type(self).__name__}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.values == other.values  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(self.values.items())))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
+
+
+class StateRejected(PaychanError):
+    """Raised when an off-chain state is refused; the channel is left unchanged."""
+
+
+class TransactionFailed(PaychanError):
+    """Raised when a transaction reverts without a custom error the contract declares."""
+
+
+class ChainUnavailable(PaychanError):
+    """Raised when the chain (an RPC URL) does not answer."""
+
+
+class UnknownChannel(PaychanError):
+    """Raised when no channel with the given id or parameters exists on the contract."""
+
+
+# --- off-chain only -----------------------------------------------------------------------------
+
+
+class WrongChannel(StateRejected):
+    """Raised when a state names another channel than the one it was sent for."""
+
+    def __init__(self, expected: bytes, received: bytes) -> None:
+        self.expected, self.received = expected, received
+        super().__init__(f"WrongChannel(expected=0x{expected.hex()}, received=0x{received.hex()})")
+
+
+class UnexpectedNonce(StateRejected):
+    """Raised when a proposed state's nonce is not exactly one more than the latest signed state's."""
+
+    def __init__(self, received: int, expected: int) -> None:
+        self.received, self.expected = received, expected
+        super().__init__(f"UnexpectedNonce(received={received}, expected={expected})")
+
+
+class NegativeBalance(StateRejected):
+    """Raised when a state gives a participant a balance below zero (or above 2**256 - 1)."""
+
+    def __init__(self, balance: int) -> None:
+        self.balance = balance
+        super().__init__(f"NegativeBalance(balance={balance})")
+
+
+class UnfavourableState(StateRejected):
+    """Raised when a counterparty's proposal lowers our own balance (only the payer proposes)."""
+
+    def __init__(self, current: int, proposed: int) -> None:
+        self.current, self.proposed = current, proposed
+        super().__init__(f"UnfavourableState(current={current}, proposed={proposed})")
+
+
+class ChannelFinalized(StateRejected):
+    """Raised when a payment is attempted after both signed a final state."""
+
+    def __init__(self, nonce: int) -> None:
+        self.nonce = nonce
+        super().__init__(f"ChannelFinalized(nonce={nonce})")
+
+
+class NoPendingProposal(StateRejected):
+    """Raised when a countersignature arrives for a state we did not propose."""
+
+    def __init__(self, nonce: int) -> None:
+        self.nonce = nonce
+        super().__init__(f"NoPendingProposal(nonce={nonce})")
+
+
+class ProposalPending(StateRejected):
+    """Raised when proposing while our previous proposal still waits for its countersignature."""
+
+    def __init__(self, nonce: int) -> None:
+        self.nonce = nonce
+        super().__init__(f"ProposalPending(nonce={nonce})")
+
+
+class InvalidAmount(StateRejected):
+    """Raised when a payment amount is not a positive integer number of base units."""
+
+    def __init__(self, amount: object) -> None:
+        self.amount = amount
+        super().__init__(f"InvalidAmount(amount={amount!r})")
+
+
+class MalformedMessage(StateRejected):
+    """Raised when a received message is not a well-formed signed state."""
+
+
+# --- mirrors of the contract's custom errors ------------------------------------------------------
+
+
+class InvalidCounterparty(ContractCustomError):
+    """Raised when the counterparty is the zero address or the opener itself."""
+
+    fields = ("counterparty",)
+
+
+class InvalidChallengePeriod(ContractCustomError):
+    """Raised when the challenge period is outside the contract's bounds."""
+
+    fields = ("challengePeriod", "minimum", "maximum")
+
+
+class ValueMismatch(ContractCustomError):
+    """Raised when the ETH sent differs from what the call needs."""
+
+    fields = ("sent", "expected")
+
+
+class ZeroDeposit(ContractCustomError):
+    """Raised when depositing nothing."""
+
+
+class DepositTooLarge(ContractCustomError):
+    """Raised when a deposit would take a participant's total above the contract's maximum."""
+
+    fields = ("current", "added", "maximum")
+
+
+class TokenTransferFailed(ContractCustomError):
+    """Raised when pulling a token deposit fails (no allowance, no balance, a failing token)."""
+
+    fields = ("token", "from_", "amount")
+
+
+class NotParticipant(ContractCustomError):
+    """Raised when an account that is not a participant does what only participants may."""
+
+    fields = ("channelId", "account")
+
+
+class ChannelNotOpen(ContractCustomError):
+    """Raised when the channel does not exist or is not open."""
+
+    fields = ("channelId",)
+
+
+class ChannelNotClosing(ContractCustomError):
+    """Raised when the channel does not exist or is not closing."""
+
+    fields = ("channelId",)
+
+
+class MalleableSignature(ContractCustomError, StateRejected):
+    """Raised when a signature's s is in the upper half of the curve order."""
+
+    fields = ("s",)
+
+
+class InvalidSignature(ContractCustomError, StateRejected):
+    """Raised when a signature is missing or recovers to someone other than the participant."""
+
+    fields = ("expected", "recovered")
+
+
+class BalancesNotConserved(ContractCustomError, StateRejected):
+    """Raised when a state's balances do not add up to the channel's total deposits."""
+
+    fields = ("balanceA", "balanceB", "total")
+
+
+class LocksNotSupported(ContractCustomError, StateRejected):
+    """Raised when a state carries a non-zero locks root (conditional payments are not enabled yet)."""
+
+    fields = ("locksRoot",)
+
+
+class StateNotFinal(ContractCustomError):
+    """Raised when a cooperative close is attempted with a state not signed as final."""
+
+    fields = ("nonce",)
+
+
+class StaleState(ContractCustomError):
+    """Raised when a submitted state is not newer than the recorded one."""
+
+    fields = ("submittedNonce", "recordedNonce")
+
+
+class RecordedBalancesMismatch(ContractCustomError):
+    """Raised when the balances passed as the recorded ones are not."""
+
+    fields = ("balanceA", "balanceB")
+
+
+class ChallengePeriodOver(ContractCustomError):
+    """Raised when challenging after the deadline."""
+
+    fields = ("deadline", "timestamp")
+
+
+class ChallengePeriodActive(ContractCustomError):
+    """Raised when settling before the deadline has passed."""
+
+    fields = ("deadline", "timestamp")
+
+
+class NothingToClaim(ContractCustomError):
+    """Raised when claiming with no deferred payout."""
+
+    fields = ("account", "asset")
+
+
+class PayoutFailed(ContractCustomError):
+    """Raised when sending a claimed payout fails."""
+
+    fields = ("to", "asset", "amount")
+
+
+class Reentrancy(ContractCustomError):
+    """Raised when a call re-enters the contract during a payout."""
+
+
+def contract_error_classes() -> dict[str, type[ContractCustomError]]:
+    """Every ``ContractCustomError`` subclass by name."""
+    found: dict[str, type[ContractCustomError]] = {}
+    pending: list[type[ContractCustomError]] = [ContractCustomError]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            found[sub.__name__] = sub
+            pending.append(sub)
+    return found

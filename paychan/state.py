@@ -1,0 +1,180 @@
+"""Channel parameters, balance states and signatures: the values both parties and the contract agree on.
+
+A ``ChannelParams`` is what the contract's ``Channel`` struct holds (never stored on chain: every call
+passes it). A ``ChannelState`` is the EIP-712 ``State`` both participants sign; a ``SignedState`` carries
+the signatures collected so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import NewType
+
+from eth_abi import encode
+from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
+
+ChannelId = NewType("ChannelId", bytes)
+Wei = NewType("Wei", int)
+Nonce = NewType("Nonce", int)
+
+ETH = "0x0000000000000000000000000000000000000000"
+ZERO_ROOT = b"\x00" * 32
+MAX_NONCE = 2**48 - 1
+MAX_UINT256 = 2**256 - 1
+
+
+@dataclass(frozen=True)
+class ChannelParams:
+    """The fixed parameters of a channel (the contract's ``Channel`` struct)."""
+
+    participant_a: str
+    participant_b: str
+    asset: str
+    challenge_period: int
+    number: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "participant_a", to_checksum_address(self.participant_a))
+        object.__setattr__(self, "participant_b", to_checksum_address(self.participant_b))
+        object.__setattr__(self, "asset", to_checksum_address(self.asset))
+
+    def as_tuple(self) -> tuple[str, str, str, int, int]:
+        return (self.participant_a, self.participant_b, self.asset, self.challenge_period, self.number)
+
+    def role_of(self, address: str) -> str:
+        """``"A"`` or ``"B"`` for a participant; raises ``ValueError`` for anyone else."""
+        address = to_checksum_address(address)
+        if address == self.participant_a:
+            return "A"
+        if address == self.participant_b:
+            return "B"
+        raise ValueError(f"{address} is not a participant of this channel")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "participantA": self.participant_a,
+            "participantB": self.participant_b,
+            "asset": self.asset,
+            "challengePeriod": self.challenge_period,
+            "number": self.number,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> ChannelParams:
+        return cls(
+            str(data["participantA"]),
+            str(data["participantB"]),
+            str(data["asset"]),
+            int(data["challengePeriod"]),  # type: ignore[call-overload]
+            int(data["number"]),  # type: ignore[call-overload]
+        )
+
+
+def channel_id(params: ChannelParams, chain_id: int, contract: str) -> ChannelId:
+    """``keccak256(abi.encode(chainid, contract, channel))``, as the contract computes it."""
+    encoded = encode(
+        ["uint256", "address", "address", "address", "address", "uint32", "uint64"],
+        [chain_id, contract, *params.as_tuple()],
+    )
+    return ChannelId(keccak(encoded))
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """A balance state of channel ``channel_id`` (the EIP-712 ``State``)."""
+
+    channel_id: ChannelId
+    nonce: Nonce
+    balance_a: Wei
+    balance_b: Wei
+    locks_root: bytes = ZERO_ROOT
+    is_final: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.balance_a + self.balance_b
+
+    def balance_of(self, role: str) -> int:
+        return self.balance_a if role == "A" else self.balance_b
+
+    def as_tuple(self) -> tuple[int, int, int, bytes, bool]:
+        """The contract's ``State`` calldata tuple (the channel id comes from ``Channel``)."""
+        return (self.nonce, self.balance_a, self.balance_b, self.locks_root, self.is_final)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "channelId": "0x" + self.channel_id.hex(),
+            "nonce": self.nonce,
+            "balanceA": str(self.balance_a),
+            "balanceB": str(self.balance_b),
+            "locksRoot": "0x" + self.locks_root.hex(),
+            "isFinal": self.is_final,
+        }
+
+
+@dataclass(frozen=True)
+class Signature:
+    """An EIP-2098 compact signature (``r``, ``vs``): 64 bytes, ``v - 27`` in the top bit of ``vs``."""
+
+    r: bytes
+    vs: bytes
+
+    @classmethod
+    def from_vrs(cls, v: int, r: int, s: int) -> Signature:
+        if v >= 27:
+            v -= 27
+        vs = (v << 255) | s
+        return cls(r.to_bytes(32, "big"), vs.to_bytes(32, "big"))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Signature:
+        """From 64 compact bytes, or a 65-byte ``r || s || v`` signature."""
+        if len(data) == 65:
+            return cls.from_vrs(data[64], int.from_bytes(data[:32], "big"), int.from_bytes(data[32:64], "big"))
+        if len(data) != 64:
+            raise ValueError(f"a signature is 64 or 65 bytes, not {len(data)}")
+        return cls(bytes(data[:32]), bytes(data[32:]))
+
+    def to_bytes(self) -> bytes:
+        return self.r + self.vs
+
+    @property
+    def v(self) -> int:
+        return (self.vs[0] >> 7) + 27
+
+    @property
+    def s(self) -> int:
+        return int.from_bytes(self.vs, "big") & ((1 << 255) - 1)
+
+    def as_tuple(self) -> tuple[bytes, bytes]:
+        return (self.r, self.vs)
+
+
+EMPTY_SIGNATURE = Signature(b"\x00" * 32, b"\x00" * 32)
+
+
+@dataclass(frozen=True)
+class SignedState:
+    """A state with the signatures of participant A and B collected so far."""
+
+    state: ChannelState
+    sig_a: Signature | None = None
+    sig_b: Signature | None = None
+
+    @property
+    def is_complete(self) -> bool:
+        return self.sig_a is not None and self.sig_b is not None
+
+    def signature_of(self, role: str) -> Signature | None:
+        return self.sig_a if role == "A" else self.sig_b
+
+    def with_signature(self, role: str, signature: Signature) -> SignedState:
+        return replace(self, sig_a=signature) if role == "A" else replace(self, sig_b=signature)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "state": self.state.to_json(),
+            "sigA": "0x" + self.sig_a.to_bytes().hex() if self.sig_a else None,
+            "sigB": "0x" + self.sig_b.to_bytes().hex() if self.sig_b else None,
+        }

@@ -1,0 +1,216 @@
+"""Shared fixtures: one embedded chain per session, reverted around each test; roles; factories.
+
+Every chain test ends with the conservation check: the contract's ETH and token balances equal what its
+open and closing channels hold plus the payouts owed to recipients. Nothing is created or lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+
+from paychan.chain import Chain, embedded_chain
+from paychan.channel import Channel
+from paychan.compile import Artifact, compile_contracts
+from paychan.contract import STATUS_CLOSING, STATUS_OPEN, PaychanContract
+from paychan.signing import sign_state
+from paychan.state import ETH, ChannelParams, ChannelState, Nonce, SignedState, Wei
+
+ETHER = 10**18
+PERIOD = 3600
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> dict[str, Artifact]:
+    """Fresh compile of contracts/ including the test-only contracts in contracts/test."""
+    return compile_contracts(include_test=True)
+
+
+@pytest.fixture(scope="session")
+def chain() -> Chain:
+    return embedded_chain()
+
+
+@pytest.fixture(scope="session")
+def deployer(chain: Chain) -> LocalAccount:
+    return chain.accounts[0]
+
+
+@pytest.fixture(scope="session")
+def alice(chain: Chain) -> LocalAccount:
+    return chain.accounts[1]
+
+
+@pytest.fixture(scope="session")
+def bob(chain: Chain) -> LocalAccount:
+    return chain.accounts[2]
+
+
+@pytest.fixture(scope="session")
+def carol(chain: Chain) -> LocalAccount:
+    """A third party: neither participant of the channels alice and bob open."""
+    return chain.accounts[3]
+
+
+@pytest.fixture(scope="session")
+def watchtower(chain: Chain) -> LocalAccount:
+    return chain.accounts[4]
+
+
+@pytest.fixture(scope="session")
+def session_contract(chain: Chain, deployer: LocalAccount, artifacts: dict[str, Artifact]) -> PaychanContract:
+    contract, _ = PaychanContract.deploy(chain, deployer, artifacts["PaymentChannels"])
+    return contract
+
+
+@pytest.fixture(scope="session")
+def session_token(chain: Chain, deployer: LocalAccount, artifacts: dict[str, Artifact], alice: LocalAccount, bob: LocalAccount) -> Any:
+    """A TestToken with 1,000 tokens minted to alice and bob, and approved to the channels contract."""
+    token = deploy_test_contract(chain, deployer, artifacts["TestToken"])
+    return token
+
+
+def deploy_test_contract(chain: Chain, deployer: LocalAccount, artifact: Artifact, *args: Any) -> Any:
+    """Deploys a test-only contract and returns its web3 contract object."""
+    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    data = factory.constructor(*args).build_transaction({"from": deployer.address, "gas": 5_000_000})["data"]
+    receipt = chain.send(deployer, {"data": data, "gas": 5_000_000})
+    assert receipt["status"] == 1
+    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+
+
+def send_fn(chain: Chain, sender: LocalAccount, fn: Any, value: int = 0, gas: int = 500_000) -> Any:
+    """Sends a web3 contract function call from ``sender`` (for test-only contracts)."""
+    data = fn.build_transaction({"from": sender.address, "gas": gas, "value": value})["data"]
+    receipt = chain.send(sender, {"to": fn.address, "data": data, "gas": gas, "value": value})
+    assert receipt["status"] == 1, "transaction reverted"
+    return receipt
+
+
+@pytest.fixture(autouse=True)
+def _revert_chain(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Reverts the embedded chain after each test that used it, and checks conservation of funds."""
+    if "chain" not in request.fixturenames:
+        yield
+        return
+    chain: Chain = request.getfixturevalue("chain")
+    snapshot = chain.snapshot()
+    try:
+        yield
+    finally:
+        chain.revert(snapshot)
+
+
+@pytest.fixture
+def contract(session_contract: PaychanContract) -> Iterator[PaychanContract]:
+    """The deployed contract; after the test, checks that no funds were created or lost."""
+    yield session_contract
+    assert_conservation(session_contract)
+
+
+@pytest.fixture
+def token(session_token: Any, chain: Chain, alice: LocalAccount, bob: LocalAccount, carol: LocalAccount, contract: PaychanContract) -> Any:
+    for holder in (alice, bob, carol):
+        send_fn(chain, holder, session_token.functions.mint(holder.address, 1_000 * ETHER))
+        send_fn(chain, holder, session_token.functions.approve(contract.address, 2**256 - 1))
+    return session_token
+
+
+def held_by_contract(contract: PaychanContract) -> dict[str, int]:
+    """What the contract should hold per asset: open deposits, closing records and owed payouts."""
+    held: dict[str, int] = {}
+    events = contract.contract.events
+    for log in events.ChannelOpened().get_logs(from_block=0):
+        args = log["args"]
+        cid = log["args"]["channelId"]
+        onchain = contract.get_channel(cid)
+        if onchain.status == STATUS_OPEN:
+            amount = onchain.total_deposit
+        elif onchain.status == STATUS_CLOSING:
+            recorded = contract.recorded_state(cid)
+            amount = recorded.balance_a + recorded.balance_b
+        else:
+            amount = 0
+        held[args["asset"]] = held.get(args["asset"], 0) + amount
+    for log in events.PayoutDeferred().get_logs(from_block=0):
+        held[log["args"]["asset"]] = held.get(log["args"]["asset"], 0) + log["args"]["amount"]
+    for log in events.Claimed().get_logs(from_block=0):
+        held[log["args"]["asset"]] = held.get(log["args"]["asset"], 0) - log["args"]["amount"]
+    return held
+
+
+def assert_conservation(contract: PaychanContract) -> None:
+    """The contract's ETH and token balances equal what its channels hold plus what is owed."""
+    w3 = contract.chain.w3
+    held = held_by_contract(contract)
+    assert w3.eth.get_balance(contract.address) == held.get(ETH, 0), "ETH held != ETH accounted for"
+    erc20_abi = [{"name": "balanceOf", "type": "function", "stateMutability": "view",
+                  "inputs": [{"name": "a", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]}]
+    for asset, amount in held.items():
+        if asset != ETH:
+            balance = w3.eth.contract(address=asset, abi=erc20_abi).functions.balanceOf(contract.address).call()  # type: ignore[call-overload]
+            assert balance == amount, f"token {asset} held {balance} != accounted {amount}"
+
+
+@dataclass
+class ChannelPair:
+    """Both participants' off-chain views of one channel, and helpers to move money between them."""
+
+    params: ChannelParams
+    a: Channel
+    b: Channel
+
+    def pay(self, payer: str, amount: int) -> SignedState:
+        """``payer`` ("A" or "B") pays ``amount``; returns the doubly-signed state."""
+        sender, receiver = (self.a, self.b) if payer == "A" else (self.b, self.a)
+        signed = receiver.receive_proposal(sender.propose_payment(amount))
+        sender.receive_countersignature(signed)
+        return signed
+
+    def finalize(self) -> SignedState:
+        signed = self.b.receive_proposal(self.a.propose_final())
+        self.a.receive_countersignature(signed)
+        return signed
+
+    def record_deposit(self, role: str, amount: int) -> None:
+        self.a.record_deposit(role, amount)
+        self.b.record_deposit(role, amount)
+
+
+@pytest.fixture
+def open_channel(contract: PaychanContract, alice: LocalAccount, bob: LocalAccount) -> Callable[..., ChannelPair]:
+    """Factory: opens an ETH (or ``asset``) channel alice→bob with deposits, returns both views."""
+
+    def _open(deposit_a: int = 5 * ETHER, deposit_b: int = 0, asset: str = ETH, period: int = PERIOD,
+              a: LocalAccount = alice, b: LocalAccount = bob) -> ChannelPair:
+        params, _ = contract.open_channel(a, b.address, deposit_a, asset=asset, challenge_period=period)
+        if deposit_b:
+            contract.deposit(b, params, b.address, deposit_b)
+        deposits = (deposit_a, deposit_b)
+        return ChannelPair(
+            params,
+            Channel(params, contract.domain, a.key, deposits=deposits),
+            Channel(params, contract.domain, b.key, deposits=deposits),
+        )
+
+    return _open
+
+
+@pytest.fixture
+def signed_state(contract: PaychanContract, alice: LocalAccount, bob: LocalAccount) -> Callable[..., SignedState]:
+    """Factory: any state of a channel, signed by the given keys (alice's and bob's by default)."""
+
+    def _signed(params: ChannelParams, nonce: int, balance_a: int, balance_b: int, is_final: bool = False,
+                key_a: bytes | None = None, key_b: bytes | None = None, locks_root: bytes = b"\x00" * 32) -> SignedState:
+        state = ChannelState(contract.channel_id(params), Nonce(nonce), Wei(balance_a), Wei(balance_b), locks_root, is_final)
+        return SignedState(
+            state,
+            sign_state(contract.domain, state, key_a or alice.key),
+            sign_state(contract.domain, state, key_b or bob.key),
+        )
+
+    return _signed
