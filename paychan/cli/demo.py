@@ -1,0 +1,45 @@
+"""``paychan demo``: a cooperative and a disputed channel lifecycle, each explained as a ledger."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from paychan.chain import connect
+from paychan.cli import add_chain_arguments
+from paychan.contract import PaychanContract
+from paychan.demo import run_cooperative, run_dispute
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "demo",
+        help="run a cooperative and a disputed channel and print who paid what",
+        description=(
+            "Deploys the contract, runs a cooperative lifecycle and a dispute, and prints for each a ledger "
+            "read from receipts, events and chain balances."
+        ),
+    )
+    add_chain_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the ledgers as JSON")
+    parser.add_argument("--payments", type=_positive, default=20, help="off-chain payments in the cooperative run")
+    parser.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    chain = connect(args.rpc_url)
+    cooperative = run_cooperative(chain, payments=args.payments)  # deploys the contract, recorded in the ledger
+    dispute = run_dispute(chain, PaychanContract(chain, cooperative.contract))
+    ledgers = [cooperative, dispute]
+    if args.json:
+        print(json.dumps([ledger.to_json() for ledger in ledgers], indent=2))
+    else:
+        print("\n\n".join(ledger.to_text() for ledger in ledgers))
+    return 0
