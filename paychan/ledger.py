@@ -205,7 +205,8 @@ class Ledger:
             out(f"  {p.name}: deposited {format_eth(p.deposited)}, got back {format_eth(p.paid_out)}: "
                 f"{direction} {other} {format_eth(abs(p.channel_result))} through the channel; "
                 f"fees {format_eth(p.fees)}")
-            out(f"      fees: {format_eth(p.fees_burned)} base fee burned + {format_eth(p.fees_tip)} tip to the block producer")
+            out(f"      fees: {format_eth(p.fees_burned)} base fee burned + "
+                f"{format_eth(p.fees_tip)} tip to the block producer")
             out(f"      wallet {format_eth(p.wallet_before)} -> {format_eth(p.wallet_after)} "
                 f"(change {format_eth(p.wallet_change)} = channel result - fees {ok})")
         deposited = sum(p.deposited for p in self.parties.values())
@@ -334,7 +335,7 @@ class LedgerRecorder:
                 for d in events.PayoutDeferred().process_receipt(receipt, errors=DISCARD)
             }
             parties = list(ledger.parties.values())
-            for party, amount in zip(parties, (a["payoutA"], a["payoutB"])):
+            for party, amount in zip(parties, (a["payoutA"], a["payoutB"]), strict=True):
                 party.paid_out += amount
                 ledger.payouts.append({
                     "name": party.name, "role": party.role, "amount": amount,
