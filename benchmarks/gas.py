@@ -1,0 +1,774 @@
+"""Gas benchmark: every channel operation measured from receipts, beside Raiden, Nitro and the EVM floor.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.gas                     # measure, print, write results/gas.json + gas.png
+    .venv/bin/python -m benchmarks.gas --update-snapshot   # also rewrite results/gas-snapshot.json
+    .venv/bin/python benchmarks/gas.py --payments 100      # a shorter off-chain run
+
+What it does: compiles ``contracts/`` (with the test-only ``TestToken``), deploys on a fresh embedded
+chain (py-evm, Prague rules), runs an ETH channel and an ERC-20 channel through every operation and reads
+``gasUsed`` from each receipt. It runs a channel with 1 and with 10,000 off-chain payments (the real
+two-party protocol of ``paychan.channel.Channel``) and shows that the on-chain cost does not depend on how
+many payments were made. For every operation it computes a floor from the Prague gas schedule: the
+transaction base, the calldata actually sent, and only the storage, signature, transfer and log costs the
+operation cannot avoid, each with the reason it is needed (``Floor.costs``). ``tests/test_gas_snapshot.py``
+reuses ``measure_operations`` to guard against regressions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python benchmarks/gas.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from eth_account.signers.local import LocalAccount
+from web3.types import TxReceipt
+
+from paychan.chain import Chain, embedded_chain
+from paychan.channel import Channel
+from paychan.compile import Artifact, compile_contracts
+from paychan.contract import PaychanContract
+from paychan.state import ETH, ChannelParams, SignedState
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_PATH = RESULTS_DIR / "gas.json"
+CHART_PATH = RESULTS_DIR / "gas.png"
+SNAPSHOT_PATH = RESULTS_DIR / "gas-snapshot.json"
+
+ETHER = 10**18
+PERIOD = 3600
+TX_GAS = 500_000  # explicit gas limit: skips estimation, which dominates eth-tester time
+
+# --------------------------------------------------------------------------------------------------
+# The Prague gas schedule (the parts the floors use)
+# --------------------------------------------------------------------------------------------------
+
+TX_BASE = 21_000  # every transaction
+CALLDATA_ZERO = 4  # per zero calldata byte
+CALLDATA_NONZERO = 16  # per nonzero calldata byte
+CALLDATA_FLOOR_PER_TOKEN = 10  # EIP-7623: a zero byte is 1 token, a nonzero byte 4
+CREATE = 32_000  # contract creation
+INITCODE_WORD = 2  # EIP-3860, per 32-byte word of init code
+CODE_DEPOSIT = 200  # per byte of deployed runtime code
+COLD_SLOAD = 2_100  # first access to a storage slot in a transaction (EIP-2929)
+WARM_ACCESS = 100  # any later access to a slot or account
+COLD_ACCOUNT = 2_600  # first access to an account (CALL, BALANCE, EXTCODESIZE ...)
+SSTORE_SET = 20_000  # zero -> nonzero
+SSTORE_RESET = 2_900  # nonzero -> other value, first write in the transaction (5,000 less the cold 2,100)
+SSTORE_DIRTY = 100  # a slot already written in this transaction
+CLEAR_REFUND = 4_800  # nonzero -> zero (EIP-3529)
+REFUND_QUOTIENT = 5  # refunds are capped at gasUsed / 5
+CALL_VALUE = 9_000  # a CALL that moves ETH ...
+CALL_STIPEND = 2_300  # ... hands the callee a 2,300 stipend that an EOA returns unused
+ECRECOVER = 3_000  # the precompile; precompiles are always warm, so its STATICCALL costs 100 more
+LOG_BASE, LOG_TOPIC, LOG_BYTE = 375, 375, 8
+KECCAK_BASE, KECCAK_WORD = 30, 6
+
+SCHEDULE = {
+    "fork": "prague",
+    "tx_base": TX_BASE,
+    "calldata_zero_byte": CALLDATA_ZERO,
+    "calldata_nonzero_byte": CALLDATA_NONZERO,
+    "calldata_floor_per_token_eip7623": CALLDATA_FLOOR_PER_TOKEN,
+    "create": CREATE,
+    "initcode_word": INITCODE_WORD,
+    "code_deposit_byte": CODE_DEPOSIT,
+    "cold_sload": COLD_SLOAD,
+    "warm_access": WARM_ACCESS,
+    "cold_account": COLD_ACCOUNT,
+    "sstore_set": SSTORE_SET,
+    "sstore_reset": SSTORE_RESET,
+    "sstore_dirty": SSTORE_DIRTY,
+    "clear_refund": CLEAR_REFUND,
+    "refund_cap": f"gasUsed / {REFUND_QUOTIENT}",
+    "call_value": CALL_VALUE,
+    "call_stipend": CALL_STIPEND,
+    "ecrecover": ECRECOVER,
+    "log": f"{LOG_BASE} + {LOG_TOPIC} per topic + {LOG_BYTE} per data byte",
+    "keccak256": f"{KECCAK_BASE} + {KECCAK_WORD} per word",
+}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """One unavoidable item of an operation's floor, and why the operation cannot do without it."""
+
+    gas: int
+    why: str
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The least gas an operation can cost: the sum of its unavoidable items, less the refund it earns."""
+
+    costs: tuple[Cost, ...]
+    refund: int = 0
+    refund_why: str = ""
+    calldata_tokens: int = 0
+
+    @property
+    def gross(self) -> int:
+        return sum(c.gas for c in self.costs)
+
+    @property
+    def refunded(self) -> int:
+        return min(self.refund, self.gross // REFUND_QUOTIENT)
+
+    @property
+    def total(self) -> int:
+        # EIP-7623: a transaction never costs less than 21,000 + 10 per calldata token.
+        return max(self.gross - self.refunded, TX_BASE + CALLDATA_FLOOR_PER_TOKEN * self.calldata_tokens)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"total": self.total, "costs": [{"gas": c.gas, "why": c.why} for c in self.costs]}
+        if self.refund:
+            data["refund"] = {"gas": -self.refunded, "why": self.refund_why}
+        return data
+
+
+# --- floor building blocks -----------------------------------------------------------------------
+
+
+def calldata_gas(data: bytes) -> int:
+    zeros = data.count(0)
+    return zeros * CALLDATA_ZERO + (len(data) - zeros) * CALLDATA_NONZERO
+
+
+def calldata_tokens(data: bytes) -> int:
+    zeros = data.count(0)
+    return zeros + 4 * (len(data) - zeros)
+
+
+def _intrinsic(data: bytes) -> list[Cost]:
+    zeros = data.count(0)
+    return [
+        Cost(TX_BASE, "transaction base cost"),
+        Cost(
+            calldata_gas(data),
+            f"calldata as this ABI sends it: {len(data)} bytes, {zeros} zero x{CALLDATA_ZERO} + "
+            f"{len(data) - zeros} nonzero x{CALLDATA_NONZERO}",
+        ),
+    ]
+
+
+def _keccak(nbytes: int, why: str) -> Cost:
+    return Cost(KECCAK_BASE + KECCAK_WORD * ((nbytes + 31) // 32), why)
+
+
+def _log(topics: int, words: int, why: str) -> Cost:
+    return Cost(LOG_BASE + LOG_TOPIC * topics + LOG_BYTE * 32 * words, why)
+
+
+CHANNEL_ID = _keccak(
+    7 * 32, "channelId = keccak256 of chain id, contract and the 5 channel parameters (parameters are not stored)"
+)
+SLOT_READ = Cost(COLD_SLOAD, "read the channel's one storage slot (cold): status, deposits or the closing record")
+SIGNATURES = (
+    _keccak(7 * 32, "EIP-712 struct hash of the State (typehash + channel id + 5 fields)"),
+    _keccak(66, "EIP-712 digest: keccak256(0x1901 || domain separator || struct hash)"),
+    Cost(2 * (ECRECOVER + WARM_ACCESS), "ecrecover of both participants' signatures (2 x 3,000 + 2 x 100 warm call)"),
+)
+FINGERPRINT = _keccak(
+    64,
+    "fingerprint of the recorded balances: two 120-bit balances, a 40-bit deadline and a 48-bit nonce do "
+    "not fit one slot, so the closing record keeps keccak256(balanceA, balanceB)",
+)
+
+
+def _eth_payouts(cold_recipients: int) -> list[Cost]:
+    costs = [
+        Cost(
+            2 * (CALL_VALUE - CALL_STIPEND),
+            "push both payouts: 2 CALLs with value (9,000 each, less the 2,300 stipend an EOA hands back)",
+        )
+    ]
+    if cold_recipients:
+        costs.append(
+            Cost(
+                cold_recipients * COLD_ACCOUNT,
+                f"{cold_recipients} recipient(s) other than the sender are cold accounts (2,600 each); the "
+                "sender is warm",
+            )
+        )
+    return costs
+
+
+def _token_transfer_from() -> list[Cost]:
+    """``transferFrom(depositor, channels, amount)`` on solady's ERC20 (TestToken), infinite allowance."""
+    return [
+        Cost(COLD_ACCOUNT, "call the token (a cold account)"),
+        Cost(COLD_SLOAD, "token: read the allowance (cold; an infinite allowance is not rewritten)"),
+        Cost(COLD_SLOAD + SSTORE_RESET, "token: debit the depositor's balance (cold slot, nonzero -> nonzero)"),
+        Cost(COLD_SLOAD + SSTORE_RESET, "token: credit the channels contract's balance (cold, already nonzero)"),
+        _log(3, 1, "token: Transfer event (LOG3, 32 bytes)"),
+    ]
+
+
+def _token_payouts() -> list[Cost]:
+    """Two ``transfer(recipient, amount)`` calls from the channels contract on TestToken."""
+    return [
+        Cost(COLD_ACCOUNT + WARM_ACCESS, "call the token twice (cold account, then warm)"),
+        Cost(2 * COLD_SLOAD, "token (TestToken): its blocklist lookup for each recipient (cold)"),
+        Cost(
+            COLD_SLOAD + SSTORE_RESET + WARM_ACCESS + SSTORE_DIRTY,
+            "token: debit the contract's balance twice (cold first write, then a warm dirty slot)",
+        ),
+        Cost(2 * (COLD_SLOAD + SSTORE_RESET), "token: credit both recipients (cold slots, already nonzero)"),
+        Cost(2 * (LOG_BASE + 3 * LOG_TOPIC + LOG_BYTE * 32), "token: 2 Transfer events (LOG3, 32 bytes each)"),
+    ]
+
+
+_CLEAR = "clearing the channel's slot (nonzero -> zero) refunds 4,800, capped at a fifth of the gas used"
+
+
+def floor_open(data: bytes, token: bool = False) -> Floor:
+    costs = [
+        *_intrinsic(data),
+        CHANNEL_ID,
+        Cost(
+            COLD_SLOAD + SSTORE_RESET,
+            "take a fresh channel number: a contract-wide counter read cold and rewritten (nonzero -> nonzero); "
+            "without a never-repeating number a settled channel could be reopened and its old states replayed",
+        ),
+        Cost(COLD_SLOAD + SSTORE_SET, "store the new channel: one fresh slot (zero -> nonzero, cold)"),
+        _log(
+            1,
+            5,
+            "one event (channelId topic + counterparty, asset, period, number, amount) so the "
+            "counterparty can find the channel, whose parameters are not stored",
+        ),
+    ]
+    if token:
+        costs += _token_transfer_from()
+    else:
+        costs.append(Cost(0, "the ETH deposit rides on the transaction's value: no transfer cost"))
+    return Floor(tuple(costs), calldata_tokens=calldata_tokens(data))
+
+
+def floor_deposit(data: bytes, token: bool = False) -> Floor:
+    costs = [
+        *_intrinsic(data),
+        CHANNEL_ID,
+        SLOT_READ,
+        Cost(SSTORE_RESET, "write the new deposit into the channel's slot (nonzero -> nonzero)"),
+        _log(1, 2, "one event (channelId topic + participant, amount) so the other party sees the deposit"),
+    ]
+    if token:
+        costs += _token_transfer_from()
+    return Floor(tuple(costs), calldata_tokens=calldata_tokens(data))
+
+
+def floor_cooperative_close(data: bytes, token: bool = False) -> Floor:
+    costs = [
+        *_intrinsic(data),
+        CHANNEL_ID,
+        SLOT_READ,
+        *SIGNATURES,
+        Cost(SSTORE_RESET, "clear the channel's slot (its id can never be used again)"),
+        _log(1, 2, "one event (channelId topic + both payouts)"),
+        *(_token_payouts() if token else _eth_payouts(cold_recipients=1)),
+    ]
+    return Floor(tuple(costs), refund=CLEAR_REFUND, refund_why=_CLEAR, calldata_tokens=calldata_tokens(data))
+
+
+def floor_close(data: bytes) -> Floor:
+    costs = [
+        *_intrinsic(data),
+        CHANNEL_ID,
+        SLOT_READ,
+        *SIGNATURES,
+        FINGERPRINT,
+        Cost(SSTORE_RESET, "write the closing record (deadline, nonce, fingerprint) over the deposits"),
+        _log(
+            1,
+            4,
+            "one event (channelId topic + nonce, balanceA, balanceB, deadline): the balances are not "
+            "stored, so the other party and watchtowers learn them here",
+        ),
+    ]
+    return Floor(tuple(costs), calldata_tokens=calldata_tokens(data))
+
+
+def floor_close_without_state(data: bytes) -> Floor:
+    costs = [
+        *_intrinsic(data),
+        CHANNEL_ID,
+        SLOT_READ,
+        FINGERPRINT,
+        Cost(SSTORE_RESET, "write the closing record over the deposits"),
+        _log(1, 4, "one event (channelId topic + nonce, balanceA, balanceB, deadline)"),
+    ]
+    return Floor(tuple(costs), calldata_tokens=calldata_tokens(data))
+
+
+def floor_challenge(data: bytes) -> Floor:
+    costs = [
+        *_intrinsic(data),
+        CHANNEL_ID,
+        SLOT_READ,
+        Cost(FINGERPRINT.gas, "check the recorded balances passed in against the fingerprint"),
+        *SIGNATURES,
+        Cost(FINGERPRINT.gas, "fingerprint of the new balances"),
+        Cost(SSTORE_RESET, "write the new nonce and fingerprint (nonzero -> nonzero)"),
+        _log(
+            1,
+            3,
+            "one event (channelId topic + nonce, balanceA, balanceB) so the next challenger or settler "
+            "knows the recorded balances",
+        ),
+    ]
+    return Floor(tuple(costs), calldata_tokens=calldata_tokens(data))
+
+
+def floor_settle(data: bytes, token: bool = False) -> Floor:
+    costs = [
+        *_intrinsic(data),
+        CHANNEL_ID,
+        SLOT_READ,
+        Cost(FINGERPRINT.gas, "check the balances passed in against the recorded fingerprint"),
+        Cost(SSTORE_RESET, "clear the channel's slot"),
+        _log(1, 2, "one event (channelId topic + both payouts)"),
+        *(_token_payouts() if token else _eth_payouts(cold_recipients=1)),
+    ]
+    return Floor(tuple(costs), refund=CLEAR_REFUND, refund_why=_CLEAR, calldata_tokens=calldata_tokens(data))
+
+
+def floor_deploy(initcode: bytes, runtime_size: int) -> Floor:
+    words = (len(initcode) + 31) // 32
+    costs = [
+        *_intrinsic(initcode),
+        Cost(CREATE, "contract creation"),
+        Cost(INITCODE_WORD * words, f"init code: {words} words x {INITCODE_WORD} (EIP-3860)"),
+        Cost(
+            CODE_DEPOSIT * runtime_size,
+            f"code deposit: {runtime_size} runtime bytes x {CODE_DEPOSIT}; the "
+            "size itself is the design lever, so this floor is for the code as shipped",
+        ),
+        Cost(
+            COLD_SLOAD + SSTORE_SET,
+            "channel counter starts at 1 (zero -> nonzero, cold): paid once here so no "
+            "open pays for a fresh counter slot",
+        ),
+    ]
+    return Floor(tuple(costs), calldata_tokens=calldata_tokens(initcode))
+
+
+# --------------------------------------------------------------------------------------------------
+# Published anchors and targets
+# --------------------------------------------------------------------------------------------------
+
+SOURCES = {
+    "raiden": {
+        "name": "Raiden TokenNetwork",
+        "source": "raiden-network/raiden-contracts, raiden_contracts/data/gas.json, v0.50 "
+        "(https://github.com/raiden-network/raiden-contracts/blob/master/raiden_contracts/data/gas.json)",
+        "note": "ERC-20 only (Raiden has no ETH channels); measured with its own harness on an older gas schedule",
+    },
+    "nitro": {
+        "name": "Nitro (NitroAdjudicator)",
+        "source": "statechannels/go-nitro, nitro-protocol/gas-benchmarks/gasResults.json, 2023 "
+        "(https://github.com/statechannels/go-nitro/tree/main/nitro-protocol/gas-benchmarks)",
+        "note": "Nitro has no open transaction (a channel exists off-chain; the first deposit funds it); "
+        "measured with its own harness on an older gas schedule",
+    },
+}
+
+# operation -> (Raiden value, Raiden call, Nitro value, Nitro call), as quoted in issue 3.
+ANCHORS: dict[str, tuple[int, str, int, str]] = {
+    "open": (146_956, "openChannelWithDeposit", 46_496, "first ETH deposit; no open tx"),
+    "deposit": (56_000, "setTotalDeposit", 29_408, "second ETH deposit"),
+    "cooperative_close": (112_270, "cooperativeSettle", 111_514, "concludeAndTransferAllAssets"),
+    "close": (118_501, "closeChannel", 113_146, "challenge"),
+    "challenge": (90_516, "updateNonClosingBalanceProof", 96_482, "re-challenge"),
+    "settle": (108_569, "settleChannel", 82_026, "transferAllAssets"),
+    "deploy": (3_754_770, "TokenNetwork deployment", 3_443_915, "NitroAdjudicator deployment"),
+}
+
+TARGETS = {
+    "deploy": 1_500_000,
+    "eth.open": 70_000,
+    "eth.top_up": 35_000,
+    "eth.cooperative_close": 60_000,
+    "eth.close": 50_000,
+    "eth.challenge": 45_000,
+    "eth.settle": 50_000,
+}
+FLOOR_RATIO_TARGET = 1.25
+
+
+@dataclass(frozen=True)
+class Operation:
+    key: str  # e.g. "eth.open", the snapshot key
+    label: str
+    anchor: str | None  # key into ANCHORS
+    floor: Callable[[bytes], Floor]
+
+
+def _op(key: str, label: str, anchor: str | None, floor: Callable[[bytes], Floor]) -> Operation:
+    return Operation(key, label, anchor, floor)
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    _op("deploy", "deploy", "deploy", lambda d: Floor(())),  # replaced by floor_deploy (needs the code size)
+    _op("eth.open", "open with deposit (ETH)", "open", floor_open),
+    _op("eth.deposit", "counterparty's first deposit (ETH)", "deposit", floor_deposit),
+    _op("eth.top_up", "top-up (ETH)", "deposit", floor_deposit),
+    _op("eth.cooperative_close", "cooperative close (ETH)", "cooperative_close", floor_cooperative_close),
+    _op("eth.close", "unilateral close (ETH)", "close", floor_close),
+    _op("eth.close_without_state", "unilateral close without a state (ETH)", None, floor_close_without_state),
+    _op("eth.challenge", "challenge with a newer state (ETH)", "challenge", floor_challenge),
+    _op("eth.settle", "settle (ETH)", "settle", floor_settle),
+    _op("erc20.open", "open with deposit (ERC-20)", "open", lambda d: floor_open(d, token=True)),
+    _op("erc20.deposit", "counterparty's first deposit (ERC-20)", "deposit", lambda d: floor_deposit(d, token=True)),
+    _op("erc20.top_up", "top-up (ERC-20)", "deposit", lambda d: floor_deposit(d, token=True)),
+    _op(
+        "erc20.cooperative_close",
+        "cooperative close (ERC-20)",
+        "cooperative_close",
+        lambda d: floor_cooperative_close(d, token=True),
+    ),
+    _op("erc20.close", "unilateral close (ERC-20)", "close", floor_close),
+    _op("erc20.challenge", "challenge with a newer state (ERC-20)", "challenge", floor_challenge),
+    _op("erc20.settle", "settle (ERC-20)", "settle", lambda d: floor_settle(d, token=True)),
+)
+OPERATION_BY_KEY = {op.key: op for op in OPERATIONS}
+
+# --------------------------------------------------------------------------------------------------
+# Measuring
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One transaction's gas (from its receipt) and the calldata it sent."""
+
+    key: str
+    gas: int
+    calldata: bytes
+
+
+@dataclass
+class Bench:
+    """A fresh chain with the channels contract and a test token deployed, and what was measured on it."""
+
+    chain: Chain
+    contract: PaychanContract
+    token: Any
+    deploy_receipt: TxReceipt
+    artifact: Artifact
+    alice: LocalAccount
+    bob: LocalAccount
+    measured: dict[str, Measurement] = field(default_factory=dict)
+
+    def record(self, key: str, receipt: TxReceipt) -> TxReceipt:
+        assert receipt["status"] == 1, f"{key} reverted"
+        tx = self.chain.w3.eth.get_transaction(receipt["transactionHash"])
+        self.measured[key] = Measurement(key, int(receipt["gasUsed"]), bytes(tx["input"]))
+        return receipt
+
+
+def _send_call(chain: Chain, sender: LocalAccount, fn: Any, gas: int = 200_000) -> TxReceipt:
+    data = fn.build_transaction({"from": sender.address, "gas": gas, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0})[
+        "data"
+    ]
+    receipt = chain.send(sender, {"to": fn.address, "data": data, "gas": gas})
+    assert receipt["status"] == 1, "token call reverted"
+    return receipt
+
+
+def _deploy_artifact(chain: Chain, deployer: LocalAccount, artifact: Artifact) -> Any:
+    receipt = chain.send(deployer, {"data": artifact.bytecode, "gas": 6_000_000})
+    assert receipt["status"] == 1, f"deploying {artifact.contract_name} failed"
+    return chain.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+
+
+def setup(chain: Chain | None = None, artifacts: dict[str, Artifact] | None = None) -> Bench:
+    """Deploys the channels contract (measured) and TestToken on ``chain`` (a fresh embedded chain)."""
+    chain = chain or embedded_chain()
+    artifacts = artifacts or compile_contracts(include_test=True)
+    deployer, alice, bob = chain.accounts[0], chain.accounts[1], chain.accounts[2]
+    contract, receipt = PaychanContract.deploy(chain, deployer, artifacts["PaymentChannels"])
+    token = _deploy_artifact(chain, deployer, artifacts["TestToken"])
+    for holder in (alice, bob):
+        _send_call(chain, holder, token.functions.mint(holder.address, 1_000_000 * ETHER))
+        _send_call(chain, holder, token.functions.approve(contract.address, 2**256 - 1))
+    bench = Bench(chain, contract, token, receipt, artifacts["PaymentChannels"], alice, bob)
+    bench.record("deploy", receipt)
+    return bench
+
+
+def _views(bench: Bench, params: ChannelParams, deposits: tuple[int, int]) -> tuple[Channel, Channel]:
+    domain = bench.contract.domain
+    return (
+        Channel(params, domain, bench.alice.key, deposits=deposits),
+        Channel(params, domain, bench.bob.key, deposits=deposits),
+    )
+
+
+def _pay(payer: Channel, payee: Channel, amount: int) -> SignedState:
+    signed = payee.receive_proposal(payer.propose_payment(amount))
+    payer.receive_countersignature(signed)
+    return signed
+
+
+def _finalize(a: Channel, b: Channel) -> SignedState:
+    signed = b.receive_proposal(a.propose_final())
+    a.receive_countersignature(signed)
+    return signed
+
+
+def measure_lifecycle(bench: Bench, prefix: str, asset: str, unit: int) -> None:
+    """Runs a channel of ``asset`` through every operation, recording each as ``<prefix>.<operation>``."""
+    contract, alice, bob = bench.contract, bench.alice, bench.bob
+
+    # Open, counterparty's first deposit, top-up, payments both ways, cooperative close (sent by alice).
+    params, receipt = contract.open_channel(
+        alice, bob.address, 5 * unit, asset=asset, challenge_period=PERIOD, gas=TX_GAS
+    )
+    bench.record(f"{prefix}.open", receipt)
+    bench.record(f"{prefix}.deposit", contract.deposit(bob, params, bob.address, 3 * unit, gas=TX_GAS))
+    bench.record(f"{prefix}.top_up", contract.deposit(alice, params, alice.address, unit, gas=TX_GAS))
+    a, b = _views(bench, params, (6 * unit, 3 * unit))
+    _pay(a, b, unit)
+    _pay(b, a, unit // 2)
+    final = _finalize(a, b)
+    bench.record(f"{prefix}.cooperative_close", contract.cooperative_close(alice, params, final, gas=TX_GAS))
+
+    # Dispute: alice closes with a stale state, bob challenges with the latest, bob settles.
+    params, _ = contract.open_channel(alice, bob.address, 5 * unit, asset=asset, challenge_period=PERIOD, gas=TX_GAS)
+    contract.deposit(bob, params, bob.address, 3 * unit, gas=TX_GAS)
+    a, b = _views(bench, params, (5 * unit, 3 * unit))
+    stale = _pay(a, b, unit)
+    latest = _pay(a, b, unit)
+    bench.record(f"{prefix}.close", contract.close(alice, params, stale, gas=TX_GAS))
+    bench.record(f"{prefix}.challenge", contract.challenge(bob, params, latest, gas=TX_GAS))
+    bench.chain.time_travel(PERIOD + 1)
+    bench.record(f"{prefix}.settle", contract.settle(bob, params, gas=TX_GAS))
+
+    if asset == ETH:
+        params, _ = contract.open_channel(alice, bob.address, unit, asset=asset, challenge_period=PERIOD, gas=TX_GAS)
+        bench.record(f"{prefix}.close_without_state", contract.close(alice, params, None, gas=TX_GAS))
+
+
+def measure_operations(chain: Chain | None = None, artifacts: dict[str, Artifact] | None = None) -> Bench:
+    """Deploys on a fresh chain and measures every operation in ``OPERATIONS`` (ETH and ERC-20)."""
+    bench = setup(chain, artifacts)
+    measure_lifecycle(bench, "eth", ETH, ETHER)
+    # A channel that stays open keeps the contract's token balance nonzero, as on a live deployment, so
+    # the measured token operations do not pay for the contract's first token balance slot.
+    bench.contract.open_channel(bench.alice, bench.bob.address, ETHER, asset=bench.token.address, gas=TX_GAS)
+    measure_lifecycle(bench, "erc20", bench.token.address, ETHER)
+    missing = {op.key for op in OPERATIONS} - set(bench.measured)
+    assert not missing, f"not measured: {sorted(missing)}"
+    return bench
+
+
+def measure_payments(bench: Bench, payments: int) -> dict[str, Any]:
+    """Opens an ETH channel, makes ``payments`` off-chain payments, closes cooperatively; on-chain gas."""
+    contract, alice, bob = bench.contract, bench.alice, bench.bob
+    params, open_receipt = contract.open_channel(alice, bob.address, 5 * ETHER, challenge_period=PERIOD, gas=TX_GAS)
+    a, b = _views(bench, params, (5 * ETHER, 0))
+    started = time.perf_counter()
+    for _ in range(payments):
+        _pay(a, b, 10**12)
+    seconds = time.perf_counter() - started
+    final = _finalize(a, b)
+    close_receipt = contract.cooperative_close(alice, params, final, gas=TX_GAS)
+    result: dict[str, Any] = {
+        "payments": payments,
+        "off_chain_seconds": round(seconds, 2),
+        "final_nonce": final.state.nonce,
+    }
+    for name, receipt in (("open", open_receipt), ("cooperative_close", close_receipt)):
+        tx = bench.chain.w3.eth.get_transaction(receipt["transactionHash"])
+        data = bytes(tx["input"])
+        gas = int(receipt["gasUsed"])
+        result[name] = {
+            "gas": gas,
+            "calldata_gas": calldata_gas(data),
+            "execution_gas": gas - TX_BASE - calldata_gas(data),
+        }
+    result["on_chain_total"] = result["open"]["gas"] + result["cooperative_close"]["gas"]
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------------
+
+
+def floor_of(bench: Bench, key: str) -> Floor:
+    m = bench.measured[key]
+    if key == "deploy":
+        return floor_deploy(m.calldata, (len(bench.artifact.deployed_bytecode) - 2) // 2)
+    return OPERATION_BY_KEY[key].floor(m.calldata)
+
+
+def snapshot_of(bench: Bench) -> dict[str, int]:
+    return {op.key: bench.measured[op.key].gas for op in OPERATIONS}
+
+
+def results(bench: Bench, payment_runs: list[dict[str, Any]]) -> dict[str, Any]:
+    operations = []
+    for op in OPERATIONS:
+        gas = bench.measured[op.key].gas
+        floor = floor_of(bench, op.key)
+        entry: dict[str, Any] = {
+            "key": op.key,
+            "operation": op.label,
+            "gas": gas,
+            "floor": floor.to_json(),
+            "ratio_to_floor": round(gas / floor.total, 3),
+        }
+        if op.key in TARGETS:
+            entry["target"] = TARGETS[op.key]
+            entry["target_met"] = gas <= TARGETS[op.key]
+        if op.anchor:
+            raiden, raiden_call, nitro, nitro_call = ANCHORS[op.anchor]
+            entry["raiden"] = {"gas": raiden, "call": raiden_call}
+            if not op.key.startswith("erc20."):  # the quoted Nitro figures are for ETH channels
+                entry["nitro"] = {"gas": nitro, "call": nitro_call}
+        operations.append(entry)
+    runtime = (len(bench.artifact.deployed_bytecode) - 2) // 2
+    return {
+        "generated_by": "python -m benchmarks.gas",
+        "chain": "eth-tester (py-evm), Prague rules",
+        "compiler": bench.artifact.compiler,
+        "code_size": {"runtime_bytes": runtime, "initcode_bytes": (len(bench.artifact.bytecode) - 2) // 2},
+        "schedule": SCHEDULE,
+        "floor_ratio_target": FLOOR_RATIO_TARGET,
+        "sources": SOURCES,
+        "operations": operations,
+        "payments": payment_runs,
+    }
+
+
+def _fmt(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def table(data: dict[str, Any]) -> str:
+    """A markdown table of the results (also what the README shows)."""
+    lines = [
+        "| operation | paychan | target | Raiden | Nitro | floor | paychan / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in data["operations"]:
+        lines.append(
+            f"| {e['operation']} | {_fmt(e['gas'])} | {_fmt(e.get('target'))} | "
+            f"{_fmt(e.get('raiden', {}).get('gas'))} | {_fmt(e.get('nitro', {}).get('gas'))} | "
+            f"{_fmt(e['floor']['total'])} | {e['ratio_to_floor']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def payments_table(data: dict[str, Any]) -> str:
+    lines = [
+        "| off-chain payments | final nonce | open | cooperative close | close: execution (gas - 21,000 - calldata) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for run in data["payments"]:
+        lines.append(
+            f"| {run['payments']:,} | {run['final_nonce']:,} | {run['open']['gas']:,} | "
+            f"{run['cooperative_close']['gas']:,} | {run['cooperative_close']['execution_gas']:,} |"
+        )
+    return "\n".join(lines)
+
+
+CHART_OPERATIONS = (
+    "eth.open",
+    "eth.deposit",
+    "eth.top_up",
+    "eth.cooperative_close",
+    "eth.close",
+    "eth.challenge",
+    "eth.settle",
+)
+
+
+def chart(data: dict[str, Any], path: Path = CHART_PATH) -> Path:
+    """Grouped bars (paychan, Raiden, Nitro, floor) per ETH operation; deploy on its own axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_key = {e["key"]: e for e in data["operations"]}
+    series = (
+        ("paychan", lambda e: e["gas"], "#1f77b4"),
+        ("Raiden (v0.50)", lambda e: e.get("raiden", {}).get("gas", 0), "#d62728"),
+        ("Nitro (2023)", lambda e: e.get("nitro", {}).get("gas", 0), "#2ca02c"),
+        ("EVM floor", lambda e: e["floor"]["total"], "#7f7f7f"),
+    )
+    fig, (ax, ax_deploy) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [5, 1]})
+    width = 0.2
+    labels = [by_key[k]["operation"].replace(" (ETH)", "").replace("with a newer state", "") for k in CHART_OPERATIONS]
+    for i, (name, value, color) in enumerate(series):
+        xs = [j + (i - 1.5) * width for j in range(len(CHART_OPERATIONS))]
+        ys = [value(by_key[k]) for k in CHART_OPERATIONS]
+        ax.bar(xs, ys, width, label=name, color=color)
+        if name == "paychan":
+            for x, y, k in zip(xs, ys, CHART_OPERATIONS, strict=True):
+                ax.annotate(f"{by_key[k]['ratio_to_floor']:.2f}x", (x, y), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(CHART_OPERATIONS)))
+    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("gas")
+    ax.set_title("Gas per operation (ETH channel; label: paychan / floor)")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
+    ax.legend(fontsize=8)
+    deploy = by_key["deploy"]
+    values = [s[1](deploy) for s in series]
+    ax_deploy.bar(range(4), values, color=[s[2] for s in series])
+    ax_deploy.axhline(TARGETS["deploy"], color="black", linestyle="--", linewidth=0.8)
+    ax_deploy.set_xticks(range(4))
+    ax_deploy.set_xticklabels(["paychan", "Raiden", "Nitro", "floor"], rotation=30, fontsize=8)
+    ax_deploy.set_title("deploy (dashed: 1.5M target)", fontsize=9)
+    ax_deploy.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1e6:.1f}M"))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--payments", type=int, default=10_000, help="off-chain payments in the long channel")
+    parser.add_argument("--no-write", action="store_true", help="print only; write no files")
+    parser.add_argument("--update-snapshot", action="store_true", help="also rewrite results/gas-snapshot.json")
+    args = parser.parse_args(argv)
+
+    bench = measure_operations()
+    runs = [measure_payments(bench, 1), measure_payments(bench, args.payments)]
+    data = results(bench, runs)
+    print(table(data))
+    print()
+    print(payments_table(data))
+    same = runs[0]["cooperative_close"]["execution_gas"] == runs[1]["cooperative_close"]["execution_gas"]
+    same = same and runs[0]["open"]["execution_gas"] == runs[1]["open"]["execution_gas"]
+    print(
+        f"\non-chain execution gas identical for {runs[0]['payments']:,} and {runs[1]['payments']:,} payments: {same}"
+    )
+    print(f"runtime code: {data['code_size']['runtime_bytes']:,} bytes")
+    if not args.no_write:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        RESULTS_PATH.write_text(json.dumps(data, indent=1) + "\n")
+        chart(data)
+        print(f"wrote {RESULTS_PATH} and {CHART_PATH}")
+        if args.update_snapshot:
+            SNAPSHOT_PATH.write_text(json.dumps(snapshot_of(bench), indent=1) + "\n")
+            print(f"wrote {SNAPSHOT_PATH}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
