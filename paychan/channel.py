@@ -46,6 +46,7 @@ from paychan.state import (
 )
 
 SignedListener = Callable[[SignedState], None]
+BeforeSign = Callable[[SignedState], None]
 
 
 class Channel:
@@ -73,6 +74,9 @@ class Channel:
         self._unsigned = (deposits[0] - self.latest.state.balance_a, deposits[1] - self.latest.state.balance_b) if latest else (0, 0)
         self.pending = pending
         self.on_signed: list[SignedListener] = []
+        # Called with the state about to be signed (and the peer's signature, when countersigning) before
+        # our signature exists: a durable store records it here. A hook that raises refuses the signature.
+        self.before_sign: list[BeforeSign] = []
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -129,6 +133,8 @@ class Channel:
     def receive_proposal(self, proposal: SignedState) -> SignedState:
         """Checks the peer's signed proposal, countersigns it and returns the doubly-signed state."""
         state = self._check_proposal(proposal)
+        for hook in self.before_sign:
+            hook(proposal)
         signed = proposal.with_signature(self.role, sign_state(self.domain, state, self._key))
         self._accept(signed)
         return signed
@@ -156,6 +162,8 @@ class Channel:
             raise UnexpectedNonce(self.nonce + 1, self.nonce)
 
     def _propose(self, state: ChannelState) -> SignedState:
+        for hook in self.before_sign:
+            hook(SignedState(state))
         signed = SignedState(state).with_signature(self.role, sign_state(self.domain, state, self._key))
         self.pending = signed
         return signed
@@ -208,4 +216,4 @@ def _check_types(state: ChannelState) -> None:
         raise UnexpectedNonce(state.nonce, -1)
 
 
-__all__ = ["Channel", "SignedListener", "replace"]
+__all__ = ["BeforeSign", "Channel", "SignedListener", "replace"]

@@ -1,0 +1,426 @@
+"""The node's durable store: channels and every state the node signs, in SQLite.
+
+Durability rules (what the node relies on):
+
+- WAL journal with ``synchronous=FULL``: a committed transaction survives a crash of the process or the
+  machine. Each write is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction.
+- Before the node signs a state it records a *signed intent*: the row ``(channel, nonce)`` with the state's
+  hash (and the peer's signature when countersigning). The primary key ``(channel_id, nonce)`` plus the hash
+  check in ``record_intent`` make it impossible to sign two different states with one nonce, across crashes
+  and restarts: a second, different state at a recorded nonce raises ``DoubleSignRefused``.
+- The transaction holding an intent commits before the signature leaves the process (the node answers the
+  peer or sends its proposal only after ``commit``).
+
+Our own signature is deterministic (RFC 6979), so a row whose own signature is not yet written still
+determines it; the node recomputes it from the key when it loads the row.
+
+The schema is versioned: ``schema_migrations`` lists the migrations applied, in order; a database written by a
+newer paychan (a version this code does not know) is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from paychan.exceptions import PaychanError
+from paychan.signing import state_struct_hash
+from paychan.state import ChannelId, ChannelParams, ChannelState, Nonce, Signature, SignedState, Wei
+
+STATUS_OPEN = "open"
+STATUS_CLOSING = "closing"
+STATUS_CLOSED = "closed"
+
+
+class StoreError(PaychanError):
+    """Raised when the store cannot be opened or its schema is unknown."""
+
+
+class DoubleSignRefused(PaychanError):
+    """Raised when asked to sign a state at a nonce where a different state was already signed."""
+
+    def __init__(self, channel_id: bytes, nonce: int) -> None:
+        self.channel_id, self.nonce = channel_id, nonce
+        super().__init__(f"DoubleSignRefused(channelId=0x{channel_id.hex()}, nonce={nonce})")
+
+
+# Each migration is (version, name, statements). Append only: never edit an applied migration.
+MIGRATIONS: list[tuple[int, str, Sequence[str]]] = [
+    (
+        1,
+        "channels and signed states",
+        (
+            """CREATE TABLE node_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+            """CREATE TABLE channels (
+                channel_id BLOB PRIMARY KEY CHECK (length(channel_id) = 32),
+                params TEXT NOT NULL,
+                role TEXT NOT NULL CHECK (role IN ('A', 'B')),
+                peer_url TEXT NOT NULL,
+                deposit_a TEXT NOT NULL,
+                deposit_b TEXT NOT NULL,
+                turn_epoch INTEGER NOT NULL DEFAULT 0,
+                status TEXT NOT NULL DEFAULT 'open',
+                created_at REAL NOT NULL
+            )""",
+            """CREATE TABLE states (
+                channel_id BLOB NOT NULL REFERENCES channels (channel_id),
+                nonce INTEGER NOT NULL CHECK (nonce >= 0),
+                state_hash BLOB NOT NULL CHECK (length(state_hash) = 32),
+                balance_a TEXT NOT NULL,
+                balance_b TEXT NOT NULL,
+                locks_root BLOB NOT NULL,
+                is_final INTEGER NOT NULL,
+                proposer TEXT NOT NULL CHECK (proposer IN ('A', 'B')),
+                sig_a BLOB,
+                sig_b BLOB,
+                recorded_at REAL NOT NULL,
+                PRIMARY KEY (channel_id, nonce)
+            ) WITHOUT ROWID""",
+        ),
+    ),
+    (
+        2,
+        "on-chain close and challenge tracking",
+        (
+            "ALTER TABLE channels ADD COLUMN close_nonce INTEGER",
+            "ALTER TABLE channels ADD COLUMN close_deadline INTEGER",
+            "ALTER TABLE channels ADD COLUMN challenged_nonce INTEGER",
+        ),
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+@dataclass(frozen=True)
+class ChannelRecord:
+    """A channel the node takes part in: parameters, our role, the peer's endpoint, deposits and turn."""
+
+    channel_id: ChannelId
+    params: ChannelParams
+    role: str
+    peer_url: str
+    deposit_a: int
+    deposit_b: int
+    turn_epoch: int = 0
+    status: str = STATUS_OPEN
+    close_nonce: int | None = None
+    close_deadline: int | None = None
+    challenged_nonce: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """One row of ``states``: a state the node signed or is about to sign, with the signatures known."""
+
+    state: ChannelState
+    proposer: str
+    sig_a: Signature | None
+    sig_b: Signature | None
+    state_hash: bytes
+
+    @property
+    def signed(self) -> SignedState:
+        return SignedState(self.state, self.sig_a, self.sig_b)
+
+
+def _sig(blob: bytes | None) -> Signature | None:
+    return None if blob is None else Signature.from_bytes(bytes(blob))
+
+
+def _blob(sig: Signature | None) -> bytes | None:
+    return None if sig is None else sig.to_bytes()
+
+
+class Store:
+    """The SQLite store of one node. Use from one thread; ``backup`` may run while the node writes."""
+
+    def __init__(self, path: str | Path, migrations: Sequence[tuple[int, str, Sequence[str]]] = MIGRATIONS) -> None:
+        self.path = Path(path)
+        try:
+            self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._depth = 0
+        self._migrate(migrations)
+
+    # --- schema ----------------------------------------------------------------------------------
+
+    def _migrate(self, migrations: Sequence[tuple[int, str, Sequence[str]]]) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            applied = {row[0] for row in self.conn.execute("SELECT version FROM schema_migrations")}
+            known = {version for version, _, _ in migrations}
+            unknown = sorted(applied - known)
+            if unknown:
+                raise StoreError(
+                    f"store {self.path} has schema version {max(unknown)}, newer than this paychan knows "
+                    f"({max(known)}); upgrade paychan"
+                )
+            for version, name, statements in sorted(migrations, key=lambda m: m[0]):
+                if version in applied:
+                    continue
+                for statement in statements:
+                    self.conn.execute(statement)
+                self.conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+
+    @property
+    def schema_version(self) -> int:
+        row = self.conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def applied_migrations(self) -> list[tuple[int, str]]:
+        return [
+            (int(v), str(n))
+            for v, n in self.conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
+        ]
+
+    # --- transactions ----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One durable transaction (nested uses join the outer one); rolled back if the block raises."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- node metadata ---------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM node_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO node_meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # --- channels --------------------------------------------------------------------------------
+
+    def add_channel(self, record: ChannelRecord) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO channels (channel_id, params, role, peer_url, deposit_a, deposit_b, turn_epoch, status,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.channel_id,
+                    json.dumps(record.params.to_json()),
+                    record.role,
+                    record.peer_url,
+                    str(record.deposit_a),
+                    str(record.deposit_b),
+                    record.turn_epoch,
+                    record.status,
+                    time.time(),
+                ),
+            )
+
+    _CHANNEL_COLUMNS = (
+        "channel_id, params, role, peer_url, deposit_a, deposit_b, turn_epoch, status, close_nonce, close_deadline,"
+        " challenged_nonce"
+    )
+
+    @staticmethod
+    def _channel_from_row(row: tuple[object, ...]) -> ChannelRecord:
+        cid, params, role, peer_url, dep_a, dep_b, epoch, status, close_nonce, close_deadline, challenged = row
+        return ChannelRecord(
+            ChannelId(bytes(cid)),  # type: ignore[arg-type]
+            ChannelParams.from_json(json.loads(str(params))),
+            str(role),
+            str(peer_url),
+            int(str(dep_a)),
+            int(str(dep_b)),
+            int(epoch),  # type: ignore[call-overload]
+            str(status),
+            None if close_nonce is None else int(close_nonce),  # type: ignore[call-overload]
+            None if close_deadline is None else int(close_deadline),  # type: ignore[call-overload]
+            None if challenged is None else int(challenged),  # type: ignore[call-overload]
+        )
+
+    def channels(self) -> list[ChannelRecord]:
+        rows = self.conn.execute(f"SELECT {self._CHANNEL_COLUMNS} FROM channels ORDER BY created_at")
+        return [self._channel_from_row(tuple(r)) for r in rows]
+
+    def channel(self, cid: bytes) -> ChannelRecord | None:
+        row = self.conn.execute(f"SELECT {self._CHANNEL_COLUMNS} FROM channels WHERE channel_id = ?", (cid,)).fetchone()
+        return None if row is None else self._channel_from_row(tuple(row))
+
+    def set_turn_epoch(self, cid: bytes, epoch: int) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE channels SET turn_epoch = max(turn_epoch, ?) WHERE channel_id = ?", (epoch, cid))
+
+    def set_deposits(self, cid: bytes, deposit_a: int, deposit_b: int) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE channels SET deposit_a = ?, deposit_b = ? WHERE channel_id = ?",
+                (str(deposit_a), str(deposit_b), cid),
+            )
+
+    def set_status(
+        self, cid: bytes, status: str, close_nonce: int | None = None, close_deadline: int | None = None
+    ) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE channels SET status = ?, close_nonce = coalesce(?, close_nonce),"
+                " close_deadline = coalesce(?, close_deadline) WHERE channel_id = ?",
+                (status, close_nonce, close_deadline, cid),
+            )
+
+    def set_challenged(self, cid: bytes, nonce: int) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE channels SET challenged_nonce = ? WHERE channel_id = ?", (nonce, cid))
+
+    # --- states ----------------------------------------------------------------------------------
+
+    def record_intent(self, signed: SignedState, proposer: str) -> bytes:
+        """Records that we are about to sign ``signed.state`` (with the signatures it already carries).
+
+        Idempotent for the same state; raises ``DoubleSignRefused`` if a different state is recorded at its
+        nonce. Joins the caller's transaction, if any: the caller commits before the signature leaves.
+        """
+        state = signed.state
+        state_hash = state_struct_hash(state)
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO states (channel_id, nonce, state_hash, balance_a, balance_b, locks_root, is_final,"
+                " proposer, sig_a, sig_b, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (channel_id, nonce) DO NOTHING",
+                (
+                    state.channel_id,
+                    state.nonce,
+                    state_hash,
+                    str(state.balance_a),
+                    str(state.balance_b),
+                    state.locks_root,
+                    int(state.is_final),
+                    proposer,
+                    _blob(signed.sig_a),
+                    _blob(signed.sig_b),
+                    time.time(),
+                ),
+            )
+            if cursor.rowcount == 0:
+                row = self.conn.execute(
+                    "SELECT state_hash FROM states WHERE channel_id = ? AND nonce = ?", (state.channel_id, state.nonce)
+                ).fetchone()
+                if bytes(row[0]) != state_hash:
+                    raise DoubleSignRefused(state.channel_id, state.nonce)
+                self.add_signatures(signed)
+        return state_hash
+
+    def add_signatures(self, signed: SignedState) -> None:
+        """Adds the signatures ``signed`` carries to its (already recorded, identical) state's row."""
+        state = signed.state
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE states SET sig_a = coalesce(sig_a, ?), sig_b = coalesce(sig_b, ?)"
+                " WHERE channel_id = ? AND nonce = ? AND state_hash = ?",
+                (_blob(signed.sig_a), _blob(signed.sig_b), state.channel_id, state.nonce, state_struct_hash(state)),
+            )
+            if cursor.rowcount != 1:
+                raise DoubleSignRefused(state.channel_id, state.nonce)
+
+    _STATE_COLUMNS = "channel_id, nonce, balance_a, balance_b, locks_root, is_final, proposer, sig_a, sig_b, state_hash"
+
+    @staticmethod
+    def _state_from_row(row: tuple[object, ...]) -> StoredState:
+        cid, nonce, bal_a, bal_b, root, final, proposer, sig_a, sig_b, state_hash = row
+        state = ChannelState(
+            ChannelId(bytes(cid)),  # type: ignore[arg-type]
+            Nonce(int(nonce)),  # type: ignore[call-overload]
+            Wei(int(str(bal_a))),
+            Wei(int(str(bal_b))),
+            bytes(root),  # type: ignore[arg-type]
+            bool(final),
+        )
+        return StoredState(state, str(proposer), _sig(sig_a), _sig(sig_b), bytes(state_hash))  # type: ignore[arg-type]
+
+    def states(self, cid: bytes, after: int = -1) -> list[StoredState]:
+        """The channel's recorded states with nonce greater than ``after``, in nonce order."""
+        rows = self.conn.execute(
+            f"SELECT {self._STATE_COLUMNS} FROM states WHERE channel_id = ? AND nonce > ? ORDER BY nonce", (cid, after)
+        )
+        return [self._state_from_row(tuple(r)) for r in rows]
+
+    def state_at(self, cid: bytes, nonce: int) -> StoredState | None:
+        row = self.conn.execute(
+            f"SELECT {self._STATE_COLUMNS} FROM states WHERE channel_id = ? AND nonce = ?", (cid, nonce)
+        ).fetchone()
+        return None if row is None else self._state_from_row(tuple(row))
+
+    def latest_complete(self, cid: bytes, own_role: str) -> StoredState | None:
+        """The highest-nonce state carrying the peer's signature (ours is ours to compute, if missing)."""
+        peer_column = "sig_b" if own_role == "A" else "sig_a"
+        row = self.conn.execute(
+            f"SELECT {self._STATE_COLUMNS} FROM states WHERE channel_id = ? AND {peer_column} IS NOT NULL"
+            " ORDER BY nonce DESC LIMIT 1",
+            (cid,),
+        ).fetchone()
+        return None if row is None else self._state_from_row(tuple(row))
+
+    # --- backup ----------------------------------------------------------------------------------
+
+    def backup(self, destination: str | Path) -> None:
+        """Writes a consistent copy of the store to ``destination`` (SQLite's online backup API)."""
+        backup_to(self.path, destination)
+
+
+def backup_to(source: str | Path, destination: str | Path) -> None:
+    """Copies the store at ``source`` to ``destination`` consistently, even while a node writes to it."""
+    src = sqlite3.connect(str(source), timeout=30.0)
+    try:
+        dst = sqlite3.connect(str(destination))
+        try:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def integrity_check(path: str | Path) -> str:
+    conn = sqlite3.connect(str(path))
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        conn.close()

@@ -1,0 +1,212 @@
+"""The node's SQLite store: durability settings, migrations, the double-sign guard, crash consistency, backup."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from paychan.node.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    DoubleSignRefused,
+    Store,
+    StoreError,
+    backup_to,
+    integrity_check,
+)
+from paychan.signing import state_struct_hash
+from paychan.state import SignedState
+
+from .conftest import CID, DEPOSIT_A, KEY_A, KEY_B, channel_record, make_state, sign_both
+
+
+def test_store_uses_wal_and_full_synchronous(store: Store) -> None:
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_migrations_are_recorded_once_in_order(tmp_path: Path) -> None:
+    Store(tmp_path / "a.db").close()
+    again = Store(tmp_path / "a.db")
+    assert again.applied_migrations() == [(v, n) for v, n, _ in MIGRATIONS]
+    assert again.schema_version == SCHEMA_VERSION == 2
+
+
+def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None:
+    old = Store(tmp_path / "old.db", migrations=MIGRATIONS[:1])
+    assert old.schema_version == 1
+    old.conn.execute(
+        "INSERT INTO channels (channel_id, params, role, peer_url, deposit_a, deposit_b, created_at)"
+        " VALUES (?, ?, 'B', 'http://127.0.0.1:1', '1', '0', 0)",
+        (
+            CID,
+            '{"participantA": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "participantB":'
+            ' "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC", "asset": "0x0000000000000000000000000000000000000000",'
+            ' "challengePeriod": 3600, "number": 1}',
+        ),
+    )
+    old.record_intent(sign_both(make_state(1, 0, 1)), "A")
+    old.close()
+    new = Store(tmp_path / "old.db")
+    assert new.schema_version == 2
+    record = new.channel(CID)
+    assert record is not None and record.close_nonce is None and record.challenged_nonce is None
+    assert [s.state.nonce for s in new.states(CID)] == [1]
+
+
+def test_a_store_written_by_a_newer_paychan_is_refused(tmp_path: Path) -> None:
+    Store(tmp_path / "new.db").close()
+    conn = sqlite3.connect(tmp_path / "new.db")
+    conn.execute("INSERT INTO schema_migrations VALUES (99, 'from the future', 0)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(tmp_path / "new.db")
+
+
+def test_recording_the_same_intent_twice_is_idempotent(store: Store) -> None:
+    proposal = SignedState(make_state(1, DEPOSIT_A - 5, 5))
+    first = store.record_intent(proposal, "A")
+    second = store.record_intent(proposal, "A")
+    assert first == second == state_struct_hash(proposal.state)
+    assert [s.state for s in store.states(CID)] == [proposal.state]
+
+
+def test_a_different_state_at_a_recorded_nonce_is_refused_even_after_reopening(tmp_path: Path) -> None:
+    db = Store(tmp_path / "n.db")
+    db.add_channel(channel_record())
+    db.record_intent(SignedState(make_state(1, DEPOSIT_A - 5, 5)), "A")
+    db.close()
+    db = Store(tmp_path / "n.db")
+    with pytest.raises(DoubleSignRefused) as e:
+        db.record_intent(SignedState(make_state(1, DEPOSIT_A - 6, 6)), "A")
+    assert (e.value.channel_id, e.value.nonce) == (CID, 1)
+    assert [s.state.balance_b for s in db.states(CID)] == [5]
+
+
+def test_a_refused_intent_rolls_back_its_whole_transaction(store: Store) -> None:
+    store.record_intent(SignedState(make_state(2, DEPOSIT_A - 5, 5)), "A")
+    with pytest.raises(DoubleSignRefused), store.transaction():
+        store.record_intent(SignedState(make_state(1, DEPOSIT_A - 1, 1)), "A")
+        store.record_intent(SignedState(make_state(2, DEPOSIT_A - 9, 9)), "A")
+    assert [s.state.nonce for s in store.states(CID)] == [2]
+
+
+def test_signatures_are_added_only_to_the_identical_state(store: Store) -> None:
+    state = make_state(1, DEPOSIT_A - 5, 5)
+    store.record_intent(SignedState(state), "A")
+    assert store.latest_complete(CID, "A") is None
+    both = sign_both(state)
+    store.add_signatures(both)
+    latest = store.latest_complete(CID, "A")
+    assert latest is not None and latest.signed == both
+    with pytest.raises(DoubleSignRefused):
+        store.add_signatures(sign_both(make_state(1, DEPOSIT_A - 6, 6)))
+
+
+def test_latest_complete_skips_states_without_the_peer_signature(store: Store) -> None:
+    store.record_intent(sign_both(make_state(1, DEPOSIT_A - 1, 1)), "A")
+    store.record_intent(SignedState(make_state(2, DEPOSIT_A - 2, 2)), "B")  # our proposal, not countersigned
+    latest = store.latest_complete(CID, "B")
+    assert latest is not None and latest.state.nonce == 1
+
+
+WRITER = """
+import sys
+from paychan.node.store import Store
+from paychan.state import SignedState
+from tests.node.conftest import DEPOSIT_A, channel_record, make_state
+db = Store(sys.argv[1])
+if db.channel(channel_record().channel_id) is None:
+    db.add_channel(channel_record())
+start = len(db.states(channel_record().channel_id))
+print("ready", start, flush=True)
+for nonce in range(start + 1, 100000):
+    state = make_state(nonce, DEPOSIT_A - nonce, nonce)
+    with db.transaction():
+        db.record_intent(SignedState(state), "A")
+    print(nonce, flush=True)
+"""
+
+
+def test_killing_the_writer_at_random_points_loses_no_committed_state(tmp_path: Path) -> None:
+    db_path = tmp_path / "crash.db"
+    rng = random.Random(6)
+    committed: list[int] = []
+    root = Path(__file__).resolve().parents[2]
+    for _round in range(4):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=root,
+        )
+        try:
+            assert proc.stdout is not None
+            ready = proc.stdout.readline().split()
+            assert ready[0] == "ready" and int(ready[1]) == len(committed)
+            for _ in range(rng.randint(1, 25)):
+                committed.append(int(proc.stdout.readline()))
+            time.sleep(rng.random() * 0.02)  # die somewhere inside the next commits
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            committed.extend(int(line) for line in proc.stdout.read().split())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert integrity_check(db_path) == "ok"
+        db = Store(db_path)
+        nonces = [s.state.nonce for s in db.states(CID)]
+        db.close()
+        # every commit the writer reported is there; at most the one in flight got in beyond them
+        assert nonces[: len(committed)] == committed
+        assert nonces == list(range(1, len(nonces) + 1))
+        committed = nonces
+
+
+def test_a_backup_taken_while_the_node_writes_is_consistent(tmp_path: Path) -> None:
+    db_path = tmp_path / "live.db"
+    Store(db_path).close()
+    stop = threading.Event()
+
+    def write() -> None:
+        db = Store(db_path)
+        db.add_channel(channel_record())
+        nonce = 0
+        while not stop.is_set():
+            nonce += 1
+            db.record_intent(sign_both(make_state(nonce, DEPOSIT_A - nonce, nonce), KEY_A, KEY_B), "A")
+        db.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(0.3)
+        backups = []
+        for i in range(3):
+            backup_to(db_path, tmp_path / f"backup{i}.db")
+            backups.append(tmp_path / f"backup{i}.db")
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        writer.join()
+    counts = []
+    for path in backups:
+        assert integrity_check(path) == "ok"
+        copy = Store(path)
+        states = copy.states(CID)
+        assert [s.state.nonce for s in states] == list(range(1, len(states) + 1))
+        assert all(s.sig_a is not None and s.sig_b is not None for s in states)
+        counts.append(len(states))
+        copy.close()
+    assert counts == sorted(counts) and counts[-1] > 0
