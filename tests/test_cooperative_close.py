@@ -50,13 +50,18 @@ def test_a_cooperative_close_emits_a_cooperative_channel_settled(contract, open_
     receipt = contract.cooperative_close(alice, pair.params, final)
     (settled,) = _events(contract, receipt, "ChannelSettled")
     assert dict(settled) == {
-        "channelId": contract.channel_id(pair.params), "nonce": 2, "payoutA": 4 * ETHER, "payoutB": ETHER,
+        "channelId": contract.channel_id(pair.params),
+        "nonce": 2,
+        "payoutA": 4 * ETHER,
+        "payoutB": ETHER,
         "cooperative": True,
     }
     assert _events(contract, receipt, "PayoutDeferred") == []
 
 
-def test_anyone_holding_both_signatures_may_submit_the_final_state(chain, contract, open_channel, alice, bob, watchtower):
+def test_anyone_holding_both_signatures_may_submit_the_final_state(
+    chain, contract, open_channel, alice, bob, watchtower
+):
     pair = open_channel(3 * ETHER)
     pair.pay("A", ETHER)
     final = pair.finalize()
@@ -76,7 +81,9 @@ def test_a_final_state_signed_before_any_payment_returns_the_deposits(chain, con
     assert chain.balance(bob.address) == before_b + ETHER
 
 
-def test_a_final_state_giving_everything_to_one_side_pays_nothing_to_the_other(chain, contract, open_channel, alice, bob, watchtower):
+def test_a_final_state_giving_everything_to_one_side_pays_nothing_to_the_other(
+    chain, contract, open_channel, alice, bob, watchtower
+):
     pair = open_channel(2 * ETHER)
     pair.pay("A", 2 * ETHER)
     final = pair.finalize()

@@ -37,7 +37,10 @@ def test_the_counterparty_funds_its_own_side_making_a_dual_funded_channel(chain,
     assert chain.balance(bob.address) == before_bob - 3 * ETHER - _fee(receipt)
     (event,) = _events(contract, receipt, "Deposited")
     assert dict(event) == {
-        "channelId": cid, "participant": bob.address, "depositor": bob.address, "amount": 3 * ETHER,
+        "channelId": cid,
+        "participant": bob.address,
+        "depositor": bob.address,
+        "amount": 3 * ETHER,
         "total": 3 * ETHER,
     }
 
@@ -64,7 +67,10 @@ def test_a_third_party_may_deposit_on_a_participants_behalf(chain, contract, ali
     assert chain.balance(bob.address) == before_bob
     (event,) = _events(contract, receipt, "Deposited")
     assert (event["participant"], event["depositor"], event["amount"], event["total"]) == (
-        bob.address, carol.address, ETHER, ETHER,
+        bob.address,
+        carol.address,
+        ETHER,
+        ETHER,
     )
 
 

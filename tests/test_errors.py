@@ -36,11 +36,27 @@ def _sample_values(error: dict) -> list:
 def test_the_abi_declares_the_errors_the_contract_documents():
     names = {error["name"] for error in ABI_ERRORS}
     assert {
-        "InvalidCounterparty", "InvalidChallengePeriod", "ValueMismatch", "ZeroDeposit", "DepositTooLarge",
-        "TokenTransferFailed", "NotParticipant", "ChannelNotOpen", "ChannelNotClosing", "MalleableSignature",
-        "InvalidSignature", "BalancesNotConserved", "LocksNotSupported", "StateNotFinal", "StaleState",
-        "RecordedBalancesMismatch", "ChallengePeriodOver", "ChallengePeriodActive", "NothingToClaim",
-        "PayoutFailed", "Reentrancy",
+        "InvalidCounterparty",
+        "InvalidChallengePeriod",
+        "ValueMismatch",
+        "ZeroDeposit",
+        "DepositTooLarge",
+        "TokenTransferFailed",
+        "NotParticipant",
+        "ChannelNotOpen",
+        "ChannelNotClosing",
+        "MalleableSignature",
+        "InvalidSignature",
+        "BalancesNotConserved",
+        "LocksNotSupported",
+        "StateNotFinal",
+        "StaleState",
+        "RecordedBalancesMismatch",
+        "ChallengePeriodOver",
+        "ChallengePeriodActive",
+        "NothingToClaim",
+        "PayoutFailed",
+        "Reentrancy",
     } <= names
 
 
@@ -61,7 +77,7 @@ def test_each_abi_error_decodes_into_its_exception_with_its_values(error):
     cls = getattr(exceptions, error["name"])
     assert type(decoded) is cls
     assert decoded == cls(*values)
-    for field, value in zip(cls.fields, values):
+    for field, value in zip(cls.fields, values, strict=True):
         assert getattr(decoded, field) == value
     assert list(decoded.values.values()) == values
 

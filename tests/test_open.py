@@ -44,12 +44,19 @@ def test_open_emits_channel_opened_and_deposited_with_the_channel_parameters(con
     cid = contract.channel_id(params)
     (opened,) = _events(contract, receipt, "ChannelOpened")
     assert dict(opened) == {
-        "channelId": cid, "participantA": alice.address, "participantB": bob.address, "asset": ETH,
-        "challengePeriod": 7200, "number": params.number,
+        "channelId": cid,
+        "participantA": alice.address,
+        "participantB": bob.address,
+        "asset": ETH,
+        "challengePeriod": 7200,
+        "number": params.number,
     }
     (deposited,) = _events(contract, receipt, "Deposited")
     assert dict(deposited) == {
-        "channelId": cid, "participant": alice.address, "depositor": alice.address, "amount": 2 * ETHER,
+        "channelId": cid,
+        "participant": alice.address,
+        "depositor": alice.address,
+        "amount": 2 * ETHER,
         "total": 2 * ETHER,
     }
 

@@ -47,7 +47,11 @@ def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_chan
     assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline)
     (closed,) = _events(contract, receipt, "ChannelClosed")
     assert dict(closed) == {
-        "channelId": cid, "closer": alice.address, "nonce": 2, "balanceA": 3 * ETHER, "balanceB": 3 * ETHER,
+        "channelId": cid,
+        "closer": alice.address,
+        "nonce": 2,
+        "balanceA": 3 * ETHER,
+        "balanceB": 3 * ETHER,
         "deadline": deadline,
     }
 
@@ -58,7 +62,10 @@ def test_participant_b_may_close_too(chain, contract, open_channel, bob):
     receipt = contract.close(bob, pair.params, latest)
     (closed,) = _events(contract, receipt, "ChannelClosed")
     assert (closed["closer"], closed["nonce"], closed["balanceA"], closed["balanceB"]) == (
-        bob.address, 1, 3 * ETHER, 2 * ETHER,
+        bob.address,
+        1,
+        3 * ETHER,
+        2 * ETHER,
     )
 
 
@@ -88,7 +95,11 @@ def test_a_close_without_state_records_the_deposits_as_nonce_zero(chain, contrac
     assert (onchain.status, onchain.nonce, onchain.fingerprint) == (STATUS_CLOSING, 0, _fingerprint(4 * ETHER, ETHER))
     (closed,) = _events(contract, receipt, "ChannelClosed")
     assert dict(closed) == {
-        "channelId": cid, "closer": bob.address, "nonce": 0, "balanceA": 4 * ETHER, "balanceB": ETHER,
+        "channelId": cid,
+        "closer": bob.address,
+        "nonce": 0,
+        "balanceA": 4 * ETHER,
+        "balanceB": ETHER,
         "deadline": deadline,
     }
 

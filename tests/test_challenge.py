@@ -1,0 +1,250 @@
+"""Challenge: a newer doubly-signed state replaces the recorded one until the deadline (inclusive)."""
+
+from __future__ import annotations
+
+import pytest
+from web3.logs import DISCARD
+
+from paychan.contract import STATUS_CLOSING, STATUS_NONE, RecordedState
+from paychan.exceptions import (
+    BalancesNotConserved,
+    ChallengePeriodOver,
+    ChannelNotClosing,
+    InvalidSignature,
+    LocksNotSupported,
+    RecordedBalancesMismatch,
+    StaleState,
+)
+
+from .conftest import ETHER, PERIOD
+
+
+def _events(contract, receipt, name):
+    return [e["args"] for e in getattr(contract.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
+
+
+def _fee(receipt):
+    return receipt["gasUsed"] * receipt["effectiveGasPrice"]
+
+
+def _block_time(chain, receipt):
+    return int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
+
+
+def _next_block_at(chain, timestamp):
+    """Makes the next block (the next transaction's, and calls against "pending") carry ``timestamp``."""
+    if chain.tester is not None:
+        chain.tester.time_travel(timestamp)
+    else:
+        chain.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
+
+
+@pytest.fixture
+def disputed(contract, open_channel, alice):
+    """A channel with three payments where alice closed with the stale state nonce 1."""
+    pair = open_channel(5 * ETHER, ETHER)
+    states = [pair.pay("A", ETHER), pair.pay("A", ETHER), pair.pay("B", ETHER // 2)]
+    contract.close(alice, pair.params, states[0])
+    return pair, states
+
+
+def test_a_newer_state_replaces_the_recorded_one_and_keeps_the_deadline(chain, contract, disputed, bob):
+    pair, states = disputed
+    cid = contract.channel_id(pair.params)
+    deadline = contract.get_channel(cid).deadline
+    receipt = contract.challenge(bob, pair.params, states[1])
+    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline)
+    onchain = contract.get_channel(cid)
+    assert (onchain.status, onchain.nonce, onchain.deadline) == (STATUS_CLOSING, 2, deadline)
+    (accepted,) = _events(contract, receipt, "ChallengeAccepted")
+    assert dict(accepted) == {
+        "channelId": cid,
+        "challenger": bob.address,
+        "nonce": 2,
+        "balanceA": 3 * ETHER,
+        "balanceB": 3 * ETHER,
+    }
+    assert _events(contract, receipt, "ChannelSettled") == []
+
+
+def test_a_challenge_moves_no_funds(chain, contract, disputed, bob):
+    pair, states = disputed
+    before_contract, before_alice = chain.balance(contract.address), chain.balance(pair.params.participant_a)
+    contract.challenge(bob, pair.params, states[2])
+    assert chain.balance(contract.address) == before_contract
+    assert chain.balance(pair.params.participant_a) == before_alice
+
+
+def test_a_watchtower_may_challenge_for_an_offline_participant(contract, disputed, watchtower):
+    pair, states = disputed
+    receipt = contract.challenge(watchtower, pair.params, states[2])
+    (accepted,) = _events(contract, receipt, "ChallengeAccepted")
+    assert (accepted["challenger"], accepted["nonce"]) == (watchtower.address, 3)
+
+
+def test_successive_challenges_each_need_a_higher_nonce(contract, disputed, alice, bob):
+    pair, states = disputed
+    cid = contract.channel_id(pair.params)
+    contract.challenge(bob, pair.params, states[1])
+    contract.challenge(alice, pair.params, states[2])
+    assert contract.recorded_state(cid).nonce == 3
+    with pytest.raises(StaleState) as e:
+        contract.challenge(bob, pair.params, states[1])
+    assert e.value == StaleState(2, 3)
+
+
+def test_a_challenge_may_skip_nonces(contract, disputed, bob):
+    pair, states = disputed
+    contract.challenge(bob, pair.params, states[2])
+    assert contract.recorded_state(contract.channel_id(pair.params)).nonce == 3
+
+
+def test_a_challenge_with_the_recorded_nonce_is_rejected(contract, disputed, bob):
+    pair, states = disputed
+    with pytest.raises(StaleState) as e:
+        contract.challenge(bob, pair.params, states[0])
+    assert e.value == StaleState(1, 1)
+
+
+def test_a_challenge_with_an_older_nonce_is_rejected(contract, open_channel, alice, bob):
+    pair = open_channel(5 * ETHER)
+    states = [pair.pay("A", ETHER) for _ in range(3)]
+    contract.close(bob, pair.params, states[2])
+    with pytest.raises(StaleState) as e:
+        contract.challenge(alice, pair.params, states[0])
+    assert e.value == StaleState(1, 3)
+
+
+def test_any_signed_state_beats_a_close_without_state(contract, open_channel, bob):
+    pair = open_channel(2 * ETHER)
+    latest = pair.pay("A", ETHER)
+    contract.close(bob, pair.params, None)
+    contract.challenge(bob, pair.params, latest)
+    assert contract.recorded_state(contract.channel_id(pair.params)).nonce == 1
+
+
+def test_a_final_state_ends_the_dispute_and_pays_out_at_once(chain, contract, disputed, alice, bob, watchtower):
+    pair, states = disputed
+    final = pair.finalize()
+    cid = contract.channel_id(pair.params)
+    before_a, before_b = chain.balance(alice.address), chain.balance(bob.address)
+    receipt = contract.challenge(watchtower, pair.params, final)
+    assert contract.get_channel(cid).status == STATUS_NONE
+    assert chain.balance(alice.address) == before_a + 3 * ETHER + ETHER // 2
+    assert chain.balance(bob.address) == before_b + 2 * ETHER + ETHER // 2
+    (accepted,) = _events(contract, receipt, "ChallengeAccepted")
+    assert (accepted["nonce"], accepted["balanceA"], accepted["balanceB"]) == (
+        4,
+        3 * ETHER + ETHER // 2,
+        2 * ETHER + ETHER // 2,
+    )
+    (settled,) = _events(contract, receipt, "ChannelSettled")
+    assert dict(settled) == {
+        "channelId": cid,
+        "nonce": 4,
+        "payoutA": 3 * ETHER + ETHER // 2,
+        "payoutB": 2 * ETHER + ETHER // 2,
+        "cooperative": True,
+    }
+
+
+def test_front_running_a_cooperative_close_with_a_stale_close_gains_nothing(chain, contract, open_channel, alice, bob):
+    pair = open_channel(4 * ETHER)
+    stale = pair.pay("A", ETHER)
+    pair.pay("A", 2 * ETHER)
+    final = pair.finalize()
+    contract.close(alice, pair.params, stale)  # alice races bob's cooperative close
+    before_b = chain.balance(bob.address)
+    receipt = contract.challenge(bob, pair.params, final)
+    assert chain.balance(bob.address) == before_b + 3 * ETHER - _fee(receipt)
+
+
+def test_a_challenge_on_the_deadline_second_is_accepted(chain, contract, disputed, bob):
+    pair, states = disputed
+    cid = contract.channel_id(pair.params)
+    deadline = contract.get_channel(cid).deadline
+    _next_block_at(chain, deadline)
+    receipt = contract.challenge(bob, pair.params, states[1])
+    assert _block_time(chain, receipt) == deadline
+    assert contract.recorded_state(cid).nonce == 2
+
+
+def test_a_challenge_one_second_after_the_deadline_is_rejected(chain, contract, disputed, bob):
+    pair, states = disputed
+    deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
+    _next_block_at(chain, deadline + 1)
+    with pytest.raises(ChallengePeriodOver) as e:
+        contract.challenge(bob, pair.params, states[1])
+    assert e.value == ChallengePeriodOver(deadline, deadline + 1)
+
+
+def test_a_final_state_after_the_deadline_is_rejected_too(chain, contract, disputed, bob):
+    pair, states = disputed
+    final = pair.finalize()
+    deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
+    _next_block_at(chain, deadline + PERIOD)
+    with pytest.raises(ChallengePeriodOver) as e:
+        contract.challenge(bob, pair.params, final)
+    assert e.value == ChallengePeriodOver(deadline, deadline + PERIOD)
+
+
+def test_challenges_never_extend_the_deadline(chain, contract, open_channel, alice, bob):
+    pair = open_channel(5 * ETHER)
+    states = [pair.pay("A", 1) for _ in range(4)]
+    contract.close(alice, pair.params, states[0])
+    cid = contract.channel_id(pair.params)
+    deadline = contract.get_channel(cid).deadline
+    for signed in states[1:3]:
+        contract.challenge(bob, pair.params, signed, gas=300_000)
+        assert contract.get_channel(cid).deadline == deadline
+    _next_block_at(chain, deadline + 1)
+    with pytest.raises(ChallengePeriodOver) as e:
+        contract.challenge(bob, pair.params, states[3])
+    assert e.value == ChallengePeriodOver(deadline, deadline + 1)
+
+
+def test_a_challenge_of_an_open_channel_is_rejected(contract, open_channel, bob):
+    pair = open_channel(2 * ETHER)
+    latest = pair.pay("A", ETHER)
+    with pytest.raises(ChannelNotClosing) as e:
+        contract.challenge(bob, pair.params, latest, recorded=RecordedState(0, 2 * ETHER, 0, 0))
+    assert e.value == ChannelNotClosing(contract.channel_id(pair.params))
+
+
+def test_a_challenge_with_wrong_recorded_balances_is_rejected(contract, disputed, bob):
+    pair, states = disputed
+    wrong = RecordedState(1, 3 * ETHER, 3 * ETHER, 0)  # the balances of nonce 2, not the recorded nonce 1
+    with pytest.raises(RecordedBalancesMismatch) as e:
+        contract.challenge(bob, pair.params, states[2], recorded=wrong)
+    assert e.value == RecordedBalancesMismatch(3 * ETHER, 3 * ETHER)
+
+
+def test_a_challenge_with_unconserved_balances_is_rejected(contract, disputed, signed_state, bob):
+    pair, _ = disputed
+    with pytest.raises(BalancesNotConserved) as e:
+        contract.challenge(bob, pair.params, signed_state(pair.params, 9, 6 * ETHER, 1))
+    assert e.value == BalancesNotConserved(6 * ETHER, 1, 6 * ETHER)
+
+
+def test_a_challenge_with_a_locks_root_is_rejected(contract, disputed, signed_state, bob):
+    pair, _ = disputed
+    root = bytes(31) + b"\x01"
+    with pytest.raises(LocksNotSupported) as e:
+        contract.challenge(bob, pair.params, signed_state(pair.params, 9, 6 * ETHER, 0, locks_root=root))
+    assert e.value == LocksNotSupported(root)
+
+
+def test_a_challenge_signed_by_one_participant_only_is_rejected(contract, disputed, signed_state, alice, bob):
+    pair, _ = disputed
+    with pytest.raises(InvalidSignature) as e:
+        contract.challenge(bob, pair.params, signed_state(pair.params, 9, 0, 6 * ETHER, key_a=bob.key))
+    assert e.value == InvalidSignature(alice.address, bob.address)
+
+
+def test_the_period_is_checked_before_the_nonce_and_signatures(chain, contract, disputed, signed_state, bob, carol):
+    pair, states = disputed
+    deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
+    _next_block_at(chain, deadline + 1)
+    with pytest.raises(ChallengePeriodOver) as e:
+        contract.challenge(bob, pair.params, signed_state(pair.params, 0, 1, 1, key_a=carol.key))
+    assert e.value == ChallengePeriodOver(deadline, deadline + 1)
