@@ -90,7 +90,7 @@ def recover_signer(domain: Domain, state: ChannelState, signature: Signature) ->
     Raises ``MalleableSignature`` for a high-s signature, as the contract does.
     """
     if signature.s > HALF_N:
-        raise MalleableSignature(s="0x" + signature.vs.hex())
+        raise MalleableSignature(s=signature.s.to_bytes(32, "big"))  # bytes32 s, as the contract reports it
     r = int.from_bytes(signature.r, "big")
     try:
         public_key = keys.Signature(vrs=(signature.v - 27, r, signature.s)).recover_public_key_from_msg_hash(
