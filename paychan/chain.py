@@ -3,6 +3,10 @@
 ``Chain`` hides what differs between them: funded accounts with keys, sending signed transactions,
 time travel and snapshots (``time_travel`` on eth-tester, ``evm_increaseTime`` + ``evm_mine`` on anvil).
 Every transaction is signed locally and sent raw, so the same code runs against any node.
+
+Time on both: each block is stamped one second after its parent (eth-tester while it runs ahead of the
+wall clock; an anvil started with ``block_interval=1``), and after ``time_travel(seconds)`` the next
+transaction executes at ``now() + seconds`` as seen before the call.
 """
 
 from __future__ import annotations
@@ -32,43 +36,63 @@ class Chain:
     accounts: list[LocalAccount]
     tester: Any = None
     url: str | None = None
+    block_interval: int | None = None  # seconds between blocks when the node stamps them exactly (anvil)
     _nonces: dict[str, int] = field(default_factory=dict)
+    _chain_id: int | None = None
 
     @property
     def chain_id(self) -> int:
-        return int(self.w3.eth.chain_id)
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    def rpc(self, method: str, params: list[Any] | None = None) -> Any:
+        """A raw JSON-RPC call (dev methods such as ``evm_mine``); raises ``ChainUnavailable`` on an error reply."""
+        reply = self.w3.provider.make_request(method, params or [])  # type: ignore[arg-type]
+        if "error" in reply:
+            raise ChainUnavailable(f"{method} failed on {self.url}: {reply['error']}")
+        return reply.get("result")
 
     def now(self) -> int:
         """The latest block's timestamp."""
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def time_travel(self, seconds: int) -> int:
-        """Moves chain time forward by ``seconds`` and mines a block; returns its timestamp."""
+        """Moves chain time forward so the next transaction executes ``seconds`` after the latest block.
+
+        Mines a block on the way (none when ``seconds`` is 1) and returns the latest block's timestamp.
+        """
         if self.tester is not None:
             self.tester.time_travel(self.now() + seconds)
+        elif self.block_interval is not None:
+            # anvil ignores evm_increaseTime while stamping blocks at a fixed interval: mine at the time
+            # wanted, one interval before the next transaction's block (what eth-tester does)
+            if seconds > self.block_interval:
+                self.rpc("evm_mine", [self.now() + seconds - self.block_interval])
         else:
-            self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
-            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            self.rpc("evm_increaseTime", [seconds])
+            self.rpc("evm_mine", [])
         return self.now()
 
     def mine(self) -> None:
         if self.tester is not None:
             self.tester.mine_blocks(1)
         else:
-            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            self.rpc("evm_mine", [])
 
     def snapshot(self) -> Any:
         self._nonces.clear()
         if self.tester is not None:
             return self.tester.take_snapshot()
-        return self.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+        return self.rpc("evm_snapshot", [])
 
     def revert(self, snapshot_id: Any) -> None:
+        """Returns to ``snapshot_id`` (on anvil a snapshot is used up by reverting to it)."""
         self._nonces.clear()
         if self.tester is not None:
             self.tester.revert_to_snapshot(snapshot_id)
-        else:
-            self.w3.provider.make_request("evm_revert", [snapshot_id])  # type: ignore[arg-type]
+        elif not self.rpc("evm_revert", [snapshot_id]):
+            raise ChainUnavailable(f"evm_revert to snapshot {snapshot_id} failed on {self.url}")
 
     def fee_fields(self) -> dict[str, int]:
         """EIP-1559 fee fields: a fixed priority tip and room for the base fee to double."""
@@ -122,8 +146,14 @@ def embedded_chain(accounts: int = 10) -> Chain:
     return Chain(w3=w3, kind="embedded", accounts=local, tester=tester)
 
 
-def rpc_chain(url: str, private_keys: list[str] | None = None, timeout: float = 30.0) -> Chain:
-    """A chain behind the JSON-RPC ``url``. Without keys, anvil's and hardhat's dev accounts are used."""
+def rpc_chain(
+    url: str, private_keys: list[str] | None = None, timeout: float = 30.0, block_interval: int | None = None
+) -> Chain:
+    """A chain behind the JSON-RPC ``url``. Without keys, anvil's and hardhat's dev accounts are used.
+
+    ``block_interval``: the node stamps each block exactly that many seconds after its parent (an anvil
+    devnet started so, see ``paychan.devnet``); time travel then mines at the exact time wanted.
+    """
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
     try:
         w3.eth.chain_id
@@ -136,7 +166,7 @@ def rpc_chain(url: str, private_keys: list[str] | None = None, timeout: float = 
         accounts = [
             Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(10)
         ]
-    return Chain(w3=w3, kind="rpc", accounts=accounts, url=url)
+    return Chain(w3=w3, kind="rpc", accounts=accounts, url=url, block_interval=block_interval)
 
 
 def connect(rpc_url: str | None = None, private_keys: list[str] | None = None) -> Chain:

@@ -175,7 +175,10 @@ class PaychanContract:
         return receipt
 
     def _estimate(self, fn: Any, tx: dict[str, Any]) -> int:
-        estimate = int(fn.estimate_gas(tx))
+        # eth-tester always estimates on the pending block; other nodes are asked for the same, so a
+        # time-dependent revert reports the same timestamp on every chain
+        block = None if self.chain.tester is not None else "pending"
+        estimate = int(fn.estimate_gas(tx, block_identifier=block))
         return estimate + estimate // 5 + 10_000  # refunds and warm/cold differences make estimates tight
 
     def _raise_replayed(self, fn: Any, tx: dict[str, Any], receipt: TxReceipt) -> None:

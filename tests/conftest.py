@@ -1,4 +1,10 @@
-"""Shared fixtures: one embedded chain per session, reverted around each test; roles; factories.
+"""Shared fixtures: one chain per kind per session, reverted around each test; roles; factories.
+
+Every test using ``chain`` (directly or through ``contract``, ``alice``, ...) runs once per chain kind:
+``test_x[embedded]`` on the in-process eth-tester chain and ``test_x[anvil]`` on an anvil the session starts
+on a free port and stops by its PID at the end. ``PAYCHAN_CHAINS=embedded`` (comma-separated kinds) limits
+the kinds locally. A test that must stay on the embedded chain (e.g. a hypothesis model test) requests the
+``embedded_chain`` fixture or carries ``@pytest.mark.embedded_only``.
 
 Every chain test ends with the conservation check: the contract's ETH and token balances equal what its
 open and closing channels hold plus the payouts owed to recipients. Nothing is created or lost.
@@ -6,6 +12,7 @@ open and closing channels hold plus the payouts owed to recipients. Nothing is c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +20,8 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from paychan.chain import Chain, embedded_chain
+from paychan import chain as chain_module
+from paychan.chain import Chain
 from paychan.channel import Channel
 from paychan.compile import Artifact, compile_contracts
 from paychan.contract import STATUS_CLOSING, STATUS_OPEN, PaychanContract
@@ -30,9 +38,53 @@ def artifacts() -> dict[str, Artifact]:
     return compile_contracts(include_test=True)
 
 
+CHAIN_KINDS = ("embedded", "anvil")
+
+
+def chain_kinds() -> list[str]:
+    """The chain kinds to run chain tests on: ``PAYCHAN_CHAINS`` (comma-separated), default all."""
+    wanted = [k.strip() for k in os.environ.get("PAYCHAN_CHAINS", ",".join(CHAIN_KINDS)).split(",") if k.strip()]
+    unknown = sorted(set(wanted) - set(CHAIN_KINDS))
+    if unknown:
+        raise pytest.UsageError(f"PAYCHAN_CHAINS: unknown chain kind(s) {unknown}; known: {', '.join(CHAIN_KINDS)}")
+    return wanted
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "embedded_only: run this chain test on the embedded chain only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrizes every test that uses ``chain`` over the chain kinds (ids ``[embedded]``, ``[anvil]``)."""
+    if "chain" not in metafunc.fixturenames:
+        return
+    kinds = chain_kinds()
+    if "embedded_chain" in metafunc.fixturenames or metafunc.definition.get_closest_marker("embedded_only"):
+        kinds = [k for k in kinds if k == "embedded"]
+    metafunc.parametrize("chain", kinds, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def chain() -> Chain:
-    return embedded_chain()
+def chain(request: pytest.FixtureRequest) -> Iterator[Chain]:
+    """The chain of this parametrization: the embedded eth-tester chain or a fresh anvil devnet."""
+    kind = getattr(request, "param", "embedded")
+    if kind == "embedded":
+        yield chain_module.embedded_chain()
+        return
+    from paychan.devnet import start_devnet
+
+    devnet = start_devnet(block_interval=1)  # blocks one second apart, as on the embedded chain
+    try:
+        yield devnet.chain()
+    finally:
+        devnet.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_chain(chain: Chain) -> Chain:
+    """The embedded chain; a test requesting it runs only on ``[embedded]``."""
+    assert chain.kind == "embedded", "embedded_chain is only parametrized with the embedded chain"
+    return chain
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +145,7 @@ def send_fn(chain: Chain, sender: LocalAccount, fn: Any, value: int = 0, gas: in
 
 @pytest.fixture(autouse=True)
 def _revert_chain(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Reverts the embedded chain after each test that used it, and checks conservation of funds."""
+    """Reverts the chain (snapshot before, revert after) around each test that used it."""
     if "chain" not in request.fixturenames:
         yield
         return
