@@ -164,6 +164,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     uint256 internal constant _HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
     uint256 internal constant _MASK_120 = (1 << 120) - 1;
     uint256 internal constant _MASK_160 = (1 << 160) - 1;
+    /// @dev solady's `ReentrancyGuardTransient` slot: `uint32(bytes4(keccak256("Reentrancy()"))) | 1 << 71`.
+    uint256 internal constant _GUARD_SLOT = 0x8000000000ab143c06;
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
     /*                          STORAGE                           */
@@ -414,9 +416,27 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         return ("paychan", "1");
     }
 
-    /// @dev Always the transient-storage guard: every target chain (prague) has EIP-1153.
-    function _useTransientReentrancyGuardOnlyOnMainnet() internal pure override returns (bool) {
-        return false;
+    /// @dev solady's transient guard (same slot, same `Reentrancy()` error), entered through one shared
+    /// function instead of solady's inlined copy per guarded function: every target chain (prague) has
+    /// EIP-1153, so solady's storage fallback is dead code here.
+    modifier nonReentrant() override {
+        _enterGuard();
+        _;
+        /// @solidity memory-safe-assembly
+        assembly {
+            tstore(_GUARD_SLOT, 0)
+        }
+    }
+
+    function _enterGuard() private {
+        /// @solidity memory-safe-assembly
+        assembly {
+            if tload(_GUARD_SLOT) {
+                mstore(0x00, 0xab143c06) // `Reentrancy()`.
+                revert(0x1c, 0x04)
+            }
+            tstore(_GUARD_SLOT, address())
+        }
     }
 
     function _channelId(Channel calldata channel) internal view returns (bytes32 channelId) {

@@ -17,6 +17,9 @@ from typing import Any
 SOLC_VERSION = "0.8.30"
 EVM_VERSION = "prague"
 OPTIMIZER_RUNS = 200
+# The IR pipeline: 15% smaller runtime code than the legacy one (what brings deployment under 1.5M gas)
+# and cheaper calls (benchmarks/gas.py). ape-config.yaml sets the same (`via_ir: true`).
+VIA_IR = True
 REMAPPINGS = ("solady/=node_modules/solady/src/",)
 MAIN_CONTRACT = "PaymentChannels"
 
@@ -72,6 +75,7 @@ def compiler_settings() -> dict[str, Any]:
     return {
         "remappings": list(REMAPPINGS),
         "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
+        "viaIR": VIA_IR,
         "evmVersion": EVM_VERSION,
         "outputSelection": {
             "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]},
