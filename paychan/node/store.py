@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from paychan.exceptions import PaychanError
 from paychan.signing import state_struct_hash
@@ -260,20 +261,20 @@ class Store:
     )
 
     @staticmethod
-    def _channel_from_row(row: tuple[object, ...]) -> ChannelRecord:
+    def _channel_from_row(row: Any) -> ChannelRecord:
         cid, params, role, peer_url, dep_a, dep_b, epoch, status, close_nonce, close_deadline, challenged = row
         return ChannelRecord(
-            ChannelId(bytes(cid)),  # type: ignore[arg-type]
+            ChannelId(bytes(cid)),
             ChannelParams.from_json(json.loads(str(params))),
             str(role),
             str(peer_url),
             int(str(dep_a)),
             int(str(dep_b)),
-            int(epoch),  # type: ignore[call-overload]
+            int(epoch),
             str(status),
-            None if close_nonce is None else int(close_nonce),  # type: ignore[call-overload]
-            None if close_deadline is None else int(close_deadline),  # type: ignore[call-overload]
-            None if challenged is None else int(challenged),  # type: ignore[call-overload]
+            None if close_nonce is None else int(close_nonce),
+            None if close_deadline is None else int(close_deadline),
+            None if challenged is None else int(challenged),
         )
 
     def channels(self) -> list[ChannelRecord]:
@@ -362,17 +363,17 @@ class Store:
     _STATE_COLUMNS = "channel_id, nonce, balance_a, balance_b, locks_root, is_final, proposer, sig_a, sig_b, state_hash"
 
     @staticmethod
-    def _state_from_row(row: tuple[object, ...]) -> StoredState:
+    def _state_from_row(row: Any) -> StoredState:
         cid, nonce, bal_a, bal_b, root, final, proposer, sig_a, sig_b, state_hash = row
         state = ChannelState(
-            ChannelId(bytes(cid)),  # type: ignore[arg-type]
-            Nonce(int(nonce)),  # type: ignore[call-overload]
+            ChannelId(bytes(cid)),
+            Nonce(int(nonce)),
             Wei(int(str(bal_a))),
             Wei(int(str(bal_b))),
-            bytes(root),  # type: ignore[arg-type]
+            bytes(root),
             bool(final),
         )
-        return StoredState(state, str(proposer), _sig(sig_a), _sig(sig_b), bytes(state_hash))  # type: ignore[arg-type]
+        return StoredState(state, str(proposer), _sig(sig_a), _sig(sig_b), bytes(state_hash))
 
     def states(self, cid: bytes, after: int = -1) -> list[StoredState]:
         """The channel's recorded states with nonce greater than ``after``, in nonce order."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
 
+from paychan.node.server import Node, serve
 from paychan.node.store import ChannelRecord, Store
 from paychan.signing import Domain, sign_state
 from paychan.state import ChannelParams, ChannelState, Nonce, SignedState, Wei, channel_id
@@ -49,3 +51,45 @@ def store(tmp_path: Path) -> Iterator[Store]:
     db.add_channel(channel_record())
     yield db
     db.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveNode:
+    """An in-process node serving its peer endpoint and control API on 127.0.0.1 (no chain)."""
+
+    def __init__(self, node: Node, runners: tuple[Any, Any], peer_url: str, control_url: str) -> None:
+        self.node, self.runners, self.peer_url, self.control_url = node, runners, peer_url, control_url
+
+    @property
+    def channel(self) -> Any:
+        return self.node.runtimes[CID].channel
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """Everything a hostile message must not change: memory and disk."""
+        runtime = self.node.runtimes[CID]
+        rows = [(r.state, r.sig_a, r.sig_b) for r in self.node.store.states(CID)]
+        return (runtime.channel.latest, runtime.channel.balances(), runtime.epoch, len(runtime.inflight), rows)
+
+    async def stop(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+        await self.node.stop()
+        self.node.store.close()
+
+
+async def start_live_node(
+    db: Path, key: bytes, role: str, port: int, peer_port: int, body_timeout: float = 5.0, keepalive: float = 5.0
+) -> LiveNode:
+    store = Store(db)
+    if store.channel(CID) is None:
+        store.add_channel(channel_record(role, f"http://127.0.0.1:{peer_port}"))
+    node = Node(store, key, DOMAIN, body_timeout=body_timeout, payment_timeout=20.0)
+    peer_runner, control_runner, peer_url, control_url = await serve(node, "127.0.0.1", port, keepalive_timeout=keepalive)
+    return LiveNode(node, (peer_runner, control_runner), peer_url, control_url)

@@ -1,0 +1,797 @@
+"""The node: one party's channels, the peer endpoint other nodes talk to and the local control API.
+
+Protocol between two nodes (``messages`` has the wire format):
+
+- **Turn.** Only one side proposes at a time, so two different states are never proposed for one nonce. The
+  turn is an epoch counter stored with the channel: A may propose while it is even, B while it is odd. To
+  propose, a node without the turn asks the holder (``POST /peer/turn``); the holder waits until its own
+  proposals are countersigned, stores ``epoch + 1`` durably and answers. Stale answers are harmless: both
+  sides keep the highest epoch they have seen.
+- **Propose.** The turn holder takes the queued payments (up to ``max_batch``), records each next state as
+  a signed intent in one transaction (one fsync), signs them, and sends them in one ``POST /peer/propose``.
+  The peer checks each with ``Channel.receive_proposal`` (the core channel object: nonce, channel,
+  balances, conservation, signature), records each as an intent *before* signing (``Channel.before_sign``),
+  countersigns, commits (one fsync) and only then answers. The proposer checks each countersignature with
+  ``Channel.receive_countersignature`` and stores it. A state re-sent after a crash is answered with the
+  state already countersigned (idempotent); any other state at a used nonce is refused.
+- **Announce.** The opener tells the counterparty about the channel; the counterparty checks it on chain.
+
+The control API (``/status``, ``/open``, ``/pay``, ``/close``) listens on 127.0.0.1 only and needs the bearer
+token the node writes to ``<db>.control.json`` (mode 0600), which the ``paychan`` CLI reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from paychan.channel import Channel
+from paychan.contract import PaychanContract
+from paychan.exceptions import (
+    ChannelFinalized,
+    InvalidAmount,
+    MalformedMessage,
+    NegativeBalance,
+    PaychanError,
+    ProposalPending,
+    StateRejected,
+    UnexpectedNonce,
+    UnknownChannel,
+)
+from paychan.node.messages import (
+    MAX_BODY_BYTES,
+    Announce,
+    Propose,
+    TurnRequest,
+    decode_json,
+    encode_signed,
+    error_body,
+    parse_announce,
+    parse_propose,
+    parse_signed,
+    parse_turn,
+)
+from paychan.node.peer import PeerClient, PeerRefused, PeerUnavailable
+from paychan.node.store import (
+    STATUS_CLOSED,
+    STATUS_CLOSING,
+    STATUS_OPEN,
+    ChannelRecord,
+    DoubleSignRefused,
+    Store,
+)
+from paychan.signing import Domain, check_signer, sign_state, state_struct_hash
+from paychan.state import ETH, MAX_NONCE, ChannelId, ChannelState, Nonce, SignedState, Wei, channel_id
+
+log = logging.getLogger("paychan.node")
+T = TypeVar("T")
+
+
+class NotYourTurn(StateRejected):
+    """Raised when the peer proposes while the turn to propose is ours."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        super().__init__(f"NotYourTurn(epoch={epoch})")
+
+
+class ChannelNotOpen(StateRejected):
+    """Raised when paying on a channel that is closing or closed on chain."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        super().__init__(f"ChannelNotOpen(status={status})")
+
+
+class BodyTimeout(PaychanError):
+    """Raised when a request body does not arrive within the body timeout (a slow-loris client)."""
+
+
+class PaymentTimeout(PaychanError):
+    """Raised when a payment was not countersigned in time (it stays queued and may still complete)."""
+
+
+@dataclass
+class Request:
+    """A queued payment (or, with ``final``, the closing state) and the future its caller waits on."""
+
+    amount: int
+    final: bool
+    future: asyncio.Future[SignedState]
+
+
+@dataclass
+class Runtime:
+    """A channel in memory: the core ``Channel``, our proposals awaiting countersignature, the queue."""
+
+    record: ChannelRecord
+    channel: Channel
+    epoch: int
+    inflight: list[SignedState] = field(default_factory=list)
+    waiters: dict[int, Request] = field(default_factory=dict)
+    queue: deque[Request] = field(default_factory=deque)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    sender: asyncio.Task[None] | None = None
+
+    @property
+    def cid(self) -> ChannelId:
+        return self.record.channel_id
+
+    @property
+    def role(self) -> str:
+        return self.record.role
+
+    @property
+    def peer_role(self) -> str:
+        return "B" if self.record.role == "A" else "A"
+
+    def has_turn(self) -> bool:
+        return (self.epoch % 2 == 0) == (self.record.role == "A")
+
+
+class Node:
+    """One party's node. Create it, ``await start()``, serve ``peer_app()`` and ``control_app()``."""
+
+    def __init__(
+        self,
+        store: Store,
+        private_key: bytes,
+        domain: Domain,
+        contract: PaychanContract | None = None,
+        public_url: str = "",
+        max_batch: int = 256,
+        peer_timeout: float = 10.0,
+        body_timeout: float = 5.0,
+        payment_timeout: float = 60.0,
+    ) -> None:
+        self.store = store
+        self._key = bytes(private_key)
+        self.account: LocalAccount = Account.from_key(self._key)
+        self.address = self.account.address
+        self.domain = domain
+        self.contract = contract
+        self.public_url = public_url
+        self.max_batch = max_batch
+        self.body_timeout = body_timeout
+        self.payment_timeout = payment_timeout
+        self.peer = PeerClient(peer_timeout)
+        self.control_token = secrets.token_hex(16)
+        self.runtimes: dict[bytes, Runtime] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paychan-chain")
+        self._started = False
+        for record in store.channels():
+            self._load(record)
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    def _own_signature(self, signed: SignedState, role: str) -> SignedState:
+        if signed.signature_of(role) is not None:
+            return signed
+        return signed.with_signature(role, sign_state(self.domain, signed.state, self._key))
+
+    def _load(self, record: ChannelRecord) -> Runtime:
+        """(Re)builds a channel's runtime from the store: latest countersigned state, our open proposals."""
+        role = record.role
+        peer_role = "B" if role == "A" else "A"
+        row = self.store.latest_complete(record.channel_id, role)
+        latest = None if row is None else self._own_signature(row.signed, role)
+        after = 0 if latest is None else latest.state.nonce
+        inflight = [
+            self._own_signature(r.signed, role)
+            for r in self.store.states(record.channel_id, after)
+            if r.proposer == role and r.signed.signature_of(peer_role) is None
+        ]
+        deposits = (record.deposit_a, record.deposit_b)
+        if latest is not None:
+            deposits = (latest.state.balance_a, latest.state.balance_b)
+        channel = Channel(record.params, self.domain, self._key, deposits=deposits, latest=latest)
+
+        def record_before_signing(proposal: SignedState) -> None:
+            self.store.record_intent(proposal, peer_role)
+
+        channel.before_sign.append(record_before_signing)
+        channel.pending = inflight[0] if inflight else None
+        old = self.runtimes.get(record.channel_id)
+        runtime = Runtime(record, channel, record.turn_epoch, inflight)
+        if old is not None:  # keep callers waiting on the rebuilt channel
+            runtime.queue, runtime.waiters, runtime.lock = old.queue, old.waiters, old.lock
+            runtime.wakeup, runtime.sender = old.wakeup, old.sender
+            runtime.epoch = max(runtime.epoch, old.epoch)
+        self.runtimes[record.channel_id] = runtime
+        if self._started and runtime.sender is None:
+            runtime.sender = asyncio.get_running_loop().create_task(self._sender(runtime.cid))
+        if inflight:
+            runtime.wakeup.set()
+        return runtime
+
+    def _reload(self, cid: bytes) -> Runtime:
+        record = self.store.channel(cid)
+        assert record is not None
+        return self._load(record)
+
+    async def start(self) -> None:
+        """Starts one sender task per channel (it re-sends proposals a crash left unanswered)."""
+        self._started = True
+        loop = asyncio.get_running_loop()
+        for runtime in self.runtimes.values():
+            if runtime.sender is None:
+                runtime.sender = loop.create_task(self._sender(runtime.cid))
+            if runtime.inflight:
+                runtime.wakeup.set()
+
+    async def stop(self) -> None:
+        for runtime in self.runtimes.values():
+            if runtime.sender is not None:
+                runtime.sender.cancel()
+        await self.peer.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def on_chain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Runs a blocking chain call on the node's chain thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def runtime(self, cid: bytes | None) -> Runtime:
+        if cid is None:
+            if len(self.runtimes) != 1:
+                raise UnknownChannel(f"the node has {len(self.runtimes)} channels: name one with --channel")
+            return next(iter(self.runtimes.values()))
+        runtime = self.runtimes.get(cid)
+        if runtime is None:
+            raise UnknownChannel(f"no channel 0x{cid.hex()} on this node")
+        return runtime
+
+    # --- receiving proposals (peer side) ---------------------------------------------------------
+
+    def handle_propose(self, message: Propose) -> tuple[list[SignedState], Exception | None]:
+        """Countersigns the proposed states in order until the first invalid one; stores before answering.
+
+        Returns the countersigned states and the error that stopped it (if any). Runs without awaiting, so
+        no other handler interleaves; the transaction commits before anything is returned.
+        """
+        runtime = self.runtime(message.channel_id)
+        if runtime.record.status != STATUS_OPEN:
+            raise ChannelNotOpen(runtime.record.status)
+        if runtime.has_turn():
+            raise NotYourTurn(runtime.epoch)
+        accepted: list[SignedState] = []
+        error: Exception | None = None
+        try:
+            with self.store.transaction():
+                for proposal in message.states:
+                    try:
+                        accepted.append(self._countersign(runtime, proposal))
+                    except (StateRejected, DoubleSignRefused) as exc:
+                        error = exc
+                        break
+        except Exception:
+            self._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
+            raise
+        return accepted, error
+
+    def _countersign(self, runtime: Runtime, proposal: SignedState) -> SignedState:
+        state = proposal.state
+        if state.channel_id == runtime.cid and state.nonce <= runtime.channel.nonce:
+            row = self.store.state_at(runtime.cid, state.nonce)
+            if row is not None and row.state_hash == state_struct_hash(state):
+                # a re-sent proposal we already countersigned: answer with the same state, sign nothing new
+                check_signer(self.domain, state, proposal.signature_of(runtime.peer_role), runtime.channel.peer_address)
+                return self._own_signature(row.signed, runtime.role)
+            raise UnexpectedNonce(state.nonce, runtime.channel.nonce + 1)
+        signed = runtime.channel.receive_proposal(proposal)  # validates; before_sign records the intent
+        self.store.add_signatures(signed)
+        return signed
+
+    def handle_turn(self, message: TurnRequest) -> Runtime:
+        runtime = self.runtime(message.channel_id)
+        if message.epoch > runtime.epoch:
+            runtime.epoch = message.epoch
+        return runtime
+
+    async def grant_turn(self, runtime: Runtime) -> int:
+        """Gives the turn to the peer once our own proposals are countersigned; returns the new epoch."""
+        if not runtime.has_turn():
+            return runtime.epoch
+        async with runtime.lock:
+            if runtime.has_turn():
+                if runtime.inflight:
+                    raise ProposalPending(runtime.inflight[0].state.nonce)
+                self.store.set_turn_epoch(runtime.cid, runtime.epoch + 1)
+                runtime.epoch += 1
+        return runtime.epoch
+
+    def handle_announce(self, message: Announce, onchain: Any) -> ChannelRecord:
+        if self.contract is None:
+            raise MalformedMessage("this node has no chain to check a new channel on")
+        if (
+            message.chain_id != self.domain.chain_id
+            or message.contract.lower() != self.domain.verifying_contract.lower()
+        ):
+            raise MalformedMessage("the channel is on another chain or contract")
+        cid = channel_id(message.params, self.domain.chain_id, self.domain.verifying_contract)
+        try:
+            role = message.params.role_of(self.address)
+        except ValueError:
+            raise MalformedMessage(f"{self.address} is not a participant of this channel") from None
+        existing = self.store.channel(cid)
+        if existing is not None:
+            return existing
+        if onchain.status != 1:
+            raise UnknownChannel(f"channel 0x{cid.hex()} is not open on chain")
+        record = ChannelRecord(cid, message.params, role, message.peer_url, onchain.deposit_a, onchain.deposit_b)
+        self.store.add_channel(record)
+        self._load(record)
+        return record
+
+    # --- proposing (our side) --------------------------------------------------------------------
+
+    async def pay(self, cid: bytes | None, amount: int, count: int = 1) -> SignedState:
+        """Queues ``count`` payments of ``amount``; returns the state countersigned for the last one."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise InvalidAmount(amount)
+        if not 1 <= count <= 100_000:
+            raise InvalidAmount(count)
+        runtime = self.runtime(cid)
+        if runtime.record.status != STATUS_OPEN:
+            raise ChannelNotOpen(runtime.record.status)
+        loop = asyncio.get_running_loop()
+        futures = []
+        for _ in range(count):
+            request = Request(amount, False, loop.create_future())
+            runtime.queue.append(request)
+            futures.append(request.future)
+        runtime.wakeup.set()
+        return await self._wait(futures)
+
+    async def propose_final(self, cid: bytes | None) -> SignedState:
+        runtime = self.runtime(cid)
+        request = Request(0, True, asyncio.get_running_loop().create_future())
+        runtime.queue.append(request)
+        runtime.wakeup.set()
+        return await self._wait([request.future])
+
+    async def _wait(self, futures: list[asyncio.Future[SignedState]]) -> SignedState:
+        try:
+            done = await asyncio.wait_for(asyncio.gather(*futures), self.payment_timeout)
+        except TimeoutError:
+            raise PaymentTimeout(
+                f"not countersigned within {self.payment_timeout}s; the payment stays queued and may complete"
+            ) from None
+        return done[-1]
+
+    async def _sender(self, cid: bytes) -> None:
+        """Sends this channel's queued payments in batches, re-sending unanswered proposals first."""
+        backoff = 0.02
+        while True:
+            runtime = self.runtimes[cid]
+            if not runtime.queue and not runtime.inflight:
+                runtime.wakeup.clear()
+                await runtime.wakeup.wait()
+                continue
+            try:
+                async with runtime.lock:
+                    runtime = self.runtimes[cid]
+                    if not runtime.inflight:
+                        await self._acquire_turn(runtime)
+                        self._build_batch(runtime)
+                    if runtime.inflight:
+                        await self._exchange(runtime)
+                backoff = 0.02
+            except (PeerUnavailable, PeerRefused, StateRejected, DoubleSignRefused) as exc:
+                log.warning("channel 0x%s: %s", cid.hex()[:12], exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug: log it, keep the node alive, retry later
+                log.exception("channel 0x%s: sender failed", cid.hex()[:12])
+                await asyncio.sleep(1.0)
+
+    async def _acquire_turn(self, runtime: Runtime) -> None:
+        while not runtime.has_turn():
+            answer = await self.peer.post(
+                runtime.record.peer_url + "/peer/turn", TurnRequest(runtime.cid, runtime.epoch).to_json()
+            )
+            epoch = answer.get("epoch")
+            if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > runtime.epoch:
+                runtime.epoch = epoch  # stored with the next batch's intents
+            elif not runtime.has_turn():
+                await asyncio.sleep(0.01)
+
+    def _build_batch(self, runtime: Runtime) -> None:
+        """Turns queued requests into the next states, records them as intents (one commit), signs them."""
+        channel = runtime.channel
+        balance_a, balance_b = channel.balances()
+        nonce = channel.nonce
+        final = channel.is_final
+        states: list[ChannelState] = []
+        owners: list[Request] = []
+        while runtime.queue and len(states) < self.max_batch and not final:
+            request = runtime.queue.popleft()
+            if request.future.done():
+                continue
+            if runtime.record.status != STATUS_OPEN:
+                request.future.set_exception(ChannelNotOpen(runtime.record.status))
+                continue
+            if nonce + 1 > MAX_NONCE:
+                request.future.set_exception(UnexpectedNonce(nonce + 1, MAX_NONCE))
+                continue
+            if request.final:
+                final = True
+            else:
+                mine = balance_a if runtime.role == "A" else balance_b
+                if request.amount > mine:
+                    request.future.set_exception(NegativeBalance(mine - request.amount))
+                    continue
+                if runtime.role == "A":
+                    balance_a, balance_b = balance_a - request.amount, balance_b + request.amount
+                else:
+                    balance_a, balance_b = balance_a + request.amount, balance_b - request.amount
+            nonce += 1
+            states.append(
+                ChannelState(runtime.cid, Nonce(nonce), Wei(balance_a), Wei(balance_b), is_final=request.final)
+            )
+            owners.append(request)
+        while final and runtime.queue:  # nothing can follow a final state
+            request = runtime.queue.popleft()
+            if not request.future.done():
+                request.future.set_exception(ChannelFinalized(nonce))
+        if not states:
+            return
+        try:
+            with self.store.transaction():
+                self.store.set_turn_epoch(runtime.cid, runtime.epoch)
+                for state in states:
+                    self.store.record_intent(SignedState(state), runtime.role)
+        except DoubleSignRefused as exc:
+            for request in owners:
+                request.future.set_exception(exc)
+            raise
+        signed = [SignedState(s).with_signature(runtime.role, sign_state(self.domain, s, self._key)) for s in states]
+        runtime.inflight = signed
+        for state, request in zip(states, owners, strict=True):
+            runtime.waiters[state.nonce] = request
+        channel.pending = signed[0]
+
+    async def _exchange(self, runtime: Runtime) -> None:
+        """Sends our unanswered proposals; stores and applies each valid countersignature in the answer."""
+        message = Propose(runtime.cid, runtime.epoch, list(runtime.inflight))
+        answer = await self.peer.post(runtime.record.peer_url + "/peer/propose", message.to_json())
+        returned = answer.get("states")
+        if not isinstance(returned, list):
+            raise PeerUnavailable("answer without states")
+        channel = runtime.channel
+        done: list[SignedState] = []
+        problem: Exception | None = None
+        for item in returned[: len(runtime.inflight)]:
+            try:
+                countersigned = parse_signed(item)
+                channel.pending = runtime.inflight[0]
+                done.append(channel.receive_countersignature(countersigned))
+            except StateRejected as exc:
+                problem = exc
+                break
+            runtime.inflight.pop(0)
+        channel.pending = runtime.inflight[0] if runtime.inflight else None
+        if done:
+            try:
+                with self.store.transaction():
+                    for signed in done:
+                        self.store.add_signatures(signed)
+            except Exception:
+                self._reload(runtime.cid)
+                raise
+            for signed in done:
+                request = runtime.waiters.pop(signed.state.nonce, None)
+                if request is not None and not request.future.done():
+                    request.future.set_result(signed)
+            if done[-1].state.is_final:
+                log.info("channel 0x%s: final state countersigned", runtime.cid.hex()[:12])
+        if problem is not None:
+            raise problem
+        error = answer.get("error")
+        if runtime.inflight and isinstance(error, dict):
+            raise PeerRefused(200, error)
+
+    # --- chain actions ---------------------------------------------------------------------------
+
+    def _require_contract(self) -> PaychanContract:
+        if self.contract is None:
+            raise PaychanError("this node was started without a chain (--rpc-url and --contract)")
+        return self.contract
+
+    async def open(self, peer_url: str, deposit: int, challenge_period: int) -> Runtime:
+        contract = self._require_contract()
+        info = await self.peer.get(peer_url.rstrip("/") + "/peer/info")
+        if (
+            info.get("chainId") != self.domain.chain_id
+            or str(info.get("contract", "")).lower() != contract.address.lower()
+        ):
+            raise PaychanError(f"the peer at {peer_url} uses another chain or contract")
+        counterparty = str(info.get("address"))
+        params, _ = await self.on_chain(
+            contract.open_channel, self.account, counterparty, deposit, ETH, challenge_period
+        )
+        cid = contract.channel_id(params)
+        record = ChannelRecord(cid, params, "A", peer_url.rstrip("/"), deposit, 0)
+        self.store.add_channel(record)
+        runtime = self._load(record)
+        announce = Announce(params, self.public_url, self.domain.chain_id, contract.address)
+        await self.peer.post(record.peer_url + "/peer/channels", announce.to_json())
+        return runtime
+
+    async def close(self, cid: bytes | None) -> dict[str, Any]:
+        """Cooperative close: both sign a final state, then we submit it; the contract pays out at once."""
+        contract = self._require_contract()
+        runtime = self.runtime(cid)
+        final = runtime.channel.latest if runtime.channel.is_final else await self.propose_final(runtime.cid)
+        receipt = await self.on_chain(contract.cooperative_close, self.account, runtime.record.params, final)
+        self.mark_closed(runtime)
+        return {
+            "channelId": "0x" + runtime.cid.hex(),
+            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
+            "nonce": final.state.nonce,
+            "payoutA": str(final.state.balance_a),
+            "payoutB": str(final.state.balance_b),
+        }
+
+    def mark_closed(self, runtime: Runtime) -> None:
+        self.store.set_status(runtime.cid, STATUS_CLOSED)
+        runtime.record = self.store.channel(runtime.cid) or runtime.record
+
+    def mark_closing(self, runtime: Runtime, nonce: int, deadline: int) -> None:
+        self.store.set_status(runtime.cid, STATUS_CLOSING, nonce, deadline)
+        runtime.record = self.store.channel(runtime.cid) or runtime.record
+
+    # --- reporting -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        channels = []
+        for runtime in self.runtimes.values():
+            record, channel = runtime.record, runtime.channel
+            balance_a, balance_b = channel.balances()
+            channels.append(
+                {
+                    "channelId": "0x" + runtime.cid.hex(),
+                    "role": runtime.role,
+                    "counterparty": channel.peer_address,
+                    "peerUrl": record.peer_url,
+                    "status": record.status,
+                    "nonce": channel.nonce,
+                    "isFinal": channel.is_final,
+                    "balanceA": str(balance_a),
+                    "balanceB": str(balance_b),
+                    "myBalance": str(channel.balance()),
+                    "depositA": str(record.deposit_a),
+                    "depositB": str(record.deposit_b),
+                    "challengePeriod": record.params.challenge_period,
+                    "haveTurn": runtime.has_turn(),
+                    "inflight": len(runtime.inflight),
+                    "queued": len(runtime.queue),
+                    "closeNonce": record.close_nonce,
+                    "closeDeadline": record.close_deadline,
+                    "challengedNonce": record.challenged_nonce,
+                    "latest": encode_signed(channel.latest),
+                }
+            )
+        return {
+            "address": self.address,
+            "chainId": self.domain.chain_id,
+            "contract": self.domain.verifying_contract,
+            "channels": channels,
+        }
+
+    # --- HTTP ------------------------------------------------------------------------------------
+
+    async def read_body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
+        try:
+            return await asyncio.wait_for(request.read(), self.body_timeout)
+        except TimeoutError:
+            raise BodyTimeout(f"request body not received within {self.body_timeout}s") from None
+
+    def peer_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_errors_as_json])
+        app.router.add_get("/peer/info", self._peer_info)
+        app.router.add_post("/peer/propose", self._peer_propose)
+        app.router.add_post("/peer/turn", self._peer_turn)
+        app.router.add_post("/peer/channels", self._peer_announce)
+        app.router.add_get("/peer/channels/{cid}/latest", self._peer_latest)
+        return app
+
+    async def _peer_info(self, request: web.Request) -> web.Response:
+        return _json(
+            {"address": self.address, "chainId": self.domain.chain_id, "contract": self.domain.verifying_contract}
+        )
+
+    async def _peer_propose(self, request: web.Request) -> web.Response:
+        message = parse_propose(await self.read_body(request))
+        accepted, error = self.handle_propose(message)
+        if not accepted:
+            assert error is not None
+            raise error
+        body: dict[str, Any] = {"type": "countersigned", "states": [encode_signed(s) for s in accepted]}
+        if error is not None:
+            body["error"] = error_body(error)["error"]
+        return _json(body)
+
+    async def _peer_turn(self, request: web.Request) -> web.Response:
+        runtime = self.handle_turn(parse_turn(await self.read_body(request)))
+        epoch = await asyncio.wait_for(self.grant_turn(runtime), self.body_timeout * 2)
+        return _json({"type": "turn", "epoch": epoch})
+
+    async def _peer_announce(self, request: web.Request) -> web.Response:
+        message = parse_announce(await self.read_body(request))
+        contract = self._require_contract()
+        cid = contract.channel_id(message.params)
+        onchain = await self.on_chain(contract.get_channel, cid)
+        record = self.handle_announce(message, onchain)
+        return _json({"type": "announced", "channelId": "0x" + record.channel_id.hex()})
+
+    async def _peer_latest(self, request: web.Request) -> web.Response:
+        from paychan.node.messages import parse_channel_id
+
+        runtime = self.runtime(parse_channel_id(request.match_info["cid"]))
+        return _json({"type": "latest", "state": encode_signed(runtime.channel.latest)})
+
+    def control_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024, middlewares=[_errors_as_json, self._authorize])
+        app.router.add_get("/status", self._control_status)
+        app.router.add_post("/open", self._control_open)
+        app.router.add_post("/pay", self._control_pay)
+        app.router.add_post("/close", self._control_close)
+        return app
+
+    @web.middleware
+    async def _authorize(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        expected = f"Bearer {self.control_token}"
+        if not secrets.compare_digest(request.headers.get("Authorization", ""), expected):
+            return _json(
+                {"error": {"type": "Unauthorized", "message": "missing or wrong control token", "fields": {}}}, 401
+            )
+        return await handler(request)
+
+    async def _control_json(self, request: web.Request) -> dict[str, Any]:
+        return decode_json(await self.read_body(request))
+
+    async def _control_status(self, request: web.Request) -> web.Response:
+        return _json(self.status())
+
+    async def _control_open(self, request: web.Request) -> web.Response:
+        data = await self._control_json(request)
+        runtime = await self.open(
+            str(data["peer"]), _int(data.get("deposit", "0")), _int(data.get("challengePeriod", 3600))
+        )
+        return _json({"channelId": "0x" + runtime.cid.hex(), "params": runtime.record.params.to_json()})
+
+    async def _control_pay(self, request: web.Request) -> web.Response:
+        data = await self._control_json(request)
+        cid = _cid(data.get("channelId"))
+        signed = await self.pay(cid, _int(data.get("amount")), _int(data.get("count", 1)))
+        runtime = self.runtime(signed.state.channel_id)
+        return _json(
+            {
+                "channelId": "0x" + runtime.cid.hex(),
+                "nonce": signed.state.nonce,
+                "myBalance": str(runtime.channel.balance()),
+                "state": encode_signed(signed),
+            }
+        )
+
+    async def _control_close(self, request: web.Request) -> web.Response:
+        data = await self._control_json(request)
+        return _json(await self.close(_cid(data.get("channelId"))))
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise MalformedMessage("expected an integer")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise MalformedMessage(f"expected an integer, got {value!r}") from None
+
+
+def _cid(value: Any) -> ChannelId | None:
+    if value is None:
+        return None
+    from paychan.node.messages import parse_channel_id
+
+    return parse_channel_id(value)
+
+
+def _json(data: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, separators=(",", ":")), status=status, content_type="application/json")
+
+
+STATUS_OF: list[tuple[type[BaseException], int]] = [
+    (MalformedMessage, 400),
+    (UnknownChannel, 404),
+    (BodyTimeout, 408),
+    (NotYourTurn, 409),
+    (ProposalPending, 409),
+    (StateRejected, 422),
+    (DoubleSignRefused, 409),
+    (PaymentTimeout, 504),
+    (PeerUnavailable, 502),
+    (PeerRefused, 502),
+    (PaychanError, 400),
+]
+
+
+@web.middleware
+async def _errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error becomes a JSON answer ``{"error": {type, message, fields}}`` with a fitting status."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        body = {"error": {"type": type(exc).__name__, "message": exc.text or exc.reason, "fields": {}}}
+        response = _json(body, exc.status)
+        if exc.status in (408, 413):
+            response.force_close()
+        return response
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        status = next((code for cls, code in STATUS_OF if isinstance(exc, cls)), 500)
+        if status == 500:
+            log.exception("internal error on %s", request.path)
+        response = _json(error_body(exc), status)
+        if isinstance(exc, BodyTimeout):
+            response.force_close()
+        return response
+
+
+def write_control_file(db_path: str | Path, data: dict[str, Any]) -> Path:
+    """Writes ``<db>.control.json`` (mode 0600): where the control API listens and its token."""
+    import os
+
+    path = Path(f"{db_path}.control.json")
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+    return path
+
+
+async def serve(
+    node: Node, host: str, port: int, control_port: int = 0, keepalive_timeout: float = 5.0
+) -> tuple[web.AppRunner, web.AppRunner, str, str]:
+    """Starts the peer endpoint on ``host:port`` and the control API on 127.0.0.1; returns runners and URLs.
+
+    ``keepalive_timeout`` also bounds how long a connection may take to send its request headers (aiohttp
+    arms it when the connection opens): a slow-loris client is dropped after it.
+    """
+    await node.start()
+    peer_runner = web.AppRunner(node.peer_app(), keepalive_timeout=keepalive_timeout, access_log=None)
+    await peer_runner.setup()
+    peer_site = web.TCPSite(peer_runner, host, port, backlog=128)
+    await peer_site.start()
+    control_runner = web.AppRunner(node.control_app(), keepalive_timeout=keepalive_timeout, access_log=None)
+    await control_runner.setup()
+    control_site = web.TCPSite(control_runner, "127.0.0.1", control_port)
+    await control_site.start()
+    peer_port = peer_runner.addresses[0][1]
+    control_port = control_runner.addresses[0][1]
+    peer_url = f"http://{host}:{peer_port}"
+    if not node.public_url:
+        node.public_url = peer_url
+    return peer_runner, control_runner, peer_url, f"http://127.0.0.1:{control_port}"

@@ -1,0 +1,80 @@
+"""Two in-process nodes over loopback HTTP: payments both ways, turn passing, batching, re-delivery."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from paychan.node.messages import Propose
+from paychan.signing import check_signer
+
+from .conftest import ADDRESS_A, ADDRESS_B, CID, DEPOSIT_A, DOMAIN, KEY_A, KEY_B, LiveNode, free_port, start_live_node
+
+
+async def _pair(tmp_path: Path) -> tuple[LiveNode, LiveNode]:
+    port_a, port_b = free_port(), free_port()
+    a = await start_live_node(tmp_path / "a.db", KEY_A, "A", port_a, port_b)
+    b = await start_live_node(tmp_path / "b.db", KEY_B, "B", port_b, port_a)
+    return a, b
+
+
+def _assert_agree(a: LiveNode, b: LiveNode) -> None:
+    assert a.channel.latest == b.channel.latest
+    latest = a.channel.latest
+    check_signer(DOMAIN, latest.state, latest.sig_a, ADDRESS_A)
+    check_signer(DOMAIN, latest.state, latest.sig_b, ADDRESS_B)
+    for node in (a, b):
+        rows = node.node.store.states(CID)
+        assert [r.state.nonce for r in rows] == list(range(1, latest.state.nonce + 1))
+
+
+def test_payments_both_ways_end_with_both_nodes_holding_the_same_latest_state(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, b = await _pair(tmp_path)
+        try:
+            await a.node.pay(CID, 100, count=5)
+            await b.node.pay(CID, 30)
+            await a.node.pay(CID, 1)
+            assert a.channel.balances() == (DEPOSIT_A - 471, 471)
+            _assert_agree(a, b)
+            assert a.channel.nonce == 7
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_payments_from_both_sides_never_collide_on_a_nonce(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, b = await _pair(tmp_path)
+        try:
+            await a.node.pay(CID, 1000)  # gives B something to pay back
+            tasks = [a.node.pay(CID, 3) for _ in range(40)] + [b.node.pay(CID, 2) for _ in range(40)]
+            await asyncio.gather(*tasks)
+            assert a.channel.balances() == (DEPOSIT_A - 1000 - 120 + 80, 1000 + 120 - 80)
+            assert a.channel.nonce == 81
+            _assert_agree(a, b)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_proposal_sent_again_after_a_lost_answer_gets_the_same_countersignature(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, b = await _pair(tmp_path)
+        try:
+            signed = await a.node.pay(CID, 10, count=3)
+            before = b.snapshot()
+            first = a.node.runtimes[CID]
+            resend = Propose(CID, first.epoch, [first.channel.latest])
+            answer = await a.node.peer.post(b.peer_url + "/peer/propose", resend.to_json())
+            assert answer["states"] == [signed.to_json()]
+            assert b.snapshot() == before
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(scenario())
