@@ -210,17 +210,29 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         if (challengePeriod < MIN_CHALLENGE_PERIOD || challengePeriod > MAX_CHALLENGE_PERIOD) {
             revert InvalidChallengePeriod(challengePeriod, MIN_CHALLENGE_PERIOD, MAX_CHALLENGE_PERIOD);
         }
-        uint64 number = nextChannelNumber;
+        uint64 channelNumber = nextChannelNumber;
         unchecked {
             // A uint64 counter incremented once per transaction cannot wrap.
-            nextChannelNumber = number + 1;
+            nextChannelNumber = channelNumber + 1;
         }
-        Channel memory channel = Channel(msg.sender, counterparty, asset, challengePeriod, number);
-        channelId = keccak256(abi.encode(block.chainid, address(this), channel));
+        /// @solidity memory-safe-assembly
+        assembly {
+            // keccak256(abi.encode(chainid, this, Channel(msg.sender, counterparty, asset, period, number))),
+            // as `_channelId` computes it from calldata.
+            let m := mload(0x40)
+            mstore(m, chainid())
+            mstore(add(m, 0x20), address())
+            mstore(add(m, 0x40), caller())
+            mstore(add(m, 0x60), counterparty)
+            mstore(add(m, 0x80), asset)
+            mstore(add(m, 0xa0), challengePeriod)
+            mstore(add(m, 0xc0), channelNumber)
+            channelId := keccak256(m, 0xe0)
+        }
         uint256 credited = amount == 0 ? _checkNoValue() : _pullDeposit(asset, amount);
         if (credited > MAX_DEPOSIT) revert DepositTooLarge(0, credited, MAX_DEPOSIT);
         _channels[channelId] = (uint256(_STATUS_OPEN) << 248) | (credited << 120);
-        emit ChannelOpened(channelId, msg.sender, counterparty, asset, challengePeriod, number);
+        emit ChannelOpened(channelId, msg.sender, counterparty, asset, challengePeriod, channelNumber);
         if (credited != 0) emit Deposited(channelId, msg.sender, msg.sender, credited, credited);
     }
 
