@@ -1,18 +1,19 @@
 """EIP-712 hashing, signing and signer recovery of channel states.
 
-The digest is computed here word by word (it is on the hot path of every payment) and signed with
-eth-keys, which uses coincurve when it is installed. ``typed_data`` gives the same message in the form
-``eth_account.Account.sign_typed_data`` takes; tests prove both, and the contract, agree.
+The digest is computed here word by word (it is on the hot path of every payment) and signed and recovered
+with coincurve (libsecp256k1) directly, with key objects, digests and address checksums cached.
+``typed_data`` gives the same message in the form ``eth_account.Account.sign_typed_data`` takes; tests prove
+both, and the contract, agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+import coincurve
 from eth_hash.auto import keccak
-from eth_keys import keys
-from eth_keys.exceptions import BadSignature, ValidationError
 from eth_utils import to_checksum_address
 
 from paychan.exceptions import InvalidSignature, MalleableSignature
@@ -28,6 +29,7 @@ DOMAIN_TYPEHASH = keccak(
     b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
 HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
@@ -73,15 +75,36 @@ def state_struct_hash(state: ChannelState) -> bytes:
     )
 
 
+@lru_cache(maxsize=4096)
 def state_digest(domain: Domain, state: ChannelState) -> bytes:
-    """The 32-byte EIP-712 digest a participant signs for ``state``."""
+    """The 32-byte EIP-712 digest a participant signs for ``state`` (cached: a state is signed and checked)."""
     return keccak(b"\x19\x01" + domain.separator + state_struct_hash(state))
 
 
+@lru_cache(maxsize=64)
+def _signing_key(private_key: bytes) -> coincurve.PrivateKey:
+    return coincurve.PrivateKey(private_key)
+
+
+@lru_cache(maxsize=4096)
+def _address_of(public_key: bytes) -> str:
+    return to_checksum_address(keccak(public_key[1:])[12:])
+
+
+@lru_cache(maxsize=4096)
+def _checksummed(address: str) -> str:
+    return to_checksum_address(address)
+
+
 def sign_state(domain: Domain, state: ChannelState, private_key: bytes) -> Signature:
-    """Signs ``state`` with ``private_key``; the signature is low-s and compact (EIP-2098)."""
-    signature = keys.PrivateKey(private_key).sign_msg_hash(state_digest(domain, state))
-    return Signature.from_vrs(signature.v, signature.r, signature.s)
+    """Signs ``state`` with ``private_key``; the signature is low-s and compact (EIP-2098).
+
+    libsecp256k1 (through coincurve) signs deterministically (RFC 6979) and always low-s; the key object is
+    cached, as deriving it costs more than the signature.
+    """
+    signature = _signing_key(bytes(private_key)).sign_recoverable(state_digest(domain, state), hasher=None)
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
+    return Signature.from_vrs(signature[64], r, s)
 
 
 def recover_signer(domain: Domain, state: ChannelState, signature: Signature) -> str:
@@ -92,20 +115,21 @@ def recover_signer(domain: Domain, state: ChannelState, signature: Signature) ->
     if signature.s > HALF_N:
         raise MalleableSignature(s=signature.s.to_bytes(32, "big"))  # bytes32 s, as the contract reports it
     r = int.from_bytes(signature.r, "big")
-    try:
-        public_key = keys.Signature(vrs=(signature.v - 27, r, signature.s)).recover_public_key_from_msg_hash(
-            state_digest(domain, state)
-        )
-    except (BadSignature, ValidationError, ValueError):
+    if not (0 < r < SECP256K1_N and 0 < signature.s):
         return ZERO_ADDRESS
-    return public_key.to_checksum_address()
+    compact = signature.r + signature.s.to_bytes(32, "big") + bytes([signature.v - 27])
+    try:
+        public_key = coincurve.PublicKey.from_signature_and_message(compact, state_digest(domain, state), hasher=None)
+    except Exception:  # coincurve raises a plain Exception for a signature that recovers no key
+        return ZERO_ADDRESS
+    return _address_of(public_key.format(compressed=False))
 
 
 def check_signer(domain: Domain, state: ChannelState, signature: Signature | None, expected: str) -> None:
     """Raises ``InvalidSignature`` unless ``signature`` is ``expected``'s signature of ``state``."""
     recovered = ZERO_ADDRESS if signature is None else recover_signer(domain, state, signature)
-    if recovered != to_checksum_address(expected):
-        raise InvalidSignature(expected=to_checksum_address(expected), recovered=recovered)
+    if recovered != _checksummed(expected):
+        raise InvalidSignature(expected=_checksummed(expected), recovered=recovered)
 
 
 def typed_data(domain: Domain, state: ChannelState) -> dict[str, Any]:

@@ -52,8 +52,15 @@ class PeerClient:
         """The peer's JSON answer; raises ``PeerRefused`` for an error answer, ``PeerUnavailable`` for none."""
         try:
             async with self.session.request(method, url, json=payload) as response:
-                body = await response.content.read(MAX_BODY_BYTES + 1)
                 status = response.status
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(65536):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        break
+                body = b"".join(chunks)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise PeerUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from None
         if len(body) > MAX_BODY_BYTES:
