@@ -187,7 +187,7 @@ class Channel:
         if state.balance_a + state.balance_b != self.total:
             raise BalancesNotConserved(state.balance_a, state.balance_b, self.total)
         if state.locks_root != ZERO_ROOT:
-            raise LocksNotSupported("0x" + state.locks_root.hex())
+            raise LocksNotSupported(state.locks_root)  # bytes32, as the contract reports it
         if state.balance_of(self.role) < self.balance():
             raise UnfavourableState(self.balance(), state.balance_of(self.role))
         check_signer(self.domain, state, proposal.signature_of(self.peer_role), self.peer_address)
