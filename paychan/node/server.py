@@ -781,11 +781,15 @@ async def serve(
     arms it when the connection opens): a slow-loris client is dropped after it.
     """
     await node.start()
-    peer_runner = web.AppRunner(node.peer_app(), keepalive_timeout=keepalive_timeout, access_log=None)
+    peer_runner = web.AppRunner(
+        node.peer_app(), keepalive_timeout=keepalive_timeout, lingering_time=0, access_log=None
+    )
     await peer_runner.setup()
     peer_site = web.TCPSite(peer_runner, host, port, backlog=128)
     await peer_site.start()
-    control_runner = web.AppRunner(node.control_app(), keepalive_timeout=keepalive_timeout, access_log=None)
+    control_runner = web.AppRunner(
+        node.control_app(), keepalive_timeout=keepalive_timeout, lingering_time=0, access_log=None
+    )
     await control_runner.setup()
     control_site = web.TCPSite(control_runner, "127.0.0.1", control_port)
     await control_site.start()

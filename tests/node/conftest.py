@@ -91,5 +91,7 @@ async def start_live_node(
     if store.channel(CID) is None:
         store.add_channel(channel_record(role, f"http://127.0.0.1:{peer_port}"))
     node = Node(store, key, DOMAIN, body_timeout=body_timeout, payment_timeout=20.0)
-    peer_runner, control_runner, peer_url, control_url = await serve(node, "127.0.0.1", port, keepalive_timeout=keepalive)
+    peer_runner, control_runner, peer_url, control_url = await serve(
+        node, "127.0.0.1", port, keepalive_timeout=keepalive
+    )
     return LiveNode(node, (peer_runner, control_runner), peer_url, control_url)
