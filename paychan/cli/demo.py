@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from paychan.chain import connect
 from paychan.cli import add_chain_arguments
@@ -23,6 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_chain_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the ledgers as JSON")
     parser.add_argument("--payments", type=_positive, default=20, help="off-chain payments in the cooperative run")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        default=None,
+        help="also draw each party's channel balance over both lifecycles into this PNG (matplotlib)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -42,4 +49,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([ledger.to_json() for ledger in ledgers], indent=2))
     else:
         print("\n\n".join(ledger.to_text() for ledger in ledgers))
+    if args.plot is not None:
+        from paychan.plot import plot_balances
+
+        written = plot_balances(ledgers, args.plot)
+        print(f"paychan: wrote the balance chart to {written}", file=sys.stderr)
     return 0
