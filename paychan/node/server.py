@@ -172,6 +172,7 @@ class Node:
         self.runtimes: dict[bytes, Runtime] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paychan-chain")
         self._started = False
+        self._sync_task: asyncio.Task[None] | None = None
         for record in store.channels():
             self._load(record)
 
@@ -231,11 +232,43 @@ class Node:
                 runtime.sender = loop.create_task(self._sender(runtime.cid))
             if runtime.inflight:
                 runtime.wakeup.set()
+        self._sync_task = loop.create_task(self._sync_all())
+
+    async def sync(self, cid: bytes) -> bool:
+        """Adopts the peer's latest state if it is newer and signed by both (after a restore from backup).
+
+        Returns whether anything changed. A state conflicting with one we signed is refused (and logged).
+        """
+        runtime = self.runtime(cid)
+        answer = await self.peer.get(f"{runtime.record.peer_url}/peer/channels/0x{runtime.cid.hex()}/latest")
+        theirs = parse_signed(answer.get("state"))
+        if theirs.state.channel_id != runtime.cid or theirs.state.nonce <= runtime.channel.nonce:
+            return False
+        params = runtime.record.params
+        check_signer(self.domain, theirs.state, theirs.sig_a, params.participant_a)
+        check_signer(self.domain, theirs.state, theirs.sig_b, params.participant_b)
+        if theirs.state.total != runtime.channel.total:
+            return False
+        self.store.record_intent(theirs, runtime.peer_role)
+        self._reload(runtime.cid)
+        log.warning("channel 0x%s: adopted the peer's newer state %d", runtime.cid.hex()[:12], theirs.state.nonce)
+        return True
+
+    async def _sync_all(self) -> None:
+        for cid in list(self.runtimes):
+            if self.runtimes[cid].record.status == STATUS_CLOSED:
+                continue
+            try:
+                await self.sync(cid)
+            except (PaychanError, ValueError) as exc:
+                log.info("channel 0x%s: no sync with the peer: %s", cid.hex()[:12], exc)
 
     async def stop(self) -> None:
         for runtime in self.runtimes.values():
             if runtime.sender is not None:
                 runtime.sender.cancel()
+        if self._sync_task is not None:
+            self._sync_task.cancel()
         await self.peer.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -781,9 +814,7 @@ async def serve(
     arms it when the connection opens): a slow-loris client is dropped after it.
     """
     await node.start()
-    peer_runner = web.AppRunner(
-        node.peer_app(), keepalive_timeout=keepalive_timeout, lingering_time=0, access_log=None
-    )
+    peer_runner = web.AppRunner(node.peer_app(), keepalive_timeout=keepalive_timeout, lingering_time=0, access_log=None)
     await peer_runner.setup()
     peer_site = web.TCPSite(peer_runner, host, port, backlog=128)
     await peer_site.start()
