@@ -88,8 +88,11 @@ def deployment_path(chain_id: int, location: Path | str | None = None) -> Path:
 
 def deploy_and_record(
     chain: Chain, location: Path | str | None = None, deployer_index: int = 0, artifact: Artifact | None = None
-) -> tuple[PaychanContract, Deployment, Path]:
-    """Deploys ``PaymentChannels`` from ``chain.accounts[deployer_index]`` and writes its record."""
+) -> tuple[PaychanContract, Deployment, Path | None]:
+    """Deploys ``PaymentChannels`` from ``chain.accounts[deployer_index]`` and writes its record.
+
+    An in-process chain (eth-tester) ends with the process, so nothing is written for it (path None).
+    """
     artifact = artifact or load_artifact()
     deployer = chain.accounts[deployer_index]
     contract, receipt = PaychanContract.deploy(chain, deployer, artifact)
@@ -105,6 +108,8 @@ def deploy_and_record(
         source_hash=artifact.source_hash,
         deployed_at=int(block["timestamp"]),
     )
+    if chain.tester is not None:
+        return contract, deployment, None
     path = write_deployment(deployment, deployment_path(chain.chain_id, location))
     return contract, deployment, path
 
