@@ -108,6 +108,10 @@ def compile_contracts(root: Path | None = None, include_test: bool = False) -> d
 
     root = root or project_root()
     files = source_files(root, include_test)
+    if not files:
+        raise FileNotFoundError(f"no Solidity sources in {root / 'contracts'} (compiling needs a source checkout)")
+    if not solc_binary(root).exists():
+        raise FileNotFoundError(f"no compiler at {solc_binary(root)}: run ./setup.sh in the source checkout")
     sources = {f.relative_to(root).as_posix(): {"content": f.read_text()} for f in files}
     settings = compiler_settings()
     output = solcx.compile_standard(

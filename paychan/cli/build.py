@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,7 +18,8 @@ def run_compile(args: argparse.Namespace) -> int:
     fresh = compile_contracts()[MAIN_CONTRACT]
     if args.check:
         if fresh != load_artifact():
-            print("paychan: error: the shipped artifact differs from a fresh compile; run `paychan compile`")
+            message = "the shipped artifact differs from a fresh compile; run `paychan compile`"
+            print(f"paychan: error: {message}", file=sys.stderr)
             return 1
         print(f"{MAIN_CONTRACT}: shipped artifact is current (source hash {fresh.source_hash[:16]}…)")
         return 0
