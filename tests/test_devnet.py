@@ -99,6 +99,46 @@ def test_devnet_command_with_deploy_records_a_contract_that_holds_code(tmp_path:
         assert process.wait(timeout=20) == 0
 
 
+def test_devnet_then_deploy_then_scripted_lifecycles_run_against_the_recorded_contract(tmp_path: Path) -> None:
+    process, details = start_devnet_command()
+    try:
+        url = details["rpc_url"]
+        deployed = paychan("deploy", "--rpc-url", url, "--deployments", str(tmp_path), "--json")
+        assert deployed.returncode == 0, deployed.stderr
+        address = json.loads(deployed.stdout)["address"]
+        for name, payouts in (("cooperative", None), ("dispute", (ETHER, 4 * ETHER))):
+            run = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "scripts" / f"{name}.py"),
+                    "--rpc-url",
+                    url,
+                    "--deployments",
+                    str(tmp_path),
+                    "--json",
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                stdin=subprocess.DEVNULL,
+            )
+            assert run.returncode == 0, run.stderr
+            ledger = json.loads(run.stdout)
+            assert ledger["contract"] == address
+            parties = ledger["parties"]
+            assert all(p["reconciles"] for p in parties.values())
+            paid = (parties["alice"]["paid_out"], parties["bob"]["paid_out"])
+            assert sum(paid) == parties["alice"]["deposited"] + parties["bob"]["deposited"]
+            if payouts is not None:
+                assert paid == payouts
+        chain = rpc_chain(url)
+        assert load_contract(chain, location=tmp_path).contract.functions.nextChannelNumber().call() == 3
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+
+
 def test_devnet_command_on_a_busy_port_fails_with_one_line(devnet: Devnet) -> None:
     result = paychan("devnet", "--port", str(devnet.port))
     assert result.returncode == 1
