@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     node.add_argument("--contract", required=True, help="address of the PaymentChannels contract")
     node.add_argument("--poll-interval", type=float, default=1.0, help="chain watcher interval in seconds")
     node.add_argument("--max-batch", type=int, default=256, help="most states proposed in one message")
+    node.add_argument("--payment-timeout", type=float, default=60.0, help="seconds a pay request waits")
     node.add_argument("--log-level", default="INFO")
     node.set_defaults(func=run_node)
 
@@ -136,7 +137,15 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
     from paychan.node.server import Node, serve, write_control_file
     from paychan.node.watcher import Watcher
 
-    node = Node(store, key, contract.domain, contract, public_url=args.public_url, max_batch=args.max_batch)
+    node = Node(
+        store,
+        key,
+        contract.domain,
+        contract,
+        public_url=args.public_url,
+        max_batch=args.max_batch,
+        payment_timeout=args.payment_timeout,
+    )
     peer_runner, control_runner, peer_url, control_url = await serve(node, args.host, args.port, args.control_port)
     watcher_task = asyncio.get_running_loop().create_task(Watcher(node, args.poll_interval).run())
     control_file = write_control_file(

@@ -6,7 +6,13 @@ be shared between processes) and stop it by PID, also when the test fails.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +101,112 @@ async def start_live_node(
         node, "127.0.0.1", port, keepalive_timeout=keepalive
     )
     return LiveNode(node, (peer_runner, control_runner), peer_url, control_url)
+
+
+# --- node processes on an anvil devnet ----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def devnet() -> Iterator[Any]:
+    """anvil on a free port, started for the node tests and stopped by PID (also when a test fails)."""
+    from paychan.devnet import start_devnet
+
+    net = start_devnet()
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+@pytest.fixture(scope="session")
+def devnet_contract(devnet: Any) -> Any:
+    from paychan.chain import rpc_chain
+    from paychan.contract import PaychanContract
+
+    chain = rpc_chain(devnet.url)
+    contract, _ = PaychanContract.deploy(chain, chain.accounts[0])
+    return contract
+
+
+class NodeProcess:
+    """``paychan node`` in its own process, on a fixed port so its peer finds it again after a restart."""
+
+    def __init__(self, folder: Path, name: str, key: bytes, rpc_url: str, contract: str, port: int) -> None:
+        from paychan.node.keystore import write_keystore
+
+        self.name, self.key, self.port = name, key, port
+        self.db = folder / f"{name}.db"
+        self.keystore = folder / f"{name}.keystore.json"
+        self.log = folder / f"{name}.log"
+        self.address = write_keystore(self.keystore, key, PASSWORD, iterations=1024)
+        self.rpc_url, self.contract = rpc_url, contract
+        self.process: subprocess.Popen[bytes] | None = None
+        self.peer_url = f"http://127.0.0.1:{port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        control = Path(f"{self.db}.control.json")
+        control.unlink(missing_ok=True)  # a SIGKILLed node leaves its control file behind
+        command = [
+            sys.executable, "-c", "import sys; from paychan.cli import main; sys.exit(main())", "node",
+            "--keystore", str(self.keystore), "--db", str(self.db), "--host", "127.0.0.1", "--port", str(self.port),
+            "--rpc-url", self.rpc_url, "--contract", self.contract, "--poll-interval", "0.2",
+            "--payment-timeout", "5", "--log-level", "WARNING",
+        ]  # fmt: skip
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "PAYCHAN_PASSWORD": PASSWORD},
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"node {self.name} exited: {self.log.read_text()[-2000:]}")
+            try:
+                if json.loads(control.read_text())["pid"] == self.process.pid:
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"node {self.name} did not start in {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush, exactly like a crash."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def control(self, method: str, path: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
+        from paychan.cli.node import control_request
+
+        return control_request(str(self.db), method, path, payload, timeout)
+
+    def status(self) -> Any:
+        return self.control("GET", "/status")["channels"][0]
+
+
+@pytest.fixture
+def node_processes(tmp_path: Path, devnet: Any, devnet_contract: Any) -> Iterator[Callable[[str, bytes], NodeProcess]]:
+    """Factory of node processes; every one started is stopped by PID after the test, pass or fail."""
+    started: list[NodeProcess] = []
+
+    def make(name: str, key: bytes) -> NodeProcess:
+        process = NodeProcess(tmp_path, name, key, devnet.url, devnet_contract.address, free_port())
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()
