@@ -785,8 +785,10 @@ cooperative flag, and a `Deposited` event beside `ChannelOpened` in an open; cli
 them); then dispatch and ABI decoding with validation of every field, the reentrancy guard (three
 transient-storage accesses, 300 gas), the range, nonce, malleability and conservation checks; and for
 ERC-20 the token's own code around its storage (the floor counts only the slots, calls and log it must
-touch) and the balance reads before and after `transferFrom` that credit what actually arrived. The deploy
-floor is for the code as shipped; the code size is the lever, and was cut from
+touch) and the balance reads before and after `transferFrom` that credit what actually arrived. An opcode
+trace of the ETH unilateral close (anvil `debug_traceTransaction`) finds no storage access, call or hash
+beyond the floor's: past its richer event, the remaining ~1,700 gas are its 711 stack, jump, memory and
+calldata opcodes. The deploy floor is for the code as shipped; the code size is the lever, and was cut from
 7,933 to {data["code_size"]["runtime_bytes"]:,} bytes (solc's IR pipeline, one shared reentrancy-guard
 entry instead of an inlined copy per function, the new channel's id hashed in place rather than through a
 memory struct) without removing a check, an error or a function.
