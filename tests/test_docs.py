@@ -154,6 +154,132 @@ def command_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     return runs
 
 
+# --- the docs against the code ------------------------------------------------------------------------
+
+QUESTIONS = (
+    "How is a channel opened?",
+    "Whose signatures does it need?",
+    "Who locks up funds?",
+    'How is the deposit "spent"?',
+    "Do both sides pay fees?",
+    "What does each off-chain payment cost?",
+    "How can the channel be closed, and by whom?",
+    "What is left of the deposit at the end, and who earned the part that is gone?",
+    "Is a payment channel a smart contract?",
+)
+
+# Each flow's diagram must show the calls that make it.
+FLOWS = {
+    "open and fund": ("open(", "deposit(", "ChannelOpened", "Deposited"),
+    "off-chain payment": ("propose_payment", "receive_proposal", "receive_countersignature"),
+    "cooperative close": ("propose_final", "cooperativeClose(", "ChannelSettled(cooperative true)"),
+    "unilateral close with a challenge": ("close(", "ChannelClosed", "challenge(", "ChallengeAccepted"),
+    "settle": ("settle(", "ChannelSettled(cooperative false)", "claim("),
+}
+
+DEFINITION = {
+    ".sol": r"\b(?:function|event|error|struct|modifier)\s+{name}\b",
+    ".py": r"(?:\b(?:def|class)\s+{name}\b|^{name}\s*[:=])",
+}
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def guide_sections() -> dict[str, str]:
+    """The guide's level-2 sections by heading."""
+    parts = re.split(r"^## (.+)$", GUIDE.read_text(), flags=re.M)
+    return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def code_references(text: str) -> list[tuple[str, str]]:
+    """Markdown links whose text is a code name in backticks: (name, link target)."""
+    links = re.findall(r"\[`([A-Za-z_][\w.]*)`\]\(([^)#]+)\)", text)
+    return [(name, target) for name, target in links if name != Path(target).name]  # not a link to a file
+
+
+def quoted_ids() -> list[str]:
+    return [f"{q.source} `{q.command}` #{i}" for i, q in enumerate(all_quoted())]
+
+
+@pytest.mark.parametrize("index", range(len(all_quoted())), ids=quoted_ids())
+def test_every_command_the_docs_show_still_prints_the_lines_they_quote(index, command_runs):
+    quoted = all_quoted()[index]
+    run = command_runs[quoted.command]
+    if quoted.expects_error:
+        assert run.returncode != 0, f"`{quoted.command}` was shown failing but exited 0:\n{run.output}"
+    else:
+        assert run.returncode == 0, f"`{quoted.command}` exited {run.returncode}:\n{run.output[-3000:]}"
+    missing = missing_lines(run.output, quoted.lines)
+    assert not missing, (
+        f"{quoted.source}: the output of `{quoted.command}` no longer contains (in this order):\n  "
+        + "\n  ".join(missing)
+        + f"\n--- its output ---\n{run.output[-6000:]}"
+    )
+
+
+def test_the_guide_answers_every_newcomer_question_with_a_command_its_output_and_the_code():
+    sections = guide_sections()
+    for question in QUESTIONS:
+        assert question in sections, f"docs/guide.md has no section '## {question}'"
+        body = sections[question]
+        quoted = quoted_commands(body, question)
+        assert quoted and all(q.lines for q in quoted), f"'{question}' shows no command with quoted output"
+        assert code_references(body), f"'{question}' names no contract or Python function"
+
+
+def test_every_function_the_guide_names_exists_where_it_points():
+    references = code_references(GUIDE.read_text())
+    assert len(references) > 30
+    for name, target in references:
+        path = (GUIDE.parent / target).resolve()
+        assert path.is_file(), f"docs/guide.md links `{name}` to {target}, which does not exist"
+        pattern = DEFINITION[path.suffix].format(name=re.escape(name.split(".")[-1]))
+        assert re.search(pattern, path.read_text(), flags=re.M), f"`{name}` is not defined in {target}"
+
+
+def test_the_guide_has_a_mermaid_sequence_diagram_for_each_of_the_five_flows():
+    diagrams = re.findall(r"^```mermaid\n(.*?)^```", GUIDE.read_text(), flags=re.S | re.M)
+    assert all(d.startswith("sequenceDiagram\n") for d in diagrams)
+    for flow, calls in FLOWS.items():
+        assert any(all(call in d for call in calls) for d in diagrams), f"no diagram shows {flow}: {calls}"
+    for diagram in diagrams:
+        for line in diagram.splitlines():
+            assert ";" not in line and "#" not in line, f"Mermaid treats ; and # specially: {line!r}"
+
+
+def test_the_guide_anchors_it_links_to_exist():
+    text = GUIDE.read_text()
+    anchors = {slug(h) for h in re.findall(r"^#{1,4} (.+)$", text, flags=re.M)}
+    for anchor in re.findall(r"\]\(#([^)]+)\)", text):
+        assert anchor in anchors, f"docs/guide.md links #{anchor}, which no heading makes"
+
+
+def test_the_readme_links_each_question_of_the_guide_and_embeds_the_balance_picture():
+    anchors = {slug(h) for h in re.findall(r"^#{1,4} (.+)$", GUIDE.read_text(), flags=re.M)}
+    guide_block = readme_block("guide")
+    linked = re.findall(r"\]\(docs/guide\.md#([^)]+)\)", guide_block)
+    assert {slug(q) for q in QUESTIONS} <= set(linked), "the README's guide block must link every question"
+    assert set(linked) <= anchors, f"README links anchors the guide lacks: {set(linked) - anchors}"
+    readme = README.read_text()
+    assert readme.index("<!-- guide:start -->") < readme.index("<!-- gas:start -->"), "guide link on the first screen"
+    assert re.search(rf"!\[[^\]]+\]\({re.escape(PICTURE)}\)", readme_block("demo")), "README must embed the chart"
+    png_size((ROOT / PICTURE).read_bytes())
+
+
+def test_the_committed_balance_picture_is_what_paychan_demo_plot_draws_today(command_runs):
+    from matplotlib import image
+
+    command = f"paychan demo --plot {PICTURE}"
+    assert command in command_runs, f"the guide must show `{command}`"
+    fresh = Path(command_runs["__workdir__"].output) / PICTURE
+    committed, drawn = image.imread(ROOT / PICTURE), image.imread(fresh)
+    assert committed.shape == drawn.shape, f"regenerate {PICTURE} with `{command}`"
+    assert abs(committed - drawn).mean() < 0.002, f"{PICTURE} is out of date: regenerate it with `{command}`"
+
+
 # --- the convention itself --------------------------------------------------------------------------
 
 
