@@ -21,11 +21,8 @@ def _fee(receipt):
 
 
 def _next_block_at(chain, timestamp):
-    """Makes the next block (the next transaction's, and calls against "pending") carry ``timestamp``."""
-    if chain.tester is not None:
-        chain.tester.time_travel(timestamp)
-    else:
-        chain.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
+    """Makes the next transaction (and calls against "pending") execute at ``timestamp`` exactly."""
+    chain.time_travel(timestamp - chain.now())
 
 
 def _revert_of(contract, fn, sender):
