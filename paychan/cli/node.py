@@ -210,7 +210,9 @@ def _print(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _eth(wei: str | int) -> str:
-    return f"{int(wei) / 10**18:.6f} ETH"
+    """Exact: ``4700`` wei is ``0.0000000000000047 ETH``."""
+    whole, fraction = divmod(int(wei), 10**18)
+    return f"{whole}.{fraction:018d}".rstrip("0").rstrip(".") + " ETH"
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -173,6 +173,8 @@ class Node:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paychan-chain")
         self._started = False
         self._sync_task: asyncio.Task[None] | None = None
+        # counters for ``status``: batches we sent, states the peer countersigned, states we countersigned
+        self.stats = {"batchesSent": 0, "statesSent": 0, "batchesReceived": 0, "statesCountersigned": 0}
         for record in store.channels():
             self._load(record)
 
@@ -312,6 +314,8 @@ class Node:
         except Exception:
             self._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
             raise
+        self.stats["batchesReceived"] += 1
+        self.stats["statesCountersigned"] += len(accepted)
         return accepted, error
 
     def _countersign(self, runtime: Runtime, proposal: SignedState) -> SignedState:
@@ -518,6 +522,8 @@ class Node:
                 break
             runtime.inflight.pop(0)
         channel.pending = runtime.inflight[0] if runtime.inflight else None
+        self.stats["batchesSent"] += 1
+        self.stats["statesSent"] += len(done)
         if done:
             try:
                 with self.store.transaction():
@@ -623,6 +629,7 @@ class Node:
             "address": self.address,
             "chainId": self.domain.chain_id,
             "contract": self.domain.verifying_contract,
+            "stats": dict(self.stats),
             "channels": channels,
         }
 

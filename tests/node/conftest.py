@@ -6,12 +6,6 @@ be shared between processes) and stop it by PID, also when the test fails.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +13,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 
+from paychan.node.process import NodeProcess
 from paychan.node.server import Node, serve
 from paychan.node.store import ChannelRecord, Store
 from paychan.signing import Domain, sign_state
@@ -105,7 +100,6 @@ async def start_live_node(
 
 # --- node processes on an anvil devnet ----------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple"
 
 
@@ -131,79 +125,16 @@ def devnet_contract(devnet: Any) -> Any:
     return contract
 
 
-class NodeProcess:
-    """``paychan node`` in its own process, on a fixed port so its peer finds it again after a restart."""
-
-    def __init__(self, folder: Path, name: str, key: bytes, rpc_url: str, contract: str, port: int) -> None:
-        from paychan.node.keystore import write_keystore
-
-        self.name, self.key, self.port = name, key, port
-        self.db = folder / f"{name}.db"
-        self.keystore = folder / f"{name}.keystore.json"
-        self.log = folder / f"{name}.log"
-        self.address = write_keystore(self.keystore, key, PASSWORD, iterations=1024)
-        self.rpc_url, self.contract = rpc_url, contract
-        self.process: subprocess.Popen[bytes] | None = None
-        self.peer_url = f"http://127.0.0.1:{port}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        control = Path(f"{self.db}.control.json")
-        control.unlink(missing_ok=True)  # a SIGKILLed node leaves its control file behind
-        command = [
-            sys.executable, "-c", "import sys; from paychan.cli import main; sys.exit(main())", "node",
-            "--keystore", str(self.keystore), "--db", str(self.db), "--host", "127.0.0.1", "--port", str(self.port),
-            "--rpc-url", self.rpc_url, "--contract", self.contract, "--poll-interval", "0.2",
-            "--payment-timeout", "5", "--log-level", "WARNING",
-        ]  # fmt: skip
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PAYCHAN_PASSWORD": PASSWORD},
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"node {self.name} exited: {self.log.read_text()[-2000:]}")
-            try:
-                if json.loads(control.read_text())["pid"] == self.process.pid:
-                    return
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"node {self.name} did not start in {timeout}s")
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no flush, exactly like a crash."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def control(self, method: str, path: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
-        from paychan.cli.node import control_request
-
-        return control_request(str(self.db), method, path, payload, timeout)
-
-    def status(self) -> Any:
-        return self.control("GET", "/status")["channels"][0]
-
-
 @pytest.fixture
 def node_processes(tmp_path: Path, devnet: Any, devnet_contract: Any) -> Iterator[Callable[[str, bytes], NodeProcess]]:
     """Factory of node processes; every one started is stopped by PID after the test, pass or fail."""
     started: list[NodeProcess] = []
 
     def make(name: str, key: bytes) -> NodeProcess:
-        process = NodeProcess(tmp_path, name, key, devnet.url, devnet_contract.address, free_port())
+        process = NodeProcess(
+            tmp_path, name, key, devnet.url, devnet_contract.address, free_port(), PASSWORD,
+            ("--poll-interval", "0.2", "--payment-timeout", "5", "--log-level", "WARNING"),
+        )  # fmt: skip
         started.append(process)
         return process
 

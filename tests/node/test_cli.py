@@ -1,0 +1,102 @@
+"""The node's command line: ``paychan node`` plus ``open``/``pay``/``status``/``close`` against it, and
+``backup``/``restore`` of a store while and after the node runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paychan.cli import main
+from paychan.node.keystore import write_keystore
+from paychan.node.store import Store, integrity_check
+
+from .conftest import KEY_A, KEY_B, NodeProcess
+
+DEPOSIT = 10**18
+
+
+def paychan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_open_pay_status_and_close_drive_two_running_nodes(
+    node_processes: Callable[[str, bytes], NodeProcess], capsys: pytest.CaptureFixture[str], devnet_contract: Any
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    code, out, _ = paychan(
+        capsys, "open", "--db", str(alice.db), "--peer", bob.peer_url, "--deposit", str(DEPOSIT), "--json"
+    )
+    assert code == 0
+    channel = json.loads(out)["channelId"]
+    assert paychan(capsys, "pay", "--db", str(alice.db), "1000", "--count", "5")[0] == 0
+    code, out, _ = paychan(capsys, "pay", "--db", str(bob.db), "300")
+    assert (code, out.startswith(f"paid: channel {channel} nonce 6")) == (0, True)
+
+    code, out, _ = paychan(capsys, "status", "--db", str(bob.db), "--json")
+    status = json.loads(out)["channels"][0]
+    assert (status["nonce"], status["balanceB"], status["role"], status["status"]) == (6, "4700", "B", "open")
+    code, out, _ = paychan(capsys, "status", "--db", str(alice.db))
+    assert "nonce 6" in out and "balances: A 0.9999999999999953 ETH  B 0.0000000000000047 ETH" in out
+
+    code, _, err = paychan(capsys, "pay", "--db", str(bob.db), "10000")  # more than bob has
+    assert code == 1 and err.strip() == "paychan: error: NegativeBalance: NegativeBalance(balance=-5300)"
+
+    code, out, _ = paychan(capsys, "close", "--db", str(alice.db), "--json")
+    closed = json.loads(out)
+    assert (closed["nonce"], closed["payoutA"], closed["payoutB"]) == (7, str(DEPOSIT - 4700), "4700")
+    assert devnet_contract.get_channel(bytes.fromhex(channel[2:])).status == 0
+
+
+def test_a_node_restored_from_an_old_backup_catches_up_with_its_peer(
+    node_processes: Callable[[str, bytes], NodeProcess], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    alice.control("POST", "/open", {"peer": bob.peer_url, "deposit": str(DEPOSIT)})
+    alice.control("POST", "/pay", {"amount": "10", "count": 20})
+    backup = tmp_path / "bob.backup.db"
+    assert paychan(capsys, "backup", "--db", str(bob.db), "--out", str(backup))[0] == 0  # while bob runs
+    assert integrity_check(backup) == "ok"
+    alice.control("POST", "/pay", {"amount": "10", "count": 30})
+
+    code, _, err = paychan(capsys, "restore", "--backup", str(backup), "--db", str(bob.db), "--force")
+    assert (code, err.strip()) == (1, f"paychan: error: another node is running on {bob.db}")
+    bob.stop()
+    code, _, err = paychan(capsys, "restore", "--backup", str(backup), "--db", str(bob.db))
+    assert code == 1 and "exists; pass --force" in err
+    assert paychan(capsys, "restore", "--backup", str(backup), "--db", str(bob.db), "--force")[0] == 0
+    restored = Store(bob.db)
+    assert restored.states(bytes.fromhex(alice.status()["channelId"][2:]))[-1].state.nonce == 20
+    restored.close()
+
+    bob.start()  # fetches alice's latest state (signed by both) and carries on from there
+    deadline = time.monotonic() + 10
+    while bob.status()["nonce"] != 50 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert bob.status()["latest"] == alice.status()["latest"]
+    alice.control("POST", "/pay", {"amount": "10"})
+    assert bob.status()["nonce"] == 51
+
+
+def test_a_wrong_keystore_password_stops_the_node_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_keystore(tmp_path / "k.json", KEY_A, "right", iterations=16)
+    monkeypatch.setenv("PAYCHAN_PASSWORD", "wrong")
+    code, _, err = paychan(
+        capsys, "node", "--keystore", str(tmp_path / "k.json"), "--db", str(tmp_path / "n.db"),
+        "--rpc-url", "http://127.0.0.1:9", "--contract", "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+    )  # fmt: skip
+    assert code == 1
+    assert err.startswith(f"paychan: error: cannot decrypt keystore {tmp_path / 'k.json'}")
+    assert not (tmp_path / "n.db").exists()
