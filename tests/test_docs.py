@@ -2,12 +2,14 @@
 must still contain every line they quote.
 
 Convention (docs/guide.md, and the README's guide, demo and troubleshooting blocks): a fenced ```console
-block holds commands as ``$ paychan ...`` lines, each followed by the lines of its output the docs quote.
-A quoted line must appear in the command's output (stdout + stderr), in the order quoted, with runs of
-spaces compared as one space. ``...`` alone on a line marks omitted output. A token in angle brackets
-(``<address>``, ``<hash>``, ``<gas>``, ``<wei>``, ``<eth>``, ``<timestamp>``) stands for one word that changes
-from run to run or from one contract build to the next, so the docs never quote those values. A command
-whose quoted output is a ``paychan: error:`` line must exit non-zero; every other command must exit 0.
+block holds commands as ``$ paychan ...`` (or ``$ python scripts/NAME.py ...``) lines, each followed by the
+lines of its output the docs quote. A quoted line must appear in the command's output (stdout + stderr), in
+the order quoted, with runs of spaces compared as one space. ``...`` alone on a line marks omitted output.
+A token in angle brackets (``<address>``, ``<hash>``, ``<gas>``, ``<wei>``, ``<eth>``, ``<timestamp>``)
+stands for one word that changes from run to run or from one contract build to the next, so the docs never
+quote those values. A command whose quoted output is a ``paychan: error:`` line must exit non-zero; every
+other command must exit 0. Commands that need a running node are shown in ```sh blocks instead: they are
+not run, but their subcommands and options must parse.
 
 Commands run on the embedded chain (no network servers), in a scratch directory (so ``--plot
 docs/balances.png`` does not touch the repository), all at once and each once however often it is quoted.
@@ -123,6 +125,16 @@ def missing_lines(output: str, lines: tuple[str, ...]) -> list[str]:
 RUNNER = "import sys; from paychan.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
+def python_argv(command: str) -> list[str]:
+    """How to run a shown command with this interpreter: ``paychan ...`` or ``python scripts/NAME.py ...``."""
+    argv = shlex.split(command)
+    if argv[0] == "paychan":
+        return [sys.executable, "-c", RUNNER, *argv[1:]]
+    if argv[0] == "python" and len(argv) > 1 and argv[1].startswith("scripts/"):
+        return [sys.executable, str(ROOT / argv[1]), *argv[2:]]
+    raise AssertionError(f"the docs may only show `paychan ...` or `python scripts/...` commands, not {command!r}")
+
+
 @dataclass(frozen=True)
 class Run:
     returncode: int
@@ -136,10 +148,8 @@ def command_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     commands = sorted({q.command for q in all_quoted()})
     processes = {}
     for command in commands:
-        argv = shlex.split(command)
-        assert argv[0] == "paychan", f"the docs may only show paychan commands, not {command!r}"
         processes[command] = subprocess.Popen(
-            [sys.executable, "-c", RUNNER, *argv[1:]],
+            python_argv(command),
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -278,6 +288,35 @@ def test_the_committed_balance_picture_is_what_paychan_demo_plot_draws_today(com
     committed, drawn = image.imread(ROOT / PICTURE), image.imread(fresh)
     assert committed.shape == drawn.shape, f"regenerate {PICTURE} with `{command}`"
     assert abs(committed - drawn).mean() < 0.002, f"{PICTURE} is out of date: regenerate it with `{command}`"
+
+
+def shell_commands(text: str) -> list[str]:
+    """``paychan``/``python scripts/`` lines of the guide's ```sh blocks: shown, but needing a running node."""
+    commands = []
+    for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M):
+        for line in block.splitlines():
+            command = line.split("  #")[0].strip()
+            if command:
+                commands.append(command)
+    return commands
+
+
+def test_the_commands_the_guide_shows_for_a_running_node_exist_with_those_options():
+    """They need a node, so they are not run: their subcommand and options must parse, their scripts exist."""
+    from paychan.cli import build_parser
+
+    commands = shell_commands(GUIDE.read_text())
+    assert any(c.startswith("paychan devnet") for c in commands)
+    parser = build_parser()
+    for command in commands:
+        argv = python_argv(command)
+        if argv[1] == "-c":
+            try:
+                parser.parse_args(argv[3:])
+            except SystemExit:
+                pytest.fail(f"docs/guide.md shows {command!r}, which `paychan` no longer accepts")
+        else:
+            assert Path(argv[1]).is_file(), f"docs/guide.md shows {command!r}, but there is no {argv[1]}"
 
 
 # --- the convention itself --------------------------------------------------------------------------
