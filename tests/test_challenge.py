@@ -245,3 +245,11 @@ def test_the_period_is_checked_before_the_nonce_and_signatures(chain, contract, 
     with pytest.raises(ChallengePeriodOver) as e:
         contract.challenge(bob, pair.params, signed_state(pair.params, 0, 1, 1, key_a=carol.key))
     assert e.value == ChallengePeriodOver(deadline, deadline + 1)
+
+
+def test_a_signed_nonce_zero_state_cannot_challenge_a_close_without_state(contract, open_channel, signed_state, bob):
+    pair = open_channel(2 * ETHER)
+    contract.close(bob, pair.params, None)
+    with pytest.raises(StaleState) as e:
+        contract.challenge(bob, pair.params, signed_state(pair.params, 0, 0, 2 * ETHER))
+    assert e.value == StaleState(0, 0)

@@ -223,3 +223,13 @@ def test_a_blocklisted_recipient_claims_its_tokens_to_another_address(
     with pytest.raises(NothingToClaim) as e:
         contract.claim(bob, token.address, carol.address)
     assert e.value == NothingToClaim(bob.address, token.address)
+
+
+def test_a_token_channel_may_be_opened_empty_and_funded_later(contract, token, alice, bob):
+    before = _balance(token, alice.address)
+    params, receipt = contract.open_channel(alice, bob.address, 0, asset=token.address)
+    assert _events(contract, receipt, "Deposited") == []
+    assert _balance(token, alice.address) == before
+    contract.deposit(alice, params, alice.address, ETHER)
+    onchain = contract.get_channel(contract.channel_id(params))
+    assert (onchain.status, onchain.deposit_a) == (STATUS_OPEN, ETHER)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from web3.logs import DISCARD
 
-from paychan.contract import STATUS_OPEN
-from paychan.exceptions import InvalidChallengePeriod, InvalidCounterparty, ValueMismatch
+from paychan.contract import STATUS_OPEN, RecordedState
+from paychan.exceptions import InvalidChallengePeriod, InvalidCounterparty, UnknownChannel, ValueMismatch
 from paychan.state import ETH, ChannelParams, channel_id
 
 from .conftest import ETHER, PERIOD
@@ -164,3 +164,18 @@ def test_the_contract_constants_are_the_documented_ones(contract):
     assert functions.MAX_CHALLENGE_PERIOD().call() == MAX_PERIOD
     assert functions.MAX_DEPOSIT().call() == 2**120 - 1
     assert functions.PAYOUT_GAS().call() == 100_000
+
+
+def test_the_client_finds_a_channels_parameters_from_its_id(contract, alice, bob):
+    params, _ = contract.open_channel(alice, bob.address, ETHER, challenge_period=5000)
+    assert contract.find_params(contract.channel_id(params)) == params
+
+
+def test_an_id_no_channel_has_reads_as_empty_and_has_no_parameters(contract):
+    unknown = b"\x42" * 32
+    onchain = contract.get_channel(unknown)
+    assert (onchain.status, onchain.deposit_a, onchain.deposit_b, onchain.deadline, onchain.nonce) == (0, 0, 0, 0, 0)
+    assert onchain.fingerprint == bytes(20)
+    assert contract.recorded_state(unknown) == RecordedState(0, 0, 0, 0)
+    with pytest.raises(UnknownChannel):
+        contract.find_params(unknown)
