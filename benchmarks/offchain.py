@@ -202,7 +202,9 @@ async def _drive(alice: NodeProcess, bob: NodeProcess, args: argparse.Namespace)
             "payments_per_s": round(len(single) / sum(single), 1),
         }
         mid = await a.call("GET", "/status")
+        cpu_before = [cpu_seconds(alice), cpu_seconds(bob)]
         throughput = await _stream([a], args.payments, args.per_request, args.concurrency)
+        cpu_after = [cpu_seconds(alice), cpu_seconds(bob)]
         after = await a.call("GET", "/status")
         both = await _stream([a, b], args.payments, args.per_request, args.concurrency)
         final_a, final_b = await a.call("GET", "/status"), await b.call("GET", "/status")
@@ -213,8 +215,18 @@ async def _drive(alice: NodeProcess, bob: NodeProcess, args: argparse.Namespace)
     sent = after["stats"]["batchesSent"] - mid["stats"]["batchesSent"]
     states = after["stats"]["statesSent"] - mid["stats"]["statesSent"]
     throughput["mean_states_per_message"] = round(states / max(sent, 1), 1)
+    cpu = [(after_ - before_) / throughput["payments"] * 1e6 for before_, after_ in zip(cpu_before, cpu_after)]  # noqa: B905
+    throughput["cpu_us_per_payment_payer"] = round(cpu[0], 1)
+    throughput["cpu_us_per_payment_payee"] = round(cpu[1], 1)
     return {"latency_unloaded": latency, "throughput_one_way": throughput, "throughput_both_ways": both,
             "final_nonce": ca["nonce"]}  # fmt: skip
+
+
+def cpu_seconds(node: NodeProcess) -> float:
+    """User + system CPU time the node process has used (Linux ``/proc``)."""
+    assert node.process is not None
+    fields = Path(f"/proc/{node.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bound(components: dict[str, float], batch: float) -> dict[str, Any]:
@@ -268,7 +280,14 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": load_after},
         "components": components,
         **measured,
-        "bound": bound(components, measured["throughput_one_way"]["mean_states_per_message"]),
+        "bound": {
+            **bound(components, measured["throughput_one_way"]["mean_states_per_message"]),
+            # each node on a core of its own: the busier node's CPU time per payment caps the rate
+            "payments_per_s_cpu_bound_one_core_per_node": round(
+                1e6 / max(measured["throughput_one_way"]["cpu_us_per_payment_payer"],
+                          measured["throughput_one_way"]["cpu_us_per_payment_payee"]), 1
+            ),  # fmt: skip
+        },
         "anchors": ANCHORS,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -39,12 +39,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     node.add_argument("--control-port", type=int, default=0, help="control API port on 127.0.0.1 (default: any)")
     node.add_argument("--public-url", default="", help="URL the counterparty reaches this node at")
     node.add_argument("--rpc-url", required=True, help="JSON-RPC URL of the chain")
-    node.add_argument("--contract", required=True, help="address of the PaymentChannels contract")
+    node.add_argument(
+        "--contract", default=None, help="PaymentChannels address (default: the deployment record of the chain)"
+    )
     node.add_argument("--poll-interval", type=float, default=1.0, help="chain watcher interval in seconds")
     node.add_argument("--max-batch", type=int, default=256, help="most states proposed in one message")
     node.add_argument("--payment-timeout", type=float, default=60.0, help="seconds a pay request waits")
     node.add_argument("--log-level", default="INFO")
     node.set_defaults(func=run_node)
+
+    keystore = subparsers.add_parser("keystore", help="write an encrypted keystore for a node (new or imported key)")
+    keystore.add_argument("--out", required=True, help="keystore file to create (mode 0600)")
+    keystore.add_argument(
+        "--import-env", metavar="VAR", default=None, help="import the hex private key in environment variable VAR"
+    )
+    keystore.set_defaults(func=run_keystore)
 
     status = subparsers.add_parser("status", help="channels, balances and close deadlines of a running node")
     _add_db(status)
@@ -114,7 +123,12 @@ def run_node(args: argparse.Namespace) -> int:
     lock = lock_store(args.db)
     store = Store(args.db)
     chain = rpc_chain(args.rpc_url, ["0x" + key.hex()])
-    contract = PaychanContract(chain, args.contract)
+    if args.contract is None:
+        from paychan.deployments import load_contract
+
+        contract = load_contract(chain)
+    else:
+        contract = PaychanContract(chain, args.contract)
     for name, value in (
         ("chainId", str(chain.chain_id)),
         ("contract", contract.address),
@@ -171,6 +185,25 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         await control_runner.cleanup()
         await node.stop()
         control_file.unlink(missing_ok=True)
+
+
+def run_keystore(args: argparse.Namespace) -> int:
+    from eth_account import Account
+
+    from paychan.node.keystore import read_password, write_keystore
+
+    if Path(args.out).exists():
+        raise PaychanError(f"{args.out} exists; choose a new file")
+    if args.import_env:
+        secret = os.environ.get(args.import_env)
+        if not secret:
+            raise PaychanError(f"environment variable {args.import_env} is empty")
+        key = bytes.fromhex(secret.removeprefix("0x"))
+    else:
+        key = bytes(Account.create().key)
+    address = write_keystore(args.out, key, read_password("new keystore password: "))
+    print(f"{address} -> {args.out}")
+    return 0
 
 
 # --- driving a node -------------------------------------------------------------------------------

@@ -100,3 +100,21 @@ def test_a_wrong_keystore_password_stops_the_node_with_one_line(
     assert code == 1
     assert err.startswith(f"paychan: error: cannot decrypt keystore {tmp_path / 'k.json'}")
     assert not (tmp_path / "n.db").exists()
+
+
+def test_keystore_imports_a_key_that_the_node_can_decrypt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eth_account import Account
+
+    from paychan.node.keystore import load_key
+
+    monkeypatch.setenv("PAYCHAN_PASSWORD", "s3cret")
+    monkeypatch.setenv("NODE_KEY", "0x" + KEY_B.hex())
+    out_file = tmp_path / "bob.json"
+    code, out, _ = paychan(capsys, "keystore", "--out", str(out_file), "--import-env", "NODE_KEY")
+    assert (code, out.strip()) == (0, f"{Account.from_key(KEY_B).address} -> {out_file}")
+    assert load_key(out_file, "s3cret") == KEY_B
+    assert out_file.stat().st_mode & 0o777 == 0o600
+    code, _, err = paychan(capsys, "keystore", "--out", str(out_file))
+    assert (code, err.strip()) == (1, f"paychan: error: {out_file} exists; choose a new file")
