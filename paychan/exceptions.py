@@ -134,8 +134,9 @@ class InvalidAmount(StateRejected):
         super().__init__(f"InvalidAmount(amount={amount!r})")
 
 
-class MalformedMessage(StateRejected):
-    """Raised when a received message is not a well-formed signed state."""
+class MalformedMessage(StateRejected, ValueError):
+    """Raised when a received message is not a well-formed signed state (or channel parameters, or a
+    signature); also a ``ValueError``, what these parsers raised before."""
 
 
 # --- mirrors of the contract's custom errors ------------------------------------------------------

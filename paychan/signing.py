@@ -16,7 +16,7 @@ import coincurve
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
-from paychan.exceptions import InvalidSignature, MalleableSignature
+from paychan.exceptions import InvalidSignature, MalformedMessage, MalleableSignature
 from paychan.state import ChannelState, Signature
 
 DOMAIN_NAME = "paychan"
@@ -110,8 +110,12 @@ def sign_state(domain: Domain, state: ChannelState, private_key: bytes) -> Signa
 def recover_signer(domain: Domain, state: ChannelState, signature: Signature) -> str:
     """The address that signed ``state``; the zero address for a signature that recovers no key.
 
-    Raises ``MalleableSignature`` for a high-s signature, as the contract does.
+    Raises ``MalleableSignature`` for a high-s signature, as the contract does, and ``MalformedMessage`` for
+    anything but two 32-byte words.
     """
+    if not (isinstance(signature, Signature) and isinstance(signature.r, bytes) and isinstance(signature.vs, bytes)
+            and len(signature.r) == 32 and len(signature.vs) == 32):
+        raise MalformedMessage("a signature is two 32-byte words (r, vs)")
     if signature.s > HALF_N:
         raise MalleableSignature(s=signature.s.to_bytes(32, "big"))  # bytes32 s, as the contract reports it
     r = int.from_bytes(signature.r, "big")

@@ -12,7 +12,9 @@ from typing import NewType
 
 from eth_abi import encode
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
+from eth_utils import is_hex_address, to_checksum_address
+
+from paychan.exceptions import MalformedMessage
 
 ChannelId = NewType("ChannelId", bytes)
 Wei = NewType("Wei", int)
@@ -62,13 +64,31 @@ class ChannelParams:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> ChannelParams:
+        """Parses ``to_json``'s output; anything else raises ``MalformedMessage``."""
+        if not isinstance(data, dict):
+            raise MalformedMessage(f"channel parameters must be an object, not {type(data).__name__}")
+        missing = {"participantA", "participantB", "asset", "challengePeriod", "number"} - data.keys()
+        if missing:
+            raise MalformedMessage(f"channel parameters lack {', '.join(sorted(missing))}")
+        a, b, asset = data["participantA"], data["participantB"], data["asset"]
+        if not all(isinstance(x, str) and is_hex_address(x) for x in (a, b, asset)):
+            raise MalformedMessage("participantA, participantB and asset must be 0x-prefixed addresses")
         return cls(
-            str(data["participantA"]),
-            str(data["participantB"]),
-            str(data["asset"]),
-            int(data["challengePeriod"]),  # type: ignore[call-overload]
-            int(data["number"]),  # type: ignore[call-overload]
+            str(a),
+            str(b),
+            str(asset),
+            _json_uint(data["challengePeriod"], "challengePeriod", 32),
+            _json_uint(data["number"], "number", 64),
         )
+
+
+def _json_uint(value: object, name: str, bits: int) -> int:
+    """An unsigned integer of ``bits`` bits, given as a JSON integer or a decimal string."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 78:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
+        raise MalformedMessage(f"{name} must be an integer in [0, 2**{bits})")
+    return value
 
 
 def channel_id(params: ChannelParams, chain_id: int, contract: str) -> ChannelId:
@@ -129,11 +149,13 @@ class Signature:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Signature:
-        """From 64 compact bytes, or a 65-byte ``r || s || v`` signature."""
+        """From 64 compact bytes, or a 65-byte ``r || s || v`` signature; else ``MalformedMessage``."""
+        if not isinstance(data, (bytes, bytearray)):
+            raise MalformedMessage(f"a signature is bytes, not {type(data).__name__}")
         if len(data) == 65:
             return cls.from_vrs(data[64], int.from_bytes(data[:32], "big"), int.from_bytes(data[32:64], "big"))
         if len(data) != 64:
-            raise ValueError(f"a signature is 64 or 65 bytes, not {len(data)}")
+            raise MalformedMessage(f"a signature is 64 or 65 bytes, not {len(data)}")
         return cls(bytes(data[:32]), bytes(data[32:]))
 
     def to_bytes(self) -> bytes:
