@@ -125,6 +125,7 @@ class Runtime:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task[None] | None = None
+    turn_wanted: int = 0  # turn requests of the peer waiting for our proposals to drain
 
     @property
     def cid(self) -> ChannelId:
@@ -337,17 +338,29 @@ class Node:
             runtime.epoch = message.epoch
         return runtime
 
-    async def grant_turn(self, runtime: Runtime) -> int:
-        """Gives the turn to the peer once our own proposals are countersigned; returns the new epoch."""
-        if not runtime.has_turn():
-            return runtime.epoch
-        async with runtime.lock:
-            if runtime.has_turn():
-                if runtime.inflight:
+    async def grant_turn(self, runtime: Runtime, patience: float = 10.0) -> int:
+        """Gives the turn to the peer once our proposals in flight are countersigned; returns the new epoch.
+
+        While the peer waits we sign no new batch (``turn_wanted``), so a stream of our own payments cannot
+        starve the peer's. Raises ``ProposalPending`` if our proposals stay unanswered for ``patience`` s.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        runtime.turn_wanted += 1
+        try:
+            while True:
+                async with runtime.lock:
+                    if not runtime.has_turn():
+                        return runtime.epoch
+                    if not runtime.inflight:
+                        self.store.set_turn_epoch(runtime.cid, runtime.epoch + 1)
+                        runtime.epoch += 1
+                        return runtime.epoch
+                if loop.time() > deadline:
                     raise ProposalPending(runtime.inflight[0].state.nonce)
-                self.store.set_turn_epoch(runtime.cid, runtime.epoch + 1)
-                runtime.epoch += 1
-        return runtime.epoch
+                await asyncio.sleep(0.002)  # our sender takes the lock and sends what is in flight
+        finally:
+            runtime.turn_wanted -= 1
 
     def handle_announce(self, message: Announce, onchain: Any) -> ChannelRecord:
         if self.contract is None:
@@ -418,11 +431,15 @@ class Node:
                 await runtime.wakeup.wait()
                 continue
             try:
+                if not runtime.inflight and runtime.turn_wanted and runtime.has_turn():
+                    await asyncio.sleep(0.002)  # the peer is about to get the turn: let it
+                    continue
                 async with runtime.lock:
                     runtime = self.runtimes[cid]
                     if not runtime.inflight:
                         await self._acquire_turn(runtime)
-                        self._build_batch(runtime)
+                        if not runtime.turn_wanted:
+                            self._build_batch(runtime)
                     if runtime.inflight:
                         await self._exchange_and_build(runtime)
                 backoff = 0.02
@@ -446,7 +463,12 @@ class Node:
         try:
             for _ in range(3):  # let the request reach the socket first
                 await asyncio.sleep(0)
-            if runtime.queue and runtime.has_turn() and len(runtime.inflight) < 2 * self.max_batch:
+            if (
+                runtime.queue
+                and runtime.has_turn()
+                and not runtime.turn_wanted
+                and len(runtime.inflight) < 2 * self.max_batch
+            ):
                 self._build_batch(runtime)
         finally:
             await exchange
@@ -467,7 +489,12 @@ class Node:
         channel = runtime.channel
         if runtime.inflight:  # continue after the states already in flight
             last = runtime.inflight[-1].state
-            balance_a, balance_b, nonce, final = last.balance_a, last.balance_b, last.nonce, last.is_final
+            balance_a, balance_b, nonce, final = (
+                int(last.balance_a),
+                int(last.balance_b),
+                int(last.nonce),
+                last.is_final,
+            )
         else:
             balance_a, balance_b = channel.balances()
             nonce, final = channel.nonce, channel.is_final
@@ -688,7 +715,7 @@ class Node:
 
     async def _peer_turn(self, request: web.Request) -> web.Response:
         runtime = self.handle_turn(parse_turn(await self.read_body(request)))
-        epoch = await asyncio.wait_for(self.grant_turn(runtime), self.body_timeout * 2)
+        epoch = await self.grant_turn(runtime, patience=self.body_timeout)
         return _json({"type": "turn", "epoch": epoch})
 
     async def _peer_announce(self, request: web.Request) -> web.Response:
