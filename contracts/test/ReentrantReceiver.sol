@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
+// An attacker/test double calls arbitrary contracts on purpose.
+// solhint-disable avoid-low-level-calls, no-complex-fallback
+
 /// @title ReentrantReceiver
 /// @notice Test-only channel participant that, when it receives ETH, calls back into a target contract
 /// (the channels contract) with calldata chosen in advance: a payout recipient trying to re-enter
@@ -45,7 +48,7 @@ contract ReentrantReceiver {
         address to = target;
         if (to == address(0)) return;
         target = address(0); // One attempt per arming: a successful re-entry must not recurse forever.
-        attempts += 1;
+        ++attempts;
         (bool success, bytes memory result) = to.call(attack);
         emit ReentryAttempted(success, result);
         if (rejectAfter) revert Rejected(msg.value);

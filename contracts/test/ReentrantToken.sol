@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
+// An attacker/test double calls arbitrary contracts on purpose.
+// solhint-disable avoid-low-level-calls
+
 import {ERC20} from "solady/tokens/ERC20.sol";
 
 /// @title ReentrantToken
@@ -45,7 +48,7 @@ contract ReentrantToken is ERC20 {
         address to = target;
         if (to == address(0)) return;
         target = address(0); // One attempt per arming.
-        attempts += 1;
+        ++attempts;
         (bool success, bytes memory result) = to.call(attack);
         emit ReentryAttempted(success, result);
         if (bubble && !success) {

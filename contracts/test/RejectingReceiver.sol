@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
+// An attacker/test double calls arbitrary contracts on purpose.
+// solhint-disable avoid-low-level-calls
+
 /// @title RejectingReceiver
 /// @notice Test-only channel participant whose `receive` reverts while `accepting` is false, used to
 /// show that a failed payout is deferred to `claim` and never blocks the other party.
