@@ -243,9 +243,19 @@ def test_stop_ends_anvil_by_its_pid() -> None:
 
 
 # --- the chain layer behaves the same on every chain -----------------------------------------------
+#
+# eth-tester stamps a block with the wall clock when that is later than its parent + 1 s, so the tests
+# below first move the chain an hour ahead of the wall clock, where both chains stamp blocks exactly.
 
 
-def test_time_travel_runs_the_next_transaction_exactly_that_many_seconds_later(chain: Chain) -> None:
+@pytest.fixture
+def ahead(chain: Chain) -> Chain:
+    chain.time_travel(PERIOD)
+    return chain
+
+
+def test_time_travel_runs_the_next_transaction_exactly_that_many_seconds_later(ahead: Chain) -> None:
+    chain = ahead
     sender, receiver = chain.accounts[5], chain.accounts[6]
     for seconds in (1, 2, PERIOD, 7 * 24 * 3600):
         before = chain.now()
@@ -255,7 +265,8 @@ def test_time_travel_runs_the_next_transaction_exactly_that_many_seconds_later(c
         assert chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"] == before + seconds
 
 
-def test_each_transaction_lands_one_second_after_the_previous_block(chain: Chain) -> None:
+def test_each_transaction_lands_one_second_after_the_previous_block(ahead: Chain) -> None:
+    chain = ahead
     sender, receiver = chain.accounts[5], chain.accounts[6]
     before = chain.now()
     stamps = [
@@ -278,8 +289,9 @@ def test_revert_restores_balances_block_and_time(chain: Chain) -> None:
 
 
 def test_a_time_dependent_revert_decodes_to_the_same_error_whether_estimated_or_mined(
-    chain, contract, open_channel, alice, bob
+    ahead, contract, open_channel, alice, bob
 ) -> None:
+    chain = ahead
     pair = open_channel(ETHER)
     receipt = contract.close(alice, pair.params)
     deadline = chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"] + PERIOD
