@@ -62,8 +62,9 @@ def _domain_separator(chain_id: int, verifying_contract: str) -> bytes:
     )
 
 
+@lru_cache(maxsize=4096)
 def state_struct_hash(state: ChannelState) -> bytes:
-    """``hashStruct(State)``."""
+    """``hashStruct(State)`` (cached: a node hashes each state to store it, sign it and check it)."""
     return keccak(
         STATE_TYPEHASH
         + state.channel_id

@@ -445,6 +445,8 @@ class Node:
                 backoff = 0.02
             except (PeerUnavailable, PeerRefused, StateRejected, DoubleSignRefused) as exc:
                 log.warning("channel 0x%s: %s", cid.hex()[:12], exc)
+                if isinstance(exc, PeerRefused) and exc.type == "UnknownChannel" and runtime.role == "A":
+                    await self._announce_quietly(runtime)  # our announcement after opening was lost
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
             except asyncio.CancelledError:
@@ -612,9 +614,20 @@ class Node:
         record = ChannelRecord(cid, params, "A", peer_url.rstrip("/"), deposit, 0)
         self.store.add_channel(record)
         runtime = self._load(record)
-        announce = Announce(params, self.public_url, self.domain.chain_id, contract.address)
-        await self.peer.post(record.peer_url + "/peer/channels", announce.to_json())
+        await self._announce(runtime)
         return runtime
+
+    async def _announce(self, runtime: Runtime) -> None:
+        announce = Announce(
+            runtime.record.params, self.public_url, self.domain.chain_id, self.domain.verifying_contract
+        )
+        await self.peer.post(runtime.record.peer_url + "/peer/channels", announce.to_json())
+
+    async def _announce_quietly(self, runtime: Runtime) -> None:
+        try:
+            await self._announce(runtime)
+        except PaychanError as exc:
+            log.warning("channel 0x%s: announcing again failed: %s", runtime.cid.hex()[:12], exc)
 
     async def close(self, cid: bytes | None) -> dict[str, Any]:
         """Cooperative close: both sign a final state, then we submit it; the contract pays out at once."""

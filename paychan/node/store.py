@@ -26,7 +26,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +127,6 @@ class StoredState:
     @property
     def signed(self) -> SignedState:
         return SignedState(self.state, self.sig_a, self.sig_b)
-
-
-@lru_cache(maxsize=4096)
-def _state_hash(state: ChannelState) -> bytes:
-    """``hashStruct(State)``, cached: each state is hashed when recorded and again when countersigned."""
-    return state_struct_hash(state)
 
 
 def _sig(blob: bytes | None) -> Signature | None:
@@ -326,7 +319,7 @@ class Store:
         nonce. Joins the caller's transaction, if any: the caller commits before the signature leaves.
         """
         state = signed.state
-        state_hash = _state_hash(state)
+        state_hash = state_struct_hash(state)
         with self.transaction():
             cursor = self.conn.execute(
                 "INSERT INTO states (channel_id, nonce, state_hash, balance_a, balance_b, locks_root, is_final,"
@@ -362,7 +355,7 @@ class Store:
             cursor = self.conn.execute(
                 "UPDATE states SET sig_a = coalesce(sig_a, ?), sig_b = coalesce(sig_b, ?)"
                 " WHERE channel_id = ? AND nonce = ? AND state_hash = ?",
-                (_blob(signed.sig_a), _blob(signed.sig_b), state.channel_id, state.nonce, _state_hash(state)),
+                (_blob(signed.sig_a), _blob(signed.sig_b), state.channel_id, state.nonce, state_struct_hash(state)),
             )
             if cursor.rowcount != 1:
                 raise DoubleSignRefused(state.channel_id, state.nonce)
