@@ -193,7 +193,7 @@ async def _drive(alice: NodeProcess, bob: NodeProcess, args: argparse.Namespace)
         await a.call("POST", "/open", {"peer": bob.peer_url, "deposit": str(100 * 10**18), "challengePeriod": 3600})
         await a.pay(10**15, 1)
         await a.pay(1, 500)  # warm-up
-        before = (await a.call("GET", "/status"))
+        before = await a.call("GET", "/status")
         single = [await a.pay(1, 1) for _ in range(args.latency_samples)]
         latency = {
             "payments": len(single),
@@ -284,8 +284,12 @@ def main(argv: list[str] | None = None) -> int:
             **bound(components, measured["throughput_one_way"]["mean_states_per_message"]),
             # each node on a core of its own: the busier node's CPU time per payment caps the rate
             "payments_per_s_cpu_bound_one_core_per_node": round(
-                1e6 / max(measured["throughput_one_way"]["cpu_us_per_payment_payer"],
-                          measured["throughput_one_way"]["cpu_us_per_payment_payee"]), 1
+                1e6
+                / max(
+                    measured["throughput_one_way"]["cpu_us_per_payment_payer"],
+                    measured["throughput_one_way"]["cpu_us_per_payment_payee"],
+                ),
+                1,
             ),  # fmt: skip
         },
         "anchors": ANCHORS,

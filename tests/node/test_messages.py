@@ -1,0 +1,86 @@
+"""The wire format: signed states survive encoding exactly, and anything else is refused as malformed.
+Also the ``Channel.before_sign`` hook the store relies on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from paychan.channel import Channel
+from paychan.exceptions import MalformedMessage
+from paychan.node.messages import MAX_STATES_PER_MESSAGE, Propose, decode_json, error_body, parse_propose
+from paychan.signing import sign_state
+from paychan.state import MAX_NONCE, MAX_UINT256, ChannelState, Nonce, SignedState, Wei
+
+from .conftest import CID, DEPOSIT_A, DOMAIN, KEY_A, KEY_B, PARAMS, make_state
+
+SIG = sign_state(DOMAIN, make_state(1, 1, 1), KEY_A)
+
+
+@given(
+    nonce=st.integers(0, MAX_NONCE),
+    balance_a=st.integers(0, MAX_UINT256),
+    balance_b=st.integers(0, MAX_UINT256),
+    root=st.binary(min_size=32, max_size=32),
+    final=st.booleans(),
+    epoch=st.integers(0, 2**62),
+    with_b=st.booleans(),
+)
+def test_a_proposal_decodes_to_exactly_what_was_encoded(
+    nonce: int, balance_a: int, balance_b: int, root: bytes, final: bool, epoch: int, with_b: bool
+) -> None:
+    state = ChannelState(CID, Nonce(nonce), Wei(balance_a), Wei(balance_b), root, final)  # type: ignore[arg-type]
+    signed = SignedState(state, SIG, SIG if with_b else None)
+    message = Propose(CID, epoch, [signed, signed])  # type: ignore[arg-type]
+    assert parse_propose(json.dumps(message.to_json()).encode()) == message
+
+
+def test_too_many_states_in_one_message_are_refused() -> None:
+    signed = SignedState(make_state(1, 1, 1), SIG)
+    body = json.dumps(Propose(CID, 0, [signed] * (MAX_STATES_PER_MESSAGE + 1)).to_json()).encode()  # type: ignore[arg-type]
+    with pytest.raises(MalformedMessage, match="1 to 1024 signed states"):
+        parse_propose(body)
+
+
+@pytest.mark.parametrize("body", [b"NaN", b'{"a": Infinity}', b'{"a": 1e5}', b"", b"\x00"])
+def test_non_json_and_non_integer_numbers_are_refused(body: bytes) -> None:
+    with pytest.raises(MalformedMessage):
+        decode_json(body)
+
+
+def test_an_error_answer_names_the_exception_and_its_fields() -> None:
+    from paychan.exceptions import InvalidSignature, UnexpectedNonce
+
+    assert error_body(UnexpectedNonce(4, 3)) == {
+        "error": {
+            "type": "UnexpectedNonce",
+            "message": "UnexpectedNonce(received=4, expected=3)",
+            "fields": {"received": 4, "expected": 3},
+        }
+    }
+    body = error_body(InvalidSignature(expected="0x01", recovered="0x02"))
+    assert body["error"]["fields"] == {"expected": "0x01", "recovered": "0x02"}
+
+
+def test_before_sign_sees_the_state_before_the_signature_exists_and_can_refuse_it() -> None:
+    payer = Channel(PARAMS, DOMAIN, KEY_A, deposits=(DEPOSIT_A, 0))
+    payee = Channel(PARAMS, DOMAIN, KEY_B, deposits=(DEPOSIT_A, 0))
+    seen: list[SignedState] = []
+    payer.before_sign.append(seen.append)
+    proposal = payer.propose_payment(5)
+    assert seen == [SignedState(proposal.state)]  # no signature yet
+
+    def refuse(signed: SignedState) -> None:
+        raise MalformedMessage("store is full")
+
+    payee.before_sign.append(refuse)
+    with pytest.raises(MalformedMessage):
+        payee.receive_proposal(proposal)
+    assert (payee.nonce, payee.balances(), payee.pending) == (0, (DEPOSIT_A, 0), None)
+    payee.before_sign.clear()
+    payee.before_sign.append(seen.append)
+    signed = payee.receive_proposal(proposal)
+    assert seen[-1] == proposal and signed.is_complete  # the countersigning hook sees the peer's signature
