@@ -47,15 +47,15 @@ def settled_with_receiver(chain, contract, alice, carol, receiver):
     contract.deposit(carol, params, receiver.address, ETHER)
     contract.close(alice, params)
     _next_block_at(chain, contract.get_channel(contract.channel_id(params)).deadline + 1)
-    before_alice = chain.balance(alice.address)
+    before_alice, before_contract = chain.balance(alice.address), chain.balance(contract.address)
     receipt = contract.settle(carol, params)
-    return params, receipt, before_alice
+    return params, receipt, before_alice, before_contract
 
 
 def test_a_payout_the_recipient_rejects_is_deferred_and_the_other_party_is_still_paid(
     chain, contract, alice, receiver, settled_with_receiver
 ):
-    params, receipt, before_alice = settled_with_receiver
+    params, receipt, before_alice, before_contract = settled_with_receiver
     cid = contract.channel_id(params)
     assert chain.balance(alice.address) == before_alice + 2 * ETHER
     assert chain.balance(receiver.address) == 0
@@ -65,7 +65,7 @@ def test_a_payout_the_recipient_rejects_is_deferred_and_the_other_party_is_still
     assert dict(deferred) == {"channelId": cid, "recipient": receiver.address, "asset": ETH, "amount": ETHER}
     (settled,) = _events(contract, receipt, "ChannelSettled")
     assert (settled["payoutA"], settled["payoutB"]) == (2 * ETHER, ETHER)
-    assert chain.balance(contract.address) >= ETHER  # the deferred payout stays in the contract
+    assert chain.balance(contract.address) == before_contract - 2 * ETHER  # the deferred payout stays
 
 
 def test_the_rejecting_participant_collects_its_payout_at_another_address(
