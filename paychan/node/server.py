@@ -303,15 +303,18 @@ class Node:
         if runtime.has_turn():
             raise NotYourTurn(runtime.epoch)
         accepted: list[SignedState] = []
+        fresh: list[SignedState] = []  # countersigned now: our signature goes to the store with them
         error: Exception | None = None
         try:
             with self.store.transaction():
                 for proposal in message.states:
                     try:
-                        accepted.append(self._countersign(runtime, proposal))
+                        accepted.append(self._countersign(runtime, proposal, fresh))
                     except (StateRejected, DoubleSignRefused) as exc:
                         error = exc
                         break
+                if fresh:
+                    self.store.add_signatures(*fresh)
         except Exception:
             self._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
             raise
@@ -319,7 +322,7 @@ class Node:
         self.stats["statesCountersigned"] += len(accepted)
         return accepted, error
 
-    def _countersign(self, runtime: Runtime, proposal: SignedState) -> SignedState:
+    def _countersign(self, runtime: Runtime, proposal: SignedState, fresh: list[SignedState]) -> SignedState:
         state = proposal.state
         if state.channel_id == runtime.cid and state.nonce <= runtime.channel.nonce:
             row = self.store.state_at(runtime.cid, state.nonce)
@@ -329,7 +332,7 @@ class Node:
                 return self._own_signature(row.signed, runtime.role)
             raise UnexpectedNonce(state.nonce, runtime.channel.nonce + 1)
         signed = runtime.channel.receive_proposal(proposal)  # validates; before_sign records the intent
-        self.store.add_signatures(signed)
+        fresh.append(signed)
         return signed
 
     def handle_turn(self, message: TurnRequest) -> Runtime:
@@ -573,9 +576,7 @@ class Node:
         self.stats["statesSent"] += len(done)
         if done:
             try:
-                with self.store.transaction():
-                    for signed in done:
-                        self.store.add_signatures(signed)
+                self.store.add_signatures(*done)
             except Exception:
                 self._reload(runtime.cid)
                 raise

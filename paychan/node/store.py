@@ -348,17 +348,27 @@ class Store:
                 self.add_signatures(signed)
         return state_hash
 
-    def add_signatures(self, signed: SignedState) -> None:
-        """Adds the signatures ``signed`` carries to its (already recorded, identical) state's row."""
-        state = signed.state
+    def add_signatures(self, *signed_states: SignedState) -> None:
+        """Adds the signatures each state carries to its (already recorded, identical) state's row.
+
+        Raises ``DoubleSignRefused`` (and writes nothing) if any of them differs from the recorded state.
+        """
+        rows = [
+            (_blob(s.sig_a), _blob(s.sig_b), s.state.channel_id, s.state.nonce, state_struct_hash(s.state))
+            for s in signed_states
+        ]
         with self.transaction():
-            cursor = self.conn.execute(
+            cursor = self.conn.executemany(
                 "UPDATE states SET sig_a = coalesce(sig_a, ?), sig_b = coalesce(sig_b, ?)"
                 " WHERE channel_id = ? AND nonce = ? AND state_hash = ?",
-                (_blob(signed.sig_a), _blob(signed.sig_b), state.channel_id, state.nonce, state_struct_hash(state)),
+                rows,
             )
-            if cursor.rowcount != 1:
-                raise DoubleSignRefused(state.channel_id, state.nonce)
+            if cursor.rowcount != len(rows):
+                for s in signed_states:  # name the first that differs; the transaction rolls back
+                    row = self.state_at(s.state.channel_id, s.state.nonce)
+                    if row is None or row.state_hash != state_struct_hash(s.state):
+                        raise DoubleSignRefused(s.state.channel_id, s.state.nonce)
+                raise DoubleSignRefused(signed_states[0].state.channel_id, signed_states[0].state.nonce)
 
     _STATE_COLUMNS = "channel_id, nonce, balance_a, balance_b, locks_root, is_final, proposer, sig_a, sig_b, state_hash"
 
