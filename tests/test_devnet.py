@@ -312,3 +312,51 @@ def test_an_argument_error_decodes_with_its_checksummed_address(contract, alice,
     with pytest.raises(InvalidCounterparty) as raised:
         contract.open_channel(alice, alice.address.lower(), ETHER, gas=gas)
     assert raised.value == InvalidCounterparty(alice.address)
+
+
+# --- the chain parametrization of the test suite ---------------------------------------------------
+
+
+def test_a_test_requesting_embedded_chain_runs_on_the_embedded_chain_only(embedded_chain: Chain) -> None:
+    assert embedded_chain.kind == "embedded"
+    assert embedded_chain.tester is not None
+
+
+@pytest.mark.embedded_only
+def test_a_test_marked_embedded_only_runs_on_the_embedded_chain_only(chain: Chain) -> None:
+    assert chain.kind == "embedded"
+
+
+def collect(env_chains: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PAYCHAN_CHAINS"}
+    if env_chains is not None:
+        env["PAYCHAN_CHAINS"] = env_chains
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_devnet.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_chain_tests_are_collected_once_per_chain_and_paychan_chains_limits_them() -> None:
+    every = collect(None)
+    assert every.returncode == 0, every.stdout + every.stderr
+    ids = set(every.stdout.split())
+    name = "tests/test_devnet.py::test_revert_restores_balances_block_and_time"
+    assert {f"{name}[embedded]", f"{name}[anvil]"} <= ids
+    only_embedded = "tests/test_devnet.py::test_a_test_requesting_embedded_chain_runs_on_the_embedded_chain_only"
+    assert f"{only_embedded}[embedded]" in ids and f"{only_embedded}[anvil]" not in ids
+    marked = "tests/test_devnet.py::test_a_test_marked_embedded_only_runs_on_the_embedded_chain_only"
+    assert f"{marked}[embedded]" in ids and f"{marked}[anvil]" not in ids
+    assert "tests/test_devnet.py::test_stop_ends_anvil_by_its_pid" in ids  # no chain: not parametrized
+
+    limited = collect("embedded")
+    assert limited.returncode == 0, limited.stdout + limited.stderr
+    assert f"{name}[embedded]" in limited.stdout.split() and "[anvil]" not in limited.stdout
+
+    wrong = collect("embedded,geth")
+    assert wrong.returncode != 0
+    assert "PAYCHAN_CHAINS: unknown chain kind(s) ['geth']; known: embedded, anvil" in wrong.stdout + wrong.stderr
