@@ -12,8 +12,10 @@ Protocol between two nodes (``messages`` has the wire format):
   The peer checks each with ``Channel.receive_proposal`` (the core channel object: nonce, channel,
   balances, conservation, signature), records each as an intent *before* signing (``Channel.before_sign``),
   countersigns, commits (one fsync) and only then answers. The proposer checks each countersignature with
-  ``Channel.receive_countersignature`` and stores it. A state re-sent after a crash is answered with the
-  state already countersigned (idempotent); any other state at a used nonce is refused.
+  ``Channel.receive_countersignature`` and stores it. While the peer works on one message, the proposer
+  records and signs the next batch (at most two batches are open). A state re-sent after a crash is
+  answered with the state already countersigned (idempotent); any other state at a used nonce is refused.
+  While the peer waits for the turn, the holder signs no new batch, so neither side starves the other.
 - **Announce.** The opener tells the counterparty about the channel; the counterparty checks it on chain.
 
 The control API (``/status``, ``/open``, ``/pay``, ``/close``) listens on 127.0.0.1 only and needs the bearer
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -59,6 +62,7 @@ from paychan.node.messages import (
     encode_signed,
     error_body,
     parse_announce,
+    parse_channel_id,
     parse_propose,
     parse_signed,
     parse_turn,
@@ -741,8 +745,6 @@ class Node:
         return _json({"type": "announced", "channelId": "0x" + record.channel_id.hex()})
 
     async def _peer_latest(self, request: web.Request) -> web.Response:
-        from paychan.node.messages import parse_channel_id
-
         runtime = self.runtime(parse_channel_id(request.match_info["cid"]))
         return _json({"type": "latest", "state": encode_signed(runtime.channel.latest)})
 
@@ -809,8 +811,6 @@ def _int(value: Any) -> int:
 def _cid(value: Any) -> ChannelId | None:
     if value is None:
         return None
-    from paychan.node.messages import parse_channel_id
-
     return parse_channel_id(value)
 
 
@@ -860,8 +860,6 @@ async def _errors_as_json(
 
 def write_control_file(db_path: str | Path, data: dict[str, Any]) -> Path:
     """Writes ``<db>.control.json`` (mode 0600): where the control API listens and its token."""
-    import os
-
     path = Path(f"{db_path}.control.json")
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
