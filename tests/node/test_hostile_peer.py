@@ -265,3 +265,18 @@ def test_a_proposal_while_it_is_our_turn_is_refused(tmp_path: Path) -> None:
         assert victim.node.store.channel(CID).turn_epoch == 2  # type: ignore[union-attr]
 
     run_against_victim(tmp_path, attack)
+
+
+def test_the_control_api_refuses_requests_without_the_node_token(tmp_path: Path) -> None:
+    async def attack(victim: LiveNode) -> None:
+        before = victim.snapshot()
+        async with aiohttp.ClientSession() as session:
+            for headers in ({}, {"Authorization": "Bearer " + "0" * 32}):
+                async with session.post(victim.control_url + "/pay", json={"amount": "1"}, headers=headers) as r:
+                    assert (r.status, (await r.json())["error"]["type"]) == (401, "Unauthorized")
+            token = {"Authorization": f"Bearer {victim.node.control_token}"}
+            async with session.get(victim.control_url + "/status", headers=token) as r:
+                assert r.status == 200 and (await r.json())["channels"][0]["nonce"] == 2
+        assert victim.snapshot() == before
+
+    run_against_victim(tmp_path, attack)
