@@ -14,7 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import coincurve
+from eth_hash.auto import keccak
+from eth_utils.address import to_checksum_address
+
 from paychan.exceptions import ContractCustomError, MalformedMessage, PaychanError
+from paychan.signing import Domain
 from paychan.state import (
     MAX_NONCE,
     MAX_UINT256,
@@ -164,12 +169,43 @@ class Propose:
         }
 
 
+TURN_PREFIX = b"\x19paychan turn\x00"  # 0x19 then not 0x01: never the prefix of an EIP-712 digest
+
+
+def turn_digest(domain: Domain, channel_id: bytes, epoch: int) -> bytes:
+    """What a node signs to ask for, or hand over, the turn at ``epoch`` of a channel."""
+    return keccak(TURN_PREFIX + domain.separator + channel_id + epoch.to_bytes(32, "big"))
+
+
 @dataclass(frozen=True)
-class TurnRequest:
-    """Asks the peer for the right to propose (``POST /peer/turn``); ``epoch`` is the sender's turn epoch."""
+class TurnMessage:
+    """``POST /peer/turn`` and its answer: the sender's turn epoch, signed by the sender.
+
+    The request carries the requester's epoch; the answer the holder's epoch after handing the turn over.
+    Both are signed, so no third party can move a node's epoch (which would let both sides propose).
+    """
 
     channel_id: ChannelId
     epoch: int
+    signature: Signature
+
+    @classmethod
+    def create(cls, domain: Domain, channel_id: ChannelId, epoch: int, private_key: bytes) -> TurnMessage:
+        raw = coincurve.PrivateKey(private_key).sign_recoverable(turn_digest(domain, channel_id, epoch), hasher=None)
+        return cls(channel_id, epoch, Signature.from_bytes(raw))
+
+    def signer(self, domain: Domain) -> str:
+        """The address that signed this message; the zero address if the signature recovers none."""
+        sig = self.signature
+        try:
+            public_key = coincurve.PublicKey.from_signature_and_message(
+                sig.r + sig.s.to_bytes(32, "big") + bytes([sig.v - 27]),
+                turn_digest(domain, self.channel_id, self.epoch),
+                hasher=None,
+            )
+        except Exception:  # coincurve: no key recovers from this signature
+            return "0x" + "00" * 20
+        return to_checksum_address(keccak(public_key.format(compressed=False)[1:])[12:])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +213,7 @@ class TurnRequest:
             "version": PROTOCOL_VERSION,
             "channelId": "0x" + self.channel_id.hex(),
             "epoch": self.epoch,
+            "signature": "0x" + self.signature.to_bytes().hex(),
         }
 
 
@@ -218,10 +255,17 @@ def parse_propose(body: bytes) -> Propose:
     )
 
 
-def parse_turn(body: bytes) -> TurnRequest:
-    data = _fields(decode_json(body), "turn", {"type", "version", "channelId", "epoch"})
+def parse_turn(body: bytes | dict[str, Any]) -> TurnMessage:
+    data = _fields(
+        body if isinstance(body, dict) else decode_json(body),
+        "turn",
+        {"type", "version", "channelId", "epoch", "signature"},
+    )
     _check_header(data, "turn")
-    return TurnRequest(parse_channel_id(data["channelId"]), _integer(data["epoch"], "epoch", 2**62))
+    signature = _signature(data["signature"], "signature")
+    if signature is None:
+        raise MalformedMessage("a turn message must be signed")
+    return TurnMessage(parse_channel_id(data["channelId"]), _integer(data["epoch"], "epoch", 2**62), signature)
 
 
 def parse_announce(body: bytes) -> Announce:

@@ -45,6 +45,7 @@ from paychan.contract import PaychanContract
 from paychan.exceptions import (
     ChannelFinalized,
     InvalidAmount,
+    InvalidSignature,
     MalformedMessage,
     NegativeBalance,
     PaychanError,
@@ -57,7 +58,7 @@ from paychan.node.messages import (
     MAX_BODY_BYTES,
     Announce,
     Propose,
-    TurnRequest,
+    TurnMessage,
     decode_json,
     encode_signed,
     error_body,
@@ -339,8 +340,12 @@ class Node:
         fresh.append(signed)
         return signed
 
-    def handle_turn(self, message: TurnRequest) -> Runtime:
+    def handle_turn(self, message: TurnMessage) -> Runtime:
+        """Checks a turn request is the peer's own; adopts its epoch if higher (one the peer handed us)."""
         runtime = self.runtime(message.channel_id)
+        signer = message.signer(self.domain)
+        if signer != runtime.channel.peer_address:
+            raise InvalidSignature(expected=runtime.channel.peer_address, recovered=signer)
         if message.epoch > runtime.epoch:
             runtime.epoch = message.epoch
         return runtime
@@ -484,12 +489,13 @@ class Node:
 
     async def _acquire_turn(self, runtime: Runtime) -> None:
         while not runtime.has_turn():
-            answer = await self.peer.post(
-                runtime.record.peer_url + "/peer/turn", TurnRequest(runtime.cid, runtime.epoch).to_json()
-            )
-            epoch = answer.get("epoch")
-            if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > runtime.epoch:
-                runtime.epoch = epoch  # stored with the next batch's intents
+            request = TurnMessage.create(self.domain, runtime.cid, runtime.epoch, self._key)
+            answer = parse_turn(await self.peer.post(runtime.record.peer_url + "/peer/turn", request.to_json()))
+            signer = answer.signer(self.domain)
+            if answer.channel_id != runtime.cid or signer != runtime.channel.peer_address:
+                raise PeerUnavailable(f"turn answer not signed by the peer (signed by {signer})")
+            if answer.epoch > runtime.epoch:
+                runtime.epoch = answer.epoch  # stored with the next batch's intents
             elif not runtime.has_turn():
                 await asyncio.sleep(0.01)
 
@@ -734,7 +740,7 @@ class Node:
     async def _peer_turn(self, request: web.Request) -> web.Response:
         runtime = self.handle_turn(parse_turn(await self.read_body(request)))
         epoch = await self.grant_turn(runtime, patience=self.body_timeout)
-        return _json({"type": "turn", "epoch": epoch})
+        return _json(TurnMessage.create(self.domain, runtime.cid, epoch, self._key).to_json())
 
     async def _peer_announce(self, request: web.Request) -> web.Response:
         message = parse_announce(await self.read_body(request))

@@ -12,12 +12,13 @@ from typing import Any
 
 import aiohttp
 
-from paychan.node.messages import MAX_BODY_BYTES, Propose
+from paychan.node.messages import MAX_BODY_BYTES, Propose, TurnMessage, parse_turn
 from paychan.signing import sign_state
 from paychan.state import ChannelState, SignedState
 
 from .conftest import (
     ADDRESS_A,
+    ADDRESS_B,
     ADDRESS_C,
     CID,
     DEPOSIT_A,
@@ -249,12 +250,13 @@ def test_a_slow_loris_is_cut_off_and_does_not_block_other_peers(tmp_path: Path) 
 
 
 def test_a_proposal_while_it_is_our_turn_is_refused(tmp_path: Path) -> None:
-    def turn(epoch: int) -> bytes:
-        return json.dumps({"type": "turn", "version": 1, "channelId": "0x" + CID.hex(), "epoch": epoch}).encode()
+    def turn(epoch: int, key: bytes = KEY_A) -> bytes:
+        return json.dumps(TurnMessage.create(DOMAIN, CID, epoch, key).to_json()).encode()  # type: ignore[arg-type]
 
     async def attack(victim: LiveNode) -> None:
         status, answer = await post(victim, turn(0), "/peer/turn")
         assert (status, answer["epoch"]) == (200, 0)  # B has no turn to give: epoch 0 is A's
+        assert parse_turn(answer).signer(DOMAIN) == ADDRESS_B  # the answer is B's own
         victim.node.store.set_turn_epoch(CID, 1)  # as if B had asked A for the turn
         victim.node.runtimes[CID].epoch = 1
         await expect_refusal(
@@ -263,6 +265,23 @@ def test_a_proposal_while_it_is_our_turn_is_refused(tmp_path: Path) -> None:
         status, answer = await post(victim, turn(1), "/peer/turn")
         assert (status, answer["epoch"]) == (200, 2)  # B hands the turn back, stored
         assert victim.node.store.channel(CID).turn_epoch == 2  # type: ignore[union-attr]
+
+    run_against_victim(tmp_path, attack)
+
+
+def test_a_turn_request_not_signed_by_the_peer_moves_nothing(tmp_path: Path) -> None:
+    async def attack(victim: LiveNode) -> None:
+        before = victim.snapshot()
+        forged = json.dumps(TurnMessage.create(DOMAIN, CID, 10, KEY_C).to_json()).encode()  # type: ignore[arg-type]
+        status, answer = await post(victim, forged, "/peer/turn")
+        assert (status, answer["error"]["type"]) == (422, "InvalidSignature")
+        assert answer["error"]["fields"] == {"expected": ADDRESS_A, "recovered": ADDRESS_C}
+        unsigned = json.dumps(
+            {"type": "turn", "version": 1, "channelId": "0x" + CID.hex(), "epoch": 10, "signature": None}
+        )
+        status, answer = await post(victim, unsigned.encode(), "/peer/turn")
+        assert (status, answer["error"]["type"]) == (400, "MalformedMessage")
+        assert victim.snapshot() == before and victim.node.store.channel(CID).turn_epoch == 0  # type: ignore[union-attr]
 
     run_against_victim(tmp_path, attack)
 
