@@ -144,6 +144,11 @@ def test_sigkilled_nodes_lose_no_signed_state_and_still_close_cooperatively(
         row = by_nonce[signed.state.nonce]
         assert (row.state, row.sig_a, row.sig_b) == (signed.state, signed.sig_a, signed.sig_b)
 
+    # neither node ever proposed a state conflicting with one its peer had (it would have been refused)
+    for node in (alice, bob):
+        log = node.log.read_text()
+        assert "DoubleSignRefused" not in log and "UnexpectedNonce" not in log and "Traceback" not in log
+
     # both report the same balances
     assert (status_a["balanceA"], status_a["balanceB"]) == (status_b["balanceA"], status_b["balanceB"])
 
