@@ -83,14 +83,23 @@ def open_chain(args: argparse.Namespace) -> Chain:
     return connect(args.rpc_url)
 
 
+def started_for_this_run(chain: Chain, args: argparse.Namespace) -> bool:
+    """True for a chain that lives only as long as this script: the embedded one, Ape's local network, or
+    an anvil Ape started for ``--network ethereum:local:foundry`` (no earlier deployment can be on it)."""
+    if chain.tester is not None:
+        return True
+    provider = ape_provider()
+    return provider is not None and args.rpc_url is None and getattr(provider, "process", None) is not None
+
+
 def recorded_contract(chain: Chain, args: argparse.Namespace) -> PaychanContract | None:
-    """The contract named by ``--contract`` or recorded for this chain by ``paychan deploy``; None on the
-    embedded chain, or when nothing is recorded (the lifecycle then deploys its own)."""
+    """The contract named by ``--contract`` or recorded for this chain by ``paychan deploy``; None on a
+    chain started for this run, or when nothing is recorded (the lifecycle then deploys its own)."""
     from paychan.deployments import DeploymentNotFound, deployment_path, load_contract
 
     if args.contract is not None:
         return load_contract(chain, args.contract, args.deployments)
-    if chain.kind == "embedded" or not deployment_path(chain.chain_id, args.deployments).exists():
+    if started_for_this_run(chain, args) or not deployment_path(chain.chain_id, args.deployments).exists():
         return None
     try:
         return load_contract(chain, None, args.deployments)
