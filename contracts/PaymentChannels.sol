@@ -249,9 +249,11 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         if (!isA && participant != channel.participantB) revert NotParticipant(channelId, participant);
         if (amount == 0) revert ZeroDeposit();
         // Interaction before effect: the credit is what actually arrived (fee-on-transfer tokens).
-        // `nonReentrant` and re-reading the slot below keep this safe.
+        // `nonReentrant` and re-reading the slot below keep this safe; `close` is not guarded, so a token
+        // hook may have closed the channel meanwhile: check its status again.
         uint256 credited = _pullDeposit(channel.asset, amount);
         packed = _channels[channelId];
+        if (packed >> 248 != _STATUS_OPEN) revert ChannelNotOpen(channelId);
         uint256 shift = isA ? 120 : 0;
         uint256 current = (packed >> shift) & _MASK_120;
         if (credited > MAX_DEPOSIT - current) revert DepositTooLarge(current, credited, MAX_DEPOSIT);

@@ -720,3 +720,28 @@ def test_fee_on_transfer_token_deposits_are_credited_by_what_arrived(
     assert token_balance(token, alice.address) - before[0] == 900 - 9  # the token's fee on the way out
     assert token_balance(token, bob.address) - before[1] == 585 - 5
     assert token_balance(token, contract.address) == 0
+
+
+def test_unilateral_close_from_a_token_hook_during_a_deposit_reverts_the_deposit_channel_not_open(
+    chain, contract, deployer, artifacts, alice, carol
+):
+    # The token is itself participant B (any contract participant with a hook-calling token would do):
+    # while alice's deposit is being pulled it closes the channel, which `close` allows without a guard.
+    # The deposit must then refuse to credit a slot that is no longer an open channel's.
+    token = deploy(chain, deployer, artifacts, "ReentrantToken")
+    fund_token(chain, token, contract, alice)
+    params, _ = contract.open_channel(alice, token.address, 100, asset=token.address)
+    cid = contract.channel_id(params)
+    close_now = encode(contract, "closeWithoutState", params.as_tuple())
+    send_fn(chain, carol, token.functions.setAttack(contract.address, close_now, False))
+    with pytest.raises(ChannelNotOpen) as e:
+        contract.deposit(alice, params, alice.address, 10**18)
+    assert e.value == ChannelNotOpen(cid)
+    onchain = contract.get_channel(cid)
+    assert (onchain.status, onchain.deposit_a, onchain.deposit_b) == (1, 100, 0)
+    # Without the hook's help the channel still closes and settles normally, paying what was deposited.
+    contract.close(alice, params)
+    chain.time_travel(PERIOD + 1)
+    before = token_balance(token, alice.address)
+    contract.settle(carol, params)
+    assert token_balance(token, alice.address) - before == 100
