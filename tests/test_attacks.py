@@ -745,3 +745,21 @@ def test_unilateral_close_from_a_token_hook_during_a_deposit_reverts_the_deposit
     before = token_balance(token, alice.address)
     contract.settle(carol, params)
     assert token_balance(token, alice.address) - before == 100
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=BalancesNotConserved,
+    reason="open finding F1 (SECURITY.md): a deposit changes the total every signed state must add up to, "
+    "so the payer can invalidate all states it signed and close by the deposits; needs a protocol change",
+)
+def test_deposit_after_payments_cannot_let_the_payer_reclaim_them(chain, contract, open_channel, alice, bob, carol):
+    pair = open_channel(5 * ETHER)
+    latest = pair.pay("A", 3 * ETHER)  # alice 2, bob 3, both signed
+    contract.deposit(alice, pair.params, alice.address, 1)  # one wei: every signed state now adds up wrong
+    contract.close(alice, pair.params)  # without a state: the deposits as they stand, alice 5 ETH + 1 wei
+    contract.challenge(bob, pair.params, latest)  # bob's newest state must still count
+    chain.time_travel(PERIOD + 1)
+    before = chain.balance(bob.address)
+    contract.settle(carol, pair.params)
+    assert chain.balance(bob.address) - before >= 3 * ETHER
