@@ -468,24 +468,42 @@ class Node:
                 await asyncio.sleep(1.0)
 
     async def _exchange_and_build(self, runtime: Runtime) -> None:
-        """Sends our proposals and, while the peer checks and countersigns them, signs the next batch.
+        """Sends our proposals in a pipeline: the peer always has the next message while we work.
 
-        The two nodes then work at the same time (one core each) instead of waiting for each other. The next
-        batch follows the last state in flight; it is recorded before it is signed, like any other.
+        While the peer checks and countersigns message k, we sign the next batch; as soon as k's answer
+        arrives we send that batch (k + 1) and only then check k's countersignatures and store them. The two
+        nodes so work at the same time instead of waiting for each other. A batch always follows the last
+        state in flight and is recorded before it is signed; messages go out one after the other, so the
+        peer sees the nonces in order. At most two messages' worth of states are open.
         """
-        exchange = asyncio.ensure_future(self._exchange(runtime))
+        sent = list(runtime.inflight)
+        request: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(self._send(runtime, sent))
         try:
-            for _ in range(3):  # let the request reach the socket first
-                await asyncio.sleep(0)
-            if (
-                runtime.queue
-                and runtime.has_turn()
-                and not runtime.turn_wanted
-                and len(runtime.inflight) < 2 * self.max_batch
-            ):
-                self._build_batch(runtime)
+            while request is not None:
+                for _ in range(3):  # let the request reach the socket first
+                    await asyncio.sleep(0)
+                if self._may_build(runtime):
+                    self._build_batch(runtime)
+                answer = await request
+                request = None
+                following = runtime.inflight[len(sent) :]
+                complete = isinstance(answer.get("states"), list) and len(answer["states"]) >= len(sent)
+                if following and complete and "error" not in answer:
+                    request = asyncio.ensure_future(self._send(runtime, following))
+                self._apply(runtime, answer)
+                sent = following
         finally:
-            await exchange
+            if request is not None:  # our proposals stay in flight: they are sent again later
+                request.cancel()
+                await asyncio.gather(request, return_exceptions=True)
+
+    def _may_build(self, runtime: Runtime) -> bool:
+        return bool(
+            runtime.queue
+            and runtime.has_turn()
+            and not runtime.turn_wanted
+            and len(runtime.inflight) < 2 * self.max_batch
+        )
 
     async def _acquire_turn(self, runtime: Runtime) -> None:
         while not runtime.has_turn():
@@ -562,10 +580,16 @@ class Node:
             runtime.waiters[state.nonce] = request
         channel.pending = runtime.inflight[0]
 
+    async def _send(self, runtime: Runtime, states: list[SignedState]) -> dict[str, Any]:
+        message = Propose(runtime.cid, runtime.epoch, states)
+        return await self.peer.post(runtime.record.peer_url + "/peer/propose", message.to_json())
+
     async def _exchange(self, runtime: Runtime) -> None:
         """Sends our unanswered proposals; stores and applies each valid countersignature in the answer."""
-        message = Propose(runtime.cid, runtime.epoch, list(runtime.inflight))
-        answer = await self.peer.post(runtime.record.peer_url + "/peer/propose", message.to_json())
+        self._apply(runtime, await self._send(runtime, list(runtime.inflight)))
+
+    def _apply(self, runtime: Runtime, answer: dict[str, Any]) -> None:
+        """Checks the countersignatures in ``answer`` against our proposals in flight, in order; stores them."""
         returned = answer.get("states")
         if not isinstance(returned, list):
             raise PeerUnavailable("answer without states")
