@@ -1,8 +1,9 @@
 """The paychan node: one party's durable off-chain channel endpoint.
 
 ``store`` keeps every state the node signs in SQLite before the signature leaves the process; ``messages``
-is the JSON wire format between nodes; ``server`` serves the peer endpoint and the local control API;
-``watcher`` challenges a stale unilateral close; ``keystore`` loads the node's key.
+is the JSON wire format between nodes; ``server`` is the node itself (peer endpoint, control API, the turn
+and batching protocol); ``peer`` its aiohttp client; ``watcher`` challenges a stale unilateral close;
+``keystore`` loads the node's key; ``process`` runs ``paychan node`` as a child process (tests, benchmark).
 """
 
 from paychan.node.store import ChannelRecord, DoubleSignRefused, Store, StoredState
