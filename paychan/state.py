@@ -7,12 +7,13 @@ the signatures collected so far.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import NewType
 
 from eth_abi import encode
 from eth_hash.auto import keccak
-from eth_utils import is_hex_address, to_checksum_address
+from eth_utils import to_checksum_address
 
 from paychan.exceptions import MalformedMessage
 
@@ -24,6 +25,7 @@ ETH = "0x0000000000000000000000000000000000000000"
 ZERO_ROOT = b"\x00" * 32
 MAX_NONCE = 2**48 - 1
 MAX_UINT256 = 2**256 - 1
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class ChannelParams:
         if missing:
             raise MalformedMessage(f"channel parameters lack {', '.join(sorted(missing))}")
         a, b, asset = data["participantA"], data["participantB"], data["asset"]
-        if not all(isinstance(x, str) and is_hex_address(x) for x in (a, b, asset)):
+        if not all(isinstance(x, str) and _ADDRESS.fullmatch(x) for x in (a, b, asset)):
             raise MalformedMessage("participantA, participantB and asset must be 0x-prefixed addresses")
         return cls(
             str(a),
