@@ -55,3 +55,10 @@ def test_paychan_demo_text_names_who_signed_and_who_earned_the_fees(capsys):
     assert "signed by alice + bob" in out
     assert "base fee burned" in out and "tip to the block producer" in out
     assert "bob got back 4 ETH" in out
+
+
+def test_a_long_cooperative_run_never_overdraws_a_side(chain, contract):
+    ledger = run_cooperative(chain, contract, payments=120)
+    assert len(ledger.states) == 121
+    assert all(s.balance_a >= 0 and s.balance_b >= 0 for s in ledger.states)
+    assert sum(p.paid_out for p in ledger.parties.values()) == 8 * ETHER
