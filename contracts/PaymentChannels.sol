@@ -354,10 +354,13 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     ) external nonReentrant {
         bytes32 channelId = _channelId(channel);
         uint256 packed = _checkRecorded(channelId, recordedBalanceA, recordedBalanceB, depositA, depositB);
-        uint256 deadline = packed >> 208 & 0xFFFFFFFFFF;
-        if (block.timestamp > deadline) revert ChallengePeriodOver(deadline, block.timestamp);
-        uint48 recordedNonce = uint48(packed >> 160);
-        if (state.nonce <= recordedNonce) revert StaleState(state.nonce, recordedNonce);
+        {
+            // Scoped: few enough stack slots for the legacy code generator too (slither compiles with it).
+            uint256 deadline = packed >> 208 & 0xFFFFFFFFFF;
+            if (block.timestamp > deadline) revert ChallengePeriodOver(deadline, block.timestamp);
+            uint48 recordedNonce = uint48(packed >> 160);
+            if (state.nonce <= recordedNonce) revert StaleState(state.nonce, recordedNonce);
+        }
         (uint256 balanceA, uint256 balanceB) = _checkState(channelId, channel, state, sigA, sigB, depositA, depositB);
         emit ChallengeAccepted(channelId, msg.sender, state.nonce, balanceA, balanceB);
         if (state.isFinal) {
