@@ -428,6 +428,21 @@ class ChannelMachine(RuleBasedStateMachine):
         ch = self._pick(index, STATUS_OPEN)
         self._close(ch, self._role(ch, closer), self._state_of(ch, which) if which is not None and ch.states else None)
 
+    @precondition(lambda self: any(c.status == STATUS_OPEN for c in self.channels))
+    @rule(
+        index=picks,
+        closer=roles,
+        forgery=st.sampled_from(["not conserved", "unknown deposit"]),
+        share=st.integers(0, 100),
+    )
+    def close_with_a_bad_state(self, index: int, closer: str, forgery: str, share: int) -> None:
+        """Both sign a state that does not add up, or splits a deposit never made; one closes with it."""
+        ch = self._pick(index, STATUS_OPEN)
+        if ch.status == STATUS_OPEN:
+            self._sign(ch, share, False, forgery)
+        if ch.states:
+            self._close(ch, self._role(ch, closer), ch.states[-1])
+
     def _close(self, ch: ModelChannel, sender: Any, ms: ModelState | None) -> None:
         timestamp = self._pending_timestamp()
         expect: ContractCustomError | None = None
@@ -658,6 +673,7 @@ def test_random_channel_histories_match_the_reference_model(world: World) -> Non
             "challenge: StaleState",
             "settle: ChallengePeriodActive",
             "close: BalancesNotConserved",
+            "close: UnknownDeposit",
         ]
         missing = [what for what in needed if not OUTCOMES[what]]
         assert not missing, f"the random histories never reached: {missing}"
