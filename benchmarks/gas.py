@@ -180,14 +180,16 @@ CHANNEL_ID = _keccak(
 )
 SLOT_READ = Cost(COLD_SLOAD, "read the channel's one storage slot (cold): status, deposits or the closing record")
 SIGNATURES = (
-    _keccak(7 * 32, "EIP-712 struct hash of the State (typehash + channel id + 5 fields)"),
+    _keccak(9 * 32, "EIP-712 struct hash of the State (typehash + channel id + 7 fields)"),
     _keccak(66, "EIP-712 digest: keccak256(0x1901 || domain separator || struct hash)"),
     Cost(2 * (ECRECOVER + WARM_ACCESS), "ecrecover of both participants' signatures (2 x 3,000 + 2 x 100 warm call)"),
 )
 FINGERPRINT = _keccak(
-    64,
-    "fingerprint of the recorded balances: two 120-bit balances, a 40-bit deadline and a 48-bit nonce do "
-    "not fit one slot, so the closing record keeps keccak256(balanceA, balanceB)",
+    128,
+    "fingerprint of the recorded balances and deposits: two 120-bit balances, two 120-bit deposits, a 40-bit "
+    "deadline and a 48-bit nonce do not fit one slot, so the closing record keeps keccak256(balanceA, "
+    "balanceB, depositA, depositB); the per-side deposits let a challenge give back deposits a state does "
+    "not know of",
 )
 
 
@@ -322,9 +324,9 @@ def floor_challenge(data: bytes) -> Floor:
         *_intrinsic(data),
         CHANNEL_ID,
         SLOT_READ,
-        Cost(FINGERPRINT.gas, "check the recorded balances passed in against the fingerprint"),
+        Cost(FINGERPRINT.gas, "check the recorded balances and deposits passed in against the fingerprint"),
         *SIGNATURES,
-        Cost(FINGERPRINT.gas, "fingerprint of the new balances"),
+        Cost(FINGERPRINT.gas, "fingerprint of the new balances (and the deposits)"),
         Cost(SSTORE_RESET, "write the new nonce and fingerprint (nonzero -> nonzero)"),
         _log(
             1,
@@ -341,7 +343,7 @@ def floor_settle(data: bytes, token: bool = False) -> Floor:
         *_intrinsic(data),
         CHANNEL_ID,
         SLOT_READ,
-        Cost(FINGERPRINT.gas, "check the balances passed in against the recorded fingerprint"),
+        Cost(FINGERPRINT.gas, "check the balances and deposits passed in against the recorded fingerprint"),
         Cost(SSTORE_RESET, "clear the channel's slot"),
         _log(1, 2, "one event (channelId topic + both payouts)"),
         *(_token_payouts() if token else _eth_payouts(cold_recipients=1)),

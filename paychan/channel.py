@@ -6,6 +6,12 @@ sends it back (``receive_proposal``); the payer checks the countersignature (``r
 Either side then holds the same doubly-signed state, the latest one, which the contract accepts.
 Closing cooperatively is the same exchange with ``is_final`` set and balances unchanged.
 
+Every state names the on-chain deposits it splits (``deposit_a``/``deposit_b``): the deposits this party
+knows of. A deposit noted with ``record_deposit`` joins the depositor's balance in the next state. A
+proposal may name fewer deposits than we know of (the peer has not seen a deposit yet: on chain it goes
+back to its side on top of the state's balance, and our balance is judged that way), but never more
+(``UnknownDeposit``) nor fewer than our latest state already splits (``MissingDeposit``).
+
 Anything invalid raises a ``StateRejected`` subclass and leaves the channel exactly as it was. A party never
 signs two different states with the same nonce: while its own proposal awaits a countersignature it neither
 proposes again nor signs the peer's proposal.
@@ -24,11 +30,13 @@ from paychan.exceptions import (
     InvalidAmount,
     LocksNotSupported,
     MalformedMessage,
+    MissingDeposit,
     NegativeBalance,
     NoPendingProposal,
     ProposalPending,
     UnexpectedNonce,
     UnfavourableState,
+    UnknownDeposit,
     WrongChannel,
 )
 from paychan.signing import Domain, check_signer, sign_state
@@ -57,10 +65,13 @@ class Channel:
         params: ChannelParams,
         domain: Domain,
         private_key: bytes,
-        deposits: tuple[int, int] = (0, 0),
+        deposits: tuple[int, int] | None = None,
         latest: SignedState | None = None,
         pending: SignedState | None = None,
     ) -> None:
+        """``deposits``: the on-chain deposits (A, B) this party knows of; by default those ``latest``
+        splits (nothing deposited since), or (0, 0) for a new channel. ``latest``: the newest doubly-signed
+        state; by default the nonce-0 state splitting ``deposits`` as they stand."""
         self.params = params
         self.domain = domain
         self._key = bytes(private_key)
@@ -69,9 +80,16 @@ class Channel:
         self.peer_role = "B" if self.role == "A" else "A"
         self.peer_address = params.participant_b if self.role == "A" else params.participant_a
         self.channel_id: ChannelId = channel_id(params, domain.chain_id, domain.verifying_contract)
-        self.latest = latest or SignedState(ChannelState(self.channel_id, Nonce(0), Wei(deposits[0]), Wei(deposits[1])))
-        # Deposits made since `latest` was signed; the next state adds them to the depositor's balance.
-        self._unsigned = (deposits[0] - self.latest.state.balance_a, deposits[1] - self.latest.state.balance_b) if latest else (0, 0)
+        if deposits is None:
+            deposits = (latest.state.deposit_a, latest.state.deposit_b) if latest else (0, 0)
+        a, b = deposits
+        self.latest = latest or SignedState(
+            ChannelState(self.channel_id, Nonce(0), Wei(a), Wei(b), deposit_a=Wei(a), deposit_b=Wei(b))
+        )
+        if a < self.latest.state.deposit_a or b < self.latest.state.deposit_b:
+            raise ValueError(f"deposits {deposits} below those the latest state splits")
+        # The on-chain deposits known to this party; the next state splits them.
+        self.deposits: tuple[int, int] = (a, b)
         self.pending = pending
         self.on_signed: list[SignedListener] = []
         # Called with the state about to be signed (and the peer's signature, when countersigning) before
@@ -89,9 +107,9 @@ class Channel:
         return self.latest.state.is_final
 
     def balances(self) -> tuple[int, int]:
-        """Current balances (A, B): the latest signed state plus deposits made since."""
-        state = self.latest.state
-        return state.balance_a + self._unsigned[0], state.balance_b + self._unsigned[1]
+        """Current balances (A, B): the latest signed state plus deposits made since (what the contract
+        would pay for it)."""
+        return self.latest.state.payouts(*self.deposits)
 
     def balance(self, role: str | None = None) -> int:
         a, b = self.balances()
@@ -107,8 +125,8 @@ class Channel:
         """Takes note of an on-chain deposit of ``amount`` to participant ``role``'s side."""
         if role not in ("A", "B") or amount <= 0:
             raise ValueError(f"bad deposit: {role} {amount}")
-        ua, ub = self._unsigned
-        self._unsigned = (ua + amount, ub) if role == "A" else (ua, ub + amount)
+        a, b = self.deposits
+        self.deposits = (a + amount, b) if role == "A" else (a, b + amount)
 
     # --- paying ----------------------------------------------------------------------------------
 
@@ -122,13 +140,13 @@ class Channel:
             raise NegativeBalance(mine - amount)
         a, b = self.balances()
         a, b = (a - amount, b + amount) if self.role == "A" else (a + amount, b - amount)
-        return self._propose(ChannelState(self.channel_id, Nonce(self.nonce + 1), Wei(a), Wei(b)))
+        return self._propose(self._next_state(a, b, is_final=False))
 
     def propose_final(self) -> SignedState:
         """Builds and signs a final state with the current balances, for a cooperative close."""
         self._check_can_propose()
         a, b = self.balances()
-        return self._propose(ChannelState(self.channel_id, Nonce(self.nonce + 1), Wei(a), Wei(b), is_final=True))
+        return self._propose(self._next_state(a, b, is_final=True))
 
     def receive_proposal(self, proposal: SignedState) -> SignedState:
         """Checks the peer's signed proposal, countersigns it and returns the doubly-signed state."""
@@ -161,6 +179,18 @@ class Channel:
         if self.nonce >= MAX_NONCE:
             raise UnexpectedNonce(self.nonce + 1, self.nonce)
 
+    def _next_state(self, balance_a: int, balance_b: int, is_final: bool) -> ChannelState:
+        deposit_a, deposit_b = self.deposits
+        return ChannelState(
+            self.channel_id,
+            Nonce(self.nonce + 1),
+            Wei(balance_a),
+            Wei(balance_b),
+            is_final=is_final,
+            deposit_a=Wei(deposit_a),
+            deposit_b=Wei(deposit_b),
+        )
+
     def _propose(self, state: ChannelState) -> SignedState:
         for hook in self.before_sign:
             hook(SignedState(state))
@@ -184,18 +214,25 @@ class Channel:
         for balance in (state.balance_a, state.balance_b):
             if balance < 0 or balance > MAX_UINT256:
                 raise NegativeBalance(balance)
-        if state.balance_a + state.balance_b != self.total:
-            raise BalancesNotConserved(state.balance_a, state.balance_b, self.total)
+        known_a, known_b = self.deposits
+        if state.deposit_a > known_a or state.deposit_b > known_b:
+            raise UnknownDeposit(state.deposit_a, state.deposit_b, known_a, known_b)
+        signed = self.latest.state
+        if state.deposit_a < signed.deposit_a or state.deposit_b < signed.deposit_b:
+            raise MissingDeposit(state.deposit_a, state.deposit_b, signed.deposit_a, signed.deposit_b)
+        if state.balance_a + state.balance_b != state.deposit_total:
+            raise BalancesNotConserved(state.balance_a, state.balance_b, state.deposit_total)
         if state.locks_root != ZERO_ROOT:
             raise LocksNotSupported(state.locks_root)  # bytes32, as the contract reports it
-        if state.balance_of(self.role) < self.balance():
-            raise UnfavourableState(self.balance(), state.balance_of(self.role))
+        payout_a, payout_b = state.payouts(known_a, known_b)  # what the contract would pay for it
+        proposed = payout_a if self.role == "A" else payout_b
+        if proposed < self.balance():
+            raise UnfavourableState(self.balance(), proposed)
         check_signer(self.domain, state, proposal.signature_of(self.peer_role), self.peer_address)
         return state
 
     def _accept(self, signed: SignedState) -> None:
         self.latest = signed
-        self._unsigned = (0, 0)
         self.pending = None
         for listener in self.on_signed:
             listener(signed)
@@ -204,7 +241,7 @@ class Channel:
 def _check_types(state: ChannelState) -> None:
     if not isinstance(state.channel_id, bytes) or len(state.channel_id) != 32:
         raise MalformedMessage("channel id must be 32 bytes")
-    for name in ("nonce", "balance_a", "balance_b"):
+    for name in ("nonce", "balance_a", "balance_b", "deposit_a", "deposit_b"):
         value = getattr(state, name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise MalformedMessage(f"{name} must be an integer, not {type(value).__name__}")

@@ -56,12 +56,16 @@ class OnchainChannel:
 
 @dataclass(frozen=True)
 class RecordedState:
-    """The state recorded by the last unilateral close or accepted challenge (from its event)."""
+    """The state recorded by the last unilateral close or accepted challenge (from its event), and the
+    channel's deposits (final once it is closing; from its ``Deposited`` events), which ``challenge`` and
+    ``settle`` pass back with the balances."""
 
     nonce: int
     balance_a: int
     balance_b: int
     deadline: int
+    deposit_a: int
+    deposit_b: int
 
 
 class ErrorDecoder:
@@ -237,14 +241,22 @@ class PaychanContract:
         """Replaces the recorded state of a closing channel with the newer ``signed``."""
         recorded = recorded or self.recorded_state(self.channel_id(params))
         fn = self.contract.functions.challenge(
-            params.as_tuple(), recorded.balance_a, recorded.balance_b, signed.state.as_tuple(), *_signatures(signed)
+            params.as_tuple(),
+            recorded.balance_a,
+            recorded.balance_b,
+            recorded.deposit_a,
+            recorded.deposit_b,
+            signed.state.as_tuple(),
+            *_signatures(signed),
         )
         return self._transact(sender, fn, 0, gas)
 
     def settle(self, sender: LocalAccount, params: ChannelParams, recorded: RecordedState | None = None, gas: int | None = None) -> TxReceipt:
         """Pays out the recorded state after the deadline."""
         recorded = recorded or self.recorded_state(self.channel_id(params))
-        fn = self.contract.functions.settle(params.as_tuple(), recorded.balance_a, recorded.balance_b)
+        fn = self.contract.functions.settle(
+            params.as_tuple(), recorded.balance_a, recorded.balance_b, recorded.deposit_a, recorded.deposit_b
+        )
         return self._transact(sender, fn, 0, gas)
 
     def claim(self, sender: LocalAccount, asset: str = ETH, to: str | None = None, gas: int | None = None) -> TxReceipt:
@@ -269,11 +281,21 @@ class PaychanContract:
         """
         onchain = self.get_channel(cid)
         if onchain.status != STATUS_CLOSING:
-            return RecordedState(0, 0, 0, 0)
+            return RecordedState(0, 0, 0, 0, 0, 0)
         records = [*self._logs("ChannelClosed", cid), *self._logs("ChallengeAccepted", cid)]
         records.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
         args = records[-1]["args"]
-        return RecordedState(args["nonce"], args["balanceA"], args["balanceB"], onchain.deadline)
+        deposit_a, deposit_b = self.deposits_from_events(cid)
+        return RecordedState(args["nonce"], args["balanceA"], args["balanceB"], onchain.deadline, deposit_a, deposit_b)
+
+    def deposits_from_events(self, cid: ChannelId) -> tuple[int, int]:
+        """The channel's deposits (A, B): the ``total`` of each participant's last ``Deposited`` event."""
+        participant_a = self.find_params(cid).participant_a
+        totals = {"A": 0, "B": 0}
+        logs = sorted(self._logs("Deposited", cid), key=lambda e: (e["blockNumber"], e["logIndex"]))
+        for log in logs:
+            totals["A" if log["args"]["participant"] == participant_a else "B"] = log["args"]["total"]
+        return totals["A"], totals["B"]
 
     def find_params(self, cid: ChannelId) -> ChannelParams:
         """The parameters of channel ``cid``, from its ``ChannelOpened`` event."""

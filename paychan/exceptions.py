@@ -134,6 +134,23 @@ class InvalidAmount(StateRejected):
         super().__init__(f"InvalidAmount(amount={amount!r})")
 
 
+class MissingDeposit(StateRejected):
+    """Raised when a proposal splits fewer deposits on a side than our latest signed state already splits
+    (``signed_a``, ``signed_b``): deposits only grow."""
+
+    def __init__(self, deposit_a: int, deposit_b: int, signed_a: int, signed_b: int) -> None:
+        self.deposit_a, self.deposit_b, self.signed_a, self.signed_b = deposit_a, deposit_b, signed_a, signed_b
+        super().__init__(
+            f"MissingDeposit(depositA={deposit_a}, depositB={deposit_b}, signedA={signed_a}, signedB={signed_b})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and str(other) == str(self)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
 class MalformedMessage(StateRejected, ValueError):
     """Raised when a received message is not a well-formed signed state (or channel parameters, or a
     signature); also a ``ValueError``, what these parsers raised before."""
@@ -210,6 +227,13 @@ class BalancesNotConserved(ContractCustomError, StateRejected):
     """Raised when a state's balances do not add up to the channel's total deposits."""
 
     fields = ("balanceA", "balanceB", "total")
+
+
+class UnknownDeposit(ContractCustomError, StateRejected):
+    """Raised when a state splits more deposits on a side than the channel holds (on chain), or than we
+    know of (off chain)."""
+
+    fields = ("depositA", "depositB", "channelDepositA", "channelDepositB")
 
 
 class LocksNotSupported(ContractCustomError, StateRejected):

@@ -22,7 +22,8 @@ from paychan.state import ChannelState, Signature
 DOMAIN_NAME = "paychan"
 DOMAIN_VERSION = "1"
 STATE_TYPE = (
-    "State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,bytes32 locksRoot,bool isFinal)"
+    "State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,uint256 depositA,uint256 depositB,"
+    "bytes32 locksRoot,bool isFinal)"
 )
 STATE_TYPEHASH = keccak(STATE_TYPE.encode())
 DOMAIN_TYPEHASH = keccak(
@@ -71,6 +72,8 @@ def state_struct_hash(state: ChannelState) -> bytes:
         + _word(state.nonce)
         + _word(state.balance_a)
         + _word(state.balance_b)
+        + _word(state.deposit_a)
+        + _word(state.deposit_b)
         + state.locks_root
         + _word(int(state.is_final))
     )
@@ -152,6 +155,8 @@ def typed_data(domain: Domain, state: ChannelState) -> dict[str, Any]:
                 {"name": "nonce", "type": "uint48"},
                 {"name": "balanceA", "type": "uint256"},
                 {"name": "balanceB", "type": "uint256"},
+                {"name": "depositA", "type": "uint256"},
+                {"name": "depositB", "type": "uint256"},
                 {"name": "locksRoot", "type": "bytes32"},
                 {"name": "isFinal", "type": "bool"},
             ],
@@ -168,6 +173,8 @@ def typed_data(domain: Domain, state: ChannelState) -> dict[str, Any]:
             "nonce": state.nonce,
             "balanceA": state.balance_a,
             "balanceB": state.balance_b,
+            "depositA": state.deposit_a,
+            "depositB": state.deposit_b,
             "locksRoot": state.locks_root,
             "isFinal": state.is_final,
         },

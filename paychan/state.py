@@ -8,7 +8,7 @@ the signatures collected so far.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NewType
 
 from eth_abi import encode
@@ -104,7 +104,12 @@ def channel_id(params: ChannelParams, chain_id: int, contract: str) -> ChannelId
 
 @dataclass(frozen=True)
 class ChannelState:
-    """A balance state of channel ``channel_id`` (the EIP-712 ``State``)."""
+    """A balance state of channel ``channel_id`` (the EIP-712 ``State``).
+
+    ``deposit_a``/``deposit_b`` (keyword-only, always explicit) are the on-chain deposits per side the
+    state splits: its balances sum to them. Deposits made after it was signed are not in it; the contract
+    gives them back to their side on top of its balance, so a later deposit never invalidates it.
+    """
 
     channel_id: ChannelId
     nonce: Nonce
@@ -112,6 +117,8 @@ class ChannelState:
     balance_b: Wei
     locks_root: bytes = ZERO_ROOT
     is_final: bool = False
+    deposit_a: Wei = field(kw_only=True)
+    deposit_b: Wei = field(kw_only=True)
 
     @property
     def total(self) -> int:
@@ -120,9 +127,20 @@ class ChannelState:
     def balance_of(self, role: str) -> int:
         return self.balance_a if role == "A" else self.balance_b
 
-    def as_tuple(self) -> tuple[int, int, int, bytes, bool]:
+    @property
+    def deposit_total(self) -> int:
+        return self.deposit_a + self.deposit_b
+
+    def payouts(self, deposit_a: int, deposit_b: int) -> tuple[int, int]:
+        """What the contract pays (A, B) for this state when the channel holds ``deposit_a``/``deposit_b``:
+        each balance plus that side's deposits the state does not know of."""
+        return self.balance_a + deposit_a - self.deposit_a, self.balance_b + deposit_b - self.deposit_b
+
+    def as_tuple(self) -> tuple[int, int, int, int, int, bytes, bool]:
         """The contract's ``State`` calldata tuple (the channel id comes from ``Channel``)."""
-        return (self.nonce, self.balance_a, self.balance_b, self.locks_root, self.is_final)
+        return (
+            self.nonce, self.balance_a, self.balance_b, self.deposit_a, self.deposit_b, self.locks_root, self.is_final
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -130,6 +148,8 @@ class ChannelState:
             "nonce": self.nonce,
             "balanceA": str(self.balance_a),
             "balanceB": str(self.balance_b),
+            "depositA": str(self.deposit_a),
+            "depositB": str(self.deposit_b),
             "locksRoot": "0x" + self.locks_root.hex(),
             "isFinal": self.is_final,
         }

@@ -25,6 +25,7 @@ from paychan.chain import Chain
 from paychan.channel import Channel
 from paychan.compile import Artifact, compile_contracts
 from paychan.contract import STATUS_CLOSING, STATUS_OPEN, PaychanContract
+from paychan.exceptions import UnknownChannel
 from paychan.signing import sign_state
 from paychan.state import ETH, ChannelParams, ChannelState, Nonce, SignedState, Wei
 
@@ -254,11 +255,28 @@ def open_channel(contract: PaychanContract, alice: LocalAccount, bob: LocalAccou
 
 @pytest.fixture
 def signed_state(contract: PaychanContract, alice: LocalAccount, bob: LocalAccount) -> Callable[..., SignedState]:
-    """Factory: any state of a channel, signed by the given keys (alice's and bob's by default)."""
+    """Factory: any state of a channel, signed by the given keys (alice's and bob's by default).
+
+    ``deposits`` (A, B) are the deposits the state splits; by default the channel's on-chain deposits as
+    they stand (from its slot while open, from its ``Deposited`` events once closing), or, for a channel
+    that was never opened, the balances themselves.
+    """
 
     def _signed(params: ChannelParams, nonce: int, balance_a: int, balance_b: int, is_final: bool = False,
-                key_a: bytes | None = None, key_b: bytes | None = None, locks_root: bytes = b"\x00" * 32) -> SignedState:
-        state = ChannelState(contract.channel_id(params), Nonce(nonce), Wei(balance_a), Wei(balance_b), locks_root, is_final)
+                key_a: bytes | None = None, key_b: bytes | None = None, locks_root: bytes = b"\x00" * 32,
+                deposits: tuple[int, int] | None = None) -> SignedState:
+        cid = contract.channel_id(params)
+        if deposits is None:
+            onchain = contract.get_channel(cid)
+            if onchain.status == STATUS_OPEN:
+                deposits = (onchain.deposit_a, onchain.deposit_b)
+            else:
+                try:
+                    deposits = contract.deposits_from_events(cid)
+                except UnknownChannel:
+                    deposits = (balance_a, balance_b)
+        state = ChannelState(cid, Nonce(nonce), Wei(balance_a), Wei(balance_b), locks_root, is_final,
+                             deposit_a=Wei(deposits[0]), deposit_b=Wei(deposits[1]))
         return SignedState(
             state,
             sign_state(contract.domain, state, key_a or alice.key),

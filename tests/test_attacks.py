@@ -131,7 +131,8 @@ def test_signature_replay_on_another_contract_reverts_invalid_signature(
 def test_signature_replay_from_another_chain_id_reverts_invalid_signature(contract, open_channel, alice, bob):
     pair = open_channel(5 * ETHER)
     foreign = Domain(chain_id=1, verifying_contract=contract.address)
-    state = ChannelState(channel_id(pair.params, 1, contract.address), Nonce(1), Wei(3 * ETHER), Wei(2 * ETHER))
+    foreign_id = channel_id(pair.params, 1, contract.address)
+    state = ChannelState(foreign_id, Nonce(1), Wei(3 * ETHER), Wei(2 * ETHER), deposit_a=Wei(5 * ETHER), deposit_b=Wei(0))
     signed = SignedState(state, sign_state(foreign, state, alice.key), sign_state(foreign, state, bob.key))
     here = replace(state, channel_id=contract.channel_id(pair.params))
     recovered = recover_signer(contract.domain, here, signed.sig_a)
@@ -301,7 +302,7 @@ def test_settling_with_forged_recorded_balances_reverts_recorded_balances_mismat
     pair = open_channel(5 * ETHER)
     contract.close(alice, pair.params)
     chain.time_travel(PERIOD + 1)
-    fn = contract.contract.functions.settle(pair.params.as_tuple(), 0, 5 * ETHER)
+    fn = contract.contract.functions.settle(pair.params.as_tuple(), 0, 5 * ETHER, 5 * ETHER, 0)
     with pytest.raises(RecordedBalancesMismatch) as e:
         contract._transact(carol, fn)
     assert e.value == RecordedBalancesMismatch(0, 5 * ETHER)
@@ -537,7 +538,7 @@ def test_reentrancy_from_a_recipient_into_settle_during_payout_reverts_reentranc
     chain, contract, receiver_channel, alice, carol
 ):
     receiver, params = receiver_channel
-    settle_again = encode(contract, "settle", params.as_tuple(), 5 * ETHER, 2 * ETHER)
+    settle_again = encode(contract, "settle", params.as_tuple(), 5 * ETHER, 2 * ETHER, 5 * ETHER, 2 * ETHER)
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, False))
     before = chain.balance(alice.address)
     receipt = contract.settle(carol, params, gas=GAS)
@@ -566,7 +567,7 @@ def test_reentrancy_from_a_rejecting_recipient_defers_its_payout_and_still_pays_
     chain, contract, receiver_channel, alice, carol
 ):
     receiver, params = receiver_channel
-    settle_again = encode(contract, "settle", params.as_tuple(), 5 * ETHER, 2 * ETHER)
+    settle_again = encode(contract, "settle", params.as_tuple(), 5 * ETHER, 2 * ETHER, 5 * ETHER, 2 * ETHER)
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, True))
     before = chain.balance(alice.address)
     receipt = contract.settle(carol, params, gas=GAS)
@@ -581,7 +582,7 @@ def test_reentrancy_from_a_recipient_into_claim_during_claim_reverts_reentrancy_
     chain, contract, receiver_channel, carol
 ):
     receiver, params = receiver_channel
-    settle_again = encode(contract, "settle", params.as_tuple(), 5 * ETHER, 2 * ETHER)
+    settle_again = encode(contract, "settle", params.as_tuple(), 5 * ETHER, 2 * ETHER, 5 * ETHER, 2 * ETHER)
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, True))
     contract.settle(carol, params, gas=GAS)
     assert contract.owed(receiver.address) == 2 * ETHER
@@ -634,7 +635,7 @@ def test_reentrancy_from_a_token_transfer_hook_during_payout_reverts_reentrancy_
     contract.deposit(bob, params, bob.address, 40)
     contract.close(alice, params)
     chain.time_travel(PERIOD + 1)
-    settle_again = encode(contract, "settle", params.as_tuple(), 100, 40)
+    settle_again = encode(contract, "settle", params.as_tuple(), 100, 40, 100, 40)
     send_fn(chain, carol, token.functions.setAttack(contract.address, settle_again, False))
     before = token_balance(token, alice.address), token_balance(token, bob.address)
     receipt = contract.settle(carol, params, gas=GAS)
@@ -748,19 +749,15 @@ def test_unilateral_close_from_a_token_hook_during_a_deposit_reverts_the_deposit
     assert token_balance(token, alice.address) - before == 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BalancesNotConserved,
-    reason="open finding F1 (SECURITY.md): a deposit changes the total every signed state must add up to, "
-    "so the payer can invalidate all states it signed and close by the deposits; needs a protocol change",
-)
 def test_deposit_after_payments_cannot_let_the_payer_reclaim_them(chain, contract, open_channel, alice, bob, carol):
+    # Finding F1 (fixed): a state commits to the deposits it splits, so a later deposit does not void it.
     pair = open_channel(5 * ETHER)
     latest = pair.pay("A", 3 * ETHER)  # alice 2, bob 3, both signed
-    contract.deposit(alice, pair.params, alice.address, 1)  # one wei: every signed state now adds up wrong
+    contract.deposit(alice, pair.params, alice.address, 1)  # one wei the state does not know of
     contract.close(alice, pair.params)  # without a state: the deposits as they stand, alice 5 ETH + 1 wei
-    contract.challenge(bob, pair.params, latest)  # bob's newest state must still count
+    contract.challenge(bob, pair.params, latest)  # bob's newest state still counts
     chain.time_travel(PERIOD + 1)
-    before = chain.balance(bob.address)
+    before_a, before_b = chain.balance(alice.address), chain.balance(bob.address)
     contract.settle(carol, pair.params)
-    assert chain.balance(bob.address) - before >= 3 * ETHER
+    assert chain.balance(bob.address) - before_b == 3 * ETHER
+    assert chain.balance(alice.address) - before_a == 2 * ETHER + 1  # the wei goes back to its depositor

@@ -50,7 +50,7 @@ def test_a_newer_state_replaces_the_recorded_one_and_keeps_the_deadline(chain, c
     cid = contract.channel_id(pair.params)
     deadline = contract.get_channel(cid).deadline
     receipt = contract.challenge(bob, pair.params, states[1])
-    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline)
+    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER)
     onchain = contract.get_channel(cid)
     assert (onchain.status, onchain.nonce, onchain.deadline) == (STATUS_CLOSING, 2, deadline)
     (accepted,) = _events(contract, receipt, "ChallengeAccepted")
@@ -204,16 +204,26 @@ def test_a_challenge_of_an_open_channel_is_rejected(contract, open_channel, bob)
     pair = open_channel(2 * ETHER)
     latest = pair.pay("A", ETHER)
     with pytest.raises(ChannelNotClosing) as e:
-        contract.challenge(bob, pair.params, latest, recorded=RecordedState(0, 2 * ETHER, 0, 0))
+        contract.challenge(bob, pair.params, latest, recorded=RecordedState(0, 2 * ETHER, 0, 0, 2 * ETHER, 0))
     assert e.value == ChannelNotClosing(contract.channel_id(pair.params))
 
 
 def test_a_challenge_with_wrong_recorded_balances_is_rejected(contract, disputed, bob):
     pair, states = disputed
-    wrong = RecordedState(1, 3 * ETHER, 3 * ETHER, 0)  # the balances of nonce 2, not the recorded nonce 1
+    wrong = RecordedState(1, 3 * ETHER, 3 * ETHER, 0, 5 * ETHER, ETHER)  # the balances of nonce 2, not of nonce 1
     with pytest.raises(RecordedBalancesMismatch) as e:
         contract.challenge(bob, pair.params, states[2], recorded=wrong)
     assert e.value == RecordedBalancesMismatch(3 * ETHER, 3 * ETHER)
+
+
+def test_a_challenge_with_the_recorded_balances_but_other_deposits_is_rejected(contract, disputed, bob):
+    pair, states = disputed
+    recorded = contract.recorded_state(contract.channel_id(pair.params))
+    for deposits in ((6 * ETHER, 0), (5 * ETHER, ETHER + 1)):
+        wrong = RecordedState(1, recorded.balance_a, recorded.balance_b, 0, *deposits)
+        with pytest.raises(RecordedBalancesMismatch) as e:
+            contract.challenge(bob, pair.params, states[2], recorded=wrong)
+        assert e.value == RecordedBalancesMismatch(recorded.balance_a, recorded.balance_b)
 
 
 def test_a_challenge_with_unconserved_balances_is_rejected(contract, disputed, signed_state, bob):

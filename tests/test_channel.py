@@ -55,7 +55,8 @@ def _snapshot(channel: Channel):
 def _proposal_from_a(payee: Channel, nonce: int, balance_a: int, balance_b: int, **changes) -> SignedState:
     """A state proposed to ``payee`` (B), signed by A unless a signature is given."""
     sig_key = changes.pop("key", KEY_A)
-    state = replace(ChannelState(payee.channel_id, nonce, balance_a, balance_b), **changes)
+    state = ChannelState(payee.channel_id, nonce, balance_a, balance_b, deposit_a=1000, deposit_b=500)
+    state = replace(state, **changes)
     return SignedState(state, sign_state(DOMAIN, state, sig_key), None)
 
 
@@ -93,7 +94,7 @@ def test_a_payment_leaves_both_sides_holding_the_same_doubly_signed_state():
     a.receive_countersignature(signed)
     assert a.latest == b.latest == signed
     assert a.pending is None
-    assert signed.state == ChannelState(a.channel_id, 1, 900, 600)
+    assert signed.state == ChannelState(a.channel_id, 1, 900, 600, deposit_a=1000, deposit_b=500)
     assert recover_signer(DOMAIN, signed.state, signed.sig_a) == A
     assert recover_signer(DOMAIN, signed.state, signed.sig_b) == B
 
@@ -147,11 +148,29 @@ def test_a_bad_deposit_record_is_refused(channels):
 
 def test_a_channel_can_be_restored_from_its_latest_state(channels):
     a, b = channels
-    # With `latest`, `deposits` are the balances it holds (as the node passes them): nothing unsigned.
-    restored = Channel(PARAMS, DOMAIN, KEY_B, deposits=(900, 600), latest=b.latest)
+    # `deposits` are the on-chain deposits; by default those the latest state splits (nothing since).
+    restored = Channel(PARAMS, DOMAIN, KEY_B, latest=b.latest)
+    assert restored.deposits == DEPOSITS
+    assert Channel(PARAMS, DOMAIN, KEY_B, deposits=DEPOSITS, latest=b.latest).deposits == DEPOSITS
     assert restored.nonce == 1 and restored.balances() == (900, 600)
     _pay(a, restored, 900)
     assert restored.balances() == (0, 1500)
+
+
+def test_a_channel_restored_with_deposits_made_since_its_latest_state_adds_them_to_their_side(channels):
+    a, b = channels
+    restored = Channel(PARAMS, DOMAIN, KEY_B, deposits=(1000, 700), latest=b.latest)
+    assert restored.balances() == (900, 800)
+    a.record_deposit("B", 200)
+    signed = _pay(a, restored, 100)
+    assert (signed.state.deposit_a, signed.state.deposit_b) == (1000, 700)
+    assert (signed.state.balance_a, signed.state.balance_b) == (800, 900)
+
+
+def test_a_channel_refuses_deposits_below_those_its_latest_state_splits(channels):
+    _, b = channels
+    with pytest.raises(ValueError):
+        Channel(PARAMS, DOMAIN, KEY_B, deposits=(999, 500), latest=b.latest)
 
 
 def test_a_channel_for_a_key_that_is_no_participant_cannot_be_made():
@@ -185,7 +204,7 @@ def test_random_payments_conserve_funds_and_raise_the_nonce_by_one(payments):
 
 def test_a_proposal_for_another_channel_is_refused(channels):
     _, b = channels
-    other = ChannelState(b"\x99" * 32, 2, 800, 700)
+    other = ChannelState(b"\x99" * 32, 2, 800, 700, deposit_a=1000, deposit_b=500)
     proposal = SignedState(other, sign_state(DOMAIN, other, KEY_A))
     error = _assert_refused(b, lambda: b.receive_proposal(proposal), WrongChannel(b.channel_id, other.channel_id))
     assert (error.expected, error.received) == (b.channel_id, b"\x99" * 32)
@@ -201,7 +220,7 @@ def test_a_proposal_whose_nonce_is_not_exactly_the_next_is_refused(channels, non
 
 def test_a_nonce_beyond_48_bits_is_refused(channels):
     _, b = channels
-    proposal = SignedState(ChannelState(b.channel_id, 2**48, 800, 700), None, None)
+    proposal = SignedState(ChannelState(b.channel_id, 2**48, 800, 700, deposit_a=1000, deposit_b=500), None, None)
     error = _assert_refused(b, lambda: b.receive_proposal(proposal), UnexpectedNonce(2**48, -1))
     assert error.received == 2**48
 
@@ -216,14 +235,16 @@ def test_a_proposal_whose_balances_do_not_add_up_is_refused(channels, balances):
 
 def test_a_proposal_with_a_negative_balance_is_refused(channels):
     _, b = channels
-    proposal = SignedState(ChannelState(b.channel_id, 2, -100, 1600))  # unsignable: checked before signatures
+    state = ChannelState(b.channel_id, 2, -100, 1600, deposit_a=1000, deposit_b=500)
+    proposal = SignedState(state)  # unsignable: checked before signatures
     error = _assert_refused(b, lambda: b.receive_proposal(proposal), NegativeBalance(-100))
     assert error.balance == -100
 
 
 def test_a_proposal_with_a_balance_above_uint256_is_refused(channels):
     _, b = channels
-    proposal = SignedState(ChannelState(b.channel_id, 2, 2**256, 1500 - 2**256), None, None)
+    state = ChannelState(b.channel_id, 2, 2**256, 1500 - 2**256, deposit_a=1000, deposit_b=500)
+    proposal = SignedState(state, None, None)
     error = _assert_refused(b, lambda: b.receive_proposal(proposal), NegativeBalance(2**256))
     assert error.balance == 2**256
 
@@ -258,7 +279,7 @@ def test_a_proposal_signed_by_the_receiver_itself_is_refused(channels):
 
 def test_a_proposal_without_the_payers_signature_is_refused(channels):
     _, b = channels
-    state = ChannelState(b.channel_id, 2, 800, 700)
+    state = ChannelState(b.channel_id, 2, 800, 700, deposit_a=1000, deposit_b=500)
     error = _assert_refused(b, lambda: b.receive_proposal(SignedState(state)), InvalidSignature(A, ZERO_ADDRESS))
     assert error == InvalidSignature(A, ZERO_ADDRESS)
 
@@ -274,7 +295,7 @@ def test_a_signature_moved_onto_other_balances_is_refused(channels):
 
 def test_a_signature_from_another_domain_is_refused(channels):
     _, b = channels
-    state = ChannelState(b.channel_id, 2, 800, 700)
+    state = ChannelState(b.channel_id, 2, 800, 700, deposit_a=1000, deposit_b=500)
     foreign = Domain(DOMAIN.chain_id + 1, DOMAIN.verifying_contract)
     proposal = SignedState(state, sign_state(foreign, state, KEY_A))
     recovered = recover_signer(DOMAIN, state, proposal.sig_a)
@@ -306,7 +327,7 @@ def test_a_proposal_after_the_final_state_is_refused(channels):
     [
         None,
         "0x00",
-        ChannelState(b"\x00" * 32, 2, 800, 700),
+        ChannelState(b"\x00" * 32, 2, 800, 700, deposit_a=1000, deposit_b=500),
         SignedState("not a state"),  # type: ignore[arg-type]
     ],
     ids=["none", "string", "bare-state", "signed-string"],
@@ -330,7 +351,7 @@ def test_a_message_that_is_not_a_signed_state_is_refused(channels, message):
 )
 def test_a_state_with_fields_of_the_wrong_type_is_refused(channels, changes):
     _, b = channels
-    state = replace(ChannelState(b.channel_id, 2, 800, 700), **changes)
+    state = replace(ChannelState(b.channel_id, 2, 800, 700, deposit_a=1000, deposit_b=500), **changes)
     _assert_refused(b, lambda: b.receive_proposal(SignedState(state)), MalformedMessage("x"))
 
 
@@ -385,7 +406,7 @@ def test_a_countersignature_with_nothing_pending_is_refused(channels):
 def test_a_countersignature_of_another_state_than_the_pending_one_is_refused(channels):
     a, _ = channels
     a.propose_payment(10)
-    other = ChannelState(a.channel_id, 2, 880, 620)
+    other = ChannelState(a.channel_id, 2, 880, 620, deposit_a=1000, deposit_b=500)
     countersigned = SignedState(other, sign_state(DOMAIN, other, KEY_A), sign_state(DOMAIN, other, KEY_B))
     assert _assert_refused(a, lambda: a.receive_countersignature(countersigned), NoPendingProposal(2)).nonce == 2
 

@@ -55,6 +55,7 @@ from paychan.exceptions import (
     StaleState,
     StateNotFinal,
     TokenTransferFailed,
+    UnknownDeposit,
     ZeroDeposit,
 )
 from paychan.signing import sign_state
@@ -255,8 +256,13 @@ class ChannelMachine(RuleBasedStateMachine):
             if (a.address == address if address else a.address not in (params.participant_a, params.participant_b))
         )
 
-    def _state_error(self, ch: ModelChannel, ms: ModelState, total: int) -> ContractCustomError | None:
+    def _state_error(self, ch: ModelChannel, ms: ModelState) -> ContractCustomError | None:
+        """The contract's rule: the state splits at most the channel's deposits per side (which are final
+        once it is closing), its balances sum to the deposits it splits, both signed it."""
         s = ms.state
+        if s.deposit_a > ch.deposit_a or s.deposit_b > ch.deposit_b:
+            return UnknownDeposit(s.deposit_a, s.deposit_b, ch.deposit_a, ch.deposit_b)
+        total = s.deposit_a + s.deposit_b
         if s.balance_a > total or s.balance_b != total - s.balance_a:
             return BalancesNotConserved(s.balance_a, s.balance_b, total)
         if ms.signer_a != ch.params.participant_a:
@@ -358,7 +364,7 @@ class ChannelMachine(RuleBasedStateMachine):
         index=picks,
         share=st.integers(0, 100),
         final=st.booleans(),
-        forgery=st.sampled_from(["none"] * 6 + ["third party", "one party", "not conserved"]),
+        forgery=st.sampled_from(["none"] * 6 + ["third party", "one party", "not conserved", "unknown deposit"]),
     )
     def sign(self, index: int, share: int, final: bool, forgery: str) -> None:
         """Off chain: both participants sign the next state (or a forgery is made); no transaction."""
@@ -366,9 +372,19 @@ class ChannelMachine(RuleBasedStateMachine):
         self._sign(open_channels[index % len(open_channels)], share, final, forgery)
 
     def _sign(self, ch: ModelChannel, share: int, final: bool, forgery: str) -> None:
-        total = ch.total + (1 if forgery == "not conserved" else 0)
+        # Both sign the deposits as they stand; deposits made later go back to their side (the payout rule).
+        deposit_a = ch.deposit_a + (1 if forgery == "unknown deposit" else 0)
+        total = deposit_a + ch.deposit_b + (1 if forgery == "not conserved" else 0)
         balance_a = total * share // 100
-        state = ChannelState(ch.cid, Nonce(len(ch.states) + 1), Wei(balance_a), Wei(total - balance_a), is_final=final)
+        state = ChannelState(
+            ch.cid,
+            Nonce(len(ch.states) + 1),
+            Wei(balance_a),
+            Wei(total - balance_a),
+            is_final=final,
+            deposit_a=Wei(deposit_a),
+            deposit_b=Wei(ch.deposit_b),
+        )
         signer_a, signer_b = ch.params.participant_a, ch.params.participant_b
         if forgery == "third party":
             signer_b = next(a.address for a in self.world.actors if a.address not in (signer_a, signer_b))
@@ -397,19 +413,35 @@ class ChannelMachine(RuleBasedStateMachine):
         elif not ms.state.is_final:
             expect = StateNotFinal(ms.state.nonce)
         else:
-            expect = self._state_error(ch, ms, ch.total)
+            expect = self._state_error(ch, ms)
         sigs = (ms.signed.sig_a.as_tuple(), ms.signed.sig_b.as_tuple())
         receipt = self._send(sender, "cooperativeClose", [ch.params.as_tuple(), ms.state.as_tuple(), *sigs], 0, expect)
         if receipt is None:
             return
-        self._assert_settled_event(receipt, ch, ms.state.nonce, ms.state.balance_a, ms.state.balance_b, True)
-        self._settle_model(ch, ms.state.balance_a, ms.state.balance_b)
+        payout_a, payout_b = ms.state.payouts(ch.deposit_a, ch.deposit_b)
+        self._assert_settled_event(receipt, ch, ms.state.nonce, payout_a, payout_b, True)
+        self._settle_model(ch, payout_a, payout_b)
 
     @precondition(lambda self: any(c.status == STATUS_OPEN for c in self.channels))
     @rule(index=picks, closer=roles, which=st.one_of(indexes, indexes, indexes, st.none()))
     def close(self, index: int, closer: str, which: int | None) -> None:
         ch = self._pick(index, STATUS_OPEN)
         self._close(ch, self._role(ch, closer), self._state_of(ch, which) if which is not None and ch.states else None)
+
+    @precondition(lambda self: any(c.status == STATUS_OPEN for c in self.channels))
+    @rule(
+        index=picks,
+        closer=roles,
+        forgery=st.sampled_from(["not conserved", "unknown deposit"]),
+        share=st.integers(0, 100),
+    )
+    def close_with_a_bad_state(self, index: int, closer: str, forgery: str, share: int) -> None:
+        """Both sign a state that does not add up, or splits a deposit never made; one closes with it."""
+        ch = self._pick(index, STATUS_OPEN)
+        if ch.status == STATUS_OPEN:
+            self._sign(ch, share, False, forgery)
+        if ch.states:
+            self._close(ch, self._role(ch, closer), ch.states[-1])
 
     def _close(self, ch: ModelChannel, sender: Any, ms: ModelState | None) -> None:
         timestamp = self._pending_timestamp()
@@ -419,7 +451,7 @@ class ChannelMachine(RuleBasedStateMachine):
         elif ch.status != STATUS_OPEN:
             expect = ChannelNotOpen(ch.cid)
         elif ms is not None:
-            expect = self._state_error(ch, ms, ch.total)
+            expect = self._state_error(ch, ms)
         if ms is None:
             receipt = self._send(sender, "closeWithoutState", [ch.params.as_tuple()], 0, expect)
         else:
@@ -428,7 +460,7 @@ class ChannelMachine(RuleBasedStateMachine):
         if receipt is None:
             return
         ch.recorded = (
-            (ms.state.nonce, ms.state.balance_a, ms.state.balance_b) if ms else (0, ch.deposit_a, ch.deposit_b)
+            (ms.state.nonce, *ms.state.payouts(ch.deposit_a, ch.deposit_b)) if ms else (0, ch.deposit_a, ch.deposit_b)
         )
         ch.status = STATUS_CLOSING
         ch.deadline = timestamp + ch.params.challenge_period
@@ -479,24 +511,24 @@ class ChannelMachine(RuleBasedStateMachine):
         elif ms.state.nonce <= ch.recorded[0]:
             expect = StaleState(ms.state.nonce, ch.recorded[0])
         else:
-            expect = self._state_error(ch, ms, rec_a + rec_b)
-        valid_in_time = expect is None or (
-            isinstance(expect, StaleState) and self._state_error(ch, ms, rec_a + rec_b) is None
-        )
+            expect = self._state_error(ch, ms)
+        valid_in_time = expect is None or (isinstance(expect, StaleState) and self._state_error(ch, ms) is None)
+        payout_a, payout_b = ms.state.payouts(ch.deposit_a, ch.deposit_b)
         if valid_in_time:  # a doubly-signed state submitted up to the deadline, accepted or stale
-            ch.submitted.append((timestamp, ms.state.nonce, ms.state.balance_a, ms.state.balance_b))
+            ch.submitted.append((timestamp, ms.state.nonce, payout_a, payout_b))
         sigs = (ms.signed.sig_a.as_tuple(), ms.signed.sig_b.as_tuple())
+        deposits = (ch.deposit_a, ch.deposit_b)  # final since the close
         receipt = self._send(
-            sender, "challenge", [ch.params.as_tuple(), rec_a, rec_b, ms.state.as_tuple(), *sigs], 0, expect
+            sender, "challenge", [ch.params.as_tuple(), rec_a, rec_b, *deposits, ms.state.as_tuple(), *sigs], 0, expect
         )
         if receipt is None:
             return
         state = ms.state
         if state.is_final:
-            self._assert_settled_event(receipt, ch, state.nonce, state.balance_a, state.balance_b, True)
-            self._settle_model(ch, state.balance_a, state.balance_b)
+            self._assert_settled_event(receipt, ch, state.nonce, payout_a, payout_b, True)
+            self._settle_model(ch, payout_a, payout_b)
         else:
-            ch.recorded = (state.nonce, state.balance_a, state.balance_b)
+            ch.recorded = (state.nonce, payout_a, payout_b)
 
     @precondition(lambda self: any(c.status == STATUS_CLOSING for c in self.channels))
     @rule(index=picks, settler=indexes, wait=st.sampled_from(["no", "deadline", "deadline+1", "deadline+1"]))
@@ -510,7 +542,8 @@ class ChannelMachine(RuleBasedStateMachine):
             expect = ChannelNotClosing(ch.cid)
         elif timestamp <= ch.deadline:
             expect = ChallengePeriodActive(ch.deadline, timestamp)
-        receipt = self._send(sender, "settle", [ch.params.as_tuple(), rec_a, rec_b], 0, expect)
+        args = [ch.params.as_tuple(), rec_a, rec_b, ch.deposit_a, ch.deposit_b]
+        receipt = self._send(sender, "settle", args, 0, expect)
         if receipt is None:
             return
         # The property: what is paid is the highest-nonce valid state submitted up to the deadline.
@@ -640,6 +673,7 @@ def test_random_channel_histories_match_the_reference_model(world: World) -> Non
             "challenge: StaleState",
             "settle: ChallengePeriodActive",
             "close: BalancesNotConserved",
+            "close: UnknownDeposit",
         ]
         missing = [what for what in needed if not OUTCOMES[what]]
         assert not missing, f"the random histories never reached: {missing}"

@@ -202,7 +202,12 @@ def test_mutated_countersignatures_are_refused_with_a_named_error_and_change_not
     obj=st.one_of(
         junk,
         st.builds(SignedState, junk, junk, junk),
-        st.builds(SignedState, st.builds(ChannelState, junk, junk, junk, junk, junk, junk), junk, junk),
+        st.builds(
+            SignedState,
+            st.builds(ChannelState, junk, junk, junk, junk, junk, junk, deposit_a=junk, deposit_b=junk),
+            junk,
+            junk,
+        ),
     )
 )
 def test_random_objects_sent_as_proposals_or_countersignatures_are_refused(obj):
@@ -220,7 +225,7 @@ def test_random_objects_sent_as_proposals_or_countersignatures_are_refused(obj):
 @example(r=b"\x00" * 32, vs=b"", nonce=1, balance=0)
 @example(r=b"", vs=b"\x80" + b"\x00" * 31, nonce=1, balance=0)
 def test_recover_signer_returns_an_address_or_raises_a_named_error(r, vs, nonce, balance):
-    state = ChannelState(b"\x01" * 32, nonce, balance, 0)
+    state = ChannelState(b"\x01" * 32, nonce, balance, 0, deposit_a=balance, deposit_b=0)
     try:
         recovered = recover_signer(DOMAIN, state, Signature(r, vs))
     except PaychanError:

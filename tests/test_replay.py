@@ -97,7 +97,8 @@ def test_a_state_signed_for_another_chain_id_is_rejected(chain, contract, open_c
     pair = open_channel(3 * ETHER)
     foreign = Domain(chain.chain_id + 1, contract.address)
     # Signed in the other chain's domain, naming this chain's channel id.
-    state = ChannelState(contract.channel_id(pair.params), 1, ETHER, 2 * ETHER, is_final=True)
+    cid = contract.channel_id(pair.params)
+    state = ChannelState(cid, 1, ETHER, 2 * ETHER, is_final=True, deposit_a=3 * ETHER, deposit_b=0)
     signed = SignedState(state, sign_state(foreign, state, alice.key), sign_state(foreign, state, bob.key))
     with pytest.raises(InvalidSignature) as e:
         contract.cooperative_close(alice, pair.params, signed)
@@ -110,7 +111,7 @@ def test_a_state_signed_entirely_for_another_chain_is_rejected(chain, contract, 
     foreign = Domain(1, contract.address)
     foreign_id = channel_id(pair.params, 1, contract.address)
     assert foreign_id != contract.channel_id(pair.params)
-    state = ChannelState(foreign_id, 1, ETHER, 2 * ETHER, is_final=True)
+    state = ChannelState(foreign_id, 1, ETHER, 2 * ETHER, is_final=True, deposit_a=3 * ETHER, deposit_b=0)
     signed = SignedState(state, sign_state(foreign, state, alice.key), sign_state(foreign, state, bob.key))
     replayed = _resigned_for(signed, pair.params, contract)
     with pytest.raises(InvalidSignature) as e:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from web3.logs import DISCARD
 
@@ -121,24 +123,30 @@ def test_a_challenge_after_settlement_is_rejected(chain, contract, closing, bob)
 def test_settling_an_open_channel_is_rejected(contract, open_channel, alice):
     pair = open_channel(ETHER)
     with pytest.raises(ChannelNotClosing) as e:
-        contract.settle(alice, pair.params, recorded=RecordedState(0, ETHER, 0, 0))
+        contract.settle(alice, pair.params, recorded=RecordedState(0, ETHER, 0, 0, ETHER, 0))
     assert e.value == ChannelNotClosing(contract.channel_id(pair.params))
 
 
 def test_settling_with_balances_other_than_the_recorded_ones_is_rejected(chain, contract, closing, carol):
     pair, latest = closing
     deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
+    recorded = contract.recorded_state(contract.channel_id(pair.params))
     _next_block_at(chain, deadline + 1)
     for balance_a, balance_b in ((6 * ETHER, 0), (3 * ETHER + ETHER // 2, 2 * ETHER + ETHER // 2 + 1)):
         with pytest.raises(RecordedBalancesMismatch) as e:
-            contract.settle(carol, pair.params, recorded=RecordedState(2, balance_a, balance_b, deadline))
+            contract.settle(carol, pair.params, recorded=replace(recorded, balance_a=balance_a, balance_b=balance_b))
         assert e.value == RecordedBalancesMismatch(balance_a, balance_b)
+    other_deposits = ((recorded.deposit_a + 1, recorded.deposit_b), (recorded.deposit_b, recorded.deposit_a))
+    for deposit_a, deposit_b in other_deposits:
+        with pytest.raises(RecordedBalancesMismatch) as e:
+            contract.settle(carol, pair.params, recorded=replace(recorded, deposit_a=deposit_a, deposit_b=deposit_b))
+        assert e.value == RecordedBalancesMismatch(recorded.balance_a, recorded.balance_b)
 
 
 def test_settle_checks_the_recorded_balances_before_the_deadline(contract, closing, carol):
     pair, _ = closing
     with pytest.raises(RecordedBalancesMismatch) as e:
-        contract.settle(carol, pair.params, recorded=RecordedState(2, 1, 2, 0))
+        contract.settle(carol, pair.params, recorded=RecordedState(2, 1, 2, 0, 1, 2))
     assert e.value == RecordedBalancesMismatch(1, 2)
 
 

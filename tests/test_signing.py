@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
@@ -46,6 +48,8 @@ states = st.builds(
     st.integers(0, 2**256 - 1),
     st.binary(min_size=32, max_size=32),
     st.booleans(),
+    deposit_a=st.integers(0, 2**256 - 1),
+    deposit_b=st.integers(0, 2**256 - 1),
 )
 CHAIN_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -73,6 +77,8 @@ def test_the_python_digest_equals_the_contracts_state_digest(chain, contract, pa
         state.balance_b,
         state.locks_root,
         state.is_final,
+        deposit_a=state.deposit_a,
+        deposit_b=state.deposit_b,
     )
     assert state_digest(contract.domain, state) == contract.onchain_digest(params, state)
 
@@ -89,15 +95,18 @@ def test_the_state_typehash_and_domain_separator_match_the_contract(chain, contr
 
 
 def test_every_field_of_the_state_changes_the_digest():
-    base = ChannelState(b"\x01" * 32, 5, 10, 20, b"\x00" * 32, False)
+    base = ChannelState(b"\x01" * 32, 5, 10, 20, b"\x00" * 32, False, deposit_a=10, deposit_b=20)
     variants = [
-        ChannelState(b"\x02" * 32, 5, 10, 20, b"\x00" * 32, False),
-        ChannelState(b"\x01" * 32, 6, 10, 20, b"\x00" * 32, False),
-        ChannelState(b"\x01" * 32, 5, 11, 20, b"\x00" * 32, False),
-        ChannelState(b"\x01" * 32, 5, 10, 21, b"\x00" * 32, False),
-        ChannelState(b"\x01" * 32, 5, 10, 20, b"\x01" * 32, False),
-        ChannelState(b"\x01" * 32, 5, 10, 20, b"\x00" * 32, True),
-        ChannelState(b"\x01" * 32, 5, 20, 10, b"\x00" * 32, False),
+        replace(base, deposit_a=11),
+        replace(base, deposit_b=21),
+        replace(base, deposit_a=20, deposit_b=10),
+        ChannelState(b"\x02" * 32, 5, 10, 20, b"\x00" * 32, False, deposit_a=10, deposit_b=20),
+        ChannelState(b"\x01" * 32, 6, 10, 20, b"\x00" * 32, False, deposit_a=10, deposit_b=20),
+        ChannelState(b"\x01" * 32, 5, 11, 20, b"\x00" * 32, False, deposit_a=10, deposit_b=20),
+        ChannelState(b"\x01" * 32, 5, 10, 21, b"\x00" * 32, False, deposit_a=10, deposit_b=20),
+        ChannelState(b"\x01" * 32, 5, 10, 20, b"\x01" * 32, False, deposit_a=10, deposit_b=20),
+        ChannelState(b"\x01" * 32, 5, 10, 20, b"\x00" * 32, True, deposit_a=10, deposit_b=20),
+        ChannelState(b"\x01" * 32, 5, 20, 10, b"\x00" * 32, False, deposit_a=10, deposit_b=20),
     ]
     digests = {state_digest(DOMAIN, s) for s in [base, *variants]}
     assert len(digests) == 1 + len(variants)
@@ -131,7 +140,8 @@ def test_eth_account_sign_typed_data_gives_the_same_signature_and_signer(state):
 
 def test_a_signature_made_by_eth_account_is_accepted_on_chain(contract, open_channel, alice, bob):
     pair = open_channel(2 * ETHER)
-    state = ChannelState(contract.channel_id(pair.params), 1, ETHER, ETHER, is_final=True)
+    cid = contract.channel_id(pair.params)
+    state = ChannelState(cid, 1, ETHER, ETHER, is_final=True, deposit_a=2 * ETHER, deposit_b=0)
     sigs = [
         Account.sign_typed_data(key, full_message=typed_data(contract.domain, state)) for key in (alice.key, bob.key)
     ]
@@ -175,7 +185,7 @@ def test_sign_state_always_produces_low_s_signatures_that_recover_the_signer(sta
 
 @pytest.mark.parametrize("high_s", HIGH_S, ids=["half-n-plus-1", "max-255-bit"])
 def test_a_high_s_signature_is_rejected_off_chain(high_s):
-    state = ChannelState(b"\x01" * 32, 1, 2, 3)
+    state = ChannelState(b"\x01" * 32, 1, 2, 3, deposit_a=2, deposit_b=3)
     signature = _with_s(sign_state(DOMAIN, state, KEY_A), high_s)
     with pytest.raises(MalleableSignature) as e:
         recover_signer(DOMAIN, state, signature)
@@ -220,13 +230,13 @@ def test_s_equal_to_half_n_is_not_malleable_but_recovers_someone_else(contract, 
 
 
 def test_a_signature_that_recovers_no_key_recovers_the_zero_address():
-    state = ChannelState(b"\x01" * 32, 1, 2, 3)
+    state = ChannelState(b"\x01" * 32, 1, 2, 3, deposit_a=2, deposit_b=3)
     assert recover_signer(DOMAIN, state, Signature(b"\x00" * 32, b"\x00" * 32)) == ZERO_ADDRESS
     assert recover_signer(DOMAIN, state, Signature.from_vrs(27, N, 1)) == ZERO_ADDRESS
 
 
 def test_check_signer_names_who_was_expected_and_who_signed():
-    state = ChannelState(b"\x01" * 32, 1, 2, 3)
+    state = ChannelState(b"\x01" * 32, 1, 2, 3, deposit_a=2, deposit_b=3)
     a, b = Account.from_key(KEY_A).address, Account.from_key(KEY_B).address
     check_signer(DOMAIN, state, sign_state(DOMAIN, state, KEY_A), a)
     with pytest.raises(InvalidSignature) as e:

@@ -29,8 +29,8 @@ def _block_time(chain, receipt):
     return int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
 
 
-def _fingerprint(balance_a, balance_b):
-    return keccak(encode(["uint256", "uint256"], [balance_a, balance_b]))[-20:]
+def _fingerprint(balance_a, balance_b, deposit_a, deposit_b):
+    return keccak(encode(["uint256"] * 4, [balance_a, balance_b, deposit_a, deposit_b]))[-20:]
 
 
 def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_channel, alice):
@@ -43,8 +43,8 @@ def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_chan
     onchain = contract.get_channel(cid)
     assert (onchain.status, onchain.nonce, onchain.deadline) == (STATUS_CLOSING, 2, deadline)
     assert (onchain.deposit_a, onchain.deposit_b) == (0, 0)
-    assert onchain.fingerprint == _fingerprint(3 * ETHER, 3 * ETHER)
-    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline)
+    assert onchain.fingerprint == _fingerprint(3 * ETHER, 3 * ETHER, 5 * ETHER, ETHER)
+    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER)
     (closed,) = _events(contract, receipt, "ChannelClosed")
     assert dict(closed) == {
         "channelId": cid,
@@ -90,9 +90,10 @@ def test_a_close_without_state_records_the_deposits_as_nonce_zero(chain, contrac
     receipt = contract.close(bob, pair.params, None)
     cid = contract.channel_id(pair.params)
     deadline = _block_time(chain, receipt) + PERIOD
-    assert contract.recorded_state(cid) == RecordedState(0, 4 * ETHER, ETHER, deadline)
+    assert contract.recorded_state(cid) == RecordedState(0, 4 * ETHER, ETHER, deadline, 4 * ETHER, ETHER)
     onchain = contract.get_channel(cid)
-    assert (onchain.status, onchain.nonce, onchain.fingerprint) == (STATUS_CLOSING, 0, _fingerprint(4 * ETHER, ETHER))
+    fingerprint = _fingerprint(4 * ETHER, ETHER, 4 * ETHER, ETHER)
+    assert (onchain.status, onchain.nonce, onchain.fingerprint) == (STATUS_CLOSING, 0, fingerprint)
     (closed,) = _events(contract, receipt, "ChannelClosed")
     assert dict(closed) == {
         "channelId": cid,

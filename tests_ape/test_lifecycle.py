@@ -10,6 +10,8 @@ from paychan.state import ETH, SignedState
 
 from .conftest import ETHER, PERIOD, key_of, signatures
 
+DEPOSITS = (5 * ETHER, 0)  # what `open_channel` deposits by default; `challenge` and `settle` take them back
+
 STATUS_NONE, STATUS_OPEN, STATUS_CLOSING = 0, 1, 2
 
 
@@ -52,14 +54,14 @@ def test_disputed_lifecycle_the_latest_state_wins_after_the_deadline(chain, payc
     assert (closed.nonce, closed.balanceA, closed.balanceB, closed.deadline) == (1, 4 * ETHER, ETHER, deadline)
 
     paychan.challenge(
-        opened.params.as_tuple(), 4 * ETHER, ETHER, latest.state.as_tuple(), *signatures(latest), sender=bob
+        opened.params.as_tuple(), 4 * ETHER, ETHER, *DEPOSITS, latest.state.as_tuple(), *signatures(latest), sender=bob
     )
     chain.pending_timestamp = deadline
     with ape.reverts(paychan.ChallengePeriodActive, deadline=deadline, timestamp=deadline):
-        paychan.settle(opened.params.as_tuple(), 2 * ETHER, 3 * ETHER, sender=carol)
+        paychan.settle(opened.params.as_tuple(), 2 * ETHER, 3 * ETHER, *DEPOSITS, sender=carol)
     chain.pending_timestamp = deadline + 1
     alice_before, bob_before = alice.balance, bob.balance
-    paychan.settle(opened.params.as_tuple(), 2 * ETHER, 3 * ETHER, sender=carol)  # anyone may settle
+    paychan.settle(opened.params.as_tuple(), 2 * ETHER, 3 * ETHER, *DEPOSITS, sender=carol)  # anyone may settle
     assert (alice.balance, bob.balance) == (alice_before + 2 * ETHER, bob_before + 3 * ETHER)
     assert paychan.getChannel(opened.a.channel_id)[0] == STATUS_NONE
     assert paychan.balance == 0
@@ -72,7 +74,7 @@ def test_a_challenge_with_an_older_state_reverts_with_both_nonces(paychan, open_
     paychan.close(opened.params.as_tuple(), newer.state.as_tuple(), *signatures(newer), sender=alice)
     with ape.reverts(paychan.StaleState, submittedNonce=1, recordedNonce=2):
         paychan.challenge(
-            opened.params.as_tuple(), 3 * ETHER, 2 * ETHER, older.state.as_tuple(), *signatures(older), sender=bob
+            opened.params.as_tuple(), 3 * ETHER, 2 * ETHER, *DEPOSITS, older.state.as_tuple(), *signatures(older), sender=bob
         )
     assert paychan.getChannel(opened.a.channel_id)[0] == STATUS_CLOSING
 
@@ -85,7 +87,7 @@ def test_a_challenge_after_the_deadline_reverts(chain, paychan, open_channel, al
     chain.pending_timestamp = deadline + 1
     with ape.reverts(paychan.ChallengePeriodOver, deadline=deadline, timestamp=deadline + 1):
         paychan.challenge(
-            opened.params.as_tuple(), 5 * ETHER, 0, latest.state.as_tuple(), *signatures(latest), sender=bob
+            opened.params.as_tuple(), 5 * ETHER, 0, *DEPOSITS, latest.state.as_tuple(), *signatures(latest), sender=bob
         )
 
 

@@ -1,9 +1,10 @@
 """The JSON wire format between nodes: EIP-712 signed states plus metadata, parsed strictly.
 
 Every peer message is one JSON object with a ``type`` and a protocol ``version``. A signed state travels as
-``{"state": {channelId, nonce, balanceA, balanceB, locksRoot, isFinal}, "sigA": "0x…" | null, "sigB": …}``:
-byte strings as ``0x`` hex of exact length, the nonce as a JSON integer, balances as decimal strings (they
-are uint256). Parsing refuses anything else — unknown or duplicate keys, floats, NaN, wrong lengths, too many
+``{"state": {channelId, nonce, balanceA, balanceB, depositA, depositB, locksRoot, isFinal}, "sigA": "0x…" | null,
+"sigB": …}``: byte strings as ``0x`` hex of exact length, the nonce as a JSON integer, balances and deposits
+as decimal strings (they are uint256). Parsing refuses anything else — unknown or duplicate keys, floats, NaN,
+wrong lengths, too many
 states — with ``MalformedMessage``; the HTTP layer limits the body size before anything is parsed.
 """
 
@@ -124,7 +125,9 @@ def _signature(value: Any, what: str) -> Signature | None:
 
 
 def parse_state(obj: Any) -> ChannelState:
-    data = _fields(obj, "state", {"channelId", "nonce", "balanceA", "balanceB", "locksRoot", "isFinal"})
+    data = _fields(
+        obj, "state", {"channelId", "nonce", "balanceA", "balanceB", "depositA", "depositB", "locksRoot", "isFinal"}
+    )
     return ChannelState(
         ChannelId(_hex(data["channelId"], _HEX32, "channelId")),
         Nonce(_integer(data["nonce"], "nonce", MAX_NONCE)),
@@ -132,6 +135,8 @@ def parse_state(obj: Any) -> ChannelState:
         Wei(_uint256(data["balanceB"], "balanceB")),
         _hex(data["locksRoot"], _HEX32, "locksRoot"),
         _boolean(data["isFinal"], "isFinal"),
+        deposit_a=Wei(_uint256(data["depositA"], "depositA")),
+        deposit_b=Wei(_uint256(data["depositB"], "depositB")),
     )
 
 

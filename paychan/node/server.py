@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from web3.logs import DISCARD
 
 from paychan.channel import Channel
 from paychan.contract import PaychanContract
@@ -204,8 +205,8 @@ class Node:
             if r.proposer == role and r.signed.signature_of(peer_role) is None
         ]
         deposits = (record.deposit_a, record.deposit_b)
-        if latest is not None:
-            deposits = (latest.state.balance_a, latest.state.balance_b)
+        if latest is not None:  # the newest known: the record's, or those a later state already splits
+            deposits = (max(deposits[0], latest.state.deposit_a), max(deposits[1], latest.state.deposit_b))
         channel = Channel(record.params, self.domain, self._key, deposits=deposits, latest=latest)
 
         def record_before_signing(proposal: SignedState) -> None:
@@ -528,9 +529,11 @@ class Node:
                 int(last.nonce),
                 last.is_final,
             )
+            deposit_a, deposit_b = int(last.deposit_a), int(last.deposit_b)
         else:
             balance_a, balance_b = channel.balances()
             nonce, final = channel.nonce, channel.is_final
+            deposit_a, deposit_b = channel.deposits
         states: list[ChannelState] = []
         owners: list[Request] = []
         while runtime.queue and len(states) < self.max_batch and not final:
@@ -556,7 +559,15 @@ class Node:
                     balance_a, balance_b = balance_a + request.amount, balance_b - request.amount
             nonce += 1
             states.append(
-                ChannelState(runtime.cid, Nonce(nonce), Wei(balance_a), Wei(balance_b), is_final=request.final)
+                ChannelState(
+                    runtime.cid,
+                    Nonce(nonce),
+                    Wei(balance_a),
+                    Wei(balance_b),
+                    is_final=request.final,
+                    deposit_a=Wei(deposit_a),
+                    deposit_b=Wei(deposit_b),
+                )
             )
             owners.append(request)
         while final and runtime.queue:  # nothing can follow a final state
@@ -671,12 +682,14 @@ class Node:
         final = runtime.channel.latest if runtime.channel.is_final else await self.propose_final(runtime.cid)
         receipt = await self.on_chain(contract.cooperative_close, self.account, runtime.record.params, final)
         self.mark_closed(runtime)
+        # What was paid: the final state's balances plus deposits it does not know of (from the event).
+        (settled,) = contract.contract.events.ChannelSettled().process_receipt(receipt, errors=DISCARD)
         return {
             "channelId": "0x" + runtime.cid.hex(),
             "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
             "nonce": final.state.nonce,
-            "payoutA": str(final.state.balance_a),
-            "payoutB": str(final.state.balance_b),
+            "payoutA": str(settled["args"]["payoutA"]),
+            "payoutB": str(settled["args"]["payoutB"]),
         }
 
     def mark_closed(self, runtime: Runtime) -> None:

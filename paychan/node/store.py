@@ -93,6 +93,16 @@ MIGRATIONS: list[tuple[int, str, Sequence[str]]] = [
             "ALTER TABLE channels ADD COLUMN challenged_nonce INTEGER",
         ),
     ),
+    (
+        3,
+        "states commit to the deposits they split (SECURITY.md F1)",
+        (
+            # States stored before this were signed for the old EIP-712 State (no deposits), which the
+            # contract no longer accepts: they keep '0' and their old hash, and only serve as history.
+            "ALTER TABLE states ADD COLUMN deposit_a TEXT NOT NULL DEFAULT '0'",
+            "ALTER TABLE states ADD COLUMN deposit_b TEXT NOT NULL DEFAULT '0'",
+        ),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -322,8 +332,9 @@ class Store:
         state_hash = state_struct_hash(state)
         with self.transaction():
             cursor = self.conn.execute(
-                "INSERT INTO states (channel_id, nonce, state_hash, balance_a, balance_b, locks_root, is_final,"
-                " proposer, sig_a, sig_b, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO states (channel_id, nonce, state_hash, balance_a, balance_b, deposit_a, deposit_b,"
+                " locks_root, is_final, proposer, sig_a, sig_b, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (channel_id, nonce) DO NOTHING",
                 (
                     state.channel_id,
@@ -331,6 +342,8 @@ class Store:
                     state_hash,
                     str(state.balance_a),
                     str(state.balance_b),
+                    str(state.deposit_a),
+                    str(state.deposit_b),
                     state.locks_root,
                     int(state.is_final),
                     proposer,
@@ -370,11 +383,14 @@ class Store:
                         raise DoubleSignRefused(s.state.channel_id, s.state.nonce)
                 raise DoubleSignRefused(signed_states[0].state.channel_id, signed_states[0].state.nonce)
 
-    _STATE_COLUMNS = "channel_id, nonce, balance_a, balance_b, locks_root, is_final, proposer, sig_a, sig_b, state_hash"
+    _STATE_COLUMNS = (
+        "channel_id, nonce, balance_a, balance_b, deposit_a, deposit_b, locks_root, is_final, proposer, sig_a, sig_b,"
+        " state_hash"
+    )
 
     @staticmethod
     def _state_from_row(row: Any) -> StoredState:
-        cid, nonce, bal_a, bal_b, root, final, proposer, sig_a, sig_b, state_hash = row
+        cid, nonce, bal_a, bal_b, dep_a, dep_b, root, final, proposer, sig_a, sig_b, state_hash = row
         state = ChannelState(
             ChannelId(bytes(cid)),
             Nonce(int(nonce)),
@@ -382,6 +398,8 @@ class Store:
             Wei(int(str(bal_b))),
             bytes(root),
             bool(final),
+            deposit_a=Wei(int(str(dep_a))),
+            deposit_b=Wei(int(str(dep_b))),
         )
         return StoredState(state, str(proposer), _sig(sig_a), _sig(sig_b), bytes(state_hash))
 

@@ -32,8 +32,26 @@ CID = channel_id(PARAMS, DOMAIN.chain_id, DOMAIN.verifying_contract)
 DEPOSIT_A = 10**18
 
 
-def make_state(nonce: int, balance_a: int, balance_b: int, is_final: bool = False, cid: bytes = CID) -> ChannelState:
-    return ChannelState(cid, Nonce(nonce), Wei(balance_a), Wei(balance_b), b"\x00" * 32, is_final)  # type: ignore[arg-type]
+def make_state(
+    nonce: int,
+    balance_a: int,
+    balance_b: int,
+    is_final: bool = False,
+    cid: bytes = CID,
+    deposits: tuple[int, int] | None = None,
+) -> ChannelState:
+    """A state of the test channel; ``deposits`` by default the channel's: ``DEPOSIT_A`` from A."""
+    deposit_a, deposit_b = deposits or (DEPOSIT_A, 0)
+    return ChannelState(
+        cid,  # type: ignore[arg-type]
+        Nonce(nonce),
+        Wei(balance_a),
+        Wei(balance_b),
+        b"\x00" * 32,
+        is_final,
+        deposit_a=Wei(deposit_a),
+        deposit_b=Wei(deposit_b),
+    )
 
 
 def sign_both(state: ChannelState, key_a: bytes = KEY_A, key_b: bytes = KEY_B) -> SignedState:

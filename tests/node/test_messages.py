@@ -32,7 +32,8 @@ SIG = sign_state(DOMAIN, make_state(1, 1, 1), KEY_A)
 def test_a_proposal_decodes_to_exactly_what_was_encoded(
     nonce: int, balance_a: int, balance_b: int, root: bytes, final: bool, epoch: int, with_b: bool
 ) -> None:
-    state = ChannelState(CID, Nonce(nonce), Wei(balance_a), Wei(balance_b), root, final)  # type: ignore[arg-type]
+    deposits = {"deposit_a": Wei(balance_b), "deposit_b": Wei(balance_a)}  # any uint256, round-tripped
+    state = ChannelState(CID, Nonce(nonce), Wei(balance_a), Wei(balance_b), root, final, **deposits)  # type: ignore[arg-type]
     signed = SignedState(state, SIG, SIG if with_b else None)
     message = Propose(CID, epoch, [signed, signed])  # type: ignore[arg-type]
     assert parse_propose(json.dumps(message.to_json()).encode()) == message

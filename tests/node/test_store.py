@@ -38,7 +38,7 @@ def test_migrations_are_recorded_once_in_order(tmp_path: Path) -> None:
     Store(tmp_path / "a.db").close()
     again = Store(tmp_path / "a.db")
     assert again.applied_migrations() == [(v, n) for v, n, _ in MIGRATIONS]
-    assert again.schema_version == SCHEMA_VERSION == 2
+    assert again.schema_version == SCHEMA_VERSION == 3
 
 
 def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None:
@@ -54,13 +54,22 @@ def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None
             ' "challengePeriod": 3600, "number": 1}',
         ),
     )
-    old.record_intent(sign_both(make_state(1, 0, 1)), "A")
+    # A state as paychan wrote it before migration 3 (no deposit columns).
+    old.conn.execute(
+        "INSERT INTO states (channel_id, nonce, state_hash, balance_a, balance_b, locks_root, is_final, proposer,"
+        " sig_a, sig_b, recorded_at) VALUES (?, 1, ?, '0', '1', ?, 0, 'A', NULL, NULL, 0)",
+        (CID, b"\x11" * 32, b"\x00" * 32),
+    )
+    old.conn.commit()
     old.close()
     new = Store(tmp_path / "old.db")
-    assert new.schema_version == 2
+    assert new.schema_version == 3
     record = new.channel(CID)
     assert record is not None and record.close_nonce is None and record.challenged_nonce is None
-    assert [s.state.nonce for s in new.states(CID)] == [1]
+    (kept,) = new.states(CID)
+    assert (kept.state.nonce, kept.state.balance_b, kept.state.deposit_a, kept.state.deposit_b) == (1, 1, 0, 0)
+    new.record_intent(sign_both(make_state(2, 0, 1)), "A")  # new states keep their deposits
+    assert new.states(CID, 1)[0].state.deposit_a == make_state(2, 0, 1).deposit_a
 
 
 def test_a_store_written_by_a_newer_paychan_is_refused(tmp_path: Path) -> None:
