@@ -34,10 +34,10 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from paychan.chain import Chain, embedded_chain
-from paychan.channel import Channel
+from paychan.channel import Channel, agree_final, pay
 from paychan.compile import Artifact, compile_contracts
 from paychan.contract import PaychanContract
-from paychan.state import ETH, ChannelParams, SignedState
+from paychan.state import ETH, ChannelParams
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 README_PATH = Path(__file__).resolve().parent.parent / "README.md"
@@ -549,18 +549,6 @@ def _views(bench: Bench, params: ChannelParams, deposits: tuple[int, int]) -> tu
     )
 
 
-def _pay(payer: Channel, payee: Channel, amount: int) -> SignedState:
-    signed = payee.receive_proposal(payer.propose_payment(amount))
-    payer.receive_countersignature(signed)
-    return signed
-
-
-def _finalize(a: Channel, b: Channel) -> SignedState:
-    signed = b.receive_proposal(a.propose_final())
-    a.receive_countersignature(signed)
-    return signed
-
-
 def measure_lifecycle(bench: Bench, prefix: str, asset: str, unit: int) -> None:
     """Runs a channel of ``asset`` through every operation, recording each as ``<prefix>.<operation>``."""
     contract, alice, bob = bench.contract, bench.alice, bench.bob
@@ -573,17 +561,17 @@ def measure_lifecycle(bench: Bench, prefix: str, asset: str, unit: int) -> None:
     bench.record(f"{prefix}.deposit", contract.deposit(bob, params, bob.address, 3 * unit, gas=TX_GAS))
     bench.record(f"{prefix}.top_up", contract.deposit(alice, params, alice.address, unit, gas=TX_GAS))
     a, b = _views(bench, params, (6 * unit, 3 * unit))
-    _pay(a, b, unit)
-    _pay(b, a, unit // 2)
-    final = _finalize(a, b)
+    pay(a, b, unit)
+    pay(b, a, unit // 2)
+    final = agree_final(a, b)
     bench.record(f"{prefix}.cooperative_close", contract.cooperative_close(alice, params, final, gas=TX_GAS))
 
     # Dispute: alice closes with a stale state, bob challenges with the latest, bob settles.
     params, _ = contract.open_channel(alice, bob.address, 5 * unit, asset=asset, challenge_period=PERIOD, gas=TX_GAS)
     contract.deposit(bob, params, bob.address, 3 * unit, gas=TX_GAS)
     a, b = _views(bench, params, (5 * unit, 3 * unit))
-    stale = _pay(a, b, unit)
-    latest = _pay(a, b, unit)
+    stale = pay(a, b, unit)
+    latest = pay(a, b, unit)
     bench.record(f"{prefix}.close", contract.close(alice, params, stale, gas=TX_GAS))
     bench.record(f"{prefix}.challenge", contract.challenge(bob, params, latest, gas=TX_GAS))
     bench.chain.time_travel(PERIOD + 1)
@@ -614,9 +602,9 @@ def measure_payments(bench: Bench, payments: int) -> dict[str, Any]:
     a, b = _views(bench, params, (5 * ETHER, 0))
     started = time.perf_counter()
     for _ in range(payments):
-        _pay(a, b, 10**12)
+        pay(a, b, 10**12)
     seconds = time.perf_counter() - started
-    final = _finalize(a, b)
+    final = agree_final(a, b)
     close_receipt = contract.cooperative_close(alice, params, final, gas=TX_GAS)
     result: dict[str, Any] = {
         "payments": payments,

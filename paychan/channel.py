@@ -238,6 +238,21 @@ class Channel:
             listener(signed)
 
 
+def pay(payer: Channel, payee: Channel, amount: int) -> SignedState:
+    """One whole payment between two parties held in one process: the payer proposes, the payee
+    countersigns, the payer checks the countersignature. Returns the doubly-signed state."""
+    signed = payee.receive_proposal(payer.propose_payment(amount))
+    payer.receive_countersignature(signed)
+    return signed
+
+
+def agree_final(proposer: Channel, peer: Channel) -> SignedState:
+    """Both parties (in one process) sign the latest balances as final: the state a cooperative close needs."""
+    signed = peer.receive_proposal(proposer.propose_final())
+    proposer.receive_countersignature(signed)
+    return signed
+
+
 def _check_types(state: ChannelState) -> None:
     if not isinstance(state.channel_id, bytes) or len(state.channel_id) != 32:
         raise MalformedMessage("channel id must be 32 bytes")
@@ -253,4 +268,4 @@ def _check_types(state: ChannelState) -> None:
         raise UnexpectedNonce(state.nonce, -1)
 
 
-__all__ = ["BeforeSign", "Channel", "SignedListener", "replace"]
+__all__ = ["BeforeSign", "Channel", "SignedListener", "agree_final", "pay", "replace"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 
 from paychan.chain import Chain
-from paychan.channel import Channel
+from paychan.channel import Channel, agree_final, pay
 from paychan.contract import PaychanContract
 from paychan.ledger import Ledger, LedgerRecorder, format_eth
 from paychan.state import SignedState
@@ -96,17 +96,13 @@ class _Lifecycle:
     def pay(self, payer: str, amount: int) -> SignedState:
         """One off-chain payment: the payer signs the next state, the payee countersigns, the payer checks."""
         payee = "bob" if payer == "alice" else "alice"
-        proposal = self.channels[payer].propose_payment(amount)
-        signed = self.channels[payee].receive_proposal(proposal)
-        self.channels[payer].receive_countersignature(signed)
+        signed = pay(self.channels[payer], self.channels[payee], amount)
         self.recorder.record_state(self.contract.domain, signed, f"{payer} pays {payee} {format_eth(amount)}")
         return signed
 
     def finalize(self) -> SignedState:
         """Both sign the latest balances as final: the state a cooperative close needs."""
-        proposal = self.channels["alice"].propose_final()
-        signed = self.channels["bob"].receive_proposal(proposal)
-        self.channels["alice"].receive_countersignature(signed)
+        signed = agree_final(self.channels["alice"], self.channels["bob"])
         self.recorder.record_state(self.contract.domain, signed, "final: both agree to close")
         return signed
 

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
+from web3.logs import DISCARD
 
 from paychan import chain as chain_module
 from paychan.chain import Chain
-from paychan.channel import Channel
+from paychan.channel import Channel, agree_final, pay
 from paychan.compile import Artifact, compile_contracts
 from paychan.contract import STATUS_CLOSING, STATUS_OPEN, PaychanContract
 from paychan.exceptions import UnknownChannel
@@ -53,6 +54,17 @@ def chain_kinds() -> list[str]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "embedded_only: run this chain test on the embedded chain only")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselects ``@pytest.mark.anvil`` tests when ``PAYCHAN_CHAINS`` leaves anvil out, just as the
+    ``[anvil]`` variants of chain tests are then not generated."""
+    if "anvil" in chain_kinds():
+        return
+    deselected = [item for item in items if item.get_closest_marker("anvil") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item.get_closest_marker("anvil") is None]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -134,6 +146,26 @@ def deploy_test_contract(chain: Chain, deployer: LocalAccount, artifact: Artifac
     receipt = chain.send(deployer, {"data": data, "gas": 5_000_000})
     assert receipt["status"] == 1
     return chain.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+
+
+def tx_events(contract: PaychanContract, receipt: Any, name: str) -> list[Any]:
+    """The arguments of each ``name`` event the contract emitted in ``receipt``."""
+    return [e["args"] for e in getattr(contract.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
+
+
+def tx_fee(receipt: Any) -> int:
+    """What the sender paid for ``receipt``'s transaction, in wei."""
+    return int(receipt["gasUsed"] * receipt["effectiveGasPrice"])
+
+
+def block_time(chain: Chain, receipt: Any) -> int:
+    """The timestamp of the block that included ``receipt``'s transaction."""
+    return int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
+
+
+def next_block_at(chain: Chain, timestamp: int) -> None:
+    """Makes the next transaction (and calls against "pending") execute at ``timestamp`` exactly."""
+    chain.time_travel(timestamp - chain.now())
 
 
 def send_fn(chain: Chain, sender: LocalAccount, fn: Any, value: int = 0, gas: int = 500_000) -> Any:
@@ -220,14 +252,10 @@ class ChannelPair:
     def pay(self, payer: str, amount: int) -> SignedState:
         """``payer`` ("A" or "B") pays ``amount``; returns the doubly-signed state."""
         sender, receiver = (self.a, self.b) if payer == "A" else (self.b, self.a)
-        signed = receiver.receive_proposal(sender.propose_payment(amount))
-        sender.receive_countersignature(signed)
-        return signed
+        return pay(sender, receiver, amount)
 
     def finalize(self) -> SignedState:
-        signed = self.b.receive_proposal(self.a.propose_final())
-        self.a.receive_countersignature(signed)
-        return signed
+        return agree_final(self.a, self.b)
 
     def record_deposit(self, role: str, amount: int) -> None:
         self.a.record_deposit(role, amount)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from web3.logs import DISCARD
 
 from paychan.contract import STATUS_CLOSING, STATUS_NONE, RecordedState
 from paychan.exceptions import (
@@ -16,24 +15,7 @@ from paychan.exceptions import (
     StaleState,
 )
 
-from .conftest import ETHER, PERIOD
-
-
-def _events(contract, receipt, name):
-    return [e["args"] for e in getattr(contract.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
-
-
-def _fee(receipt):
-    return receipt["gasUsed"] * receipt["effectiveGasPrice"]
-
-
-def _block_time(chain, receipt):
-    return int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
-
-
-def _next_block_at(chain, timestamp):
-    """Makes the next transaction (and calls against "pending") execute at ``timestamp`` exactly."""
-    chain.time_travel(timestamp - chain.now())
+from .conftest import ETHER, PERIOD, block_time, next_block_at, tx_events, tx_fee
 
 
 @pytest.fixture
@@ -53,7 +35,7 @@ def test_a_newer_state_replaces_the_recorded_one_and_keeps_the_deadline(chain, c
     assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER)
     onchain = contract.get_channel(cid)
     assert (onchain.status, onchain.nonce, onchain.deadline) == (STATUS_CLOSING, 2, deadline)
-    (accepted,) = _events(contract, receipt, "ChallengeAccepted")
+    (accepted,) = tx_events(contract, receipt, "ChallengeAccepted")
     assert dict(accepted) == {
         "channelId": cid,
         "challenger": bob.address,
@@ -61,7 +43,7 @@ def test_a_newer_state_replaces_the_recorded_one_and_keeps_the_deadline(chain, c
         "balanceA": 3 * ETHER,
         "balanceB": 3 * ETHER,
     }
-    assert _events(contract, receipt, "ChannelSettled") == []
+    assert tx_events(contract, receipt, "ChannelSettled") == []
 
 
 def test_a_challenge_moves_no_funds(chain, contract, disputed, bob):
@@ -75,7 +57,7 @@ def test_a_challenge_moves_no_funds(chain, contract, disputed, bob):
 def test_a_watchtower_may_challenge_for_an_offline_participant(contract, disputed, watchtower):
     pair, states = disputed
     receipt = contract.challenge(watchtower, pair.params, states[2])
-    (accepted,) = _events(contract, receipt, "ChallengeAccepted")
+    (accepted,) = tx_events(contract, receipt, "ChallengeAccepted")
     assert (accepted["challenger"], accepted["nonce"]) == (watchtower.address, 3)
 
 
@@ -129,13 +111,13 @@ def test_a_final_state_ends_the_dispute_and_pays_out_at_once(chain, contract, di
     assert contract.get_channel(cid).status == STATUS_NONE
     assert chain.balance(alice.address) == before_a + 3 * ETHER + ETHER // 2
     assert chain.balance(bob.address) == before_b + 2 * ETHER + ETHER // 2
-    (accepted,) = _events(contract, receipt, "ChallengeAccepted")
+    (accepted,) = tx_events(contract, receipt, "ChallengeAccepted")
     assert (accepted["nonce"], accepted["balanceA"], accepted["balanceB"]) == (
         4,
         3 * ETHER + ETHER // 2,
         2 * ETHER + ETHER // 2,
     )
-    (settled,) = _events(contract, receipt, "ChannelSettled")
+    (settled,) = tx_events(contract, receipt, "ChannelSettled")
     assert dict(settled) == {
         "channelId": cid,
         "nonce": 4,
@@ -153,23 +135,23 @@ def test_front_running_a_cooperative_close_with_a_stale_close_gains_nothing(chai
     contract.close(alice, pair.params, stale)  # alice races bob's cooperative close
     before_b = chain.balance(bob.address)
     receipt = contract.challenge(bob, pair.params, final)
-    assert chain.balance(bob.address) == before_b + 3 * ETHER - _fee(receipt)
+    assert chain.balance(bob.address) == before_b + 3 * ETHER - tx_fee(receipt)
 
 
 def test_a_challenge_on_the_deadline_second_is_accepted(chain, contract, disputed, bob):
     pair, states = disputed
     cid = contract.channel_id(pair.params)
     deadline = contract.get_channel(cid).deadline
-    _next_block_at(chain, deadline)
+    next_block_at(chain, deadline)
     receipt = contract.challenge(bob, pair.params, states[1])
-    assert _block_time(chain, receipt) == deadline
+    assert block_time(chain, receipt) == deadline
     assert contract.recorded_state(cid).nonce == 2
 
 
 def test_a_challenge_one_second_after_the_deadline_is_rejected(chain, contract, disputed, bob):
     pair, states = disputed
     deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
-    _next_block_at(chain, deadline + 1)
+    next_block_at(chain, deadline + 1)
     with pytest.raises(ChallengePeriodOver) as e:
         contract.challenge(bob, pair.params, states[1])
     assert e.value == ChallengePeriodOver(deadline, deadline + 1)
@@ -179,7 +161,7 @@ def test_a_final_state_after_the_deadline_is_rejected_too(chain, contract, dispu
     pair, states = disputed
     final = pair.finalize()
     deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
-    _next_block_at(chain, deadline + PERIOD)
+    next_block_at(chain, deadline + PERIOD)
     with pytest.raises(ChallengePeriodOver) as e:
         contract.challenge(bob, pair.params, final)
     assert e.value == ChallengePeriodOver(deadline, deadline + PERIOD)
@@ -194,7 +176,7 @@ def test_challenges_never_extend_the_deadline(chain, contract, open_channel, ali
     for signed in states[1:3]:
         contract.challenge(bob, pair.params, signed, gas=300_000)
         assert contract.get_channel(cid).deadline == deadline
-    _next_block_at(chain, deadline + 1)
+    next_block_at(chain, deadline + 1)
     with pytest.raises(ChallengePeriodOver) as e:
         contract.challenge(bob, pair.params, states[3])
     assert e.value == ChallengePeriodOver(deadline, deadline + 1)
@@ -251,7 +233,7 @@ def test_a_challenge_signed_by_one_participant_only_is_rejected(contract, disput
 def test_the_period_is_checked_before_the_nonce_and_signatures(chain, contract, disputed, signed_state, bob, carol):
     pair, states = disputed
     deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
-    _next_block_at(chain, deadline + 1)
+    next_block_at(chain, deadline + 1)
     with pytest.raises(ChallengePeriodOver) as e:
         contract.challenge(bob, pair.params, signed_state(pair.params, 0, 1, 1, key_a=carol.key))
     assert e.value == ChallengePeriodOver(deadline, deadline + 1)

@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import pytest
 from eth_abi import encode
-from web3.logs import DISCARD
 
 from paychan.exceptions import NothingToClaim, PayoutFailed
 from paychan.state import ETH
 
-from .conftest import ETHER, deploy_test_contract, send_fn
-
-
-def _events(contract, receipt, name):
-    return [e["args"] for e in getattr(contract.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
-
-
-def _fee(receipt):
-    return receipt["gasUsed"] * receipt["effectiveGasPrice"]
-
-
-def _next_block_at(chain, timestamp):
-    """Makes the next transaction (and calls against "pending") execute at ``timestamp`` exactly."""
-    chain.time_travel(timestamp - chain.now())
+from .conftest import ETHER, deploy_test_contract, next_block_at, send_fn, tx_events, tx_fee
 
 
 def _revert_of(contract, fn, sender):
@@ -46,7 +32,7 @@ def settled_with_receiver(chain, contract, alice, carol, receiver):
     params, _ = contract.open_channel(alice, receiver.address, 2 * ETHER)
     contract.deposit(carol, params, receiver.address, ETHER)
     contract.close(alice, params)
-    _next_block_at(chain, contract.get_channel(contract.channel_id(params)).deadline + 1)
+    next_block_at(chain, contract.get_channel(contract.channel_id(params)).deadline + 1)
     before_alice, before_contract = chain.balance(alice.address), chain.balance(contract.address)
     receipt = contract.settle(carol, params)
     return params, receipt, before_alice, before_contract
@@ -61,9 +47,9 @@ def test_a_payout_the_recipient_rejects_is_deferred_and_the_other_party_is_still
     assert chain.balance(receiver.address) == 0
     assert contract.owed(receiver.address) == ETHER
     assert contract.owed(alice.address) == 0
-    (deferred,) = _events(contract, receipt, "PayoutDeferred")
+    (deferred,) = tx_events(contract, receipt, "PayoutDeferred")
     assert dict(deferred) == {"channelId": cid, "recipient": receiver.address, "asset": ETH, "amount": ETHER}
-    (settled,) = _events(contract, receipt, "ChannelSettled")
+    (settled,) = tx_events(contract, receipt, "ChannelSettled")
     assert (settled["payoutA"], settled["payoutB"]) == (2 * ETHER, ETHER)
     assert chain.balance(contract.address) == before_contract - 2 * ETHER  # the deferred payout stays
 
@@ -73,9 +59,9 @@ def test_the_rejecting_participant_collects_its_payout_at_another_address(
 ):
     before_carol = chain.balance(carol.address)
     receipt = send_fn(chain, carol, receiver.functions.claim(contract.address, ETH, carol.address))
-    assert chain.balance(carol.address) == before_carol + ETHER - _fee(receipt)
+    assert chain.balance(carol.address) == before_carol + ETHER - tx_fee(receipt)
     assert contract.owed(receiver.address) == 0
-    (claimed,) = _events(contract, receipt, "Claimed")
+    (claimed,) = tx_events(contract, receipt, "Claimed")
     assert dict(claimed) == {"account": receiver.address, "asset": ETH, "to": carol.address, "amount": ETHER}
 
 
@@ -111,12 +97,12 @@ def test_deferred_payouts_of_several_channels_add_up(chain, contract, alice, bob
         contract.deposit(carol, params, receiver.address, amount, gas=200_000)
         contract.close(depositor, params, gas=200_000)
         channels.append(params)
-    _next_block_at(chain, max(contract.get_channel(contract.channel_id(p)).deadline for p in channels) + 1)
+    next_block_at(chain, max(contract.get_channel(contract.channel_id(p)).deadline for p in channels) + 1)
     for params in channels:
         contract.settle(carol, params)
     assert contract.owed(receiver.address) == 3 * ETHER
     receipt = send_fn(chain, carol, receiver.functions.claim(contract.address, ETH, carol.address))
-    (claimed,) = _events(contract, receipt, "Claimed")
+    (claimed,) = tx_events(contract, receipt, "Claimed")
     assert claimed["amount"] == 3 * ETHER
 
 
@@ -124,7 +110,7 @@ def test_a_contract_participant_may_close_without_state(chain, contract, alice, 
     params, _ = contract.open_channel(alice, receiver.address, ETHER)
     encoded = encode(["(address,address,address,uint32,uint64)"], [params.as_tuple()])
     receipt = send_fn(chain, carol, receiver.functions.closeWithoutState(contract.address, encoded))
-    (closed,) = _events(contract, receipt, "ChannelClosed")
+    (closed,) = tx_events(contract, receipt, "ChannelClosed")
     assert (closed["closer"], closed["nonce"], closed["balanceA"], closed["balanceB"]) == (
         receiver.address,
         0,

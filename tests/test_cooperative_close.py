@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from web3.logs import DISCARD
 
 from paychan.contract import STATUS_NONE
 from paychan.exceptions import (
@@ -16,15 +15,7 @@ from paychan.exceptions import (
 from paychan.signing import recover_signer
 from paychan.state import EMPTY_SIGNATURE, SignedState
 
-from .conftest import ETHER
-
-
-def _events(contract, receipt, name):
-    return [e["args"] for e in getattr(contract.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
-
-
-def _fee(receipt):
-    return receipt["gasUsed"] * receipt["effectiveGasPrice"]
+from .conftest import ETHER, tx_events, tx_fee
 
 
 def test_a_final_state_pays_both_to_the_wei_and_clears_the_channel(chain, contract, open_channel, alice, bob):
@@ -37,7 +28,7 @@ def test_a_final_state_pays_both_to_the_wei_and_clears_the_channel(chain, contra
     before_contract = chain.balance(contract.address)
     receipt = contract.cooperative_close(bob, pair.params, final)
     assert chain.balance(alice.address) == before_a + 4 * ETHER - 4
-    assert chain.balance(bob.address) == before_b + 3 * ETHER + 4 - _fee(receipt)
+    assert chain.balance(bob.address) == before_b + 3 * ETHER + 4 - tx_fee(receipt)
     assert chain.balance(contract.address) == before_contract - 7 * ETHER
     onchain = contract.get_channel(contract.channel_id(pair.params))
     assert (onchain.status, onchain.deposit_a, onchain.deposit_b, onchain.nonce) == (STATUS_NONE, 0, 0, 0)
@@ -48,7 +39,7 @@ def test_a_cooperative_close_emits_a_cooperative_channel_settled(contract, open_
     pair.pay("A", ETHER)
     final = pair.finalize()
     receipt = contract.cooperative_close(alice, pair.params, final)
-    (settled,) = _events(contract, receipt, "ChannelSettled")
+    (settled,) = tx_events(contract, receipt, "ChannelSettled")
     assert dict(settled) == {
         "channelId": contract.channel_id(pair.params),
         "nonce": 2,
@@ -56,7 +47,7 @@ def test_a_cooperative_close_emits_a_cooperative_channel_settled(contract, open_
         "payoutB": ETHER,
         "cooperative": True,
     }
-    assert _events(contract, receipt, "PayoutDeferred") == []
+    assert tx_events(contract, receipt, "PayoutDeferred") == []
 
 
 def test_anyone_holding_both_signatures_may_submit_the_final_state(
@@ -77,7 +68,7 @@ def test_a_final_state_signed_before_any_payment_returns_the_deposits(chain, con
     assert final.state.nonce == 1
     before_a, before_b = chain.balance(alice.address), chain.balance(bob.address)
     receipt = contract.cooperative_close(alice, pair.params, final)
-    assert chain.balance(alice.address) == before_a + 2 * ETHER - _fee(receipt)
+    assert chain.balance(alice.address) == before_a + 2 * ETHER - tx_fee(receipt)
     assert chain.balance(bob.address) == before_b + ETHER
 
 
@@ -90,14 +81,14 @@ def test_a_final_state_giving_everything_to_one_side_pays_nothing_to_the_other(
     before_a = chain.balance(alice.address)
     receipt = contract.cooperative_close(watchtower, pair.params, final)
     assert chain.balance(alice.address) == before_a
-    (settled,) = _events(contract, receipt, "ChannelSettled")
+    (settled,) = tx_events(contract, receipt, "ChannelSettled")
     assert (settled["payoutA"], settled["payoutB"]) == (0, 2 * ETHER)
 
 
 def test_an_empty_channel_closes_cooperatively(contract, signed_state, alice, bob):
     params, _ = contract.open_channel(alice, bob.address, 0)
     receipt = contract.cooperative_close(alice, params, signed_state(params, 0, 0, 0, is_final=True))
-    (settled,) = _events(contract, receipt, "ChannelSettled")
+    (settled,) = tx_events(contract, receipt, "ChannelSettled")
     assert (settled["nonce"], settled["payoutA"], settled["payoutB"]) == (0, 0, 0)
 
 

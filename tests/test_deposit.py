@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from web3.logs import DISCARD
 
 from paychan.contract import STATUS_OPEN
 from paychan.exceptions import ChannelNotOpen, NotParticipant, ValueMismatch, ZeroDeposit
 from paychan.state import ChannelParams
 
-from .conftest import ETHER
+from .conftest import ETHER, tx_events, tx_fee
 
 GAS = 200_000
-
-
-def _events(contract, receipt, name):
-    return [e["args"] for e in getattr(contract.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
-
-
-def _fee(receipt):
-    return receipt["gasUsed"] * receipt["effectiveGasPrice"]
 
 
 def _deposit_raw(contract, sender, params, participant, amount, value, gas=None):
@@ -34,8 +25,8 @@ def test_the_counterparty_funds_its_own_side_making_a_dual_funded_channel(chain,
     cid = contract.channel_id(params)
     onchain = contract.get_channel(cid)
     assert (onchain.status, onchain.deposit_a, onchain.deposit_b) == (STATUS_OPEN, 2 * ETHER, 3 * ETHER)
-    assert chain.balance(bob.address) == before_bob - 3 * ETHER - _fee(receipt)
-    (event,) = _events(contract, receipt, "Deposited")
+    assert chain.balance(bob.address) == before_bob - 3 * ETHER - tx_fee(receipt)
+    (event,) = tx_events(contract, receipt, "Deposited")
     assert dict(event) == {
         "channelId": cid,
         "participant": bob.address,
@@ -50,7 +41,7 @@ def test_repeated_deposits_add_up_and_report_the_running_total(contract, alice, 
     totals = []
     for amount in (1, 2, 3 * ETHER):
         receipt = contract.deposit(alice, params, alice.address, amount, gas=GAS)
-        (event,) = _events(contract, receipt, "Deposited")
+        (event,) = tx_events(contract, receipt, "Deposited")
         totals.append(event["total"])
     assert totals == [ETHER + 1, ETHER + 3, 4 * ETHER + 3]
     onchain = contract.get_channel(contract.channel_id(params))
@@ -63,9 +54,9 @@ def test_a_third_party_may_deposit_on_a_participants_behalf(chain, contract, ali
     receipt = contract.deposit(carol, params, bob.address, ETHER)
     onchain = contract.get_channel(contract.channel_id(params))
     assert (onchain.deposit_a, onchain.deposit_b) == (0, ETHER)
-    assert chain.balance(carol.address) == before_carol - ETHER - _fee(receipt)
+    assert chain.balance(carol.address) == before_carol - ETHER - tx_fee(receipt)
     assert chain.balance(bob.address) == before_bob
-    (event,) = _events(contract, receipt, "Deposited")
+    (event,) = tx_events(contract, receipt, "Deposited")
     assert (event["participant"], event["depositor"], event["amount"], event["total"]) == (
         bob.address,
         carol.address,

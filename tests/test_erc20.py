@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from web3.logs import DISCARD
 
 from paychan.contract import STATUS_NONE, STATUS_OPEN
 from paychan.exceptions import (
@@ -15,18 +14,9 @@ from paychan.exceptions import (
 )
 from paychan.state import ETH
 
-from .conftest import ETHER, PERIOD, send_fn
+from .conftest import ETHER, PERIOD, next_block_at, send_fn, tx_events
 
 MAX_DEPOSIT = 2**120 - 1
-
-
-def _events(contract, receipt, name):
-    return [e["args"] for e in getattr(contract.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
-
-
-def _next_block_at(chain, timestamp):
-    """Makes the next transaction (and calls against "pending") execute at ``timestamp`` exactly."""
-    chain.time_travel(timestamp - chain.now())
 
 
 def _balance(token, address):
@@ -34,7 +24,7 @@ def _balance(token, address):
 
 
 def _settle_after_deadline(chain, contract, params, sender):
-    _next_block_at(chain, contract.get_channel(contract.channel_id(params)).deadline + 1)
+    next_block_at(chain, contract.get_channel(contract.channel_id(params)).deadline + 1)
     return contract.settle(sender, params)
 
 
@@ -47,9 +37,9 @@ def test_opening_a_token_channel_pulls_the_deposit(chain, contract, token, alice
     assert _balance(token, alice.address) == before_alice - 7 * ETHER
     assert _balance(token, contract.address) == 7 * ETHER
     assert chain.balance(contract.address) == before_eth
-    (opened,) = _events(contract, receipt, "ChannelOpened")
+    (opened,) = tx_events(contract, receipt, "ChannelOpened")
     assert opened["asset"] == token.address
-    (deposited,) = _events(contract, receipt, "Deposited")
+    (deposited,) = tx_events(contract, receipt, "Deposited")
     assert (deposited["amount"], deposited["total"]) == (7 * ETHER, 7 * ETHER)
 
 
@@ -61,7 +51,7 @@ def test_a_token_deposit_pulls_from_the_depositor_for_the_participant(contract, 
     assert _balance(token, contract.address) == 3 * ETHER
     onchain = contract.get_channel(contract.channel_id(params))
     assert (onchain.deposit_a, onchain.deposit_b) == (ETHER, 2 * ETHER)
-    (deposited,) = _events(contract, receipt, "Deposited")
+    (deposited,) = tx_events(contract, receipt, "Deposited")
     assert (deposited["participant"], deposited["depositor"], deposited["total"]) == (
         bob.address,
         carol.address,
@@ -92,7 +82,7 @@ def test_a_token_dispute_settles_the_challenged_state(chain, contract, token, op
     receipt = _settle_after_deadline(chain, contract, pair.params, carol)
     assert _balance(token, alice.address) == before_a + ETHER
     assert _balance(token, bob.address) == before_b + 4 * ETHER
-    (settled,) = _events(contract, receipt, "ChannelSettled")
+    (settled,) = tx_events(contract, receipt, "ChannelSettled")
     assert (settled["nonce"], settled["payoutA"], settled["payoutB"], settled["cooperative"]) == (
         2,
         ETHER,
@@ -193,7 +183,7 @@ def test_a_blocklisted_recipients_payout_is_deferred_and_the_other_is_paid(
     assert _balance(token, bob.address) == before_b
     assert contract.owed(bob.address, token.address) == 2 * ETHER
     assert contract.owed(bob.address, ETH) == 0
-    (deferred,) = _events(contract, receipt, "PayoutDeferred")
+    (deferred,) = tx_events(contract, receipt, "PayoutDeferred")
     assert dict(deferred) == {
         "channelId": contract.channel_id(pair.params),
         "recipient": bob.address,
@@ -218,7 +208,7 @@ def test_a_blocklisted_recipient_claims_its_tokens_to_another_address(
     receipt = contract.claim(bob, token.address, carol.address)
     assert _balance(token, carol.address) == before_carol + ETHER
     assert contract.owed(bob.address, token.address) == 0
-    (claimed,) = _events(contract, receipt, "Claimed")
+    (claimed,) = tx_events(contract, receipt, "Claimed")
     assert dict(claimed) == {"account": bob.address, "asset": token.address, "to": carol.address, "amount": ETHER}
     with pytest.raises(NothingToClaim) as e:
         contract.claim(bob, token.address, carol.address)
@@ -228,7 +218,7 @@ def test_a_blocklisted_recipient_claims_its_tokens_to_another_address(
 def test_a_token_channel_may_be_opened_empty_and_funded_later(contract, token, alice, bob):
     before = _balance(token, alice.address)
     params, receipt = contract.open_channel(alice, bob.address, 0, asset=token.address)
-    assert _events(contract, receipt, "Deposited") == []
+    assert tx_events(contract, receipt, "Deposited") == []
     assert _balance(token, alice.address) == before
     contract.deposit(alice, params, alice.address, ETHER)
     onchain = contract.get_channel(contract.channel_id(params))

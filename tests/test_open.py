@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from web3.logs import DISCARD
 
 from paychan.contract import STATUS_OPEN, RecordedState
 from paychan.exceptions import InvalidChallengePeriod, InvalidCounterparty, UnknownChannel, ValueMismatch
 from paychan.state import ETH, ChannelParams, channel_id
 
-from .conftest import ETHER, PERIOD
+from .conftest import ETHER, PERIOD, tx_events, tx_fee
 
 MIN_PERIOD = 3600
 MAX_PERIOD = 30 * 24 * 3600
-
-
-def _events(contract, receipt, name):
-    return [e["args"] for e in getattr(contract.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
-
-
-def _fee(receipt):
-    return receipt["gasUsed"] * receipt["effectiveGasPrice"]
 
 
 def _open_raw(contract, sender, counterparty, asset, period, amount, value, gas=None):
@@ -35,14 +26,14 @@ def test_open_with_a_deposit_stores_it_for_the_opener_and_moves_the_ether(chain,
     onchain = contract.get_channel(contract.channel_id(params))
     assert (onchain.status, onchain.deposit_a, onchain.deposit_b) == (STATUS_OPEN, 3 * ETHER, 0)
     assert (onchain.deadline, onchain.nonce, onchain.fingerprint) == (0, 0, bytes(20))
-    assert chain.balance(alice.address) == before_alice - 3 * ETHER - _fee(receipt)
+    assert chain.balance(alice.address) == before_alice - 3 * ETHER - tx_fee(receipt)
     assert chain.balance(contract.address) == before_contract + 3 * ETHER
 
 
 def test_open_emits_channel_opened_and_deposited_with_the_channel_parameters(contract, alice, bob):
     params, receipt = contract.open_channel(alice, bob.address, 2 * ETHER, challenge_period=7200)
     cid = contract.channel_id(params)
-    (opened,) = _events(contract, receipt, "ChannelOpened")
+    (opened,) = tx_events(contract, receipt, "ChannelOpened")
     assert dict(opened) == {
         "channelId": cid,
         "participantA": alice.address,
@@ -51,7 +42,7 @@ def test_open_emits_channel_opened_and_deposited_with_the_channel_parameters(con
         "challengePeriod": 7200,
         "number": params.number,
     }
-    (deposited,) = _events(contract, receipt, "Deposited")
+    (deposited,) = tx_events(contract, receipt, "Deposited")
     assert dict(deposited) == {
         "channelId": cid,
         "participant": alice.address,
@@ -65,13 +56,13 @@ def test_open_without_a_deposit_creates_an_empty_open_channel_and_emits_no_depos
     params, receipt = contract.open_channel(alice, bob.address, 0)
     onchain = contract.get_channel(contract.channel_id(params))
     assert (onchain.status, onchain.deposit_a, onchain.deposit_b) == (STATUS_OPEN, 0, 0)
-    assert len(_events(contract, receipt, "ChannelOpened")) == 1
-    assert _events(contract, receipt, "Deposited") == []
+    assert len(tx_events(contract, receipt, "ChannelOpened")) == 1
+    assert tx_events(contract, receipt, "Deposited") == []
 
 
 def test_the_channel_id_binds_chain_id_contract_and_parameters(chain, contract, alice, bob):
     params, receipt = contract.open_channel(alice, bob.address, 0)
-    (opened,) = _events(contract, receipt, "ChannelOpened")
+    (opened,) = tx_events(contract, receipt, "ChannelOpened")
     expected = channel_id(params, chain.chain_id, contract.address)
     assert opened["channelId"] == expected
     assert bytes(contract.contract.functions.channelIdOf(params.as_tuple()).call()) == expected

@@ -77,7 +77,7 @@ def test_text_output_is_the_ledger(chain_args: list[str]) -> None:
     assert "bob got back 4 ETH" in result.stdout
 
 
-@pytest.mark.skipif("anvil" not in chain_kinds(), reason="PAYCHAN_CHAINS excludes anvil")
+@pytest.mark.anvil
 def test_scripts_on_anvil_use_the_contract_deploy_recorded(devnet: Devnet, tmp_path: Path) -> None:
     deployed = script_json("deploy", "--rpc-url", devnet.url, "--deployments", str(tmp_path))
     record = read_deployment(devnet.chain_id, tmp_path)
@@ -107,7 +107,7 @@ def test_a_script_pointed_at_no_node_fails_with_one_line() -> None:
     assert result.stderr.count("\n") == 1
 
 
-@pytest.mark.skipif("anvil" not in chain_kinds(), reason="PAYCHAN_CHAINS excludes anvil")
+@pytest.mark.anvil
 def test_a_script_given_an_address_without_code_fails_with_one_line(devnet: Devnet) -> None:
     result = script("dispute", "--rpc-url", devnet.url, "--contract", "0x000000000000000000000000000000000000dEaD")
     assert result.returncode == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from web3.logs import DISCARD
 
 from paychan.contract import STATUS_NONE, RecordedState
 from paychan.exceptions import (
@@ -15,24 +14,7 @@ from paychan.exceptions import (
     RecordedBalancesMismatch,
 )
 
-from .conftest import ETHER, PERIOD
-
-
-def _events(contract, receipt, name):
-    return [e["args"] for e in getattr(contract.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
-
-
-def _fee(receipt):
-    return receipt["gasUsed"] * receipt["effectiveGasPrice"]
-
-
-def _block_time(chain, receipt):
-    return int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
-
-
-def _next_block_at(chain, timestamp):
-    """Makes the next transaction (and calls against "pending") execute at ``timestamp`` exactly."""
-    chain.time_travel(timestamp - chain.now())
+from .conftest import ETHER, PERIOD, block_time, next_block_at, tx_events, tx_fee
 
 
 @pytest.fixture
@@ -50,14 +32,14 @@ def test_settling_after_the_deadline_pays_the_recorded_state_to_the_wei(chain, c
     cid = contract.channel_id(pair.params)
     deadline = contract.get_channel(cid).deadline
     before_a, before_b, before_contract = (chain.balance(x) for x in (alice.address, bob.address, contract.address))
-    _next_block_at(chain, deadline + 1)
+    next_block_at(chain, deadline + 1)
     receipt = contract.settle(bob, pair.params)
-    assert _block_time(chain, receipt) == deadline + 1
+    assert block_time(chain, receipt) == deadline + 1
     assert chain.balance(alice.address) == before_a + 3 * ETHER + ETHER // 2
-    assert chain.balance(bob.address) == before_b + 2 * ETHER + ETHER // 2 - _fee(receipt)
+    assert chain.balance(bob.address) == before_b + 2 * ETHER + ETHER // 2 - tx_fee(receipt)
     assert chain.balance(contract.address) == before_contract - 6 * ETHER
     assert contract.get_channel(cid).status == STATUS_NONE
-    (settled,) = _events(contract, receipt, "ChannelSettled")
+    (settled,) = tx_events(contract, receipt, "ChannelSettled")
     assert dict(settled) == {
         "channelId": cid,
         "nonce": 2,
@@ -65,13 +47,13 @@ def test_settling_after_the_deadline_pays_the_recorded_state_to_the_wei(chain, c
         "payoutB": 2 * ETHER + ETHER // 2,
         "cooperative": False,
     }
-    assert _events(contract, receipt, "PayoutDeferred") == []
+    assert tx_events(contract, receipt, "PayoutDeferred") == []
 
 
 def test_settling_on_the_deadline_second_is_rejected(chain, contract, closing, bob):
     pair, _ = closing
     deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
-    _next_block_at(chain, deadline)
+    next_block_at(chain, deadline)
     with pytest.raises(ChallengePeriodActive) as e:
         contract.settle(bob, pair.params)
     assert e.value == ChallengePeriodActive(deadline, deadline)
@@ -80,8 +62,8 @@ def test_settling_on_the_deadline_second_is_rejected(chain, contract, closing, b
 def test_settling_right_after_the_close_is_rejected(chain, contract, open_channel, alice):
     pair = open_channel(ETHER)
     receipt = contract.close(alice, pair.params)
-    closed_at = _block_time(chain, receipt)
-    _next_block_at(chain, closed_at + 1)
+    closed_at = block_time(chain, receipt)
+    next_block_at(chain, closed_at + 1)
     with pytest.raises(ChallengePeriodActive) as e:
         contract.settle(alice, pair.params)
     assert e.value == ChallengePeriodActive(closed_at + PERIOD, closed_at + 1)
@@ -91,7 +73,7 @@ def test_anyone_may_settle(chain, contract, closing, alice, bob, carol):
     pair, _ = closing
     deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
     before_a, before_b = chain.balance(alice.address), chain.balance(bob.address)
-    _next_block_at(chain, deadline + 1)
+    next_block_at(chain, deadline + 1)
     contract.settle(carol, pair.params)
     assert chain.balance(alice.address) == before_a + 3 * ETHER + ETHER // 2
     assert chain.balance(bob.address) == before_b + 2 * ETHER + ETHER // 2
@@ -101,7 +83,7 @@ def test_a_second_settle_is_rejected(chain, contract, closing, bob):
     pair, _ = closing
     cid = contract.channel_id(pair.params)
     recorded = contract.recorded_state(cid)
-    _next_block_at(chain, recorded.deadline + 1)
+    next_block_at(chain, recorded.deadline + 1)
     contract.settle(bob, pair.params)
     with pytest.raises(ChannelNotClosing) as e:
         contract.settle(bob, pair.params, recorded=recorded)
@@ -113,7 +95,7 @@ def test_a_challenge_after_settlement_is_rejected(chain, contract, closing, bob)
     newer = pair.pay("A", 1)
     cid = contract.channel_id(pair.params)
     recorded = contract.recorded_state(cid)
-    _next_block_at(chain, recorded.deadline + 1)
+    next_block_at(chain, recorded.deadline + 1)
     contract.settle(bob, pair.params)
     with pytest.raises(ChannelNotClosing) as e:
         contract.challenge(bob, pair.params, newer, recorded=recorded)
@@ -131,7 +113,7 @@ def test_settling_with_balances_other_than_the_recorded_ones_is_rejected(chain, 
     pair, latest = closing
     deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
     recorded = contract.recorded_state(contract.channel_id(pair.params))
-    _next_block_at(chain, deadline + 1)
+    next_block_at(chain, deadline + 1)
     for balance_a, balance_b in ((6 * ETHER, 0), (3 * ETHER + ETHER // 2, 2 * ETHER + ETHER // 2 + 1)):
         with pytest.raises(RecordedBalancesMismatch) as e:
             contract.settle(carol, pair.params, recorded=replace(recorded, balance_a=balance_a, balance_b=balance_b))
@@ -156,11 +138,11 @@ def test_settling_a_close_without_state_returns_the_deposits(chain, contract, op
     contract.close(bob, pair.params, None)
     deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
     before_a, before_b = chain.balance(alice.address), chain.balance(bob.address)
-    _next_block_at(chain, deadline + 1)
+    next_block_at(chain, deadline + 1)
     receipt = contract.settle(alice, pair.params)
-    assert chain.balance(alice.address) == before_a + 2 * ETHER - _fee(receipt)
+    assert chain.balance(alice.address) == before_a + 2 * ETHER - tx_fee(receipt)
     assert chain.balance(bob.address) == before_b + 3 * ETHER
-    (settled,) = _events(contract, receipt, "ChannelSettled")
+    (settled,) = tx_events(contract, receipt, "ChannelSettled")
     assert (settled["nonce"], settled["cooperative"]) == (0, False)
 
 
@@ -172,18 +154,18 @@ def test_settling_after_a_challenge_pays_the_challenged_state(chain, contract, o
     contract.challenge(bob, pair.params, latest)
     deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
     before_a, before_b = chain.balance(alice.address), chain.balance(bob.address)
-    _next_block_at(chain, deadline + 1)
+    next_block_at(chain, deadline + 1)
     receipt = contract.settle(bob, pair.params)
     assert chain.balance(alice.address) == before_a + ETHER
-    assert chain.balance(bob.address) == before_b + 4 * ETHER - _fee(receipt)
-    (settled,) = _events(contract, receipt, "ChannelSettled")
+    assert chain.balance(bob.address) == before_b + 4 * ETHER - tx_fee(receipt)
+    (settled,) = tx_events(contract, receipt, "ChannelSettled")
     assert (settled["nonce"], settled["payoutA"], settled["payoutB"]) == (2, ETHER, 4 * ETHER)
 
 
 def test_a_long_time_after_the_deadline_settling_still_works(chain, contract, closing, bob):
     pair, _ = closing
     deadline = contract.get_channel(contract.channel_id(pair.params)).deadline
-    _next_block_at(chain, deadline + 365 * 24 * 3600)
+    next_block_at(chain, deadline + 365 * 24 * 3600)
     contract.settle(bob, pair.params)
     assert contract.get_channel(contract.channel_id(pair.params)).status == STATUS_NONE
 
@@ -191,7 +173,7 @@ def test_a_long_time_after_the_deadline_settling_still_works(chain, contract, cl
 def test_a_settled_channel_cannot_be_deposited_to_or_closed_again(chain, contract, closing, alice):
     pair, latest = closing
     cid = contract.channel_id(pair.params)
-    _next_block_at(chain, contract.get_channel(cid).deadline + 1)
+    next_block_at(chain, contract.get_channel(cid).deadline + 1)
     contract.settle(alice, pair.params)
     with pytest.raises(ChannelNotOpen) as e:
         contract.close(alice, pair.params, latest)

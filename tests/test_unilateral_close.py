@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from eth_abi import encode
 from eth_hash.auto import keccak
-from web3.logs import DISCARD
 
 from paychan.contract import STATUS_CLOSING, RecordedState
 from paychan.exceptions import (
@@ -18,15 +17,7 @@ from paychan.exceptions import (
 )
 from paychan.state import ChannelParams
 
-from .conftest import ETHER, PERIOD
-
-
-def _events(contract, receipt, name):
-    return [e["args"] for e in getattr(contract.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
-
-
-def _block_time(chain, receipt):
-    return int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
+from .conftest import ETHER, PERIOD, block_time, tx_events
 
 
 def _fingerprint(balance_a, balance_b, deposit_a, deposit_b):
@@ -38,14 +29,14 @@ def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_chan
     pair.pay("A", ETHER)
     latest = pair.pay("A", ETHER)
     receipt = contract.close(alice, pair.params, latest)
-    deadline = _block_time(chain, receipt) + PERIOD
+    deadline = block_time(chain, receipt) + PERIOD
     cid = contract.channel_id(pair.params)
     onchain = contract.get_channel(cid)
     assert (onchain.status, onchain.nonce, onchain.deadline) == (STATUS_CLOSING, 2, deadline)
     assert (onchain.deposit_a, onchain.deposit_b) == (0, 0)
     assert onchain.fingerprint == _fingerprint(3 * ETHER, 3 * ETHER, 5 * ETHER, ETHER)
     assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER)
-    (closed,) = _events(contract, receipt, "ChannelClosed")
+    (closed,) = tx_events(contract, receipt, "ChannelClosed")
     assert dict(closed) == {
         "channelId": cid,
         "closer": alice.address,
@@ -60,7 +51,7 @@ def test_participant_b_may_close_too(chain, contract, open_channel, bob):
     pair = open_channel(5 * ETHER)
     latest = pair.pay("A", 2 * ETHER)
     receipt = contract.close(bob, pair.params, latest)
-    (closed,) = _events(contract, receipt, "ChannelClosed")
+    (closed,) = tx_events(contract, receipt, "ChannelClosed")
     assert (closed["closer"], closed["nonce"], closed["balanceA"], closed["balanceB"]) == (
         bob.address,
         1,
@@ -82,19 +73,19 @@ def test_the_deadline_follows_the_channels_own_challenge_period(chain, contract,
     pair = open_channel(ETHER, period=2 * 24 * 3600)
     receipt = contract.close(alice, pair.params)
     onchain = contract.get_channel(contract.channel_id(pair.params))
-    assert onchain.deadline == _block_time(chain, receipt) + 2 * 24 * 3600
+    assert onchain.deadline == block_time(chain, receipt) + 2 * 24 * 3600
 
 
 def test_a_close_without_state_records_the_deposits_as_nonce_zero(chain, contract, open_channel, bob):
     pair = open_channel(4 * ETHER, ETHER)
     receipt = contract.close(bob, pair.params, None)
     cid = contract.channel_id(pair.params)
-    deadline = _block_time(chain, receipt) + PERIOD
+    deadline = block_time(chain, receipt) + PERIOD
     assert contract.recorded_state(cid) == RecordedState(0, 4 * ETHER, ETHER, deadline, 4 * ETHER, ETHER)
     onchain = contract.get_channel(cid)
     fingerprint = _fingerprint(4 * ETHER, ETHER, 4 * ETHER, ETHER)
     assert (onchain.status, onchain.nonce, onchain.fingerprint) == (STATUS_CLOSING, 0, fingerprint)
-    (closed,) = _events(contract, receipt, "ChannelClosed")
+    (closed,) = tx_events(contract, receipt, "ChannelClosed")
     assert dict(closed) == {
         "channelId": cid,
         "closer": bob.address,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from paychan.channel import Channel
+from paychan.channel import Channel, agree_final, pay
 from paychan.signing import Domain
 from paychan.state import ETH, ChannelParams, SignedState
 
@@ -69,14 +69,10 @@ class Opened:
 
     def pay(self, payer: str, amount: int) -> SignedState:
         sender, receiver = (self.a, self.b) if payer == "A" else (self.b, self.a)
-        signed = receiver.receive_proposal(sender.propose_payment(amount))
-        sender.receive_countersignature(signed)
-        return signed
+        return pay(sender, receiver, amount)
 
     def finalize(self) -> SignedState:
-        signed = self.b.receive_proposal(self.a.propose_final())
-        self.a.receive_countersignature(signed)
-        return signed
+        return agree_final(self.a, self.b)
 
 
 @pytest.fixture
