@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 
 PYTHON="${PYTHON:-python3}"
 command -v node >/dev/null || { echo "setup: Node.js 20+ is needed (the Solidity compiler and anvil come from npm)" >&2; exit 1; }
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' || { echo "setup: Node.js 20+ is needed (found $(node --version))" >&2; exit 1; }
 command -v npm >/dev/null || { echo "setup: npm is needed" >&2; exit 1; }
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup: Python 3.11+ is needed" >&2; exit 1; }
 

@@ -72,6 +72,8 @@ REFUND_QUOTIENT = 5  # refunds are capped at gasUsed / 5
 CALL_VALUE = 9_000  # a CALL that moves ETH ...
 CALL_STIPEND = 2_300  # ... hands the callee a 2,300 stipend that an EOA returns unused
 ECRECOVER = 3_000  # the precompile; precompiles are always warm, so its STATICCALL costs 100 more
+BLOCKHASH = 20  # BLOCKHASH of a recent block
+PREVRANDAO = 2  # the beacon chain randomness of the current block
 LOG_BASE, LOG_TOPIC, LOG_BYTE = 375, 375, 8
 KECCAK_BASE, KECCAK_WORD = 30, 6
 
@@ -95,6 +97,8 @@ SCHEDULE = {
     "call_value": CALL_VALUE,
     "call_stipend": CALL_STIPEND,
     "ecrecover": ECRECOVER,
+    "blockhash": BLOCKHASH,
+    "prevrandao": PREVRANDAO,
     "log": f"{LOG_BASE} + {LOG_TOPIC} per topic + {LOG_BYTE} per data byte",
     "keccak256": f"{KECCAK_BASE} + {KECCAK_WORD} per word",
 }
@@ -185,11 +189,15 @@ SIGNATURES = (
     Cost(2 * (ECRECOVER + WARM_ACCESS), "ecrecover of both participants' signatures (2 x 3,000 + 2 x 100 warm call)"),
 )
 FINGERPRINT = _keccak(
-    128,
-    "fingerprint of the recorded balances and deposits: two 120-bit balances, two 120-bit deposits, a 40-bit "
-    "deadline and a 48-bit nonce do not fit one slot, so the closing record keeps keccak256(balanceA, "
-    "balanceB, depositA, depositB); the per-side deposits let a challenge give back deposits a state does "
-    "not know of",
+    160,
+    "fingerprint of the record: two 120-bit balances, two 120-bit deposits, a 40-bit deadline and a 48-bit "
+    "nonce do not fit one slot, so the closing record keeps keccak256(balanceA, balanceB, depositA, depositB, "
+    "salt); the per-side deposits let a challenge give back deposits a state does not know of, and the salt "
+    "drawn in the recording block means forging a record takes a 160-bit preimage, not an 80-bit collision",
+)
+SALT = Cost(
+    BLOCKHASH + PREVRANDAO,
+    "draw the record's salt: PREVRANDAO (2) xor BLOCKHASH of the parent block (20), unknown before the block",
 )
 
 
@@ -295,13 +303,14 @@ def floor_close(data: bytes) -> Floor:
         CHANNEL_ID,
         SLOT_READ,
         *SIGNATURES,
+        SALT,
         FINGERPRINT,
         Cost(SSTORE_RESET, "write the closing record (deadline, nonce, fingerprint) over the deposits"),
         _log(
             1,
-            4,
-            "one event (channelId topic + nonce, balanceA, balanceB, deadline): the balances are not "
-            "stored, so the other party and watchtowers learn them here",
+            5,
+            "one event (channelId topic + nonce, balanceA, balanceB, deadline, salt): the balances and salt "
+            "are not stored, so the other party and watchtowers learn them here",
         ),
     ]
     return Floor(tuple(costs), calldata_tokens=calldata_tokens(data))
@@ -312,9 +321,10 @@ def floor_close_without_state(data: bytes) -> Floor:
         *_intrinsic(data),
         CHANNEL_ID,
         SLOT_READ,
+        SALT,
         FINGERPRINT,
         Cost(SSTORE_RESET, "write the closing record over the deposits"),
-        _log(1, 4, "one event (channelId topic + nonce, balanceA, balanceB, deadline)"),
+        _log(1, 5, "one event (channelId topic + nonce, balanceA, balanceB, deadline, salt)"),
     ]
     return Floor(tuple(costs), calldata_tokens=calldata_tokens(data))
 
@@ -324,15 +334,16 @@ def floor_challenge(data: bytes) -> Floor:
         *_intrinsic(data),
         CHANNEL_ID,
         SLOT_READ,
-        Cost(FINGERPRINT.gas, "check the recorded balances and deposits passed in against the fingerprint"),
+        Cost(FINGERPRINT.gas, "check the record passed in (balances, deposits, salt) against the fingerprint"),
         *SIGNATURES,
-        Cost(FINGERPRINT.gas, "fingerprint of the new balances (and the deposits)"),
+        SALT,
+        Cost(FINGERPRINT.gas, "fingerprint of the new record (new balances and salt, the same deposits)"),
         Cost(SSTORE_RESET, "write the new nonce and fingerprint (nonzero -> nonzero)"),
         _log(
             1,
-            3,
-            "one event (channelId topic + nonce, balanceA, balanceB) so the next challenger or settler "
-            "knows the recorded balances",
+            4,
+            "one event (channelId topic + nonce, balanceA, balanceB, salt) so the next challenger or settler "
+            "knows the record",
         ),
     ]
     return Floor(tuple(costs), calldata_tokens=calldata_tokens(data))
@@ -343,7 +354,7 @@ def floor_settle(data: bytes, token: bool = False) -> Floor:
         *_intrinsic(data),
         CHANNEL_ID,
         SLOT_READ,
-        Cost(FINGERPRINT.gas, "check the balances and deposits passed in against the recorded fingerprint"),
+        Cost(FINGERPRINT.gas, "check the record passed in (balances, deposits, salt) against the fingerprint"),
         Cost(SSTORE_RESET, "clear the channel's slot"),
         _log(1, 2, "one event (channelId topic + both payouts)"),
         *(_token_payouts() if token else _eth_payouts(cold_recipients=1)),

@@ -13,8 +13,10 @@ import {SafeTransferLib} from "solady/utils/SafeTransferLib.sol";
 ///   contract recomputes `channelId = keccak256(abi.encode(chainid, this, channel))`, which is the storage
 ///   key. Parameters that do not match an existing channel simply find no channel.
 /// - Each channel takes exactly one storage slot. While open it holds both deposits; once closing it holds
-///   the deadline, the recorded nonce and a 160-bit fingerprint of the recorded balances and of the
-///   channel's (now final) deposits, which `challenge` and `settle` take back as calldata.
+///   the deadline, the recorded nonce and a 160-bit fingerprint of the recorded balances, of the channel's
+///   (now final) deposits and of a salt drawn when the record was written, which `challenge` and `settle`
+///   take back as calldata (`Record`). The salt is unknown until the recording block, so no fingerprint
+///   collision can be searched for in advance: forging a record needs a 160-bit preimage.
 /// - A state commits to the deposits it splits (`depositA`, `depositB`, per side): its balances sum to
 ///   them, and each may be below the channel's deposit on that side (a deposit made after the state was
 ///   signed) but never above it (`UnknownDeposit`). What the state does not know of goes back to the side
@@ -53,6 +55,18 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         uint256 depositB;
         bytes32 locksRoot;
         bool isFinal;
+    }
+
+    /// @dev What `challenge` and `settle` pass back about a closing channel, as the slot's fingerprint
+    /// proves it: the recorded payouts and the salt (from the last `ChannelClosed`/`ChallengeAccepted`
+    /// event) and the channel's deposits (final once closing: the `total` of each participant's last
+    /// `Deposited` event, zero without one).
+    struct Record {
+        uint256 balanceA;
+        uint256 balanceB;
+        uint256 depositA;
+        uint256 depositB;
+        uint64 salt;
     }
 
     /// @dev An EIP-2098 compact signature: `vs` holds `s` in its low 255 bits and `v - 27` in its top bit.
@@ -98,7 +112,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     error StateNotFinal(uint48 nonce);
     /// @dev The submitted state is not newer than the recorded one.
     error StaleState(uint48 submittedNonce, uint48 recordedNonce);
-    /// @dev The balances passed in are not the recorded ones.
+    /// @dev The record passed in (balances, deposits, salt) is not the recorded one.
     error RecordedBalancesMismatch(uint256 balanceA, uint256 balanceB);
     /// @dev The challenge period ended at `deadline`; it is now `timestamp`.
     error ChallengePeriodOver(uint256 deadline, uint256 timestamp);
@@ -127,17 +141,24 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes32 indexed channelId, address indexed participant, address depositor, uint256 amount, uint256 total
     );
     /// @dev `closer` started a unilateral close with the state `nonce`; settlement opens after `deadline`.
+    /// `salt` is part of the record that `challenge` and `settle` pass back.
     event ChannelClosed(
         bytes32 indexed channelId,
         address indexed closer,
         uint48 nonce,
         uint256 balanceA,
         uint256 balanceB,
-        uint40 deadline
+        uint40 deadline,
+        uint64 salt
     );
-    /// @dev `challenger` replaced the recorded state with the newer state `nonce`.
+    /// @dev `challenger` replaced the recorded state with the newer state `nonce` (and the record's salt).
     event ChallengeAccepted(
-        bytes32 indexed channelId, address indexed challenger, uint48 nonce, uint256 balanceA, uint256 balanceB
+        bytes32 indexed channelId,
+        address indexed challenger,
+        uint48 nonce,
+        uint256 balanceA,
+        uint256 balanceB,
+        uint64 salt
     );
     /// @dev The channel ended and its funds were paid out (`cooperative`: by a final state, at once).
     event ChannelSettled(
@@ -188,8 +209,10 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @dev One packed slot per channel:
     ///   open:    [status:8 = 1][unused:16][depositA:120][depositB:120]
     ///   closing: [status:8 = 2][deadline:40][nonce:48][fingerprint:160]
-    /// where fingerprint = low 160 bits of keccak256(abi.encode(balanceA, balanceB, depositA, depositB)):
-    /// the recorded balances and the channel's deposits, which can no longer change once it is closing.
+    /// where fingerprint = low 160 bits of keccak256(abi.encode(balanceA, balanceB, depositA, depositB, salt)):
+    /// the recorded balances, the channel's deposits (which can no longer change once it is closing) and a
+    /// 64-bit salt from the recording block (`_salt`), so a record cannot be forged by a collision found
+    /// in advance.
     /// `challenge` needs the per-side deposits (to give each side the deposits a state does not know of)
     /// and they no longer fit the slot, so the caller passes them back with the balances, as the
     /// fingerprint proves.
@@ -336,24 +359,19 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @dev Replaces the recorded state of a closing channel by a newer doubly-signed one, up to and
     /// including the deadline second. Anyone may submit it (a watchtower, say). The deadline does not
     /// move. A state signed as final ends the dispute and pays out at once.
-    /// `recordedBalanceA`/`recordedBalanceB` are the recorded balances (from the last
-    /// `ChannelClosed`/`ChallengeAccepted` event) and `depositA`/`depositB` the channel's deposits (the
-    /// `total` of each participant's last `Deposited` event, zero without one); the fingerprint checks them.
+    /// `recorded` is the channel's record as the fingerprint proves it (see `Record`).
     /// Challenge-time rule: the deposits cannot change while closing, and the fingerprint proves them per
     /// side, so the state is held to exactly the rule of `close`: its deposits at most the channel's per
     /// side, and what it does not know of goes back to the side that deposited it.
     function challenge(
         Channel calldata channel,
-        uint256 recordedBalanceA,
-        uint256 recordedBalanceB,
-        uint256 depositA,
-        uint256 depositB,
+        Record calldata recorded,
         State calldata state,
         Signature calldata sigA,
         Signature calldata sigB
     ) external nonReentrant {
         bytes32 channelId = _channelId(channel);
-        uint256 packed = _checkRecorded(channelId, recordedBalanceA, recordedBalanceB, depositA, depositB);
+        uint256 packed = _checkRecorded(channelId, recorded);
         {
             // Scoped: few enough stack slots for the legacy code generator too (slither compiles with it).
             uint256 deadline = packed >> 208 & 0xFFFFFFFFFF;
@@ -361,10 +379,12 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             uint48 recordedNonce = uint48(packed >> 160);
             if (state.nonce <= recordedNonce) revert StaleState(state.nonce, recordedNonce);
         }
-        (uint256 balanceA, uint256 balanceB) = _checkState(channelId, channel, state, sigA, sigB, depositA, depositB);
+        (uint256 balanceA, uint256 balanceB) =
+            _checkState(channelId, channel, state, sigA, sigB, recorded.depositA, recorded.depositB);
+        uint64 salt = _salt();
         // Emitted once for both outcomes (the last check has passed, nothing below can revert): one copy of
         // the event's code keeps the deployment under its gas target.
-        emit ChallengeAccepted(channelId, msg.sender, state.nonce, balanceA, balanceB);
+        emit ChallengeAccepted(channelId, msg.sender, state.nonce, balanceA, balanceB, salt);
         if (state.isFinal) {
             delete _channels[channelId];
             emit ChannelSettled(channelId, state.nonce, balanceA, balanceB, true);
@@ -373,24 +393,23 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             return;
         }
         _channels[channelId] = (packed & ~(uint256(0xFFFFFFFFFFFF) << 160 | _MASK_160))
-            | (uint256(state.nonce) << 160) | _fingerprint(balanceA, balanceB, depositA, depositB);
+            | (uint256(state.nonce) << 160) | _fingerprint(balanceA, balanceB, recorded.depositA, recorded.depositB, salt);
     }
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
     /*                           SETTLE                           */
     /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
 
-    /// @dev After the deadline, pays out the recorded state. Anyone may call it. `depositA`/`depositB`
-    /// are the channel's deposits, as for `challenge`.
-    function settle(Channel calldata channel, uint256 balanceA, uint256 balanceB, uint256 depositA, uint256 depositB)
-        external
-        nonReentrant
-    {
+    /// @dev After the deadline, pays out the recorded state. Anyone may call it. `recorded` is the
+    /// channel's record, as for `challenge`.
+    function settle(Channel calldata channel, Record calldata recorded) external nonReentrant {
         bytes32 channelId = _channelId(channel);
-        uint256 packed = _checkRecorded(channelId, balanceA, balanceB, depositA, depositB);
+        uint256 packed = _checkRecorded(channelId, recorded);
         uint256 deadline = packed >> 208 & 0xFFFFFFFFFF;
         if (block.timestamp <= deadline) revert ChallengePeriodActive(deadline, block.timestamp);
         delete _channels[channelId];
+        uint256 balanceA = recorded.balanceA;
+        uint256 balanceB = recorded.balanceB;
         emit ChannelSettled(channelId, uint48(packed >> 160), balanceA, balanceB, false);
         _payout(channelId, channel.asset, channel.participantA, balanceA);
         _payout(channelId, channel.asset, channel.participantB, balanceB);
@@ -557,17 +576,19 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         if (packed >> 248 != _STATUS_OPEN) revert ChannelNotOpen(channelId);
     }
 
-    /// @dev Checks that the channel is closing with these recorded balances and deposits; returns its slot.
-    function _checkRecorded(bytes32 channelId, uint256 balanceA, uint256 balanceB, uint256 depositA, uint256 depositB)
-        internal
-        view
-        returns (uint256 packed)
-    {
+    /// @dev Checks that the channel is closing with this record; returns its slot.
+    function _checkRecorded(bytes32 channelId, Record calldata recorded) internal view returns (uint256 packed) {
         packed = _channels[channelId];
         if (packed >> 248 != _STATUS_CLOSING) revert ChannelNotClosing(channelId);
-        if (packed & _MASK_160 != _fingerprint(balanceA, balanceB, depositA, depositB)) {
-            revert RecordedBalancesMismatch(balanceA, balanceB);
+        uint256 fingerprint;
+        /// @solidity memory-safe-assembly
+        assembly {
+            // The record's five words as passed (a dirty salt hashes differently and is refused).
+            let m := mload(0x40)
+            calldatacopy(m, recorded, 0xa0)
+            fingerprint := and(keccak256(m, 0xa0), _MASK_160)
         }
+        if (packed & _MASK_160 != fingerprint) revert RecordedBalancesMismatch(recorded.balanceA, recorded.balanceB);
     }
 
     function _recordClose(
@@ -584,12 +605,26 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             // `block.timestamp` < 2**40 for the next 30,000 years; the period is at most 30 days.
             deadline = uint40(block.timestamp + channel.challengePeriod);
         }
+        uint64 salt = _salt();
         _channels[channelId] = (uint256(_STATUS_CLOSING) << 248) | (uint256(deadline) << 208)
-            | (uint256(nonce) << 160) | _fingerprint(balanceA, balanceB, depositA, depositB);
-        emit ChannelClosed(channelId, msg.sender, nonce, balanceA, balanceB, deadline);
+            | (uint256(nonce) << 160) | _fingerprint(balanceA, balanceB, depositA, depositB, salt);
+        emit ChannelClosed(channelId, msg.sender, nonce, balanceA, balanceB, deadline, salt);
     }
 
-    function _fingerprint(uint256 balanceA, uint256 balanceB, uint256 depositA, uint256 depositB)
+    /// @dev The salt of a record written in this block: 64 bits no one knows before the block is built
+    /// (the beacon chain's randomness mixed with the parent block's hash). It only has to be unknown when
+    /// the recorded state was signed and submitted, so that a fingerprint collision cannot be searched for
+    /// in advance; it is not a source of randomness for anything else.
+    function _salt() internal view returns (uint64) {
+        unchecked {
+            // A transaction's block number is at least 1.
+            return uint64(block.prevrandao ^ uint256(blockhash(block.number - 1)));
+        }
+    }
+
+    /// @dev The low 160 bits of `keccak256(abi.encode(balanceA, balanceB, depositA, depositB, salt))`,
+    /// the hash `_checkRecorded` recomputes from a `Record`.
+    function _fingerprint(uint256 balanceA, uint256 balanceB, uint256 depositA, uint256 depositB, uint64 salt)
         internal
         pure
         returns (uint256 result)
@@ -601,7 +636,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             mstore(add(m, 0x20), balanceB)
             mstore(add(m, 0x40), depositA)
             mstore(add(m, 0x60), depositB)
-            result := and(keccak256(m, 0x80), _MASK_160)
+            mstore(add(m, 0x80), salt)
+            result := and(keccak256(m, 0xa0), _MASK_160)
         }
     }
 

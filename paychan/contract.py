@@ -56,9 +56,10 @@ class OnchainChannel:
 
 @dataclass(frozen=True)
 class RecordedState:
-    """The state recorded by the last unilateral close or accepted challenge (from its event), and the
-    channel's deposits (final once it is closing; from its ``Deposited`` events), which ``challenge`` and
-    ``settle`` pass back with the balances."""
+    """The state recorded by the last unilateral close or accepted challenge (from its event: nonce,
+    balances, salt), the deadline, and the channel's deposits (final once it is closing; from its
+    ``Deposited`` events). ``challenge`` and ``settle`` pass back :meth:`as_record`, which the contract
+    checks against the fingerprint in the channel's slot."""
 
     nonce: int
     balance_a: int
@@ -66,6 +67,11 @@ class RecordedState:
     deadline: int
     deposit_a: int
     deposit_b: int
+    salt: int
+
+    def as_record(self) -> tuple[int, int, int, int, int]:
+        """The contract's ``Record`` (balanceA, balanceB, depositA, depositB, salt)."""
+        return (self.balance_a, self.balance_b, self.deposit_a, self.deposit_b, self.salt)
 
 
 class ErrorDecoder:
@@ -241,22 +247,14 @@ class PaychanContract:
         """Replaces the recorded state of a closing channel with the newer ``signed``."""
         recorded = recorded or self.recorded_state(self.channel_id(params))
         fn = self.contract.functions.challenge(
-            params.as_tuple(),
-            recorded.balance_a,
-            recorded.balance_b,
-            recorded.deposit_a,
-            recorded.deposit_b,
-            signed.state.as_tuple(),
-            *_signatures(signed),
+            params.as_tuple(), recorded.as_record(), signed.state.as_tuple(), *_signatures(signed)
         )
         return self._transact(sender, fn, 0, gas)
 
     def settle(self, sender: LocalAccount, params: ChannelParams, recorded: RecordedState | None = None, gas: int | None = None) -> TxReceipt:
         """Pays out the recorded state after the deadline."""
         recorded = recorded or self.recorded_state(self.channel_id(params))
-        fn = self.contract.functions.settle(
-            params.as_tuple(), recorded.balance_a, recorded.balance_b, recorded.deposit_a, recorded.deposit_b
-        )
+        fn = self.contract.functions.settle(params.as_tuple(), recorded.as_record())
         return self._transact(sender, fn, 0, gas)
 
     def claim(self, sender: LocalAccount, asset: str = ETH, to: str | None = None, gas: int | None = None) -> TxReceipt:
@@ -281,12 +279,14 @@ class PaychanContract:
         """
         onchain = self.get_channel(cid)
         if onchain.status != STATUS_CLOSING:
-            return RecordedState(0, 0, 0, 0, 0, 0)
+            return RecordedState(0, 0, 0, 0, 0, 0, 0)
         records = [*self._logs("ChannelClosed", cid), *self._logs("ChallengeAccepted", cid)]
         records.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
         args = records[-1]["args"]
         deposit_a, deposit_b = self.deposits_from_events(cid)
-        return RecordedState(args["nonce"], args["balanceA"], args["balanceB"], onchain.deadline, deposit_a, deposit_b)
+        return RecordedState(
+            args["nonce"], args["balanceA"], args["balanceB"], onchain.deadline, deposit_a, deposit_b, args["salt"]
+        )
 
     def deposits_from_events(self, cid: ChannelId) -> tuple[int, int]:
         """The channel's deposits (A, B): the ``total`` of each participant's last ``Deposited`` event."""

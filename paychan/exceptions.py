@@ -224,7 +224,8 @@ class InvalidSignature(ContractCustomError, StateRejected):
 
 
 class BalancesNotConserved(ContractCustomError, StateRejected):
-    """Raised when a state's balances do not add up to the channel's total deposits."""
+    """Raised when a state's balances do not add up to the deposits it splits (``total`` =
+    ``depositA + depositB`` of the state)."""
 
     fields = ("balanceA", "balanceB", "total")
 
@@ -255,7 +256,8 @@ class StaleState(ContractCustomError):
 
 
 class RecordedBalancesMismatch(ContractCustomError):
-    """Raised when the balances passed as the recorded ones are not."""
+    """Raised when the record passed to ``challenge``/``settle`` (balances, deposits, salt) does not match
+    the fingerprint of the closing channel; carries the balances passed."""
 
     fields = ("balanceA", "balanceB")
 

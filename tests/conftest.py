@@ -163,6 +163,12 @@ def block_time(chain: Chain, receipt: Any) -> int:
     return int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
 
 
+def record_salt(contract: PaychanContract, receipt: Any) -> int:
+    """The salt of the record that the close or challenge in ``receipt`` wrote (from its event)."""
+    (event,) = [*tx_events(contract, receipt, "ChannelClosed"), *tx_events(contract, receipt, "ChallengeAccepted")]
+    return int(event["salt"])
+
+
 def next_block_at(chain: Chain, timestamp: int) -> None:
     """Makes the next transaction (and calls against "pending") execute at ``timestamp`` exactly."""
     chain.time_travel(timestamp - chain.now())

@@ -302,10 +302,33 @@ def test_settling_with_forged_recorded_balances_reverts_recorded_balances_mismat
     pair = open_channel(5 * ETHER)
     contract.close(alice, pair.params)
     chain.time_travel(PERIOD + 1)
-    fn = contract.contract.functions.settle(pair.params.as_tuple(), 0, 5 * ETHER, 5 * ETHER, 0)
+    salt = contract.recorded_state(contract.channel_id(pair.params)).salt
+    fn = contract.contract.functions.settle(pair.params.as_tuple(), (0, 5 * ETHER, 5 * ETHER, 0, salt))
     with pytest.raises(RecordedBalancesMismatch) as e:
         contract._transact(carol, fn)
     assert e.value == RecordedBalancesMismatch(0, 5 * ETHER)
+
+
+def test_a_record_whose_salt_word_has_dirty_high_bits_reverts_recorded_balances_mismatch(
+    chain, contract, open_channel, alice, carol
+):
+    """The record is hashed as passed: the right salt with bits above its 64 set does not verify."""
+    pair = open_channel(5 * ETHER)
+    contract.close(alice, pair.params)
+    chain.time_travel(PERIOD + 1)
+    recorded = contract.recorded_state(contract.channel_id(pair.params))
+    settle = contract.contract.functions.settle(pair.params.as_tuple(), recorded.as_record())
+    clean = bytes.fromhex(settle._encode_transaction_data().removeprefix("0x"))
+    salt_word = 4 + 32 * 9  # selector, the channel's 5 words, then balanceA, balanceB, depositA, depositB, salt
+    dirty = clean[:salt_word] + (recorded.salt | 1 << 64).to_bytes(32, "big") + clean[salt_word + 32 :]
+    call = {"from": carol.address, "to": contract.address}
+    assert chain.w3.eth.call({**call, "data": clean}, "pending") == b""  # the clean record settles
+    with pytest.raises(RecordedBalancesMismatch) as e:
+        try:
+            chain.w3.eth.call({**call, "data": dirty}, "pending")
+        except Exception as exc:
+            contract.errors.reraise(exc)
+    assert e.value == RecordedBalancesMismatch(5 * ETHER, 0)
 
 
 def test_cooperative_close_with_a_non_final_state_reverts_state_not_final(contract, open_channel, carol):
@@ -375,6 +398,25 @@ def test_close_records_a_deadline_exactly_one_challenge_period_after_its_block(c
     assert_mined_at(chain, receipt, closed_at)
     assert closing_deadline(contract, pair.params) == closed_at + PERIOD
     assert contract.recorded_state(contract.channel_id(pair.params)).deadline == closed_at + PERIOD
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_a_second_close_one_second_before_at_or_after_the_deadline_reverts_channel_not_open(
+    chain, contract, open_channel, alice, bob, offset
+):
+    """A close cannot restart the period: once closing, another close (with a newer state, by the other
+    side) is refused at every second around the deadline, and the record and deadline stay."""
+    pair = open_channel(5 * ETHER)
+    stale = pair.pay("A", ETHER)
+    latest = pair.pay("A", ETHER)
+    contract.close(alice, pair.params, stale)
+    cid = contract.channel_id(pair.params)
+    deadline, recorded = closing_deadline(contract, pair.params), contract.recorded_state(cid)
+    at_second(chain, deadline + offset)
+    with pytest.raises(ChannelNotOpen) as e:
+        contract.close(bob, pair.params, latest)
+    assert e.value == ChannelNotOpen(cid)
+    assert (closing_deadline(contract, pair.params), contract.recorded_state(cid)) == (deadline, recorded)
 
 
 @pytest.mark.parametrize("offset", [-1, 0])
@@ -538,7 +580,7 @@ def test_reentrancy_from_a_recipient_into_settle_during_payout_reverts_reentranc
     chain, contract, receiver_channel, alice, carol
 ):
     receiver, params = receiver_channel
-    settle_again = encode(contract, "settle", params.as_tuple(), 5 * ETHER, 2 * ETHER, 5 * ETHER, 2 * ETHER)
+    settle_again = encode(contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record())
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, False))
     before = chain.balance(alice.address)
     receipt = contract.settle(carol, params, gas=GAS)
@@ -567,7 +609,7 @@ def test_reentrancy_from_a_rejecting_recipient_defers_its_payout_and_still_pays_
     chain, contract, receiver_channel, alice, carol
 ):
     receiver, params = receiver_channel
-    settle_again = encode(contract, "settle", params.as_tuple(), 5 * ETHER, 2 * ETHER, 5 * ETHER, 2 * ETHER)
+    settle_again = encode(contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record())
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, True))
     before = chain.balance(alice.address)
     receipt = contract.settle(carol, params, gas=GAS)
@@ -582,7 +624,7 @@ def test_reentrancy_from_a_recipient_into_claim_during_claim_reverts_reentrancy_
     chain, contract, receiver_channel, carol
 ):
     receiver, params = receiver_channel
-    settle_again = encode(contract, "settle", params.as_tuple(), 5 * ETHER, 2 * ETHER, 5 * ETHER, 2 * ETHER)
+    settle_again = encode(contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record())
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, True))
     contract.settle(carol, params, gas=GAS)
     assert contract.owed(receiver.address) == 2 * ETHER
@@ -635,7 +677,7 @@ def test_reentrancy_from_a_token_transfer_hook_during_payout_reverts_reentrancy_
     contract.deposit(bob, params, bob.address, 40)
     contract.close(alice, params)
     chain.time_travel(PERIOD + 1)
-    settle_again = encode(contract, "settle", params.as_tuple(), 100, 40, 100, 40)
+    settle_again = encode(contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record())
     send_fn(chain, carol, token.functions.setAttack(contract.address, settle_again, False))
     before = token_balance(token, alice.address), token_balance(token, bob.address)
     receipt = contract.settle(carol, params, gas=GAS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from paychan.contract import STATUS_CLOSING, STATUS_NONE, RecordedState
@@ -15,7 +17,7 @@ from paychan.exceptions import (
     StaleState,
 )
 
-from .conftest import ETHER, PERIOD, block_time, next_block_at, tx_events, tx_fee
+from .conftest import ETHER, PERIOD, block_time, next_block_at, record_salt, tx_events, tx_fee
 
 
 @pytest.fixture
@@ -32,7 +34,8 @@ def test_a_newer_state_replaces_the_recorded_one_and_keeps_the_deadline(chain, c
     cid = contract.channel_id(pair.params)
     deadline = contract.get_channel(cid).deadline
     receipt = contract.challenge(bob, pair.params, states[1])
-    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER)
+    salt = record_salt(contract, receipt)
+    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER, salt)
     onchain = contract.get_channel(cid)
     assert (onchain.status, onchain.nonce, onchain.deadline) == (STATUS_CLOSING, 2, deadline)
     (accepted,) = tx_events(contract, receipt, "ChallengeAccepted")
@@ -42,7 +45,21 @@ def test_a_newer_state_replaces_the_recorded_one_and_keeps_the_deadline(chain, c
         "nonce": 2,
         "balanceA": 3 * ETHER,
         "balanceB": 3 * ETHER,
+        "salt": salt,
     }
+
+
+def test_a_challenge_draws_a_new_salt_and_the_old_record_no_longer_verifies(chain, contract, disputed, bob):
+    pair, states = disputed
+    cid = contract.channel_id(pair.params)
+    before = contract.recorded_state(cid)
+    receipt = contract.challenge(bob, pair.params, states[1])
+    after = contract.recorded_state(cid)
+    assert after.salt == record_salt(contract, receipt) != before.salt
+    stale_salt = replace(after, salt=before.salt)
+    with pytest.raises(RecordedBalancesMismatch) as e:
+        contract.challenge(bob, pair.params, states[2], recorded=stale_salt)
+    assert e.value == RecordedBalancesMismatch(3 * ETHER, 3 * ETHER)
     assert tx_events(contract, receipt, "ChannelSettled") == []
 
 
@@ -186,13 +203,14 @@ def test_a_challenge_of_an_open_channel_is_rejected(contract, open_channel, bob)
     pair = open_channel(2 * ETHER)
     latest = pair.pay("A", ETHER)
     with pytest.raises(ChannelNotClosing) as e:
-        contract.challenge(bob, pair.params, latest, recorded=RecordedState(0, 2 * ETHER, 0, 0, 2 * ETHER, 0))
+        contract.challenge(bob, pair.params, latest, recorded=RecordedState(0, 2 * ETHER, 0, 0, 2 * ETHER, 0, 0))
     assert e.value == ChannelNotClosing(contract.channel_id(pair.params))
 
 
 def test_a_challenge_with_wrong_recorded_balances_is_rejected(contract, disputed, bob):
     pair, states = disputed
-    wrong = RecordedState(1, 3 * ETHER, 3 * ETHER, 0, 5 * ETHER, ETHER)  # the balances of nonce 2, not of nonce 1
+    salt = contract.recorded_state(contract.channel_id(pair.params)).salt
+    wrong = RecordedState(1, 3 * ETHER, 3 * ETHER, 0, 5 * ETHER, ETHER, salt)  # the balances of nonce 2, not of 1
     with pytest.raises(RecordedBalancesMismatch) as e:
         contract.challenge(bob, pair.params, states[2], recorded=wrong)
     assert e.value == RecordedBalancesMismatch(3 * ETHER, 3 * ETHER)
@@ -202,7 +220,7 @@ def test_a_challenge_with_the_recorded_balances_but_other_deposits_is_rejected(c
     pair, states = disputed
     recorded = contract.recorded_state(contract.channel_id(pair.params))
     for deposits in ((6 * ETHER, 0), (5 * ETHER, ETHER + 1)):
-        wrong = RecordedState(1, recorded.balance_a, recorded.balance_b, 0, *deposits)
+        wrong = RecordedState(1, recorded.balance_a, recorded.balance_b, 0, *deposits, recorded.salt)
         with pytest.raises(RecordedBalancesMismatch) as e:
             contract.challenge(bob, pair.params, states[2], recorded=wrong)
         assert e.value == RecordedBalancesMismatch(recorded.balance_a, recorded.balance_b)

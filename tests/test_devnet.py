@@ -47,7 +47,12 @@ def devnet() -> Iterator[Devnet]:
         yield net
 
 
-def start_devnet_command(*args: str) -> tuple[subprocess.Popen[str], dict]:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_devnet_command(*args: str, background: bool = False) -> tuple[subprocess.Popen[str], dict]:
+    """Starts ``paychan devnet``; ``background``: with SIGINT ignored, as a shell's ``&`` starts it."""
     process = subprocess.Popen(
         [*PAYCHAN, "devnet", "--port", "0", "--json", *args],
         cwd=ROOT,
@@ -55,6 +60,7 @@ def start_devnet_command(*args: str) -> tuple[subprocess.Popen[str], dict]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint if background else None,
     )
     line = process.stdout.readline()  # type: ignore[union-attr]
     if not line:
@@ -66,9 +72,15 @@ def start_devnet_command(*args: str) -> tuple[subprocess.Popen[str], dict]:
 # --- paychan devnet --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
-def test_devnet_command_serves_funded_accounts_until_signalled_then_stops_anvil(stop_signal: signal.Signals) -> None:
-    process, details = start_devnet_command()
+@pytest.mark.parametrize(
+    ("stop_signal", "background"),
+    [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
+    ids=["sigterm", "ctrl-c", "sigint-to-a-background-job"],
+)
+def test_devnet_command_serves_funded_accounts_until_signalled_then_stops_anvil(
+    stop_signal: signal.Signals, background: bool
+) -> None:
+    process, details = start_devnet_command(background=background)
     try:
         url = details["rpc_url"]
         assert url.startswith("http://127.0.0.1:")

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from eth_abi import decode
+from eth_abi import decode, encode
+from eth_utils import keccak
 from hexbytes import HexBytes
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -61,7 +62,7 @@ from paychan.exceptions import (
 from paychan.signing import sign_state
 from paychan.state import ETH, ChannelParams, ChannelState, Nonce, SignedState, Wei, channel_id
 
-from .conftest import deploy_test_contract
+from .conftest import deploy_test_contract, record_salt
 
 EXAMPLES = int(os.environ.get("PAYCHAN_FUZZ_EXAMPLES", "50"))
 STEPS = int(os.environ.get("PAYCHAN_FUZZ_STEPS", "30"))
@@ -106,6 +107,7 @@ class ModelChannel:
     deposit_b: int = 0
     states: list[ModelState] = field(default_factory=list)
     recorded: tuple[int, int, int] = (0, 0, 0)  # nonce, balance A, balance B
+    salt: int = 0  # the recorded state's salt, predicted from the recording block
     deadline: int = 0
     submitted: list[tuple[int, int, int, int]] = field(default_factory=list)  # (timestamp, nonce, a, b)
 
@@ -462,6 +464,7 @@ class ChannelMachine(RuleBasedStateMachine):
         ch.recorded = (
             (ms.state.nonce, *ms.state.payouts(ch.deposit_a, ch.deposit_b)) if ms else (0, ch.deposit_a, ch.deposit_b)
         )
+        ch.salt = record_salt(self.k, receipt)
         ch.status = STATUS_CLOSING
         ch.deadline = timestamp + ch.params.challenge_period
         ch.submitted.append((timestamp, *ch.recorded))
@@ -517,9 +520,9 @@ class ChannelMachine(RuleBasedStateMachine):
         if valid_in_time:  # a doubly-signed state submitted up to the deadline, accepted or stale
             ch.submitted.append((timestamp, ms.state.nonce, payout_a, payout_b))
         sigs = (ms.signed.sig_a.as_tuple(), ms.signed.sig_b.as_tuple())
-        deposits = (ch.deposit_a, ch.deposit_b)  # final since the close
+        record = (rec_a, rec_b, ch.deposit_a, ch.deposit_b, ch.salt)  # the deposits are final since the close
         receipt = self._send(
-            sender, "challenge", [ch.params.as_tuple(), rec_a, rec_b, *deposits, ms.state.as_tuple(), *sigs], 0, expect
+            sender, "challenge", [ch.params.as_tuple(), record, ms.state.as_tuple(), *sigs], 0, expect
         )
         if receipt is None:
             return
@@ -529,6 +532,7 @@ class ChannelMachine(RuleBasedStateMachine):
             self._settle_model(ch, payout_a, payout_b)
         else:
             ch.recorded = (state.nonce, payout_a, payout_b)
+            ch.salt = record_salt(self.k, receipt)
 
     @precondition(lambda self: any(c.status == STATUS_CLOSING for c in self.channels))
     @rule(index=picks, settler=indexes, wait=st.sampled_from(["no", "deadline", "deadline+1", "deadline+1"]))
@@ -542,7 +546,7 @@ class ChannelMachine(RuleBasedStateMachine):
             expect = ChannelNotClosing(ch.cid)
         elif timestamp <= ch.deadline:
             expect = ChallengePeriodActive(ch.deadline, timestamp)
-        args = [ch.params.as_tuple(), rec_a, rec_b, ch.deposit_a, ch.deposit_b]
+        args = [ch.params.as_tuple(), (rec_a, rec_b, ch.deposit_a, ch.deposit_b, ch.salt)]
         receipt = self._send(sender, "settle", args, 0, expect)
         if receipt is None:
             return
@@ -615,7 +619,7 @@ class ChannelMachine(RuleBasedStateMachine):
             assert decode(["uint256"], self._call(data))[0] == self.owed.get((address, self.token.address), 0)
         for ch in self.touched:
             data = k.contract.encode_abi("getChannel", args=[ch.cid])
-            status, dep_a, dep_b, deadline, nonce, _ = decode(
+            status, dep_a, dep_b, deadline, nonce, fingerprint = decode(
                 ["uint8", "uint256", "uint256", "uint40", "uint48", "bytes20"], self._call(data)
             )
             assert status == ch.status
@@ -623,6 +627,8 @@ class ChannelMachine(RuleBasedStateMachine):
                 assert (dep_a, dep_b) == (ch.deposit_a, ch.deposit_b)
             elif ch.status == STATUS_CLOSING:
                 assert (deadline, nonce) == (ch.deadline, ch.recorded[0])
+                record = [ch.recorded[1], ch.recorded[2], ch.deposit_a, ch.deposit_b, ch.salt]
+                assert fingerprint == keccak(encode(["uint256"] * 5, record))[-20:]
         if any(c.params.number == self.next_number - 1 for c in self.touched):
             assert k.contract.functions.nextChannelNumber().call() == self.next_number
         self.touched = []

@@ -90,7 +90,7 @@ def mutate_signature(sig: Signature, how: str, data: st.DataObject) -> Any:
     return data.draw(junk)  # not a Signature at all
 
 
-STATE_FIELDS = ("channel_id", "nonce", "balance_a", "balance_b", "locks_root", "is_final")
+STATE_FIELDS = ("channel_id", "nonce", "balance_a", "balance_b", "deposit_a", "deposit_b", "locks_root", "is_final")
 SIGNATURE_MUTATIONS = (
     "truncate r",
     "truncate vs",

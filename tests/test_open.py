@@ -167,6 +167,6 @@ def test_an_id_no_channel_has_reads_as_empty_and_has_no_parameters(contract):
     onchain = contract.get_channel(unknown)
     assert (onchain.status, onchain.deposit_a, onchain.deposit_b, onchain.deadline, onchain.nonce) == (0, 0, 0, 0, 0)
     assert onchain.fingerprint == bytes(20)
-    assert contract.recorded_state(unknown) == RecordedState(0, 0, 0, 0, 0, 0)
+    assert contract.recorded_state(unknown) == RecordedState(0, 0, 0, 0, 0, 0, 0)
     with pytest.raises(UnknownChannel):
         contract.find_params(unknown)

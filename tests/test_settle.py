@@ -105,7 +105,7 @@ def test_a_challenge_after_settlement_is_rejected(chain, contract, closing, bob)
 def test_settling_an_open_channel_is_rejected(contract, open_channel, alice):
     pair = open_channel(ETHER)
     with pytest.raises(ChannelNotClosing) as e:
-        contract.settle(alice, pair.params, recorded=RecordedState(0, ETHER, 0, 0, ETHER, 0))
+        contract.settle(alice, pair.params, recorded=RecordedState(0, ETHER, 0, 0, ETHER, 0, 0))
     assert e.value == ChannelNotClosing(contract.channel_id(pair.params))
 
 
@@ -123,12 +123,16 @@ def test_settling_with_balances_other_than_the_recorded_ones_is_rejected(chain, 
         with pytest.raises(RecordedBalancesMismatch) as e:
             contract.settle(carol, pair.params, recorded=replace(recorded, deposit_a=deposit_a, deposit_b=deposit_b))
         assert e.value == RecordedBalancesMismatch(recorded.balance_a, recorded.balance_b)
+    for salt in (recorded.salt ^ 1, (recorded.salt + 1) % 2**64):
+        with pytest.raises(RecordedBalancesMismatch) as e:
+            contract.settle(carol, pair.params, recorded=replace(recorded, salt=salt))
+        assert e.value == RecordedBalancesMismatch(recorded.balance_a, recorded.balance_b)
 
 
 def test_settle_checks_the_recorded_balances_before_the_deadline(contract, closing, carol):
     pair, _ = closing
     with pytest.raises(RecordedBalancesMismatch) as e:
-        contract.settle(carol, pair.params, recorded=RecordedState(2, 1, 2, 0, 1, 2))
+        contract.settle(carol, pair.params, recorded=RecordedState(2, 1, 2, 0, 1, 2, 0))
     assert e.value == RecordedBalancesMismatch(1, 2)
 
 

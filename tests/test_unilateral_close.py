@@ -17,11 +17,11 @@ from paychan.exceptions import (
 )
 from paychan.state import ChannelParams
 
-from .conftest import ETHER, PERIOD, block_time, tx_events
+from .conftest import ETHER, PERIOD, block_time, record_salt, tx_events
 
 
-def _fingerprint(balance_a, balance_b, deposit_a, deposit_b):
-    return keccak(encode(["uint256"] * 4, [balance_a, balance_b, deposit_a, deposit_b]))[-20:]
+def _fingerprint(balance_a, balance_b, deposit_a, deposit_b, salt):
+    return keccak(encode(["uint256"] * 5, [balance_a, balance_b, deposit_a, deposit_b, salt]))[-20:]
 
 
 def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_channel, alice):
@@ -34,8 +34,9 @@ def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_chan
     onchain = contract.get_channel(cid)
     assert (onchain.status, onchain.nonce, onchain.deadline) == (STATUS_CLOSING, 2, deadline)
     assert (onchain.deposit_a, onchain.deposit_b) == (0, 0)
-    assert onchain.fingerprint == _fingerprint(3 * ETHER, 3 * ETHER, 5 * ETHER, ETHER)
-    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER)
+    salt = record_salt(contract, receipt)
+    assert onchain.fingerprint == _fingerprint(3 * ETHER, 3 * ETHER, 5 * ETHER, ETHER, salt)
+    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER, salt)
     (closed,) = tx_events(contract, receipt, "ChannelClosed")
     assert dict(closed) == {
         "channelId": cid,
@@ -44,6 +45,7 @@ def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_chan
         "balanceA": 3 * ETHER,
         "balanceB": 3 * ETHER,
         "deadline": deadline,
+        "salt": salt,
     }
 
 
@@ -81,9 +83,10 @@ def test_a_close_without_state_records_the_deposits_as_nonce_zero(chain, contrac
     receipt = contract.close(bob, pair.params, None)
     cid = contract.channel_id(pair.params)
     deadline = block_time(chain, receipt) + PERIOD
-    assert contract.recorded_state(cid) == RecordedState(0, 4 * ETHER, ETHER, deadline, 4 * ETHER, ETHER)
+    salt = record_salt(contract, receipt)
+    assert contract.recorded_state(cid) == RecordedState(0, 4 * ETHER, ETHER, deadline, 4 * ETHER, ETHER, salt)
     onchain = contract.get_channel(cid)
-    fingerprint = _fingerprint(4 * ETHER, ETHER, 4 * ETHER, ETHER)
+    fingerprint = _fingerprint(4 * ETHER, ETHER, 4 * ETHER, ETHER, salt)
     assert (onchain.status, onchain.nonce, onchain.fingerprint) == (STATUS_CLOSING, 0, fingerprint)
     (closed,) = tx_events(contract, receipt, "ChannelClosed")
     assert dict(closed) == {
@@ -93,6 +96,7 @@ def test_a_close_without_state_records_the_deposits_as_nonce_zero(chain, contrac
         "balanceA": 4 * ETHER,
         "balanceB": ETHER,
         "deadline": deadline,
+        "salt": salt,
     }
 
 

@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 class _Stop(Exception):
-    """Raised in the main thread by the SIGTERM handler."""
+    """Raised in the main thread by the SIGINT/SIGTERM handler."""
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
@@ -71,7 +71,9 @@ def run_devnet(args: argparse.Namespace) -> int:
     from paychan.deployments import deploy_and_record
     from paychan.devnet import start_devnet
 
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    # SIGINT too: a shell that starts a command in the background makes it ignore SIGINT, and
+    # `kill -INT <pid>` must stop it as Ctrl-C does.
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     devnet = None
     try:
         devnet = start_devnet(
@@ -102,7 +104,8 @@ def run_devnet(args: argparse.Namespace) -> int:
             code = devnet.stop()
             if not args.json:
                 print(f"anvil (pid {devnet.pid}) stopped (exit code {code})", flush=True)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _print_devnet(details: dict[str, Any], as_json: bool) -> None:
