@@ -11,6 +11,7 @@ transaction executes at ``now() + seconds`` as seen before the call.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +21,11 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.types import TxReceipt
 
-from paychan.exceptions import ChainUnavailable
+from paychan.exceptions import ChainUnavailable, InvalidPrivateKey
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+# Comma-separated private keys to send from on a JSON-RPC chain (a testnet, say), instead of the dev accounts.
+PRIVATE_KEYS_ENV = "PAYCHAN_PRIVATE_KEYS"
 EMBEDDED_CHAIN_ID = 131277322940537
 DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei tip to the block producer
 
@@ -152,7 +155,8 @@ def embedded_chain(accounts: int = 10) -> Chain:
 def rpc_chain(
     url: str, private_keys: list[str] | None = None, timeout: float = 30.0, block_interval: int | None = None
 ) -> Chain:
-    """A chain behind the JSON-RPC ``url``. Without keys, anvil's and hardhat's dev accounts are used.
+    """A chain behind the JSON-RPC ``url``, sending from ``private_keys``; without them, from the
+    comma-separated keys in ``PAYCHAN_PRIVATE_KEYS``, else from anvil's and hardhat's dev accounts.
 
     ``block_interval``: the node stamps each block exactly that many seconds after its parent (an anvil
     devnet started so, see ``paychan.devnet``); time travel then mines at the exact time wanted.
@@ -162,8 +166,12 @@ def rpc_chain(
         w3.eth.chain_id
     except Exception as exc:  # requests' ConnectionError, timeouts, bad JSON
         raise ChainUnavailable(f"no Ethereum JSON-RPC node answers at {url} ({type(exc).__name__})") from exc
+    private_keys = private_keys or [k.strip() for k in os.environ.get(PRIVATE_KEYS_ENV, "").split(",") if k.strip()]
     if private_keys:
-        accounts = [Account.from_key(HexBytes(k)) for k in private_keys]
+        try:
+            accounts = [Account.from_key(HexBytes(k)) for k in private_keys]
+        except (ValueError, TypeError) as exc:
+            raise InvalidPrivateKey(f"a private key to send from ({PRIVATE_KEYS_ENV}) is not 32 bytes of hex") from exc
     else:
         Account.enable_unaudited_hdwallet_features()
         accounts = [

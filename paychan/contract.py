@@ -144,8 +144,11 @@ def _as_revert_bytes(candidate: Any) -> bytes | None:
 class PaychanContract:
     """A deployed ``PaymentChannels`` contract on ``chain``."""
 
-    def __init__(self, chain: Chain, address: str, artifact: Artifact | None = None) -> None:
+    def __init__(self, chain: Chain, address: str, artifact: Artifact | None = None, from_block: int = 0) -> None:
+        """``from_block``: the contract's deployment block, where event queries start (public nodes refuse
+        log queries over the whole chain)."""
         self.chain = chain
+        self.from_block = from_block
         self.artifact = artifact or load_artifact()
         self.address = to_checksum_address(address)
         self.contract: Contract = chain.w3.eth.contract(address=self.address, abi=self.artifact.abi)
@@ -162,7 +165,7 @@ class PaychanContract:
         receipt = chain.send(deployer, {"data": tx["data"], "gas": 3_000_000})
         if receipt["status"] != 1:
             raise TransactionFailed("deploying PaymentChannels failed")
-        return cls(chain, receipt["contractAddress"], artifact), receipt
+        return cls(chain, receipt["contractAddress"], artifact, from_block=int(receipt["blockNumber"])), receipt
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -314,7 +317,7 @@ class PaychanContract:
     def _logs(self, event: str, cid: ChannelId) -> list[Any]:
         return list(
             getattr(self.contract.events, event)().get_logs(
-                from_block=0, argument_filters={"channelId": cid}
+                from_block=self.from_block, argument_filters={"channelId": cid}
             )
         )
 

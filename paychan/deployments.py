@@ -144,20 +144,22 @@ def load_contract(chain: Chain, contract: str | None = None, location: Path | st
     """The ``PaymentChannels`` contract to use on ``chain``: ``contract`` (an address) when given, else the
     address recorded for the chain's id. Raises ``DeploymentNotFound`` when the address holds no code (a
     restarted devnet forgets its contracts)."""
+    from_block = 0
     if contract is not None:
         if not is_address(contract):
             raise DeploymentNotFound(f"--contract {contract!r} is not an address")
         address = to_checksum_address(contract)
         origin = "--contract"
     else:
-        address = to_checksum_address(read_deployment(chain.chain_id, location).address)
+        record = read_deployment(chain.chain_id, location)
+        address, from_block = to_checksum_address(record.address), record.block_number
         origin = str(deployment_path(chain.chain_id, location))
     if not chain.w3.eth.get_code(address):
         raise DeploymentNotFound(
             f"no contract code at {address} (from {origin}) on chain {chain.chain_id}; was the devnet restarted? "
             "run `paychan deploy` again"
         )
-    return PaychanContract(chain, address)
+    return PaychanContract(chain, address, from_block=from_block)
 
 
 def add_deployment_arguments(parser: argparse.ArgumentParser) -> None:

@@ -63,6 +63,10 @@ class ChainUnavailable(PaychanError):
     """Raised when the chain (an RPC URL) does not answer."""
 
 
+class InvalidPrivateKey(PaychanError):
+    """Raised when a private key to send from (``PAYCHAN_PRIVATE_KEYS``, say) is not 32 bytes of hex."""
+
+
 class UnknownChannel(PaychanError):
     """Raised when no channel with the given id or parameters exists on the contract."""
 

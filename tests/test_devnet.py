@@ -178,7 +178,8 @@ def test_deploy_writes_the_record_the_other_commands_read(devnet: Devnet, tmp_pa
     assert record.deployer == chain.accounts[0].address
     assert record.artifact_hash == artifact_hash(load_artifact())
     assert record.source_hash == load_artifact().source_hash
-    assert load_contract(chain, location=tmp_path).address == record.address
+    loaded = load_contract(chain, location=tmp_path)
+    assert (loaded.address, loaded.from_block) == (record.address, record.block_number)  # events from there on
 
 
 def test_deploy_into_a_named_json_file_and_by_environment_variable(devnet: Devnet, tmp_path: Path) -> None:
@@ -198,6 +199,38 @@ def test_deploy_into_a_named_json_file_and_by_environment_variable(devnet: Devne
     by_env = read_deployment(31337, tmp_path / "env").address
     assert by_env != by_file
     assert f"recorded in {tmp_path / 'env' / '31337.json'}" in result.stdout
+
+
+def test_deploy_sends_from_the_keys_in_paychan_private_keys(devnet: Devnet, tmp_path: Path) -> None:
+    funded = devnet.accounts[7]
+    env = {**os.environ, "PAYCHAN_PRIVATE_KEYS": "0x" + bytes(funded.key).hex()}
+    result = subprocess.run(
+        [*PAYCHAN, "deploy", "--rpc-url", devnet.url, "--deployments", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert read_deployment(31337, tmp_path).deployer == funded.address
+
+
+def test_a_bad_key_in_paychan_private_keys_fails_with_one_line_and_deploys_nothing(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PAYCHAN_PRIVATE_KEYS": "0x1234"}
+    result = subprocess.run(
+        [*PAYCHAN, "deploy", "--rpc-url", devnet.url, "--deployments", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert result.stderr == "paychan: error: a private key to send from (PAYCHAN_PRIVATE_KEYS) is not 32 bytes of hex\n"
+    assert not list(tmp_path.iterdir())
 
 
 def test_deploy_to_a_node_that_does_not_answer_fails_with_one_line(tmp_path: Path) -> None:
