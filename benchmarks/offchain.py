@@ -73,6 +73,7 @@ def measure_components(folder: Path, rounds: int = 2000) -> dict[str, float]:
     domain = Domain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
     cid = keccak(b"benchmark")
     address = Account.from_key(KEY_A).address
+
     def state(i: int) -> ChannelState:
         return ChannelState(cid, Nonce(i), Wei(10**18 - i), Wei(i), deposit_a=Wei(10**18), deposit_b=Wei(0))  # type: ignore[arg-type]
 

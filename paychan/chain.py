@@ -140,9 +140,7 @@ def embedded_chain(accounts: int = 10) -> Chain:
     from eth_tester import EthereumTester, PyEVMBackend
     from web3 import EthereumTesterProvider
 
-    backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params(
-        overrides={"gas_limit": 30_000_000}
-    ))
+    backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params(overrides={"gas_limit": 30_000_000}))
     keys = list(backend.account_keys)
     if accounts > len(keys):
         raise ValueError(f"the embedded chain has {len(keys)} funded accounts, not {accounts}")
@@ -163,7 +161,7 @@ def rpc_chain(
     """
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
     try:
-        w3.eth.chain_id
+        _ = w3.eth.chain_id  # the cheapest call every node answers
     except Exception as exc:  # requests' ConnectionError, timeouts, bad JSON
         raise ChainUnavailable(f"no Ethereum JSON-RPC node answers at {url} ({type(exc).__name__})") from exc
     private_keys = private_keys or [k.strip() for k in os.environ.get(PRIVATE_KEYS_ENV, "").split(",") if k.strip()]
@@ -174,9 +172,7 @@ def rpc_chain(
             raise InvalidPrivateKey(f"a private key to send from ({PRIVATE_KEYS_ENV}) is not 32 bytes of hex") from exc
     else:
         Account.enable_unaudited_hdwallet_features()
-        accounts = [
-            Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(10)
-        ]
+        accounts = [Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(10)]
     return Chain(w3=w3, kind="rpc", accounts=accounts, url=url, block_interval=block_interval)
 
 

@@ -131,7 +131,10 @@ def compile_contracts(root: Path | None = None, include_test: bool = False) -> d
                 abi=data["abi"],
                 bytecode="0x" + data["evm"]["bytecode"]["object"],
                 deployed_bytecode="0x" + data["evm"]["deployedBytecode"]["object"],
-                compiler={"solc": SOLC_VERSION, "settings": {k: v for k, v in settings.items() if k != "outputSelection"}},
+                compiler={
+                    "solc": SOLC_VERSION,
+                    "settings": {k: v for k, v in settings.items() if k != "outputSelection"},
+                },
                 source_hash=source_hash,
             )
     return artifacts

@@ -11,9 +11,10 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode
+from eth_abi.abi import decode
 from eth_account.signers.local import LocalAccount
-from eth_utils import function_abi_to_4byte_selector, to_checksum_address
+from eth_utils.abi import function_abi_to_4byte_selector
+from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.logs import DISCARD
@@ -32,6 +33,7 @@ from paychan.state import ETH, ChannelId, ChannelParams, ChannelState, SignedSta
 
 STATUS_NONE, STATUS_OPEN, STATUS_CLOSING = 0, 1, 2
 STATUS_NAMES = {STATUS_NONE: "none", STATUS_OPEN: "open", STATUS_CLOSING: "closing"}
+
 
 @dataclass(frozen=True)
 class OnchainChannel:
@@ -82,7 +84,7 @@ class ErrorDecoder:
         self._errors: dict[bytes, tuple[type[ContractCustomError], list[str]]] = {}
         for item in abi:
             if item["type"] == "error":
-                selector = function_abi_to_4byte_selector(item)
+                selector = function_abi_to_4byte_selector(item)  # type: ignore[arg-type]
                 self._errors[selector] = (classes[item["name"]], [i["type"] for i in item["inputs"]])
 
     def decode(self, data: bytes) -> ContractCustomError | None:
@@ -91,7 +93,7 @@ class ErrorDecoder:
             return None
         cls, types = entry
         values = decode(types, bytes(data[4:])) if types else ()
-        return cls(*[to_checksum_address(v) if t == "address" else v for t, v in zip(types, values)])
+        return cls(*[to_checksum_address(v) if t == "address" else v for t, v in zip(types, values, strict=True)])
 
     def reraise(self, exc: Exception) -> None:
         """Raises the decoded custom error of ``exc``, or ``TransactionFailed`` for any other revert."""
@@ -158,14 +160,17 @@ class PaychanContract:
     # --- deploying -------------------------------------------------------------------------------
 
     @classmethod
-    def deploy(cls, chain: Chain, deployer: LocalAccount, artifact: Artifact | None = None) -> tuple[PaychanContract, TxReceipt]:
+    def deploy(
+        cls, chain: Chain, deployer: LocalAccount, artifact: Artifact | None = None
+    ) -> tuple[PaychanContract, TxReceipt]:
         artifact = artifact or load_artifact()
         factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         tx = factory.constructor().build_transaction({"from": deployer.address, "gas": 3_000_000})
         receipt = chain.send(deployer, {"data": tx["data"], "gas": 3_000_000})
-        if receipt["status"] != 1:
+        address = receipt["contractAddress"]
+        if receipt["status"] != 1 or address is None:
             raise TransactionFailed("deploying PaymentChannels failed")
-        return cls(chain, receipt["contractAddress"], artifact, from_block=int(receipt["blockNumber"])), receipt
+        return cls(chain, address, artifact, from_block=int(receipt["blockNumber"])), receipt
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -177,7 +182,9 @@ class PaychanContract:
             else:
                 tx["gas"] = gas
             built = fn.build_transaction({**tx, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0})
-            receipt = self.chain.send(sender, {"to": self.address, "data": built["data"], "value": value, "gas": tx["gas"]})
+            receipt = self.chain.send(
+                sender, {"to": self.address, "data": built["data"], "value": value, "gas": tx["gas"]}
+            )
         except ContractCustomError:
             raise
         except Exception as exc:  # web3 / node errors carrying revert data
@@ -220,25 +227,35 @@ class PaychanContract:
     ) -> tuple[ChannelParams, TxReceipt]:
         """Opens a channel from ``sender`` (A) to ``counterparty`` (B), funding A with ``amount``."""
         value = amount if asset == ETH else 0
-        fn = self.contract.functions.open(to_checksum_address(counterparty), to_checksum_address(asset), challenge_period, amount)
+        fn = self.contract.functions.open(
+            to_checksum_address(counterparty), to_checksum_address(asset), challenge_period, amount
+        )
         receipt = self._transact(sender, fn, value, gas)
         (event,) = self.contract.events.ChannelOpened().process_receipt(receipt, errors=DISCARD)
         args = event["args"]
-        params = ChannelParams(args["participantA"], args["participantB"], args["asset"], args["challengePeriod"], args["number"])
+        params = ChannelParams(
+            args["participantA"], args["participantB"], args["asset"], args["challengePeriod"], args["number"]
+        )
         return params, receipt
 
-    def deposit(self, sender: LocalAccount, params: ChannelParams, participant: str, amount: int, gas: int | None = None) -> TxReceipt:
+    def deposit(
+        self, sender: LocalAccount, params: ChannelParams, participant: str, amount: int, gas: int | None = None
+    ) -> TxReceipt:
         """Adds ``amount`` to ``participant``'s deposit, paid by ``sender``."""
         value = amount if params.asset == ETH else 0
         fn = self.contract.functions.deposit(params.as_tuple(), to_checksum_address(participant), amount)
         return self._transact(sender, fn, value, gas)
 
-    def cooperative_close(self, sender: LocalAccount, params: ChannelParams, signed: SignedState, gas: int | None = None) -> TxReceipt:
+    def cooperative_close(
+        self, sender: LocalAccount, params: ChannelParams, signed: SignedState, gas: int | None = None
+    ) -> TxReceipt:
         """Pays out at once by a state both signed as final."""
         fn = self.contract.functions.cooperativeClose(params.as_tuple(), signed.state.as_tuple(), *_signatures(signed))
         return self._transact(sender, fn, 0, gas)
 
-    def close(self, sender: LocalAccount, params: ChannelParams, signed: SignedState | None = None, gas: int | None = None) -> TxReceipt:
+    def close(
+        self, sender: LocalAccount, params: ChannelParams, signed: SignedState | None = None, gas: int | None = None
+    ) -> TxReceipt:
         """Starts a unilateral close with ``signed`` (or, with None, the deposits as nonce 0)."""
         if signed is None or signed.state.nonce == 0:
             fn = self.contract.functions.closeWithoutState(params.as_tuple())
@@ -246,7 +263,14 @@ class PaychanContract:
             fn = self.contract.functions.close(params.as_tuple(), signed.state.as_tuple(), *_signatures(signed))
         return self._transact(sender, fn, 0, gas)
 
-    def challenge(self, sender: LocalAccount, params: ChannelParams, signed: SignedState, recorded: RecordedState | None = None, gas: int | None = None) -> TxReceipt:
+    def challenge(
+        self,
+        sender: LocalAccount,
+        params: ChannelParams,
+        signed: SignedState,
+        recorded: RecordedState | None = None,
+        gas: int | None = None,
+    ) -> TxReceipt:
         """Replaces the recorded state of a closing channel with the newer ``signed``."""
         recorded = recorded or self.recorded_state(self.channel_id(params))
         fn = self.contract.functions.challenge(
@@ -254,7 +278,9 @@ class PaychanContract:
         )
         return self._transact(sender, fn, 0, gas)
 
-    def settle(self, sender: LocalAccount, params: ChannelParams, recorded: RecordedState | None = None, gas: int | None = None) -> TxReceipt:
+    def settle(
+        self, sender: LocalAccount, params: ChannelParams, recorded: RecordedState | None = None, gas: int | None = None
+    ) -> TxReceipt:
         """Pays out the recorded state after the deadline."""
         recorded = recorded or self.recorded_state(self.channel_id(params))
         fn = self.contract.functions.settle(params.as_tuple(), recorded.as_record())

@@ -24,7 +24,9 @@ class ContractCustomError(PaychanError):
     fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        values = dict(zip(self.fields, args))
+        if len(args) > len(self.fields):
+            raise TypeError(f"{type(self).__name__} takes {len(self.fields)} values, got {len(args)}")
+        values = dict(zip(self.fields, args, strict=False))
         values.update(kwargs)
         missing = [f for f in self.fields if f not in values]
         if missing:
@@ -39,7 +41,7 @@ class ContractCustomError(PaychanError):
         return f"{type(self).__name__}({inner})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.values == other.values  # type: ignore[attr-defined]
+        return isinstance(other, ContractCustomError) and type(self) is type(other) and self.values == other.values
 
     def __hash__(self) -> int:
         return hash((type(self), tuple(self.values.items())))

@@ -164,33 +164,43 @@ class Ledger:
         out = lines.append
         out(f"== {self.title} ==")
         out(f"chain: {self.chain_kind} (chain id {self.chain_id}); contract {self.contract}")
-        out(f"channel {self.channel_id}; asset {'ETH' if self.asset == ETH else self.asset}; "
-            f"challenge period {self.challenge_period} s")
+        out(
+            f"channel {self.channel_id}; asset {'ETH' if self.asset == ETH else self.asset}; "
+            f"challenge period {self.challenge_period} s"
+        )
         for p in self.parties.values():
             out(f"  participant {p.role}: {p.name} {p.address}")
         out("")
         out("Deposits (who locked up funds, from Deposited events):")
         for d in self.deposits:
-            out(f"  {d['depositor']} deposited {format_eth(d['amount'])} for {d['participant']} "
-                f"(tx {d['tx_hash'][:12]}…, block {d['block']})")
+            out(
+                f"  {d['depositor']} deposited {format_eth(d['amount'])} for {d['participant']} "
+                f"(tx {d['tx_hash'][:12]}…, block {d['block']})"
+            )
         out("")
         out(f"Off-chain states ({len(self.states)}, each signed by both; no gas, no transaction):")
         for s in self.states:
             final = "FINAL" if s.is_final else ""
-            out(f"  nonce {s.nonce:>3} {final:<5} A {format_eth(s.balance_a):>26}  B {format_eth(s.balance_b):>26}"
-                f"  signed by {' + '.join(s.signed_by)}  ({s.note})")
+            out(
+                f"  nonce {s.nonce:>3} {final:<5} A {format_eth(s.balance_a):>26}  B {format_eth(s.balance_b):>26}"
+                f"  signed by {' + '.join(s.signed_by)}  ({s.note})"
+            )
         out("")
         out("On-chain transactions (fee = gas used x effective gas price = base fee burned + tip to block producer):")
         for t in self.transactions:
-            out(f"  {t.label:<34} sent by {t.sender:<10} gas {t.gas_used:>9,}  fee {t.fee:>17,} wei "
-                f"= burned {t.base_fee_burned:>17,} + tip {t.priority_tip:>15,} (block {t.block})")
-        out(f"  total burned: {format_eth(self.total_burned())}; total tips to block producer "
-            f"{self._producers()}: {format_eth(self.total_tips())}")
+            out(
+                f"  {t.label:<34} sent by {t.sender:<10} gas {t.gas_used:>9,}  fee {t.fee:>17,} wei "
+                f"= burned {t.base_fee_burned:>17,} + tip {t.priority_tip:>15,} (block {t.block})"
+            )
+        out(
+            f"  total burned: {format_eth(self.total_burned())}; total tips to block producer "
+            f"{self._producers()}: {format_eth(self.total_tips())}"
+        )
         out("")
         out("Payouts (from the contract's events):")
-        for p in self.payouts:
-            how = "pushed" if not p.get("deferred") else "deferred to claim"
-            out(f"  {p['name']} got back {format_eth(p['amount'])} ({how})")
+        for payout in self.payouts:
+            how = "pushed" if not payout.get("deferred") else "deferred to claim"
+            out(f"  {payout['name']} got back {format_eth(payout['amount'])} ({how})")
         if self.events:
             out("")
             out("What happened:")
@@ -202,19 +212,29 @@ class Ledger:
             direction = "received from" if p.channel_result >= 0 else "paid to"
             other = next((q.name for q in self.parties.values() if q is not p), "the counterparty")
             ok = "✓" if p.wallet_change == p.channel_result - p.fees else "✗ MISMATCH"
-            out(f"  {p.name}: deposited {format_eth(p.deposited)}, got back {format_eth(p.paid_out)}: "
+            out(
+                f"  {p.name}: deposited {format_eth(p.deposited)}, got back {format_eth(p.paid_out)}: "
                 f"{direction} {other} {format_eth(abs(p.channel_result))} through the channel; "
-                f"fees {format_eth(p.fees)}")
-            out(f"      fees: {format_eth(p.fees_burned)} base fee burned + "
-                f"{format_eth(p.fees_tip)} tip to the block producer")
-            out(f"      wallet {format_eth(p.wallet_before)} -> {format_eth(p.wallet_after)} "
-                f"(change {format_eth(p.wallet_change)} = channel result - fees {ok})")
+                f"fees {format_eth(p.fees)}"
+            )
+            out(
+                f"      fees: {format_eth(p.fees_burned)} base fee burned + "
+                f"{format_eth(p.fees_tip)} tip to the block producer"
+            )
+            out(
+                f"      wallet {format_eth(p.wallet_before)} -> {format_eth(p.wallet_after)} "
+                f"(change {format_eth(p.wallet_change)} = channel result - fees {ok})"
+            )
         deposited = sum(p.deposited for p in self.parties.values())
         paid_out = sum(p.paid_out for p in self.parties.values())
-        out(f"  channel: {format_eth(deposited)} deposited, {format_eth(paid_out)} paid out; "
-            f"the contract keeps {format_eth(deposited - paid_out)}")
-        out("  what one party lost through the channel the other gained (off-chain payments cost no gas); "
-            "fees went to the burn (base fee) and to the block producer (tip); each sender paid its own.")
+        out(
+            f"  channel: {format_eth(deposited)} deposited, {format_eth(paid_out)} paid out; "
+            f"the contract keeps {format_eth(deposited - paid_out)}"
+        )
+        out(
+            "  what one party lost through the channel the other gained (off-chain payments cost no gas); "
+            "fees went to the burn (base fee) and to the block producer (tip); each sender paid its own."
+        )
         return "\n".join(lines)
 
     def _producers(self) -> str:
@@ -250,7 +270,9 @@ class LedgerRecorder:
         for role, address in (("A", params.participant_a), ("B", params.participant_b)):
             name = self.name(address)
             ledger.parties[name] = PartyRecord(
-                name=name, role=role, address=address,
+                name=name,
+                role=role,
+                address=address,
                 wallet_before=self.chain.balance(address, wallets_before_block),
             )
 
@@ -315,10 +337,16 @@ class LedgerRecorder:
         for ev in events.Deposited().process_receipt(receipt, errors=DISCARD):
             a = ev["args"]
             name = self.name(a["participant"])
-            ledger.deposits.append({
-                "depositor": self.name(a["depositor"]), "participant": name, "amount": a["amount"],
-                "total": a["total"], "tx_hash": tx_hash, "block": block,
-            })
+            ledger.deposits.append(
+                {
+                    "depositor": self.name(a["depositor"]),
+                    "participant": name,
+                    "amount": a["amount"],
+                    "total": a["total"],
+                    "tx_hash": tx_hash,
+                    "block": block,
+                }
+            )
             if name in ledger.parties:
                 ledger.parties[name].deposited += a["amount"]
             self._timeline_onchain(f"{name} deposits")
@@ -337,10 +365,16 @@ class LedgerRecorder:
             parties = list(ledger.parties.values())
             for party, amount in zip(parties, (a["payoutA"], a["payoutB"]), strict=True):
                 party.paid_out += amount
-                ledger.payouts.append({
-                    "name": party.name, "role": party.role, "amount": amount,
-                    "deferred": party.address in deferred, "tx_hash": tx_hash, "block": block,
-                })
+                ledger.payouts.append(
+                    {
+                        "name": party.name,
+                        "role": party.role,
+                        "amount": amount,
+                        "deferred": party.address in deferred,
+                        "tx_hash": tx_hash,
+                        "block": block,
+                    }
+                )
             ledger.timeline.append(TimelinePoint("settled" if not a["cooperative"] else "closed", 0, 0, True))
 
     def _timeline_onchain(self, step: str) -> None:

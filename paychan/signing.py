@@ -14,7 +14,7 @@ from typing import Any
 
 import coincurve
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from paychan.exceptions import InvalidSignature, MalformedMessage, MalleableSignature
 from paychan.state import ChannelState, Signature
@@ -26,9 +26,7 @@ STATE_TYPE = (
     "bytes32 locksRoot,bool isFinal)"
 )
 STATE_TYPEHASH = keccak(STATE_TYPE.encode())
-DOMAIN_TYPEHASH = keccak(
-    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
+DOMAIN_TYPEHASH = keccak(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
 HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -117,8 +115,13 @@ def recover_signer(domain: Domain, state: ChannelState, signature: Signature) ->
     Raises ``MalleableSignature`` for a high-s signature, as the contract does, and ``MalformedMessage`` for
     anything but two 32-byte words.
     """
-    if not (isinstance(signature, Signature) and isinstance(signature.r, bytes) and isinstance(signature.vs, bytes)
-            and len(signature.r) == 32 and len(signature.vs) == 32):
+    if not (
+        isinstance(signature, Signature)
+        and isinstance(signature.r, bytes)
+        and isinstance(signature.vs, bytes)
+        and len(signature.r) == 32
+        and len(signature.vs) == 32
+    ):
         raise MalformedMessage("a signature is two 32-byte words (r, vs)")
     if signature.s > HALF_N:
         raise MalleableSignature(s=signature.s.to_bytes(32, "big"))  # bytes32 s, as the contract reports it

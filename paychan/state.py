@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import NewType
 
-from eth_abi import encode
+from eth_abi.abi import encode
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from paychan.exceptions import MalformedMessage
 
@@ -139,7 +139,13 @@ class ChannelState:
     def as_tuple(self) -> tuple[int, int, int, int, int, bytes, bool]:
         """The contract's ``State`` calldata tuple (the channel id comes from ``Channel``)."""
         return (
-            self.nonce, self.balance_a, self.balance_b, self.deposit_a, self.deposit_b, self.locks_root, self.is_final
+            self.nonce,
+            self.balance_a,
+            self.balance_b,
+            self.deposit_a,
+            self.deposit_b,
+            self.locks_root,
+            self.is_final,
         )
 
     def to_json(self) -> dict[str, object]:

@@ -133,7 +133,9 @@ def session_contract(chain: Chain, deployer: LocalAccount, artifacts: dict[str, 
 
 
 @pytest.fixture(scope="session")
-def session_token(chain: Chain, deployer: LocalAccount, artifacts: dict[str, Artifact], alice: LocalAccount, bob: LocalAccount) -> Any:
+def session_token(
+    chain: Chain, deployer: LocalAccount, artifacts: dict[str, Artifact], alice: LocalAccount, bob: LocalAccount
+) -> Any:
     """A TestToken with 1,000 tokens minted to alice and bob, and approved to the channels contract."""
     token = deploy_test_contract(chain, deployer, artifacts["TestToken"])
     return token
@@ -204,7 +206,14 @@ def contract(session_contract: PaychanContract) -> Iterator[PaychanContract]:
 
 
 @pytest.fixture
-def token(session_token: Any, chain: Chain, alice: LocalAccount, bob: LocalAccount, carol: LocalAccount, contract: PaychanContract) -> Any:
+def token(
+    session_token: Any,
+    chain: Chain,
+    alice: LocalAccount,
+    bob: LocalAccount,
+    carol: LocalAccount,
+    contract: PaychanContract,
+) -> Any:
     for holder in (alice, bob, carol):
         send_fn(chain, holder, session_token.functions.mint(holder.address, 1_000 * ETHER))
         send_fn(chain, holder, session_token.functions.approve(contract.address, 2**256 - 1))
@@ -239,8 +248,15 @@ def assert_conservation(contract: PaychanContract) -> None:
     w3 = contract.chain.w3
     held = held_by_contract(contract)
     assert w3.eth.get_balance(contract.address) == held.get(ETH, 0), "ETH held != ETH accounted for"
-    erc20_abi = [{"name": "balanceOf", "type": "function", "stateMutability": "view",
-                  "inputs": [{"name": "a", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]}]
+    erc20_abi = [
+        {
+            "name": "balanceOf",
+            "type": "function",
+            "stateMutability": "view",
+            "inputs": [{"name": "a", "type": "address"}],
+            "outputs": [{"name": "", "type": "uint256"}],
+        }
+    ]
     for asset, amount in held.items():
         if asset != ETH:
             balance = w3.eth.contract(address=asset, abi=erc20_abi).functions.balanceOf(contract.address).call()  # type: ignore[call-overload]
@@ -272,8 +288,14 @@ class ChannelPair:
 def open_channel(contract: PaychanContract, alice: LocalAccount, bob: LocalAccount) -> Callable[..., ChannelPair]:
     """Factory: opens an ETH (or ``asset``) channel alice→bob with deposits, returns both views."""
 
-    def _open(deposit_a: int = 5 * ETHER, deposit_b: int = 0, asset: str = ETH, period: int = PERIOD,
-              a: LocalAccount = alice, b: LocalAccount = bob) -> ChannelPair:
+    def _open(
+        deposit_a: int = 5 * ETHER,
+        deposit_b: int = 0,
+        asset: str = ETH,
+        period: int = PERIOD,
+        a: LocalAccount = alice,
+        b: LocalAccount = bob,
+    ) -> ChannelPair:
         params, _ = contract.open_channel(a, b.address, deposit_a, asset=asset, challenge_period=period)
         if deposit_b:
             contract.deposit(b, params, b.address, deposit_b)
@@ -296,9 +318,17 @@ def signed_state(contract: PaychanContract, alice: LocalAccount, bob: LocalAccou
     that was never opened, the balances themselves.
     """
 
-    def _signed(params: ChannelParams, nonce: int, balance_a: int, balance_b: int, is_final: bool = False,
-                key_a: bytes | None = None, key_b: bytes | None = None, locks_root: bytes = b"\x00" * 32,
-                deposits: tuple[int, int] | None = None) -> SignedState:
+    def _signed(
+        params: ChannelParams,
+        nonce: int,
+        balance_a: int,
+        balance_b: int,
+        is_final: bool = False,
+        key_a: bytes | None = None,
+        key_b: bytes | None = None,
+        locks_root: bytes = b"\x00" * 32,
+        deposits: tuple[int, int] | None = None,
+    ) -> SignedState:
         cid = contract.channel_id(params)
         if deposits is None:
             onchain = contract.get_channel(cid)
@@ -309,8 +339,16 @@ def signed_state(contract: PaychanContract, alice: LocalAccount, bob: LocalAccou
                     deposits = contract.deposits_from_events(cid)
                 except UnknownChannel:
                     deposits = (balance_a, balance_b)
-        state = ChannelState(cid, Nonce(nonce), Wei(balance_a), Wei(balance_b), locks_root, is_final,
-                             deposit_a=Wei(deposits[0]), deposit_b=Wei(deposits[1]))
+        state = ChannelState(
+            cid,
+            Nonce(nonce),
+            Wei(balance_a),
+            Wei(balance_b),
+            locks_root,
+            is_final,
+            deposit_a=Wei(deposits[0]),
+            deposit_b=Wei(deposits[1]),
+        )
         return SignedState(
             state,
             sign_state(contract.domain, state, key_a or alice.key),

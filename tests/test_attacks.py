@@ -132,7 +132,9 @@ def test_signature_replay_from_another_chain_id_reverts_invalid_signature(contra
     pair = open_channel(5 * ETHER)
     foreign = Domain(chain_id=1, verifying_contract=contract.address)
     foreign_id = channel_id(pair.params, 1, contract.address)
-    state = ChannelState(foreign_id, Nonce(1), Wei(3 * ETHER), Wei(2 * ETHER), deposit_a=Wei(5 * ETHER), deposit_b=Wei(0))
+    state = ChannelState(
+        foreign_id, Nonce(1), Wei(3 * ETHER), Wei(2 * ETHER), deposit_a=Wei(5 * ETHER), deposit_b=Wei(0)
+    )
     signed = SignedState(state, sign_state(foreign, state, alice.key), sign_state(foreign, state, bob.key))
     here = replace(state, channel_id=contract.channel_id(pair.params))
     recovered = recover_signer(contract.domain, here, signed.sig_a)
@@ -580,7 +582,9 @@ def test_reentrancy_from_a_recipient_into_settle_during_payout_reverts_reentranc
     chain, contract, receiver_channel, alice, carol
 ):
     receiver, params = receiver_channel
-    settle_again = encode(contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record())
+    settle_again = encode(
+        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record()
+    )
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, False))
     before = chain.balance(alice.address)
     receipt = contract.settle(carol, params, gas=GAS)
@@ -609,7 +613,9 @@ def test_reentrancy_from_a_rejecting_recipient_defers_its_payout_and_still_pays_
     chain, contract, receiver_channel, alice, carol
 ):
     receiver, params = receiver_channel
-    settle_again = encode(contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record())
+    settle_again = encode(
+        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record()
+    )
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, True))
     before = chain.balance(alice.address)
     receipt = contract.settle(carol, params, gas=GAS)
@@ -624,7 +630,9 @@ def test_reentrancy_from_a_recipient_into_claim_during_claim_reverts_reentrancy_
     chain, contract, receiver_channel, carol
 ):
     receiver, params = receiver_channel
-    settle_again = encode(contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record())
+    settle_again = encode(
+        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record()
+    )
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, True))
     contract.settle(carol, params, gas=GAS)
     assert contract.owed(receiver.address) == 2 * ETHER
@@ -677,7 +685,9 @@ def test_reentrancy_from_a_token_transfer_hook_during_payout_reverts_reentrancy_
     contract.deposit(bob, params, bob.address, 40)
     contract.close(alice, params)
     chain.time_travel(PERIOD + 1)
-    settle_again = encode(contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record())
+    settle_again = encode(
+        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record()
+    )
     send_fn(chain, carol, token.functions.setAttack(contract.address, settle_again, False))
     before = token_balance(token, alice.address), token_balance(token, bob.address)
     receipt = contract.settle(carol, params, gas=GAS)

@@ -27,8 +27,11 @@ def test_the_dispute_pays_bob_the_newest_state_not_the_stale_one(chain, contract
     ledger = run_dispute(chain, contract)
     labels = [tx.label for tx in ledger.transactions]
     assert labels == [
-        "open channel + deposit (alice)", "deposit (bob)", "close with stale state (alice)",
-        "challenge with newest state (bob)", "settle (bob)",
+        "open channel + deposit (alice)",
+        "deposit (bob)",
+        "close with stale state (alice)",
+        "challenge with newest state (bob)",
+        "settle (bob)",
     ]
     payouts = {p["name"]: p["amount"] for p in ledger.payouts}
     assert payouts == {"alice": 1 * ETHER, "bob": 4 * ETHER}
@@ -43,7 +46,8 @@ def test_paychan_demo_prints_both_ledgers_as_json(capsys):
     assert main(["demo", "--json", "--payments", "3"]) == 0
     ledgers = json.loads(capsys.readouterr().out)
     assert [ledger["title"] for ledger in ledgers] == [
-        "Cooperative lifecycle", "Dispute: a stale close beaten by a challenge",
+        "Cooperative lifecycle",
+        "Dispute: a stale close beaten by a challenge",
     ]
     assert ledgers[0]["transactions"][0]["label"] == "deploy PaymentChannels"
     assert all(p["reconciles"] for ledger in ledgers for p in ledger["parties"].values())

@@ -521,9 +521,7 @@ class ChannelMachine(RuleBasedStateMachine):
             ch.submitted.append((timestamp, ms.state.nonce, payout_a, payout_b))
         sigs = (ms.signed.sig_a.as_tuple(), ms.signed.sig_b.as_tuple())
         record = (rec_a, rec_b, ch.deposit_a, ch.deposit_b, ch.salt)  # the deposits are final since the close
-        receipt = self._send(
-            sender, "challenge", [ch.params.as_tuple(), record, ms.state.as_tuple(), *sigs], 0, expect
-        )
+        receipt = self._send(sender, "challenge", [ch.params.as_tuple(), record, ms.state.as_tuple(), *sigs], 0, expect)
         if receipt is None:
             return
         state = ms.state

@@ -19,6 +19,7 @@ def record(receipt, event, balance_a: int, balance_b: int) -> tuple[int, ...]:
     (log,) = receipt.decode_logs(event)
     return (balance_a, balance_b, *DEPOSITS, log.salt)
 
+
 STATUS_NONE, STATUS_OPEN, STATUS_CLOSING = 0, 1, 2
 
 

@@ -55,7 +55,9 @@ def test_a_stale_unilateral_close_is_challenged_by_the_node_and_the_newest_state
     countersigned: list[SignedState] = []
     for nonce in (1, 2, 3):
         paid = nonce * 10**17
-        state = ChannelState(cid, Nonce(nonce), Wei(DEPOSIT - paid), Wei(paid), deposit_a=Wei(DEPOSIT), deposit_b=Wei(0))
+        state = ChannelState(
+            cid, Nonce(nonce), Wei(DEPOSIT - paid), Wei(paid), deposit_a=Wei(DEPOSIT), deposit_b=Wei(0)
+        )
         proposal = SignedState(state, sign_state(contract.domain, state, KEY_C), None)
         answer = post(bob.peer_url + "/peer/propose", Propose(cid, 0, [proposal]).to_json())
         countersigned.append(parse_signed(answer["states"][0]))
