@@ -179,11 +179,16 @@ class Node:
         self.runtimes: dict[bytes, Runtime] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paychan-chain")
         self._started = False
-        self._sync_task: asyncio.Task[None] | None = None
+        # Channels loaded from the store: each first adopts the peer's newer doubly-signed state, if any,
+        # before signing anything new (after a restore from an old backup we may have signed a nonce the
+        # backup does not hold; the peer's copy tells us, and we never sign another state at it).
+        self._unsynced: set[bytes] = set()
         # counters for ``status``: batches we sent, states the peer countersigned, states we countersigned
         self.stats = {"batchesSent": 0, "statesSent": 0, "batchesReceived": 0, "statesCountersigned": 0}
         for record in store.channels():
             self._load(record)
+            if record.status != STATUS_CLOSED:
+                self._unsynced.add(record.channel_id)
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -233,7 +238,8 @@ class Node:
         return self._load(record)
 
     async def start(self) -> None:
-        """Starts one sender task per channel (it re-sends proposals a crash left unanswered)."""
+        """Starts one sender task per channel: it first syncs with the peer, then re-sends proposals a crash
+        left unanswered and sends new payments."""
         self._started = True
         loop = asyncio.get_running_loop()
         for runtime in self.runtimes.values():
@@ -241,7 +247,6 @@ class Node:
                 runtime.sender = loop.create_task(self._sender(runtime.cid))
             if runtime.inflight:
                 runtime.wakeup.set()
-        self._sync_task = loop.create_task(self._sync_all())
 
     async def sync(self, cid: bytes) -> bool:
         """Adopts the peer's latest state if it is newer and signed by both (after a restore from backup).
@@ -263,21 +268,24 @@ class Node:
         log.warning("channel 0x%s: adopted the peer's newer state %d", runtime.cid.hex()[:12], theirs.state.nonce)
         return True
 
-    async def _sync_all(self) -> None:
-        for cid in list(self.runtimes):
-            if self.runtimes[cid].record.status == STATUS_CLOSED:
-                continue
-            try:
-                await self.sync(cid)
-            except (PaychanError, ValueError) as exc:
-                log.info("channel 0x%s: no sync with the peer: %s", cid.hex()[:12], exc)
+    async def _sync_first(self, cid: bytes) -> None:
+        """Syncs a channel loaded from the store with the peer, once; raises while the peer cannot answer.
+
+        A peer that does not know the channel holds no state of it, so there is nothing to adopt.
+        """
+        try:
+            await self.sync(cid)
+        except PeerRefused as exc:
+            if exc.type != "UnknownChannel":
+                raise
+        except DoubleSignRefused as exc:  # the peer's state conflicts with one we signed: keep ours
+            log.error("channel 0x%s: the peer's latest state conflicts with ours: %s", cid.hex()[:12], exc)
+        self._unsynced.discard(cid)
 
     async def stop(self) -> None:
         for runtime in self.runtimes.values():
             if runtime.sender is not None:
                 runtime.sender.cancel()
-        if self._sync_task is not None:
-            self._sync_task.cancel()
         await self.peer.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -438,6 +446,19 @@ class Node:
         """Sends this channel's queued payments in batches, re-sending unanswered proposals first."""
         backoff = 0.02
         while True:
+            # Sync once the proposals a crash left in flight are answered (they are states we signed
+            # already, so sending them again is safe); nothing new is signed before.
+            pending = self.runtimes[cid]
+            if cid in self._unsynced and not pending.inflight and pending.record.status != STATUS_CLOSED:
+                try:
+                    await self._sync_first(cid)
+                except asyncio.CancelledError:
+                    raise
+                except (PaychanError, ValueError) as exc:  # the peer is down or answered garbage: retry
+                    log.info("channel 0x%s: no sync with the peer yet: %s", cid.hex()[:12], exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 1.0)
+                    continue
             runtime = self.runtimes[cid]
             if not runtime.queue and not runtime.inflight:
                 runtime.wakeup.clear()
@@ -450,6 +471,8 @@ class Node:
                 async with runtime.lock:
                     runtime = self.runtimes[cid]
                     if not runtime.inflight:
+                        if cid in self._unsynced:
+                            continue  # not synced with the peer yet: sign nothing new
                         await self._acquire_turn(runtime)
                         if not runtime.turn_wanted:
                             self._build_batch(runtime)
@@ -501,6 +524,7 @@ class Node:
     def _may_build(self, runtime: Runtime) -> bool:
         return bool(
             runtime.queue
+            and runtime.cid not in self._unsynced
             and runtime.has_turn()
             and not runtime.turn_wanted
             and len(runtime.inflight) < 2 * self.max_batch

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -86,6 +87,47 @@ def test_a_node_restored_from_an_old_backup_catches_up_with_its_peer(
     assert bob.status()["latest"] == alice.status()["latest"]
     alice.control("POST", "/pay", {"amount": "10"})
     assert bob.status()["nonce"] == 51
+
+
+def test_a_node_restored_from_an_old_backup_signs_nothing_new_until_its_peer_answers(
+    node_processes: Callable[[str, bytes], NodeProcess], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The backup holds nonce 20, but bob had signed up to 50: a payment asked of the restored bob while
+    alice is down waits, and once alice answers it goes out as nonce 51, never as a second nonce 21."""
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    alice.control("POST", "/open", {"peer": bob.peer_url, "deposit": str(DEPOSIT)})
+    alice.control("POST", "/pay", {"amount": "10", "count": 20})
+    backup = tmp_path / "bob.backup.db"
+    assert paychan(capsys, "backup", "--db", str(bob.db), "--out", str(backup))[0] == 0
+    alice.control("POST", "/pay", {"amount": "10", "count": 30})
+    cid = bytes.fromhex(alice.status()["channelId"][2:])
+    bob.stop()
+    alice.stop()
+    assert paychan(capsys, "restore", "--backup", str(backup), "--db", str(bob.db), "--force")[0] == 0
+
+    bob.start()
+    paid: dict[str, Any] = {}
+    payer = threading.Thread(target=lambda: paid.update(bob.control("POST", "/pay", {"amount": "1"}, timeout=60)))
+    payer.start()
+    time.sleep(1.5)  # bob's sender keeps asking the absent alice for her latest state
+    assert payer.is_alive()
+    during = Store(bob.db)
+    assert during.states(cid)[-1].state.nonce == 20  # nothing signed meanwhile
+    during.close()
+    alice.start()
+    payer.join(timeout=60)
+    assert paid["nonce"] == 51
+    assert bob.status()["latest"] == alice.status()["latest"]
+    bob.stop()
+    alice.stop()
+    mine, theirs = Store(bob.db), Store(alice.db)
+    at_21 = [[s for s in store.states(cid) if s.state.nonce == 21] for store in (mine, theirs)]
+    assert all(len(states) <= 1 for states in at_21)
+    assert [s.state for s in at_21[0]] in ([], [s.state for s in at_21[1]])  # no second state at nonce 21
+    mine.close()
+    theirs.close()
 
 
 def test_a_wrong_keystore_password_stops_the_node_with_one_line(
