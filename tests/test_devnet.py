@@ -201,17 +201,21 @@ def test_deploy_into_a_named_json_file_and_by_environment_variable(devnet: Devne
     assert f"recorded in {tmp_path / 'env' / '31337.json'}" in result.stdout
 
 
-def test_deploy_sends_from_the_keys_in_paychan_private_keys(devnet: Devnet, tmp_path: Path) -> None:
-    funded = devnet.accounts[7]
-    env = {**os.environ, "PAYCHAN_PRIVATE_KEYS": "0x" + bytes(funded.key).hex()}
-    result = subprocess.run(
+def deploy_with_keys(devnet: Devnet, tmp_path: Path, keys: str) -> subprocess.CompletedProcess[str]:
+    """``paychan deploy`` to ``devnet`` with ``PAYCHAN_PRIVATE_KEYS=keys``."""
+    return subprocess.run(
         [*PAYCHAN, "deploy", "--rpc-url", devnet.url, "--deployments", str(tmp_path)],
-        env=env,
+        env={**os.environ, "PAYCHAN_PRIVATE_KEYS": keys},
         capture_output=True,
         text=True,
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
+
+
+def test_deploy_sends_from_the_keys_in_paychan_private_keys(devnet: Devnet, tmp_path: Path) -> None:
+    funded = devnet.accounts[7]
+    result = deploy_with_keys(devnet, tmp_path, "0x" + bytes(funded.key).hex())
     assert result.returncode == 0, result.stderr
     assert read_deployment(31337, tmp_path).deployer == funded.address
 
@@ -219,15 +223,7 @@ def test_deploy_sends_from_the_keys_in_paychan_private_keys(devnet: Devnet, tmp_
 def test_a_bad_key_in_paychan_private_keys_fails_with_one_line_and_deploys_nothing(
     devnet: Devnet, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "PAYCHAN_PRIVATE_KEYS": "0x1234"}
-    result = subprocess.run(
-        [*PAYCHAN, "deploy", "--rpc-url", devnet.url, "--deployments", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    result = deploy_with_keys(devnet, tmp_path, "0x1234")
     assert result.returncode == 1
     assert result.stderr == "paychan: error: a private key to send from (PAYCHAN_PRIVATE_KEYS) is not 32 bytes of hex\n"
     assert not list(tmp_path.iterdir())

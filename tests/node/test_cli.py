@@ -57,9 +57,11 @@ def test_open_pay_status_and_close_drive_two_running_nodes(
     assert devnet_contract.get_channel(bytes.fromhex(channel[2:])).status == 0
 
 
-def test_a_node_restored_from_an_old_backup_catches_up_with_its_peer(
+def backed_up_after_20_payments_then_paid_30_more(
     node_processes: Callable[[str, bytes], NodeProcess], capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+) -> tuple[NodeProcess, NodeProcess, Path]:
+    """Two running nodes; alice pays bob 20 times, bob's store is backed up while he runs, alice pays 30
+    more. Returns alice, bob and the backup (which holds nonce 20 as its latest)."""
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
@@ -69,6 +71,13 @@ def test_a_node_restored_from_an_old_backup_catches_up_with_its_peer(
     assert paychan(capsys, "backup", "--db", str(bob.db), "--out", str(backup))[0] == 0  # while bob runs
     assert integrity_check(backup) == "ok"
     alice.control("POST", "/pay", {"amount": "10", "count": 30})
+    return alice, bob, backup
+
+
+def test_a_node_restored_from_an_old_backup_catches_up_with_its_peer(
+    node_processes: Callable[[str, bytes], NodeProcess], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    alice, bob, backup = backed_up_after_20_payments_then_paid_30_more(node_processes, capsys, tmp_path)
 
     code, _, err = paychan(capsys, "restore", "--backup", str(backup), "--db", str(bob.db), "--force")
     assert (code, err.strip()) == (1, f"paychan: error: another node is running on {bob.db}")
@@ -94,14 +103,7 @@ def test_a_node_restored_from_an_old_backup_signs_nothing_new_until_its_peer_ans
 ) -> None:
     """The backup holds nonce 20, but bob had signed up to 50: a payment asked of the restored bob while
     alice is down waits, and once alice answers it goes out as nonce 51, never as a second nonce 21."""
-    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
-    alice.start()
-    bob.start()
-    alice.control("POST", "/open", {"peer": bob.peer_url, "deposit": str(DEPOSIT)})
-    alice.control("POST", "/pay", {"amount": "10", "count": 20})
-    backup = tmp_path / "bob.backup.db"
-    assert paychan(capsys, "backup", "--db", str(bob.db), "--out", str(backup))[0] == 0
-    alice.control("POST", "/pay", {"amount": "10", "count": 30})
+    alice, bob, backup = backed_up_after_20_payments_then_paid_30_more(node_processes, capsys, tmp_path)
     cid = bytes.fromhex(alice.status()["channelId"][2:])
     bob.stop()
     alice.stop()
