@@ -8,8 +8,9 @@ the order quoted, with runs of spaces compared as one space. ``...`` alone on a 
 A token in angle brackets (``<address>``, ``<hash>``, ``<gas>``, ``<wei>``, ``<eth>``, ``<timestamp>``)
 stands for one word that changes from run to run or from one contract build to the next, so the docs never
 quote those values. A command whose quoted output is a ``paychan: error:`` line must exit non-zero; every
-other command must exit 0. Commands that need a running node are shown in ```sh blocks instead: they are
-not run, but their subcommands and options must parse.
+other command must exit 0. Commands that need a running devnet or node are shown in ```sh blocks instead:
+their subcommands and options must parse, and (on anvil) they are run in order, the devnet and nodes in the
+background on free ports, each other command exiting 0 and the payments arriving.
 
 Commands run on the embedded chain (no network servers), in a scratch directory (so ``--plot
 docs/balances.png`` does not touch the repository), all at once and each once however often it is quoted.
@@ -18,12 +19,15 @@ docs/balances.png`` does not touch the repository), all at once and each once ho
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import struct
 import subprocess
 import sys
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,7 @@ import pytest
 from paychan.chain import embedded_chain
 from paychan.cli import main
 from paychan.demo import run_cooperative, run_dispute
+from paychan.devnet import free_port
 from paychan.ledger import WEI_PER_ETH, Ledger
 from paychan.plot import draw_balances
 
@@ -302,7 +307,8 @@ def shell_commands(text: str) -> list[str]:
 
 
 def test_the_commands_the_guide_shows_for_a_running_node_exist_with_those_options():
-    """They need a node, so they are not run: their subcommand and options must parse, their scripts exist."""
+    """They need a node (run by the test above, on anvil); here, with no server: they must parse, their
+    scripts exist."""
     from paychan.cli import build_parser
 
     commands = shell_commands(GUIDE.read_text())
@@ -317,6 +323,90 @@ def test_the_commands_the_guide_shows_for_a_running_node_exist_with_those_option
                 pytest.fail(f"docs/guide.md shows {command!r}, which `paychan` no longer accepts")
         else:
             assert Path(argv[1]).is_file(), f"docs/guide.md shows {command!r}, but there is no {argv[1]}"
+
+
+def readme_keystore_commands() -> list[tuple[dict[str, str], str]]:
+    """The README node block's ``K1=0x... paychan keystore ...`` lines: (environment, command)."""
+    found = []
+    for line in readme_block("node").splitlines():
+        match = re.match(r"^(K\d)=(0x[0-9a-fA-F]{64}) \.venv/bin/(paychan keystore .*)$", line.split("  #")[0].strip())
+        if match:
+            found.append(({match.group(1): match.group(2)}, match.group(3)))
+    return found
+
+
+def on_free_ports(command: str, ports: dict[str, int]) -> str:
+    """``command`` with the guide's fixed ports (8545 anvil, 9735/9736 the nodes) replaced by free ones."""
+    for fixed, free in ports.items():
+        command = re.sub(rf"\b{fixed}\b", str(free), command)
+    if command.startswith("paychan devnet") and "--port" not in command:
+        command += f" --port {ports['8545']}"
+    return command
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited early: {process.stdout.read() if process.stdout else ''}")
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not come up in {timeout}s")
+
+
+@pytest.mark.anvil
+def test_the_commands_the_guide_shows_for_a_running_node_run_in_order_and_pay(tmp_path: Path) -> None:
+    """The guide's ```sh blocks, as a reader runs them: a devnet, the demo and a script on it, then two
+    nodes (keystores made as the README shows) driven by open, pay, status and close. Servers run in the
+    background on free ports and are stopped by their PID; every other command must exit 0."""
+    ports = {"8545": free_port(), "9735": free_port(), "9736": free_port()}
+    env = {**os.environ, "PAYCHAN_DEPLOYMENTS": str(tmp_path / "deployments"), "PAYCHAN_PASSWORD": "guide"}
+    servers: list[subprocess.Popen[str]] = []
+    outputs: dict[str, str] = {}
+    keystores = readme_keystore_commands()
+    assert len(keystores) == 2, "the README's node block must show how to make alice's and bob's keystores"
+    try:
+        for shown in shell_commands(GUIDE.read_text()):
+            command = on_free_ports(shown, ports)
+            argv = python_argv(command)
+            if shown.startswith(("paychan devnet", "paychan node")):
+                if shown.startswith("paychan node") and not (tmp_path / "alice.json").exists():
+                    for extra, keystore in keystores:
+                        made = subprocess.run(
+                            python_argv(keystore), cwd=tmp_path, env={**env, **extra}, capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL,
+                        )  # fmt: skip
+                        assert made.returncode == 0, made.stderr
+                server = subprocess.Popen(
+                    argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )  # fmt: skip
+                servers.append(server)
+                if shown.startswith("paychan devnet"):
+                    record = tmp_path / "deployments" / "31337.json"
+                    wait_for(record.exists, server, command)
+                else:
+                    db = shlex.split(command)[shlex.split(command).index("--db") + 1]
+                    wait_for((tmp_path / f"{db}.control.json").exists, server, command)
+                continue
+            result = subprocess.run(
+                argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+            )
+            assert result.returncode == 0, f"{shown!r} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+            outputs[shown] = result.stdout + result.stderr
+    finally:
+        for server in reversed(servers):
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
+    status = next(output for shown, output in outputs.items() if shown.startswith("paychan status"))
+    assert "nonce 10" in status, status
+    closed = next(output for shown, output in outputs.items() if shown.startswith("paychan close"))
+    assert "nonce 11" in closed, closed
 
 
 # --- the convention itself --------------------------------------------------------------------------
