@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from web3.types import TxReceipt
 from paychan.chain import Chain, embedded_chain
 from paychan.channel import Channel, agree_final, pay
 from paychan.compile import Artifact, compile_contracts
-from paychan.contract import PaychanContract
+from paychan.contract import RECORD_SALT_WORD, PaychanContract
 from paychan.state import ETH, ChannelParams
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -151,10 +152,9 @@ def calldata_gas(data: bytes) -> int:
     return zeros * CALLDATA_ZERO + (len(data) - zeros) * CALLDATA_NONZERO
 
 
-# `challenge` and `settle` pass back the record's salt: word 9 after the selector (the Channel's 5 words,
-# then the Record's balanceA, balanceB, depositA, depositB), a uint64 in its low 8 bytes. The salt is drawn
-# from the recording block, so its zero bytes (4 gas instead of 16) vary from run to run.
-SALT_BYTES = slice(4 + 10 * 32 - 8, 4 + 10 * 32)
+# `challenge` and `settle` pass back the record's salt, a uint64 in the low 8 bytes of its calldata word.
+# The salt is drawn from the recording block, so its zero bytes (4 gas instead of 16) vary from run to run.
+SALT_BYTES = slice(RECORD_SALT_WORD.stop - 8, RECORD_SALT_WORD.stop)
 SALTED_CALLS = ("challenge", "settle")
 
 
@@ -534,15 +534,17 @@ class Bench:
             if log["address"] == self.contract.address
         )
         data, gas = bytes(tx["input"]), int(receipt["gasUsed"])
-        if data[:4] in self._salted_selectors():  # report the dearest salt (it is random, see SALT_BYTES)
+        if data[:4] in self.salted_selectors:  # report the dearest salt (it is random, see SALT_BYTES)
             worst = with_worst_case_salt(data)
             data, gas = worst, gas + calldata_gas(worst) - calldata_gas(data)
         self.measured[key] = Measurement(key, gas, data, events)
         return receipt
 
-    def _salted_selectors(self) -> set[bytes]:
+    @cached_property
+    def salted_selectors(self) -> frozenset[bytes]:
+        """The selectors of the calls whose calldata carries a salt (computed once per bench)."""
         functions = self.contract.contract.functions
-        return {function_signature_to_4byte_selector(getattr(functions, name).signature) for name in SALTED_CALLS}
+        return frozenset(function_signature_to_4byte_selector(getattr(functions, n).signature) for n in SALTED_CALLS)
 
 
 def _send_call(chain: Chain, sender: LocalAccount, fn: Any, gas: int = 200_000) -> TxReceipt:

@@ -33,6 +33,9 @@ from paychan.state import ETH, ChannelId, ChannelParams, ChannelState, SignedSta
 
 STATUS_NONE, STATUS_OPEN, STATUS_CLOSING = 0, 1, 2
 STATUS_NAMES = {STATUS_NONE: "none", STATUS_OPEN: "open", STATUS_CLOSING: "closing"}
+# Where `challenge` and `settle` calldata carry the record's salt (a uint64 in a 32-byte word): after the
+# selector, the Channel's 5 words and the Record's balanceA, balanceB, depositA, depositB.
+RECORD_SALT_WORD = slice(4 + 9 * 32, 4 + 10 * 32)
 
 
 @dataclass(frozen=True)

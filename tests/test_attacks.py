@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from web3.logs import DISCARD
 
-from paychan.contract import STATUS_CLOSING, STATUS_NONE, PaychanContract
+from paychan.contract import RECORD_SALT_WORD, STATUS_CLOSING, STATUS_NONE, PaychanContract
 from paychan.exceptions import (
     BalancesNotConserved,
     ChallengePeriodActive,
@@ -321,8 +321,8 @@ def test_a_record_whose_salt_word_has_dirty_high_bits_reverts_recorded_balances_
     recorded = contract.recorded_state(contract.channel_id(pair.params))
     settle = contract.contract.functions.settle(pair.params.as_tuple(), recorded.as_record())
     clean = bytes.fromhex(settle._encode_transaction_data().removeprefix("0x"))
-    salt_word = 4 + 32 * 9  # selector, the channel's 5 words, then balanceA, balanceB, depositA, depositB, salt
-    dirty = clean[:salt_word] + (recorded.salt | 1 << 64).to_bytes(32, "big") + clean[salt_word + 32 :]
+    word = RECORD_SALT_WORD
+    dirty = clean[: word.start] + (recorded.salt | 1 << 64).to_bytes(32, "big") + clean[word.stop :]
     call = {"from": carol.address, "to": contract.address}
     assert chain.w3.eth.call({**call, "data": clean}, "pending") == b""  # the clean record settles
     with pytest.raises(RecordedBalancesMismatch) as e:

@@ -366,18 +366,17 @@ def test_the_commands_the_guide_shows_for_a_running_node_run_in_order_and_pay(tm
     outputs: dict[str, str] = {}
     keystores = readme_keystore_commands()
     assert len(keystores) == 2, "the README's node block must show how to make alice's and bob's keystores"
+    for extra, keystore in keystores:
+        made = subprocess.run(
+            python_argv(keystore), cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True,
+            timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
     try:
         for shown in shell_commands(GUIDE.read_text()):
             command = on_free_ports(shown, ports)
             argv = python_argv(command)
             if shown.startswith(("paychan devnet", "paychan node")):
-                if shown.startswith("paychan node") and not (tmp_path / "alice.json").exists():
-                    for extra, keystore in keystores:
-                        made = subprocess.run(
-                            python_argv(keystore), cwd=tmp_path, env={**env, **extra}, capture_output=True,
-                            text=True, timeout=60, stdin=subprocess.DEVNULL,
-                        )  # fmt: skip
-                        assert made.returncode == 0, made.stderr
                 server = subprocess.Popen(
                     argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                     stdin=subprocess.DEVNULL, start_new_session=True,
@@ -387,7 +386,8 @@ def test_the_commands_the_guide_shows_for_a_running_node_run_in_order_and_pay(tm
                     record = tmp_path / "deployments" / "31337.json"
                     wait_for(record.exists, server, command)
                 else:
-                    db = shlex.split(command)[shlex.split(command).index("--db") + 1]
+                    words = shlex.split(command)
+                    db = words[words.index("--db") + 1]
                     wait_for((tmp_path / f"{db}.control.json").exists, server, command)
                 continue
             result = subprocess.run(

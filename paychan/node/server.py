@@ -448,8 +448,8 @@ class Node:
         while True:
             # Sync once the proposals a crash left in flight are answered (they are states we signed
             # already, so sending them again is safe); nothing new is signed before.
-            pending = self.runtimes[cid]
-            if cid in self._unsynced and not pending.inflight and pending.record.status != STATUS_CLOSED:
+            runtime = self.runtimes[cid]
+            if cid in self._unsynced and not runtime.inflight and runtime.record.status != STATUS_CLOSED:
                 try:
                     await self._sync_first(cid)
                 except asyncio.CancelledError:
@@ -459,7 +459,7 @@ class Node:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 1.0)
                     continue
-            runtime = self.runtimes[cid]
+                runtime = self.runtimes[cid]  # an adopted state reloads the channel
             if not runtime.queue and not runtime.inflight:
                 runtime.wakeup.clear()
                 await runtime.wakeup.wait()
