@@ -12,6 +12,7 @@ transaction executes at ``now() + seconds`` as seen before the call.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,9 @@ class Chain:
     block_interval: int | None = None  # seconds between blocks when the node stamps them exactly (anvil)
     _nonces: dict[str, int] = field(default_factory=dict)
     _chain_id: int | None = None
+    # Transactions may be sent from several threads (a node's watcher and its control API): the nonce is
+    # taken and the transaction handed to the node under this lock, so no two get the same nonce.
+    _send_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def chain_id(self) -> int:
@@ -113,13 +117,14 @@ class Chain:
     def send(self, account: LocalAccount, tx: dict[str, Any]) -> TxReceipt:
         """Signs ``tx`` with ``account``, sends it and waits for its receipt."""
         tx = {**tx, "from": account.address, "chainId": self.chain_id, "type": 2, **self.fee_fields()}
-        tx["nonce"] = self.next_nonce(account.address)
-        raw = account.sign_transaction(tx).raw_transaction
-        try:
-            tx_hash = self.w3.eth.send_raw_transaction(raw)
-        except Exception:
-            self._nonces.pop(account.address, None)
-            raise
+        with self._send_lock:
+            tx["nonce"] = self.next_nonce(account.address)
+            raw = account.sign_transaction(tx).raw_transaction
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(raw)
+            except Exception:
+                self._nonces.pop(account.address, None)
+                raise
         return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
 
     def transfer(self, account: LocalAccount, to: str, value: int) -> TxReceipt:

@@ -159,7 +159,28 @@ def load_contract(chain: Chain, contract: str | None = None, location: Path | st
             f"no contract code at {address} (from {origin}) on chain {chain.chain_id}; was the devnet restarted? "
             "run `paychan deploy` again"
         )
+    if contract is not None:
+        from_block = find_deployment_block(chain, address)
     return PaychanContract(chain, address, from_block=from_block)
+
+
+def find_deployment_block(chain: Chain, address: str) -> int:
+    """The first block at whose end ``address`` holds code: a binary search over ``eth_getCode`` (about 25
+    calls on a chain of 30 million blocks). Event queries start there, not at block 0, which providers that
+    limit log ranges refuse. A node that keeps no old state answers no historical ``eth_getCode``: then
+    the search gives up and returns the current block (events before it are not seen)."""
+    head = int(chain.w3.eth.block_number)
+    low, high = 0, head  # code at high; the answer is in [low, high]
+    try:
+        while low < high:
+            middle = (low + high) // 2
+            if chain.w3.eth.get_code(address, block_identifier=middle):  # type: ignore[arg-type]
+                high = middle
+            else:
+                low = middle + 1
+    except Exception:  # not an archive node: no state of old blocks
+        return head
+    return low
 
 
 def add_deployment_arguments(parser: argparse.ArgumentParser) -> None:

@@ -43,6 +43,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--contract", default=None, help="PaymentChannels address (default: the deployment record of the chain)"
     )
     node.add_argument("--poll-interval", type=float, default=1.0, help="chain watcher interval in seconds")
+    node.add_argument(
+        "--log-page-blocks", type=int, default=2000, help="most blocks in one eth_getLogs query (default 2000)"
+    )
+    node.add_argument(
+        "--no-auto-settle",
+        dest="auto_settle",
+        action="store_false",
+        help="do not settle closed channels after their deadline (default: the watcher settles them)",
+    )
     node.add_argument("--max-batch", type=int, default=256, help="most states proposed in one message")
     node.add_argument("--payment-timeout", type=float, default=60.0, help="seconds a pay request waits")
     node.add_argument("--log-level", default="INFO")
@@ -122,13 +131,14 @@ def run_node(args: argparse.Namespace) -> int:
     key = load_key(args.keystore)
     lock = lock_store(args.db)
     store = Store(args.db)
-    chain = rpc_chain(args.rpc_url, ["0x" + key.hex()])
-    if args.contract is None:
-        from paychan.deployments import load_contract
+    from paychan.deployments import load_contract
+    from paychan.node.watcher import CURSOR_KEY
 
-        contract = load_contract(chain)
+    chain = rpc_chain(args.rpc_url, ["0x" + key.hex()])
+    if args.contract is not None and store.get_meta(CURSOR_KEY) is not None:
+        contract = PaychanContract(chain, args.contract)  # the watcher resumes where it stopped
     else:
-        contract = PaychanContract(chain, args.contract)
+        contract = load_contract(chain, args.contract)  # finds the deployment block: events start there
     for name, value in (
         ("chainId", str(chain.chain_id)),
         ("contract", contract.address),
@@ -161,7 +171,8 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         payment_timeout=args.payment_timeout,
     )
     peer_runner, control_runner, peer_url, control_url = await serve(node, args.host, args.port, args.control_port)
-    watcher_task = asyncio.get_running_loop().create_task(Watcher(node, args.poll_interval).run())
+    watcher = Watcher(node, args.poll_interval, page_blocks=args.log_page_blocks, auto_settle=args.auto_settle)
+    watcher_task = asyncio.get_running_loop().create_task(watcher.run())
     control_file = write_control_file(
         args.db,
         {

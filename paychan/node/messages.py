@@ -15,11 +15,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import coincurve
 from eth_hash.auto import keccak
-from eth_utils.address import to_checksum_address
 
 from paychan.exceptions import ContractCustomError, MalformedMessage, PaychanError
+from paychan.node.auth import recover_digest_signer, sign_digest
 from paychan.signing import Domain
 from paychan.state import (
     MAX_NONCE,
@@ -196,21 +195,11 @@ class TurnMessage:
 
     @classmethod
     def create(cls, domain: Domain, channel_id: ChannelId, epoch: int, private_key: bytes) -> TurnMessage:
-        raw = coincurve.PrivateKey(private_key).sign_recoverable(turn_digest(domain, channel_id, epoch), hasher=None)
-        return cls(channel_id, epoch, Signature.from_bytes(raw))
+        return cls(channel_id, epoch, sign_digest(private_key, turn_digest(domain, channel_id, epoch)))
 
     def signer(self, domain: Domain) -> str:
         """The address that signed this message; the zero address if the signature recovers none."""
-        sig = self.signature
-        try:
-            public_key = coincurve.PublicKey.from_signature_and_message(
-                sig.r + sig.s.to_bytes(32, "big") + bytes([sig.v - 27]),
-                turn_digest(domain, self.channel_id, self.epoch),
-                hasher=None,
-            )
-        except Exception:  # coincurve: no key recovers from this signature
-            return "0x" + "00" * 20
-        return to_checksum_address(keccak(public_key.format(compressed=False)[1:])[12:])
+        return recover_digest_signer(turn_digest(domain, self.channel_id, self.epoch), self.signature)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -224,7 +213,10 @@ class TurnMessage:
 
 @dataclass(frozen=True)
 class Announce:
-    """Tells the counterparty about a channel the sender opened on chain (``POST /peer/channels``)."""
+    """Tells the counterparty where the sender's node listens for a channel both are in (``POST /peer/channels``).
+
+    Signed like every peer request; the receiver takes the URL only from the channel's other participant,
+    and only if the announce is newer than the one that set the URL it has (by the signed timestamp)."""
 
     params: ChannelParams
     peer_url: str

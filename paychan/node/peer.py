@@ -1,4 +1,8 @@
-"""The client side of the peer protocol: one aiohttp ``ClientSession`` per node, kept alive between calls."""
+"""The client side of the peer protocol: one aiohttp ``ClientSession`` per node, kept alive between calls.
+
+Every request but ``GET /peer/info`` is signed for its recipient (``paychan.node.auth``): the node's key
+signs the method, path, a timestamp and the body, so the receiver knows which participant sent it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ import json
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from paychan.exceptions import PaychanError
+from paychan.node.auth import sign_request
 from paychan.node.messages import MAX_BODY_BYTES
+from paychan.signing import Domain
 
 
 class PeerUnavailable(PaychanError):
@@ -30,8 +37,10 @@ class PeerRefused(PaychanError):
 class PeerClient:
     """Sends peer messages; every call has a total timeout and reads at most ``MAX_BODY_BYTES``."""
 
-    def __init__(self, timeout: float = 10.0) -> None:
+    def __init__(self, timeout: float = 10.0, domain: Domain | None = None, private_key: bytes | None = None) -> None:
+        """``domain`` and ``private_key`` sign the requests; without them only unsigned requests go out."""
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.domain, self._key = domain, private_key
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -48,10 +57,26 @@ class PeerClient:
         if self._session is not None:
             await self._session.close()
 
-    async def request(self, method: str, url: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The peer's JSON answer; raises ``PeerRefused`` for an error answer, ``PeerUnavailable`` for none."""
+    def headers(self, method: str, url: str, body: bytes, recipient: str | None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if recipient is not None:
+            if self.domain is None or self._key is None:
+                raise PaychanError("this peer client has no key to sign requests with")
+            headers.update(sign_request(self.domain, self._key, recipient, method, URL(url).raw_path, body))
+        return headers
+
+    async def request(
+        self, method: str, url: str, payload: dict[str, Any] | None = None, recipient: str | None = None
+    ) -> dict[str, Any]:
+        """The peer's JSON answer; raises ``PeerRefused`` for an error answer, ``PeerUnavailable`` for none.
+
+        With ``recipient`` (the peer's address) the request is signed for it."""
+        if not url.startswith(("http://", "https://")):
+            raise PeerUnavailable(f"no URL for the peer yet ({url!r}): it has not announced where it listens")
+        body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        headers = self.headers(method, url, body, recipient)
         try:
-            async with self.session.request(method, url, json=payload) as response:
+            async with self.session.request(method, url, data=body or None, headers=headers) as response:
                 status = response.status
                 chunks: list[bytes] = []
                 size = 0
@@ -76,8 +101,8 @@ class PeerClient:
             raise PeerRefused(status, error if isinstance(error, dict) else {"message": str(data)[:200]})
         return data
 
-    async def post(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return await self.request("POST", url, payload)
+    async def post(self, url: str, payload: dict[str, Any], recipient: str | None = None) -> dict[str, Any]:
+        return await self.request("POST", url, payload, recipient)
 
-    async def get(self, url: str) -> dict[str, Any]:
-        return await self.request("GET", url)
+    async def get(self, url: str, recipient: str | None = None) -> dict[str, Any]:
+        return await self.request("GET", url, None, recipient)

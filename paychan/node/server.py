@@ -16,7 +16,16 @@ Protocol between two nodes (``messages`` has the wire format):
   records and signs the next batch (at most two batches are open). A state re-sent after a crash is
   answered with the state already countersigned (idempotent); any other state at a used nonce is refused.
   While the peer waits for the turn, the holder signs no new batch, so neither side starves the other.
-- **Announce.** The opener tells the counterparty about the channel; the counterparty checks it on chain.
+- **Announce.** Each side tells the other where its node listens (``POST /peer/channels``). A node learns of
+  its channels from the chain (``ChannelOpened`` events naming its address, see ``watcher``), never from a
+  peer: an announce only sets the URL of a channel the node already knows, and only when signed by that
+  channel's other participant and newer than the announce that set the current URL.
+
+**Authentication and admission.** Every peer request but ``GET /peer/info`` is signed by its sender
+(``auth``: method, path, timestamp, body, the recipient's address, under the contract's EIP-712 domain); the
+node checks the claim, the sender's budget and the signature before it parses the body, touches the store or
+does anything else, and answers each request from the channel's counterparty only. No peer request causes a
+chain call: the chain is read by the watcher alone, on its own thread.
 
 The control API (``/status``, ``/open``, ``/pay``, ``/close``) listens on 127.0.0.1 only and needs the bearer
 token the node writes to ``<db>.control.json`` (mode 0600), which the ``paychan`` CLI reads.
@@ -55,6 +64,14 @@ from paychan.exceptions import (
     UnexpectedNonce,
     UnknownChannel,
 )
+from paychan.node.auth import (
+    Limits,
+    PeerGate,
+    RateLimited,
+    ReplayGuard,
+    Unauthenticated,
+    read_claim,
+)
 from paychan.node.messages import (
     MAX_BODY_BYTES,
     Announce,
@@ -79,7 +96,17 @@ from paychan.node.store import (
     Store,
 )
 from paychan.signing import Domain, check_signer, sign_state, state_struct_hash
-from paychan.state import ETH, MAX_NONCE, ChannelId, ChannelState, Nonce, SignedState, Wei, channel_id
+from paychan.state import (
+    ETH,
+    MAX_NONCE,
+    ChannelId,
+    ChannelParams,
+    ChannelState,
+    Nonce,
+    SignedState,
+    Wei,
+    channel_id,
+)
 
 log = logging.getLogger("paychan.node")
 T = TypeVar("T")
@@ -99,6 +126,22 @@ class ChannelNotOpen(StateRejected):
     def __init__(self, status: str) -> None:
         self.status = status
         super().__init__(f"ChannelNotOpen(status={status})")
+
+
+class NotSynced(StateRejected):
+    """Raised when the peer proposes on a channel this node has not yet synced with it (after a restore)."""
+
+    def __init__(self, channel_id: bytes) -> None:
+        self.channel_id = channel_id
+        super().__init__(f"NotSynced(channelId=0x{channel_id.hex()}): retry once this node has synced")
+
+
+class NotCounterparty(Unauthenticated):
+    """Raised when a correctly signed peer request comes from someone who is not the channel's counterparty."""
+
+    def __init__(self, signer: str, expected: str) -> None:
+        self.signer, self.expected = signer, expected
+        super().__init__(f"the request is signed by {signer}, not by the counterparty {expected}")
 
 
 class BodyTimeout(PaychanError):
@@ -163,6 +206,8 @@ class Node:
         peer_timeout: float = 10.0,
         body_timeout: float = 5.0,
         payment_timeout: float = 60.0,
+        limits: Limits | None = None,
+        announce_patience: float = 10.0,
     ) -> None:
         self.store = store
         self._key = bytes(private_key)
@@ -174,11 +219,21 @@ class Node:
         self.max_batch = max_batch
         self.body_timeout = body_timeout
         self.payment_timeout = payment_timeout
-        self.peer = PeerClient(peer_timeout)
+        self.peer = PeerClient(peer_timeout, domain, self._key)
         self.control_token = secrets.token_hex(16)
         self.runtimes: dict[bytes, Runtime] = {}
+        # The addresses of our channels' counterparties: a request claiming one of them draws on that
+        # peer's budget, any other on its IP address's (``PeerGate``).
+        self.counterparties: set[str] = set()
+        self.gate = PeerGate(limits)
+        self.replays = ReplayGuard()
+        # Chain work on separate threads, so the watcher never waits behind anything else: the control
+        # API's transactions (open, close) on one, the watcher's reads and transactions on its own.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paychan-chain")
+        self._watch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paychan-watch")
         self._started = False
+        self.announce_patience = announce_patience
+        self._tasks: set[asyncio.Future[Any]] = set()
         # Channels loaded from the store: each first adopts the peer's newer doubly-signed state, if any,
         # before signing anything new (after a restore from an old backup we may have signed a nonce the
         # backup does not hold; the peer's copy tells us, and we never sign another state at it).
@@ -226,6 +281,7 @@ class Node:
             runtime.wakeup, runtime.sender = old.wakeup, old.sender
             runtime.epoch = max(runtime.epoch, old.epoch)
         self.runtimes[record.channel_id] = runtime
+        self.counterparties.add(channel.peer_address)
         if self._started and runtime.sender is None:
             runtime.sender = asyncio.get_running_loop().create_task(self._sender(runtime.cid))
         if inflight:
@@ -254,7 +310,9 @@ class Node:
         Returns whether anything changed. A state conflicting with one we signed is refused (and logged).
         """
         runtime = self.runtime(cid)
-        answer = await self.peer.get(f"{runtime.record.peer_url}/peer/channels/0x{runtime.cid.hex()}/latest")
+        answer = await self.peer.get(
+            f"{runtime.record.peer_url}/peer/channels/0x{runtime.cid.hex()}/latest", runtime.channel.peer_address
+        )
         theirs = parse_signed(answer.get("state"))
         if theirs.state.channel_id != runtime.cid or theirs.state.nonce <= runtime.channel.nonce:
             return False
@@ -283,15 +341,22 @@ class Node:
         self._unsynced.discard(cid)
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         for runtime in self.runtimes.values():
             if runtime.sender is not None:
                 runtime.sender.cancel()
         await self.peer.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._watch_executor.shutdown(wait=False, cancel_futures=True)
 
     async def on_chain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Runs a blocking chain call on the node's chain thread."""
+        """Runs a blocking chain call for the control API (the user's own actions) on its chain thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def on_watch_chain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Runs a blocking chain call of the watcher on the watcher's own thread (nothing else queues there)."""
+        return await asyncio.get_running_loop().run_in_executor(self._watch_executor, lambda: fn(*args, **kwargs))
 
     def runtime(self, cid: bytes | None) -> Runtime:
         if cid is None:
@@ -305,13 +370,19 @@ class Node:
 
     # --- receiving proposals (peer side) ---------------------------------------------------------
 
-    def handle_propose(self, message: Propose) -> tuple[list[SignedState], Exception | None]:
+    def handle_propose(self, message: Propose, signer: str | None = None) -> tuple[list[SignedState], Exception | None]:
         """Countersigns the proposed states in order until the first invalid one; stores before answering.
 
-        Returns the countersigned states and the error that stopped it (if any). Runs without awaiting, so
-        no other handler interleaves; the transaction commits before anything is returned.
+        ``signer``: who signed the request (the counterparty, or it is refused). Returns the countersigned
+        states and the error that stopped it (if any). Runs without awaiting, so no other handler
+        interleaves; the transaction commits before anything is returned. A channel loaded from the store
+        signs nothing, ours or the peer's, before it has synced with the peer (``NotSynced``): after a
+        restore from an old backup we may have countersigned, at a nonce the backup lacks, another state.
         """
         runtime = self.runtime(message.channel_id)
+        self.check_counterparty(runtime, signer)
+        if runtime.cid in self._unsynced:
+            raise NotSynced(runtime.cid)
         if runtime.record.status != STATUS_OPEN:
             raise ChannelNotOpen(runtime.record.status)
         if runtime.has_turn():
@@ -349,9 +420,15 @@ class Node:
         fresh.append(signed)
         return signed
 
-    def handle_turn(self, message: TurnMessage) -> Runtime:
+    def check_counterparty(self, runtime: Runtime, signer: str | None) -> None:
+        """Refuses a request not signed by the channel's counterparty (``None``: checked by the caller)."""
+        if signer is not None and signer != runtime.channel.peer_address:
+            raise NotCounterparty(signer, runtime.channel.peer_address)
+
+    def handle_turn(self, message: TurnMessage, request_signer: str | None = None) -> Runtime:
         """Checks a turn request is the peer's own; adopts its epoch if higher (one the peer handed us)."""
         runtime = self.runtime(message.channel_id)
+        self.check_counterparty(runtime, request_signer)
         signer = message.signer(self.domain)
         if signer != runtime.channel.peer_address:
             raise InvalidSignature(expected=runtime.channel.peer_address, recovered=signer)
@@ -383,9 +460,13 @@ class Node:
         finally:
             runtime.turn_wanted -= 1
 
-    def handle_announce(self, message: Announce, onchain: Any) -> ChannelRecord:
-        if self.contract is None:
-            raise MalformedMessage("this node has no chain to check a new channel on")
+    def handle_announce(self, message: Announce, signer: str, announced_at: int) -> ChannelRecord:
+        """Takes the peer URL of a known channel from its other participant's announce, if newer.
+
+        ``signer`` signed the request at ``announced_at`` (ms). A channel the node has not seen on chain
+        is refused (``UnknownChannel``; the opener announces again): nothing is stored, nothing is asked
+        of the chain.
+        """
         if (
             message.chain_id != self.domain.chain_id
             or message.contract.lower() != self.domain.verifying_contract.lower()
@@ -396,15 +477,17 @@ class Node:
             role = message.params.role_of(self.address)
         except ValueError:
             raise MalformedMessage(f"{self.address} is not a participant of this channel") from None
-        existing = self.store.channel(cid)
-        if existing is not None:
-            return existing
-        if onchain.status != 1:
-            raise UnknownChannel(f"channel 0x{cid.hex()} is not open on chain")
-        record = ChannelRecord(cid, message.params, role, message.peer_url, onchain.deposit_a, onchain.deposit_b)
-        self.store.add_channel(record)
-        self._load(record)
-        return record
+        other = message.params.participant_b if role == "A" else message.params.participant_a
+        if signer != other:
+            raise NotCounterparty(signer, other)
+        runtime = self.runtimes.get(cid)
+        if runtime is None:
+            raise UnknownChannel(f"channel 0x{cid.hex()} not seen on chain yet; announce it again once it is mined")
+        if self.store.set_peer_url(cid, message.peer_url, announced_at):
+            runtime.record = self.store.channel(cid) or runtime.record
+            log.info("channel 0x%s: the peer is at %s", cid.hex()[:12], message.peer_url)
+            runtime.wakeup.set()
+        return runtime.record
 
     # --- proposing (our side) --------------------------------------------------------------------
 
@@ -533,7 +616,11 @@ class Node:
     async def _acquire_turn(self, runtime: Runtime) -> None:
         while not runtime.has_turn():
             request = TurnMessage.create(self.domain, runtime.cid, runtime.epoch, self._key)
-            answer = parse_turn(await self.peer.post(runtime.record.peer_url + "/peer/turn", request.to_json()))
+            answer = parse_turn(
+                await self.peer.post(
+                    runtime.record.peer_url + "/peer/turn", request.to_json(), runtime.channel.peer_address
+                )
+            )
             signer = answer.signer(self.domain)
             if answer.channel_id != runtime.cid or signer != runtime.channel.peer_address:
                 raise PeerUnavailable(f"turn answer not signed by the peer (signed by {signer})")
@@ -617,7 +704,9 @@ class Node:
 
     async def _send(self, runtime: Runtime, states: list[SignedState]) -> dict[str, Any]:
         message = Propose(runtime.cid, runtime.epoch, states)
-        return await self.peer.post(runtime.record.peer_url + "/peer/propose", message.to_json())
+        return await self.peer.post(
+            runtime.record.peer_url + "/peer/propose", message.to_json(), runtime.channel.peer_address
+        )
 
     async def _exchange(self, runtime: Runtime) -> None:
         """Sends our unanswered proposals; stores and applies each valid countersignature in the answer."""
@@ -677,27 +766,107 @@ class Node:
         ):
             raise PaychanError(f"the peer at {peer_url} uses another chain or contract")
         counterparty = str(info.get("address"))
-        params, _ = await self.on_chain(
+        params, receipt = await self.on_chain(
             contract.open_channel, self.account, counterparty, deposit, ETH, challenge_period
         )
         cid = contract.channel_id(params)
-        record = ChannelRecord(cid, params, "A", peer_url.rstrip("/"), deposit, 0)
-        self.store.add_channel(record)
-        runtime = self._load(record)
-        await self._announce(runtime)
+        runtime = self.add_discovered(params)  # the watcher may have seen the ChannelOpened event first
+        self.note_deposits(cid, deposit, 0)
+        if self.store.set_peer_url(cid, peer_url.rstrip("/"), 1):
+            runtime.record = self.store.channel(cid) or runtime.record
+        if not await self.announce_until_known(runtime, patience=self.announce_patience):
+            self._background(self.announce_until_known(runtime, patience=3600.0))
         return runtime
+
+    def _background(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _announce(self, runtime: Runtime) -> None:
         announce = Announce(
             runtime.record.params, self.public_url, self.domain.chain_id, self.domain.verifying_contract
         )
-        await self.peer.post(runtime.record.peer_url + "/peer/channels", announce.to_json())
+        await self.peer.post(
+            runtime.record.peer_url + "/peer/channels", announce.to_json(), runtime.channel.peer_address
+        )
+
+    async def announce_until_known(self, runtime: Runtime, patience: float) -> bool:
+        """Announces our URL until the peer's node has seen the channel on chain; False after ``patience`` s."""
+        loop = asyncio.get_running_loop()
+        deadline, backoff = loop.time() + patience, 0.1
+        while True:
+            try:
+                await self._announce(runtime)
+                return True
+            except PeerRefused as exc:
+                if exc.type != "UnknownChannel":
+                    log.warning("channel 0x%s: the peer refused our announce: %s", runtime.cid.hex()[:12], exc)
+                    return False
+            except PeerUnavailable as exc:
+                log.info("channel 0x%s: announce not delivered: %s", runtime.cid.hex()[:12], exc)
+            if loop.time() + backoff > deadline:
+                return False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
 
     async def _announce_quietly(self, runtime: Runtime) -> None:
         try:
             await self._announce(runtime)
         except PaychanError as exc:
             log.warning("channel 0x%s: announcing again failed: %s", runtime.cid.hex()[:12], exc)
+
+    # --- chain events (fed by the watcher) -------------------------------------------------------
+
+    def add_discovered(self, params: ChannelParams) -> Runtime:
+        """A channel naming our address, seen on chain (``ChannelOpened``): known from now on. Idempotent."""
+        cid = channel_id(params, self.domain.chain_id, self.domain.verifying_contract)
+        runtime = self.runtimes.get(cid)
+        if runtime is not None:
+            return runtime
+        record = self.store.channel(cid)
+        if record is None:
+            record = ChannelRecord(cid, params, params.role_of(self.address), "", 0, 0)
+            self.store.add_channel(record)
+            log.info("channel 0x%s: opened on chain with %s", cid.hex()[:12], record.params.participant_a)
+        return self._load(record)
+
+    def note_deposits(self, cid: bytes, deposit_a: int, deposit_b: int) -> None:
+        """The channel's deposits are at least these (from ``Deposited`` totals): the next state splits them."""
+        runtime = self.runtimes.get(cid)
+        if runtime is None:
+            return
+        known_a, known_b = runtime.channel.deposits
+        new = (max(known_a, deposit_a, runtime.record.deposit_a), max(known_b, deposit_b, runtime.record.deposit_b))
+        if new != (runtime.record.deposit_a, runtime.record.deposit_b):
+            self.store.set_deposits(cid, *new)
+            runtime.record = self.store.channel(cid) or runtime.record
+        if new != runtime.channel.deposits:
+            runtime.channel.deposits = new
+            log.info("channel 0x%s: deposits now A %d, B %d", cid.hex()[:12], *new)
+
+    def note_close_record(
+        self, cid: bytes, nonce: int, balance_a: int, balance_b: int, salt: int, deadline: int | None
+    ) -> None:
+        """The channel is closing with this record (``ChannelClosed``, or a later ``ChallengeAccepted``)."""
+        runtime = self.runtimes.get(cid)
+        if runtime is None:
+            return
+        self.store.set_close_record(cid, nonce, balance_a, balance_b, salt, deadline)
+        runtime.record = self.store.channel(cid) or runtime.record
+        log.warning(
+            "channel 0x%s: closing on chain with nonce %d (ours %d), deadline %s",
+            cid.hex()[:12],
+            nonce,
+            runtime.channel.nonce,
+            runtime.record.close_deadline,
+        )
+
+    def note_settled(self, cid: bytes) -> None:
+        runtime = self.runtimes.get(cid)
+        if runtime is not None and runtime.record.status != STATUS_CLOSED:
+            self.mark_closed(runtime)
+            log.info("channel 0x%s: settled on chain", cid.hex()[:12])
 
     async def close(self, cid: bytes | None) -> dict[str, Any]:
         """Cooperative close: both sign a final state, then we submit it; the contract pays out at once."""
@@ -765,16 +934,55 @@ class Node:
 
     # --- HTTP ------------------------------------------------------------------------------------
 
-    async def read_body(self, request: web.Request) -> bytes:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
+    async def read_body(self, request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
         try:
-            return await asyncio.wait_for(request.read(), self.body_timeout)
+            return await asyncio.wait_for(_read_at_most(request, limit), self.body_timeout)
         except TimeoutError:
             raise BodyTimeout(f"request body not received within {self.body_timeout}s") from None
 
+    @web.middleware
+    async def _authenticate(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Admits a peer request: its claim, its sender's budget, its body and its signature, in that order.
+
+        Nothing is parsed, stored or asked of the chain before the signature has been checked; a request
+        over budget is refused before its body is read. ``request["signer"]`` is who signed it.
+        """
+        gate, ip = self.gate, request.remote or "unknown"
+        if request.path == "/peer/info":  # public and constant, but strangers' budget still applies
+            gate.admit_stranger(ip)
+            gate.charge_stranger(ip)
+            return await handler(request)
+        try:
+            claim = read_claim(request.headers)
+        except Unauthenticated:
+            gate.admit_stranger(ip)
+            gate.charge_stranger(ip)
+            raise
+        known = claim.signer in self.counterparties
+        if known:
+            gate.admit_peer(claim.signer)
+        else:
+            gate.admit_stranger(ip)
+        body = await self.read_body(request, MAX_BODY_BYTES if known else gate.limits.stranger_body_bytes)
+        try:
+            digest = claim.verify(self.domain, self.address, request.method, request.rel_url.raw_path, body)
+            self.replays.check_and_remember(digest, claim.timestamp_ms)
+        except Unauthenticated:
+            gate.charge_stranger(ip)
+            raise
+        if known:
+            gate.charge_peer(claim.signer, body.count(b'"sigA"'))  # one share per state carried
+        else:
+            gate.charge_stranger(ip)
+        request["signer"], request["signedAt"], request["body"] = claim.signer, claim.timestamp_ms, body
+        return await handler(request)
+
     def peer_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_errors_as_json])
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_errors_as_json, self._authenticate])
         app.router.add_get("/peer/info", self._peer_info)
         app.router.add_post("/peer/propose", self._peer_propose)
         app.router.add_post("/peer/turn", self._peer_turn)
@@ -788,8 +996,8 @@ class Node:
         )
 
     async def _peer_propose(self, request: web.Request) -> web.Response:
-        message = parse_propose(await self.read_body(request))
-        accepted, error = self.handle_propose(message)
+        message = parse_propose(request["body"])
+        accepted, error = self.handle_propose(message, request["signer"])
         if not accepted:
             assert error is not None
             raise error
@@ -799,20 +1007,17 @@ class Node:
         return _json(body)
 
     async def _peer_turn(self, request: web.Request) -> web.Response:
-        runtime = self.handle_turn(parse_turn(await self.read_body(request)))
+        runtime = self.handle_turn(parse_turn(request["body"]), request["signer"])
         epoch = await self.grant_turn(runtime, patience=self.body_timeout)
         return _json(TurnMessage.create(self.domain, runtime.cid, epoch, self._key).to_json())
 
     async def _peer_announce(self, request: web.Request) -> web.Response:
-        message = parse_announce(await self.read_body(request))
-        contract = self._require_contract()
-        cid = contract.channel_id(message.params)
-        onchain = await self.on_chain(contract.get_channel, cid)
-        record = self.handle_announce(message, onchain)
-        return _json({"type": "announced", "channelId": "0x" + record.channel_id.hex()})
+        record = self.handle_announce(parse_announce(request["body"]), request["signer"], request["signedAt"])
+        return _json({"type": "announced", "channelId": "0x" + record.channel_id.hex(), "peerUrl": record.peer_url})
 
     async def _peer_latest(self, request: web.Request) -> web.Response:
         runtime = self.runtime(parse_channel_id(request.match_info["cid"]))
+        self.check_counterparty(runtime, request["signer"])
         return _json({"type": "latest", "state": encode_signed(runtime.channel.latest)})
 
     def control_app(self) -> web.Application:
@@ -866,6 +1071,18 @@ class Node:
         return _json(await self.close(_cid(data.get("channelId"))))
 
 
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The whole request body; 413 as soon as it grows past ``limit`` bytes (the rest stays unread)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(65536):
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _int(value: Any) -> int:
     if isinstance(value, bool):
         raise MalformedMessage("expected an integer")
@@ -886,6 +1103,10 @@ def _json(data: dict[str, Any], status: int = 200) -> web.Response:
 
 
 STATUS_OF: list[tuple[type[BaseException], int]] = [
+    (NotCounterparty, 403),
+    (Unauthenticated, 401),
+    (RateLimited, 429),
+    (NotSynced, 409),
     (MalformedMessage, 400),
     (UnknownChannel, 404),
     (BodyTimeout, 408),
@@ -920,19 +1141,29 @@ async def _errors_as_json(
         if status == 500:
             log.exception("internal error on %s", request.path)
         response = _json(error_body(exc), status)
-        if isinstance(exc, BodyTimeout):
-            response.force_close()
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
+        if isinstance(exc, (BodyTimeout, RateLimited, Unauthenticated)):
+            response.force_close()  # the body may be unread: the connection cannot carry another request
         return response
 
 
 def write_control_file(db_path: str | Path, data: dict[str, Any]) -> Path:
-    """Writes ``<db>.control.json`` (mode 0600): where the control API listens and its token."""
+    """Writes ``<db>.control.json`` (mode 0600 from its creation): where the control API listens and its token.
+
+    The token first goes to a new temporary file of a random name beside it, created exclusively and never
+    through a symbolic link (``O_EXCL | O_NOFOLLOW``), then renamed over the control file.
+    """
     path = Path(f"{db_path}.control.json")
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

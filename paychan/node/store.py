@@ -103,6 +103,20 @@ MIGRATIONS: list[tuple[int, str, Sequence[str]]] = [
             "ALTER TABLE states ADD COLUMN deposit_b TEXT NOT NULL DEFAULT '0'",
         ),
     ),
+    (
+        4,
+        "signed announces (newest wins) and closing records from chain events",
+        (
+            # The peer URL is set only by the counterparty's signed announce; peer_url_at is the
+            # millisecond timestamp of the announce that set it (a later one replaces it, an older one not).
+            "ALTER TABLE channels ADD COLUMN peer_url_at INTEGER NOT NULL DEFAULT 0",
+            # The record of a closing channel as its last ChannelClosed/ChallengeAccepted event states it
+            # (with close_nonce and close_deadline): what challenge and settle pass back to the contract.
+            "ALTER TABLE channels ADD COLUMN close_balance_a TEXT",
+            "ALTER TABLE channels ADD COLUMN close_balance_b TEXT",
+            "ALTER TABLE channels ADD COLUMN close_salt TEXT",
+        ),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -122,6 +136,15 @@ class ChannelRecord:
     close_nonce: int | None = None
     close_deadline: int | None = None
     challenged_nonce: int | None = None
+    peer_url_at: int = 0
+    close_balance_a: int | None = None
+    close_balance_b: int | None = None
+    close_salt: int | None = None
+
+    @property
+    def has_close_record(self) -> bool:
+        """Whether the record of a closing channel is known in full (nonce, balances, deadline, salt)."""
+        return None not in (self.close_nonce, self.close_deadline, self.close_balance_a, self.close_salt)
 
 
 @dataclass(frozen=True)
@@ -251,7 +274,7 @@ class Store:
         with self.transaction():
             self.conn.execute(
                 "INSERT INTO channels (channel_id, params, role, peer_url, deposit_a, deposit_b, turn_epoch, status,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, peer_url_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.channel_id,
                     json.dumps(record.params.to_json()),
@@ -262,17 +285,19 @@ class Store:
                     record.turn_epoch,
                     record.status,
                     time.time(),
+                    record.peer_url_at,
                 ),
             )
 
     _CHANNEL_COLUMNS = (
         "channel_id, params, role, peer_url, deposit_a, deposit_b, turn_epoch, status, close_nonce, close_deadline,"
-        " challenged_nonce"
+        " challenged_nonce, peer_url_at, close_balance_a, close_balance_b, close_salt"
     )
 
     @staticmethod
     def _channel_from_row(row: Any) -> ChannelRecord:
-        cid, params, role, peer_url, dep_a, dep_b, epoch, status, close_nonce, close_deadline, challenged = row
+        cid, params, role, peer_url, dep_a, dep_b, epoch, status, close_nonce, close_deadline, challenged = row[:11]
+        peer_url_at, close_a, close_b, salt = row[11:]
         return ChannelRecord(
             ChannelId(bytes(cid)),
             ChannelParams.from_json(json.loads(str(params))),
@@ -285,6 +310,10 @@ class Store:
             None if close_nonce is None else int(close_nonce),
             None if close_deadline is None else int(close_deadline),
             None if challenged is None else int(challenged),
+            int(peer_url_at),
+            None if close_a is None else int(str(close_a)),
+            None if close_b is None else int(str(close_b)),
+            None if salt is None else int(str(salt)),
         )
 
     def channels(self) -> list[ChannelRecord]:
@@ -314,6 +343,26 @@ class Store:
                 "UPDATE channels SET status = ?, close_nonce = coalesce(?, close_nonce),"
                 " close_deadline = coalesce(?, close_deadline) WHERE channel_id = ?",
                 (status, close_nonce, close_deadline, cid),
+            )
+
+    def set_peer_url(self, cid: bytes, peer_url: str, announced_at: int) -> bool:
+        """Sets the peer's URL if ``announced_at`` is newer than the announce that set the current one."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE channels SET peer_url = ?, peer_url_at = ? WHERE channel_id = ? AND peer_url_at < ?",
+                (peer_url, announced_at, cid, announced_at),
+            )
+        return cursor.rowcount == 1
+
+    def set_close_record(
+        self, cid: bytes, nonce: int, balance_a: int, balance_b: int, salt: int, deadline: int | None = None
+    ) -> None:
+        """Marks the channel closing with the record of its last ``ChannelClosed``/``ChallengeAccepted``."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE channels SET status = ?, close_nonce = ?, close_balance_a = ?, close_balance_b = ?,"
+                " close_salt = ?, close_deadline = coalesce(?, close_deadline) WHERE channel_id = ?",
+                (STATUS_CLOSING, nonce, str(balance_a), str(balance_b), str(salt), deadline, cid),
             )
 
     def set_challenged(self, cid: bytes, nonce: int) -> None:

@@ -1,78 +1,296 @@
-"""The chain watcher: notices a unilateral close of one of the node's channels and answers it.
+"""The chain watcher: follows the contract's events for the node's channels and answers a stale close.
 
-Every ``interval`` seconds it reads each channel's slot (``getChannel``). When a channel is closing it reads
-the recorded state from the ``ChannelClosed`` / ``ChallengeAccepted`` events; if the node holds a newer
-doubly-signed state it challenges with it before the deadline (a final state pays out at once). After the
-deadline it settles the recorded state, so the funds are paid out without anyone having to ask.
+Each poll reads the events of the blocks it has not processed yet, in pages of at most ``page_blocks``
+blocks, with one ``eth_getLogs`` per page for the five events it needs (``ChannelOpened``, ``Deposited``,
+``ChannelClosed``, ``ChallengeAccepted``, ``ChannelSettled``; topic 0 OR-ed), however many channels the
+node has. It starts at the contract's deployment block and resumes from the last processed block, which
+is stored in the same transaction as what the page's events changed. So a poll with nothing new costs
+two calls (``eth_blockNumber``, ``eth_getLogs``), plus ``eth_getBlockByNumber`` while a channel is closing.
+
+From the events the node learns:
+
+- of a channel naming its address (``ChannelOpened``): it is known and watched from then on, with no
+  announce needed; an announce only tells where the counterparty's node listens;
+- of every deposit, by anyone, at any time (``Deposited`` totals): the next state splits it, so a deposit
+  never blocks the channel;
+- of a close and every accepted challenge (the record: nonce, balances, salt, deadline), and of the end.
+
+Then ``decide`` (no I/O) says what to do about each closing channel: challenge with our newer
+doubly-signed state before the deadline (when it pays us more), settle after the deadline (when the record
+pays us something; ``auto_settle``). The watcher's chain calls run on a thread of their own: nothing a
+peer or the user does queues before them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from paychan.contract import STATUS_CLOSING, STATUS_NONE
-from paychan.node.server import Node, Runtime
-from paychan.node.store import STATUS_CLOSED
+from hexbytes import HexBytes
+
+from paychan.contract import RecordedState
+from paychan.node.server import Node
+from paychan.node.store import STATUS_CLOSED, STATUS_CLOSING, ChannelRecord
+from paychan.state import ChannelParams, SignedState
 
 log = logging.getLogger("paychan.node.watcher")
+T = TypeVar("T")
+
+EVENTS = ("ChannelOpened", "Deposited", "ChannelClosed", "ChallengeAccepted", "ChannelSettled")
+CURSOR_KEY = "watcher.nextBlock"  # node_meta: the first block not processed yet
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    """One decoded log of the contract."""
+
+    name: str
+    channel_id: bytes
+    block: int
+    index: int
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ContractSendChallenge:
+    """Challenge the recorded state with our newer doubly-signed ``signed``."""
+
+    channel_id: bytes
+    signed: SignedState
+    recorded: RecordedState
+
+
+@dataclass(frozen=True)
+class ContractSendSettle:
+    """Settle the recorded state after the deadline."""
+
+    channel_id: bytes
+    recorded: RecordedState
+
+
+Action = ContractSendChallenge | ContractSendSettle
+
+
+def recorded_state(record: ChannelRecord) -> RecordedState | None:
+    """The contract's record of a closing channel, as the node followed it from the events."""
+    if record.status != STATUS_CLOSING or not record.has_close_record:
+        return None
+    assert record.close_nonce is not None and record.close_deadline is not None
+    assert record.close_balance_a is not None and record.close_balance_b is not None
+    assert record.close_salt is not None
+    return RecordedState(
+        record.close_nonce,
+        record.close_balance_a,
+        record.close_balance_b,
+        record.close_deadline,
+        record.deposit_a,
+        record.deposit_b,
+        record.close_salt,
+    )
+
+
+def decide(record: ChannelRecord, latest: SignedState, now: int, auto_settle: bool = True) -> Action | None:
+    """What to do about a channel closing on chain, at chain time ``now``: challenge, settle or nothing.
+
+    Challenge while ``now <= deadline`` if we hold a newer doubly-signed state that pays us more than the
+    record (and have not sent that one yet); settle once ``now > deadline`` if the record pays us anything
+    (a record paying us nothing is the other side's to settle: we spend no gas on it).
+    """
+    recorded = recorded_state(record)
+    if recorded is None:
+        return None
+    ours = 0 if record.role == "A" else 1
+    recorded_payout = (recorded.balance_a, recorded.balance_b)[ours]
+    if now <= recorded.deadline:
+        if not latest.is_complete or latest.state.nonce <= recorded.nonce:
+            return None
+        if (record.challenged_nonce or -1) >= latest.state.nonce:
+            return None  # sent already; the next ChallengeAccepted event updates the record
+        newer_payout = latest.state.payouts(recorded.deposit_a, recorded.deposit_b)[ours]
+        if newer_payout <= recorded_payout:
+            return None
+        return ContractSendChallenge(record.channel_id, latest, recorded)
+    if auto_settle and recorded_payout > 0:
+        return ContractSendSettle(record.channel_id, recorded)
+    return None
 
 
 class Watcher:
-    """Watches the chain for the channels of ``node``."""
+    """Follows the chain for the channels of ``node`` (see the module docstring)."""
 
-    def __init__(self, node: Node, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        node: Node,
+        interval: float = 1.0,
+        page_blocks: int = 2000,
+        max_pages: int = 10,
+        auto_settle: bool = True,
+        from_block: int | None = None,
+    ) -> None:
+        assert node.contract is not None, "the watcher needs the node's contract"
         self.node = node
+        self.contract = node.contract
         self.interval = interval
+        self.page_blocks = page_blocks
+        self.max_pages = max_pages
+        self.auto_settle = auto_settle
+        self.from_block = self.contract.from_block if from_block is None else from_block
         self.challenges = 0
+        self.settlements = 0
+        self._outage: str | None = None  # what failed, while the RPC keeps failing (logged once)
+        contract = self.contract.contract
+        self._events = {bytes(HexBytes(getattr(contract.events, name)().topic)): name for name in EVENTS}
+        self._decoders = {name: getattr(contract.events, name)() for name in EVENTS}
+
+    async def _chain(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.node.on_watch_chain(fn, *args)
 
     async def run(self) -> None:
+        backoff = self.interval
         while True:
-            await self.check_all()
-            await asyncio.sleep(self.interval)
-
-    async def check_all(self) -> None:
-        for runtime in list(self.node.runtimes.values()):
-            if runtime.record.status == STATUS_CLOSED:
-                continue
             try:
-                await self.check(runtime)
+                await self.poll()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a flaky RPC must not stop the watch
-                log.warning("watching 0x%s: %s: %s", runtime.cid.hex()[:12], type(exc).__name__, exc)
+            except Exception as exc:  # a flaky RPC must not stop the watch: log once per outage, back off
+                what = f"{type(exc).__name__}: {exc}"
+                if self._outage is None:
+                    log.warning("watching the chain failed (%s); retrying with back-off", what[:300])
+                self._outage = what
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if self._outage is not None:
+                log.warning("watching the chain again after: %s", self._outage[:300])
+                self._outage = None
+            backoff = self.interval
+            await asyncio.sleep(self.interval)
 
-    async def check(self, runtime: Runtime) -> None:
-        node, contract = self.node, self.node.contract
-        assert contract is not None
-        onchain = await node.on_chain(contract.get_channel, runtime.cid)
-        if onchain.status == STATUS_NONE:
-            log.info("channel 0x%s: closed on chain", runtime.cid.hex()[:12])
-            node.mark_closed(runtime)
-            return
-        if onchain.status != STATUS_CLOSING:
-            return
-        recorded = await node.on_chain(contract.recorded_state, runtime.cid)
-        if runtime.record.close_nonce != recorded.nonce or runtime.record.status != "closing":
-            log.warning(
-                "channel 0x%s: closed on chain with nonce %d (ours %d), deadline %d",
-                runtime.cid.hex()[:12],
-                recorded.nonce,
-                runtime.channel.nonce,
-                recorded.deadline,
+    # --- following events ------------------------------------------------------------------------
+
+    @property
+    def next_block(self) -> int:
+        stored = self.node.store.get_meta(CURSOR_KEY)
+        return self.from_block if stored is None else int(stored)
+
+    def _get_logs(self, start: int, end: int) -> list[Any]:
+        return list(
+            self.contract.chain.w3.eth.get_logs(
+                {
+                    "address": self.contract.address,
+                    "fromBlock": start,
+                    "toBlock": end,
+                    "topics": [["0x" + topic.hex() for topic in self._events]],
+                }
             )
-            node.mark_closing(runtime, recorded.nonce, recorded.deadline)
-        latest = runtime.channel.latest
-        now = await node.on_chain(contract.chain.now)
-        if latest.state.nonce > recorded.nonce and latest.is_complete and now <= recorded.deadline:
-            if (runtime.record.challenged_nonce or -1) >= latest.state.nonce:
-                return  # already sent (the next poll sees the accepted challenge)
-            await node.on_chain(contract.challenge, node.account, runtime.record.params, latest, recorded)
-            node.store.set_challenged(runtime.cid, latest.state.nonce)
-            runtime.record = node.store.channel(runtime.cid) or runtime.record
+        )
+
+    def decode(self, raw: Any) -> ChainEvent | None:
+        name = self._events.get(bytes(raw["topics"][0])) if raw["topics"] else None
+        if name is None:
+            return None
+        args = dict(self._decoders[name].process_log(raw)["args"])
+        return ChainEvent(name, bytes(args["channelId"]), int(raw["blockNumber"]), int(raw["logIndex"]), args)
+
+    async def poll(self) -> int:
+        """Processes the new blocks (at most ``max_pages`` pages), then acts on closing channels once the
+        watcher has caught up with the chain head. Returns the number of events applied."""
+        head = int(await self._chain(lambda: self.contract.chain.w3.eth.block_number))
+        start, applied = self.next_block, 0
+        for _ in range(self.max_pages):
+            if start > head:
+                break
+            end = min(head, start + self.page_blocks - 1)
+            raw_logs = await self._chain(self._get_logs, start, end)
+            events = [e for e in (self.decode(raw) for raw in raw_logs) if e is not None]
+            with self.node.store.transaction():
+                applied += self.apply(events)
+                self.node.store.set_meta(CURSOR_KEY, str(end + 1))
+            start = end + 1
+        if start > head:
+            await self.act(head)
+        return applied
+
+    def apply(self, events: list[ChainEvent]) -> int:
+        """Applies one page's events to the node, channel openings first (an open's ``Deposited`` event
+        comes in the same transaction). Events of channels the node is not part of are ignored."""
+        node, applied = self.node, 0
+        events = sorted(events, key=lambda e: (e.name != "ChannelOpened", e.block, e.index))
+        for event in events:
+            args = event.args
+            if event.name == "ChannelOpened":
+                if node.address not in (args["participantA"], args["participantB"]):
+                    continue
+                node.add_discovered(
+                    ChannelParams(
+                        args["participantA"],
+                        args["participantB"],
+                        args["asset"],
+                        args["challengePeriod"],
+                        args["number"],
+                    )
+                )
+            elif event.channel_id not in node.runtimes:
+                continue
+            elif event.name == "Deposited":
+                runtime = node.runtimes[event.channel_id]
+                is_a = args["participant"] == runtime.record.params.participant_a
+                total = int(args["total"])
+                node.note_deposits(event.channel_id, total if is_a else 0, 0 if is_a else total)
+            elif event.name == "ChannelClosed":
+                node.note_close_record(
+                    event.channel_id, args["nonce"], args["balanceA"], args["balanceB"], args["salt"], args["deadline"]
+                )
+            elif event.name == "ChallengeAccepted":
+                node.note_close_record(
+                    event.channel_id, args["nonce"], args["balanceA"], args["balanceB"], args["salt"], None
+                )
+            elif event.name == "ChannelSettled":
+                node.note_settled(event.channel_id)
+            applied += 1
+        return applied
+
+    # --- acting ----------------------------------------------------------------------------------
+
+    async def act(self, head: int) -> None:
+        """Challenges or settles what ``decide`` says, for every closing channel."""
+        closing = [r for r in self.node.runtimes.values() if r.record.status == STATUS_CLOSING]
+        if not closing:
+            return
+        block = await self._chain(self.contract.chain.w3.eth.get_block, head)
+        now = int(block["timestamp"])
+        for runtime in closing:
+            action = decide(runtime.record, runtime.channel.latest, now, self.auto_settle)
+            if action is None:
+                continue
+            try:
+                await self.execute(action)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. the peer challenged too: the next poll's events tell
+                log.warning("channel 0x%s: %s failed: %s", action.channel_id.hex()[:12], type(action).__name__, exc)
+
+    async def execute(self, action: Action) -> None:
+        node = self.node
+        runtime = node.runtimes[action.channel_id]
+        params = runtime.record.params
+        if isinstance(action, ContractSendChallenge):
+            await self._chain(self.contract.challenge, node.account, params, action.signed, action.recorded)
+            node.store.set_challenged(action.channel_id, action.signed.state.nonce)
+            runtime.record = node.store.channel(action.channel_id) or runtime.record
             self.challenges += 1
-            log.warning("channel 0x%s: challenged with nonce %d", runtime.cid.hex()[:12], latest.state.nonce)
-        elif now > recorded.deadline:
-            await node.on_chain(contract.settle, node.account, runtime.record.params, recorded)
-            node.mark_closed(runtime)
-            log.info("channel 0x%s: settled nonce %d", runtime.cid.hex()[:12], recorded.nonce)
+            log.warning(
+                "channel 0x%s: challenged nonce %d with nonce %d",
+                action.channel_id.hex()[:12],
+                action.recorded.nonce,
+                action.signed.state.nonce,
+            )
+        else:
+            await self._chain(self.contract.settle, node.account, params, action.recorded)
+            if runtime.record.status != STATUS_CLOSED:
+                node.mark_closed(runtime)
+            self.settlements += 1
+            log.info("channel 0x%s: settled nonce %d", action.channel_id.hex()[:12], action.recorded.nonce)
