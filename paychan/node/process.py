@@ -94,4 +94,7 @@ class NodeProcess:
         return control_request(str(self.db), method, path, payload, timeout)
 
     def status(self) -> Any:
-        return self.control("GET", "/status")["channels"][0]
+        """The status of the node's channel that is not closed (else its newest channel)."""
+        channels = self.control("GET", "/status")["channels"]
+        live = [c for c in channels if c["status"] != "closed"]
+        return (live or channels)[-1]

@@ -111,6 +111,11 @@ from paychan.state import (
 log = logging.getLogger("paychan.node")
 T = TypeVar("T")
 
+# What ``Node._authenticate`` leaves on an admitted peer request: who signed it, when, and its body.
+SIGNER = web.RequestKey("signer", str)
+SIGNED_AT = web.RequestKey("signedAt", int)
+BODY = web.RequestKey("body", bytes)
+
 
 class NotYourTurn(StateRejected):
     """Raised when the peer proposes while the turn to propose is ours."""
@@ -359,10 +364,11 @@ class Node:
         return await asyncio.get_running_loop().run_in_executor(self._watch_executor, lambda: fn(*args, **kwargs))
 
     def runtime(self, cid: bytes | None) -> Runtime:
-        if cid is None:
-            if len(self.runtimes) != 1:
-                raise UnknownChannel(f"the node has {len(self.runtimes)} channels: name one with --channel")
-            return next(iter(self.runtimes.values()))
+        if cid is None:  # the one channel that is not closed
+            live = [r for r in self.runtimes.values() if r.record.status != STATUS_CLOSED]
+            if len(live) != 1:
+                raise UnknownChannel(f"the node has {len(live)} channels not closed: name one with --channel")
+            return live[0]
         runtime = self.runtimes.get(cid)
         if runtime is None:
             raise UnknownChannel(f"no channel 0x{cid.hex()} on this node")
@@ -949,7 +955,7 @@ class Node:
         """Admits a peer request: its claim, its sender's budget, its body and its signature, in that order.
 
         Nothing is parsed, stored or asked of the chain before the signature has been checked; a request
-        over budget is refused before its body is read. ``request["signer"]`` is who signed it.
+        over budget is refused before its body is read. ``request[SIGNER]`` is who signed it.
         """
         gate, ip = self.gate, request.remote or "unknown"
         if request.path == "/peer/info":  # public and constant, but strangers' budget still applies
@@ -978,7 +984,7 @@ class Node:
             gate.charge_peer(claim.signer, body.count(b'"sigA"'))  # one share per state carried
         else:
             gate.charge_stranger(ip)
-        request["signer"], request["signedAt"], request["body"] = claim.signer, claim.timestamp_ms, body
+        request[SIGNER], request[SIGNED_AT], request[BODY] = claim.signer, claim.timestamp_ms, body
         return await handler(request)
 
     def peer_app(self) -> web.Application:
@@ -996,8 +1002,8 @@ class Node:
         )
 
     async def _peer_propose(self, request: web.Request) -> web.Response:
-        message = parse_propose(request["body"])
-        accepted, error = self.handle_propose(message, request["signer"])
+        message = parse_propose(request[BODY])
+        accepted, error = self.handle_propose(message, request[SIGNER])
         if not accepted:
             assert error is not None
             raise error
@@ -1007,17 +1013,17 @@ class Node:
         return _json(body)
 
     async def _peer_turn(self, request: web.Request) -> web.Response:
-        runtime = self.handle_turn(parse_turn(request["body"]), request["signer"])
+        runtime = self.handle_turn(parse_turn(request[BODY]), request[SIGNER])
         epoch = await self.grant_turn(runtime, patience=self.body_timeout)
         return _json(TurnMessage.create(self.domain, runtime.cid, epoch, self._key).to_json())
 
     async def _peer_announce(self, request: web.Request) -> web.Response:
-        record = self.handle_announce(parse_announce(request["body"]), request["signer"], request["signedAt"])
+        record = self.handle_announce(parse_announce(request[BODY]), request[SIGNER], request[SIGNED_AT])
         return _json({"type": "announced", "channelId": "0x" + record.channel_id.hex(), "peerUrl": record.peer_url})
 
     async def _peer_latest(self, request: web.Request) -> web.Response:
         runtime = self.runtime(parse_channel_id(request.match_info["cid"]))
-        self.check_counterparty(runtime, request["signer"])
+        self.check_counterparty(runtime, request[SIGNER])
         return _json({"type": "latest", "state": encode_signed(runtime.channel.latest)})
 
     def control_app(self) -> web.Application:

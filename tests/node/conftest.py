@@ -107,13 +107,62 @@ async def start_live_node(
     db: Path, key: bytes, role: str, port: int, peer_port: int, body_timeout: float = 5.0, keepalive: float = 5.0
 ) -> LiveNode:
     store = Store(db)
-    if store.channel(CID) is None:
-        store.add_channel(channel_record(role, f"http://127.0.0.1:{peer_port}"))
+    fresh = store.channel(CID) is None
     node = Node(store, key, DOMAIN, body_timeout=body_timeout, payment_timeout=20.0)
+    if fresh:  # as the watcher finds a new channel: its ChannelOpened and Deposited events, then the announce
+        node.add_discovered(PARAMS)
+        node.note_deposits(CID, DEPOSIT_A, 0)
+        store.set_peer_url(CID, f"http://127.0.0.1:{peer_port}", 1)
+        node.runtimes[CID].record = store.channel(CID)  # type: ignore[assignment]
     peer_runner, control_runner, peer_url, control_url = await serve(
         node, "127.0.0.1", port, keepalive_timeout=keepalive
     )
     return LiveNode(node, (peer_runner, control_runner), peer_url, control_url)
+
+
+# --- raw signed peer requests (a peer without a node) ----------------------------------------------------
+
+
+def signed_request(
+    url: str, payload: dict[str, Any] | None, key: bytes, recipient: str, domain: Domain, timeout: float = 30.0
+) -> Any:
+    """A peer request signed with ``key`` for ``recipient`` (POST with ``payload``, GET without); raises
+    ``urllib.error.HTTPError`` on an error answer."""
+    import json
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from paychan.node.auth import sign_request
+
+    body = b"" if payload is None else json.dumps(payload).encode()
+    method = "GET" if payload is None else "POST"
+    headers = {
+        "Content-Type": "application/json",
+        **sign_request(domain, key, recipient, method, urlsplit(url).path, body),
+    }
+    request = urllib.request.Request(url, body if payload is not None else None, headers, method=method)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def announce_until_known(
+    url: str, params: ChannelParams, key: bytes, recipient: str, domain: Domain, timeout: float = 30.0
+) -> Any:
+    """Announces ``url``'s channel until the node has seen it on chain (404 before)."""
+    import time
+    import urllib.error
+
+    from paychan.node.messages import Announce
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            announce = Announce(params, "http://127.0.0.1:9", domain.chain_id, domain.verifying_contract)
+            return signed_request(url + "/peer/channels", announce.to_json(), key, recipient, domain)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # --- node processes on an anvil devnet ----------------------------------------------------------------
@@ -133,8 +182,10 @@ def devnet() -> Iterator[Any]:
         net.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def devnet_contract(devnet: Any) -> Any:
+    """A fresh deployment for each test: nodes discover every channel naming them on their contract, so
+    channels a test leaves open must not appear in the next test's nodes."""
     from paychan.chain import rpc_chain
     from paychan.contract import PaychanContract
 

@@ -65,12 +65,12 @@ def backed_up_after_20_payments_then_paid_30_more(
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
-    alice.control("POST", "/open", {"peer": bob.peer_url, "deposit": str(DEPOSIT)})
-    alice.control("POST", "/pay", {"amount": "10", "count": 20})
+    channel = alice.control("POST", "/open", {"peer": bob.peer_url, "deposit": str(DEPOSIT)})["channelId"]
+    alice.control("POST", "/pay", {"channelId": channel, "amount": "10", "count": 20})
     backup = tmp_path / "bob.backup.db"
     assert paychan(capsys, "backup", "--db", str(bob.db), "--out", str(backup))[0] == 0  # while bob runs
     assert integrity_check(backup) == "ok"
-    alice.control("POST", "/pay", {"amount": "10", "count": 30})
+    alice.control("POST", "/pay", {"channelId": channel, "amount": "10", "count": 30})
     return alice, bob, backup
 
 
@@ -94,7 +94,7 @@ def test_a_node_restored_from_an_old_backup_catches_up_with_its_peer(
     while bob.status()["nonce"] != 50 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert bob.status()["latest"] == alice.status()["latest"]
-    alice.control("POST", "/pay", {"amount": "10"})
+    alice.control("POST", "/pay", {"channelId": alice.status()["channelId"], "amount": "10"})
     assert bob.status()["nonce"] == 51
 
 
@@ -111,7 +111,8 @@ def test_a_node_restored_from_an_old_backup_signs_nothing_new_until_its_peer_ans
 
     bob.start()
     paid: dict[str, Any] = {}
-    payer = threading.Thread(target=lambda: paid.update(bob.control("POST", "/pay", {"amount": "1"}, timeout=60)))
+    request = {"channelId": "0x" + cid.hex(), "amount": "1"}
+    payer = threading.Thread(target=lambda: paid.update(bob.control("POST", "/pay", request, timeout=60)))
     payer.start()
     time.sleep(1.5)  # bob's sender keeps asking the absent alice for her latest state
     assert payer.is_alive()

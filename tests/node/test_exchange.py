@@ -70,7 +70,7 @@ def test_a_proposal_sent_again_after_a_lost_answer_gets_the_same_countersignatur
             before = b.snapshot()
             first = a.node.runtimes[CID]
             resend = Propose(CID, first.epoch, [first.channel.latest])
-            answer = await a.node.peer.post(b.peer_url + "/peer/propose", resend.to_json())
+            answer = await a.node.peer.post(b.peer_url + "/peer/propose", resend.to_json(), ADDRESS_B)
             assert answer["states"] == [signed.to_json()]
             assert b.snapshot() == before
         finally:

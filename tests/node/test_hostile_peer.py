@@ -1,5 +1,6 @@
 """A hostile or buggy peer gets a clear error answer and changes nothing: not the channel in memory, not the
-store on disk, not the turn. The victim is B's node; the attacker holds A's key (or not) and talks raw HTTP."""
+store on disk, not the turn. The victim is B's node; the attacker holds A's key (or not) and talks raw HTTP,
+signing its requests with A's key (``paychan.node.auth``) unless a test says otherwise."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from paychan.node.auth import sign_request
 from paychan.node.messages import MAX_BODY_BYTES, Propose, TurnMessage, parse_turn
 from paychan.signing import sign_state
 from paychan.state import ChannelState, SignedState
@@ -43,9 +45,17 @@ def propose_body(*states: SignedState, cid: bytes = CID, epoch: int = 0) -> byte
     return json.dumps(Propose(cid, epoch, list(states)).to_json()).encode()  # type: ignore[arg-type]
 
 
-async def post(victim: LiveNode, body: bytes, path: str = "/peer/propose") -> tuple[int, dict[str, Any]]:
+def auth_headers(victim: LiveNode, body: bytes, path: str = "/peer/propose", key: bytes = KEY_A) -> dict[str, str]:
+    return {"Content-Type": "application/json", **sign_request(DOMAIN, key, ADDRESS_B, "POST", path, body)}
+
+
+async def post(
+    victim: LiveNode, body: bytes, path: str = "/peer/propose", key: bytes | None = KEY_A
+) -> tuple[int, dict[str, Any]]:
+    """POSTs ``body``, signed with ``key`` (None: unsigned)."""
+    headers = {"Content-Type": "application/json"} if key is None else auth_headers(victim, body, path, key)
     async with aiohttp.ClientSession() as session:
-        async with session.post(victim.peer_url + path, data=body, headers={"Content-Type": "application/json"}) as r:
+        async with session.post(victim.peer_url + path, data=body, headers=headers) as r:
             return r.status, await r.json()
 
 
@@ -204,7 +214,8 @@ def test_a_huge_body_is_refused_unread(tmp_path: Path) -> None:
                 yield b" " * 65536
 
         async with aiohttp.ClientSession() as session:
-            async with session.post(victim.peer_url + "/peer/propose", data=chunks()) as r:
+            headers = auth_headers(victim, b" " * (40 * 65536))
+            async with session.post(victim.peer_url + "/peer/propose", data=chunks(), headers=headers) as r:
                 assert r.status == 413
                 assert (await r.json())["error"]["type"] == "HTTPRequestEntityTooLarge"
         assert victim.snapshot() == before
@@ -222,8 +233,10 @@ def test_a_slow_loris_is_cut_off_and_does_not_block_other_peers(tmp_path: Path) 
         w1.write(b"POST /peer/propose HTTP/1.1\r\nHost: x\r\n")
         # 2) a body trickled one byte at a time
         r2, w2 = await asyncio.open_connection(host, port)
+        signed = "".join(f"{k}: {v}\r\n" for k, v in auth_headers(victim, body).items())
         w2.write(
-            b"POST /peer/propose HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /peer/propose HTTP/1.1\r\nHost: x\r\n"
+            + signed.encode()
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
         )
         started = time.monotonic()

@@ -38,7 +38,7 @@ def test_migrations_are_recorded_once_in_order(tmp_path: Path) -> None:
     Store(tmp_path / "a.db").close()
     again = Store(tmp_path / "a.db")
     assert again.applied_migrations() == [(v, n) for v, n, _ in MIGRATIONS]
-    assert again.schema_version == SCHEMA_VERSION == 3
+    assert again.schema_version == SCHEMA_VERSION == 4
 
 
 def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None:
@@ -63,9 +63,11 @@ def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None
     old.conn.commit()
     old.close()
     new = Store(tmp_path / "old.db")
-    assert new.schema_version == 3
+    assert new.schema_version == 4
     record = new.channel(CID)
     assert record is not None and record.close_nonce is None and record.challenged_nonce is None
+    # migration 4: the URL was not set by a signed announce (any signed one replaces it); no close record
+    assert record.peer_url_at == 0 and not record.has_close_record
     (kept,) = new.states(CID)
     assert (kept.state.nonce, kept.state.balance_b, kept.state.deposit_a, kept.state.deposit_b) == (1, 1, 0, 0)
     new.record_intent(sign_both(make_state(2, 0, 1)), "A")  # new states keep their deposits
@@ -219,3 +221,27 @@ def test_a_backup_taken_while_the_node_writes_is_consistent(tmp_path: Path) -> N
         counts.append(len(states))
         copy.close()
     assert counts == sorted(counts) and counts[-1] > 0
+
+
+def test_a_peer_url_changes_only_for_a_newer_announce(store: Store) -> None:
+    assert store.set_peer_url(CID, "http://10.0.0.1:9735", 1_000)
+    assert not store.set_peer_url(CID, "http://attacker:1", 999)  # older
+    assert not store.set_peer_url(CID, "http://attacker:1", 1_000)  # the same announce again
+    assert store.channel(CID).peer_url == "http://10.0.0.1:9735"  # type: ignore[union-attr]
+    assert store.set_peer_url(CID, "http://10.0.0.2:9735", 1_001)
+    assert store.channel(CID).peer_url == "http://10.0.0.2:9735"  # type: ignore[union-attr]
+
+
+def test_a_close_record_is_stored_and_a_challenge_keeps_the_deadline(store: Store) -> None:
+    store.set_close_record(CID, 1, 7, 3, 2**64 - 1, deadline=5_000)
+    record = store.channel(CID)
+    assert record is not None and record.status == "closing" and record.has_close_record
+    assert (record.close_nonce, record.close_balance_a, record.close_balance_b, record.close_salt) == (
+        1,
+        7,
+        3,
+        2**64 - 1,
+    )
+    store.set_close_record(CID, 4, 2, 8, 12345)  # a ChallengeAccepted event: no new deadline
+    record = store.channel(CID)
+    assert record is not None and (record.close_nonce, record.close_deadline, record.close_salt) == (4, 5_000, 12345)

@@ -3,9 +3,7 @@ its newer state before the deadline, and settles after it, so the newest state i
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -13,19 +11,13 @@ from eth_account import Account
 
 from paychan.chain import rpc_chain
 from paychan.contract import PaychanContract
-from paychan.node.messages import Announce, Propose, parse_signed
+from paychan.node.messages import Propose, parse_signed
 from paychan.signing import sign_state
 from paychan.state import ChannelState, Nonce, SignedState, Wei
 
-from .conftest import ADDRESS_B, KEY_B, KEY_C, NodeProcess
+from .conftest import ADDRESS_B, KEY_B, KEY_C, NodeProcess, announce_until_known, signed_request
 
 DEPOSIT = 10**18
-
-
-def post(url: str, payload: dict[str, Any]) -> Any:
-    request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -46,10 +38,7 @@ def test_a_stale_unilateral_close_is_challenged_by_the_node_and_the_newest_state
     contract = PaychanContract(chain, devnet_contract.address)
     params, _ = contract.open_channel(carol, ADDRESS_B, DEPOSIT, challenge_period=3600)
     cid = contract.channel_id(params)
-    post(
-        bob.peer_url + "/peer/channels",
-        Announce(params, "http://127.0.0.1:9", chain.chain_id, contract.address).to_json(),
-    )
+    announce_until_known(bob.peer_url, params, KEY_C, ADDRESS_B, contract.domain)  # bob found it on chain
 
     # carol pays bob three times through bob's peer endpoint; bob countersigns each
     countersigned: list[SignedState] = []
@@ -59,7 +48,9 @@ def test_a_stale_unilateral_close_is_challenged_by_the_node_and_the_newest_state
             cid, Nonce(nonce), Wei(DEPOSIT - paid), Wei(paid), deposit_a=Wei(DEPOSIT), deposit_b=Wei(0)
         )
         proposal = SignedState(state, sign_state(contract.domain, state, KEY_C), None)
-        answer = post(bob.peer_url + "/peer/propose", Propose(cid, 0, [proposal]).to_json())
+        answer = signed_request(
+            bob.peer_url + "/peer/propose", Propose(cid, 0, [proposal]).to_json(), KEY_C, ADDRESS_B, contract.domain
+        )
         countersigned.append(parse_signed(answer["states"][0]))
     assert bob.status()["nonce"] == 3
 
