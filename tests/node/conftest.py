@@ -195,14 +195,16 @@ def devnet_contract(devnet: Any) -> Any:
 
 
 @pytest.fixture
-def node_processes(tmp_path: Path, devnet: Any, devnet_contract: Any) -> Iterator[Callable[[str, bytes], NodeProcess]]:
+def node_processes(tmp_path: Path, devnet: Any, devnet_contract: Any) -> Iterator[Callable[..., NodeProcess]]:
     """Factory of node processes; every one started is stopped by PID after the test, pass or fail."""
     started: list[NodeProcess] = []
 
-    def make(name: str, key: bytes) -> NodeProcess:
+    def make(
+        name: str, key: bytes, rpc_url: str | None = None, poll_interval: float = 0.2, log_level: str = "WARNING"
+    ) -> NodeProcess:
         process = NodeProcess(
-            tmp_path, name, key, devnet.url, devnet_contract.address, free_port(), PASSWORD,
-            ("--poll-interval", "0.2", "--payment-timeout", "5", "--log-level", "WARNING"),
+            tmp_path, name, key, rpc_url or devnet.url, devnet_contract.address, free_port(), PASSWORD,
+            ("--poll-interval", str(poll_interval), "--payment-timeout", "5", "--log-level", log_level),
         )  # fmt: skip
         started.append(process)
         return process
@@ -210,3 +212,50 @@ def node_processes(tmp_path: Path, devnet: Any, devnet_contract: Any) -> Iterato
     yield make
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def latency_proxy(devnet: Any) -> Iterator[str]:
+    """A JSON-RPC proxy to the devnet adding 50 ms to every call (``latency_proxy.py``), in its own process on
+    a free port, stopped by PID after the test. Yields its URL."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    script = Path(__file__).with_name("latency_proxy.py")
+    process = subprocess.Popen(
+        [sys.executable, str(script), devnet.url, "0.05", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/stats", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the latency proxy did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def rpc_calls(proxy_url: str) -> dict[str, int]:
+    """The JSON-RPC calls the latency proxy has forwarded so far, by method."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(proxy_url + "/stats", timeout=10) as response:
+        return dict(json.loads(response.read()))
