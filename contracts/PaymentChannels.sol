@@ -29,9 +29,11 @@ import {SafeTransferLib} from "solady/utils/SafeTransferLib.sol";
 /// - A doubly-signed state marked final pays out at once: through `cooperativeClose` while open, or
 ///   through `challenge` while closing (so front-running a cooperative close with a stale unilateral
 ///   close gains nothing).
-/// - Payouts are pushed; a payout that fails (a recipient that rejects ETH, a token that returns false or
-///   reverts) is credited to the recipient and collected later with `claim`, so it never blocks the
-///   other party's payout.
+/// - Payouts are pushed with at most `PAYOUT_GAS` each (ETH and tokens alike); a payout that fails (a
+///   recipient that rejects ETH, a token that returns false or reverts, a recipient or token transfer
+///   hook that needs more gas) is credited to the recipient and collected later with `claim`, which
+///   forwards all the gas it is given, so it never blocks the other party's payout nor makes settling
+///   dearer than two bounded pushes.
 contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
     /*                           TYPES                            */
@@ -79,7 +81,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /*                       CUSTOM ERRORS                        */
     /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
 
-    /// @dev The counterparty is the zero address or the opener itself.
+    /// @dev The counterparty is the zero address, the opener itself or this contract.
     error InvalidCounterparty(address counterparty);
     /// @dev The challenge period lies outside `[minimum, maximum]` seconds.
     error InvalidChallengePeriod(uint256 challengePeriod, uint256 minimum, uint256 maximum);
@@ -179,7 +181,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     uint256 public constant MAX_CHALLENGE_PERIOD = 30 days;
     /// @dev Largest total deposit of one participant (120 bits, so both fit one slot).
     uint256 public constant MAX_DEPOSIT = (1 << 120) - 1;
-    /// @dev Gas forwarded with a pushed ETH payout; a recipient needing more is credited instead.
+    /// @dev Gas forwarded with a pushed payout, ETH or token: a recipient (or a token and the transfer
+    /// hooks it calls) needing more is credited for `claim` instead, so no party can make settling a
+    /// channel cost more than two bounded pushes. A plain ERC-20 `transfer` needs well under half of it.
     uint256 public constant PAYOUT_GAS = 100_000;
     /// @dev `keccak256("State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,uint256 depositA,uint256 depositB,bytes32 locksRoot,bool isFinal)")`.
     bytes32 public constant STATE_TYPEHASH = keccak256(
@@ -243,7 +247,14 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         nonReentrant
         returns (bytes32 channelId)
     {
-        if (counterparty == address(0) || counterparty == msg.sender) revert InvalidCounterparty(counterparty);
+        bool refused;
+        /// @solidity memory-safe-assembly
+        assembly {
+            // `counterparty` is the zero address, the opener or this contract (no short-circuit jumps: the
+            // deployment stays under its gas target).
+            refused := or(or(iszero(counterparty), eq(counterparty, caller())), eq(counterparty, address()))
+        }
+        if (refused) revert InvalidCounterparty(counterparty);
         if (challengePeriod < MIN_CHALLENGE_PERIOD || challengePeriod > MAX_CHALLENGE_PERIOD) {
             revert InvalidChallengePeriod(challengePeriod, MIN_CHALLENGE_PERIOD, MAX_CHALLENGE_PERIOD);
         }
@@ -421,10 +432,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         if (amount == 0) revert NothingToClaim(msg.sender, asset);
         delete owed[msg.sender][asset];
         emit Claimed(msg.sender, asset, to, amount);
-        bool success = asset == address(0)
-            ? SafeTransferLib.trySafeTransferETH(to, amount, gasleft())
-            : _tryTransferToken(asset, to, amount);
-        if (!success) revert PayoutFailed(to, asset, amount);
+        if (!_trySend(asset, to, amount, gasleft())) revert PayoutFailed(to, asset, amount);
     }
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
@@ -662,27 +670,46 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         return afterwards > before ? afterwards - before : 0;
     }
 
-    /// @dev Pushes a payout; if the push fails the amount is credited to `to` for `claim`.
+    /// @dev Pushes a payout with at most `PAYOUT_GAS`; if the push fails the amount is credited to `to`
+    /// for `claim`.
     function _payout(bytes32 channelId, address asset, address to, uint256 amount) internal {
         if (amount == 0) return;
-        bool success = asset == address(0)
-            ? SafeTransferLib.trySafeTransferETH(to, amount, PAYOUT_GAS)
-            : _tryTransferToken(asset, to, amount);
-        if (!success) {
+        uint256 gasLimit;
+        /// @solidity memory-safe-assembly
+        assembly {
+            // `min(gasleft(), PAYOUT_GAS)`, a run-time value: a CALL forwards at most 63/64 of the gas left
+            // anyway, so this forwards what the literal would, but shares `claim`'s one copy of the send
+            // code (a literal argument gets its own specialized copy: the deployment over its gas target).
+            gasLimit := gas()
+            if gt(gasLimit, PAYOUT_GAS) { gasLimit := PAYOUT_GAS }
+        }
+        if (!_trySend(asset, to, amount, gasLimit)) {
             owed[to][asset] += amount;
             emit PayoutDeferred(channelId, to, asset, amount);
         }
     }
 
-    /// @dev `transfer` that reports failure instead of reverting, with solady's success rule: the call
-    /// succeeded and returned `true`, or returned nothing from an address that has code.
-    function _tryTransferToken(address token, address to, uint256 amount) internal returns (bool success) {
+    /// @dev Sends `amount` of `asset` (address(0) is ETH) to `to`, forwarding at most `gasLimit`; reports
+    /// failure instead of reverting. The one send path of `_payout` (bounded) and `claim` (all gas).
+    function _trySend(address asset, address to, uint256 amount, uint256 gasLimit) internal returns (bool) {
+        return asset == address(0)
+            ? SafeTransferLib.trySafeTransferETH(to, amount, gasLimit)
+            : _tryTransferToken(asset, to, amount, gasLimit);
+    }
+
+    /// @dev `transfer` forwarding at most `gasLimit`, that reports failure instead of reverting, with
+    /// solady's success rule: the call succeeded and returned `true`, or returned nothing from an address
+    /// that has code.
+    function _tryTransferToken(address token, address to, uint256 amount, uint256 gasLimit)
+        internal
+        returns (bool success)
+    {
         /// @solidity memory-safe-assembly
         assembly {
             mstore(0x14, to)
             mstore(0x34, amount)
             mstore(0x00, 0xa9059cbb000000000000000000000000) // `transfer(address,uint256)`.
-            success := call(gas(), token, 0, 0x10, 0x44, 0x00, 0x20)
+            success := call(gasLimit, token, 0, 0x10, 0x44, 0x00, 0x20)
             if iszero(and(eq(mload(0x00), 1), success)) {
                 success := lt(or(iszero(extcodesize(token)), returndatasize()), success)
             }

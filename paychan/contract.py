@@ -24,6 +24,7 @@ from paychan.chain import Chain
 from paychan.compile import Artifact, load_artifact
 from paychan.exceptions import (
     ContractCustomError,
+    OutOfGas,
     TransactionFailed,
     UnknownChannel,
     contract_error_classes,
@@ -205,11 +206,27 @@ class PaychanContract:
         return estimate + estimate // 5 + 10_000  # refunds and warm/cold differences make estimates tight
 
     def _raise_replayed(self, fn: Any, tx: dict[str, Any], receipt: TxReceipt) -> None:
+        """Raises why the mined transaction ``tx`` (of ``receipt``) failed.
+
+        A receipt carries no revert data, so the error is found by replaying the call (with the same gas)
+        on the parent block. That replay only sees the right state when nothing the failure depends on
+        differs there, and the block's timestamp always does: an out-of-gas settle one second after the
+        deadline replays at the parent's timestamp and "reverts" ``ChallengePeriodActive``. So out of gas
+        is told from the receipt first, where no replay can be wrong about it: a revert returns the gas it
+        did not use, while running out of gas (the only way this contract's code fails that uses up its
+        gas limit) leaves ``gasUsed`` equal to the gas limit.
+        """
+        gas_limit, gas_used = int(tx["gas"]), int(receipt["gasUsed"])
+        if gas_used >= gas_limit:
+            raise OutOfGas(gas_limit, gas_used)
         try:
             fn.call(tx, block_identifier=receipt["blockNumber"] - 1)
         except Exception as exc:
             self.errors.reraise(exc)
-        raise TransactionFailed(f"transaction {receipt['transactionHash'].hex()} reverted (out of gas?)")
+        raise TransactionFailed(
+            f"transaction {receipt['transactionHash'].hex()} reverted after {gas_used:,} of {gas_limit:,} gas, "
+            f"but its replay on block {receipt['blockNumber'] - 1} succeeds (the state it ran on differed)"
+        )
 
     def _call(self, fn: Any) -> Any:
         try:

@@ -61,6 +61,22 @@ class TransactionFailed(PaychanError):
     """Raised when a transaction reverts without a custom error the contract declares."""
 
 
+class OutOfGas(TransactionFailed):
+    """Raised when a transaction failed by running out of gas: it used all ``gas_limit`` it was given
+    (``gas_used == gas_limit``), which a revert never does (it returns the gas it did not use). Nothing it
+    did took effect; sent again with more gas (or an estimate), it may succeed."""
+
+    def __init__(self, gas_limit: int, gas_used: int) -> None:
+        self.gas_limit, self.gas_used = gas_limit, gas_used
+        super().__init__(f"OutOfGas(gas_limit={gas_limit}, gas_used={gas_used})")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and str(other) == str(self)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
 class ChainUnavailable(PaychanError):
     """Raised when the chain (an RPC URL) does not answer."""
 

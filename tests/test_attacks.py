@@ -2,8 +2,9 @@
 
 Attackers: a participant (stale states, replayed or forged signatures, griefing, front-running), a third
 party, a malicious token (returning false or nothing, taking a fee, re-entering from a transfer hook) and a
-malicious payout recipient (re-entering, rejecting ETH). Every test asserts the exact custom error with its
-arguments, or the exact payouts; the ``contract`` fixture then checks that no funds were created or lost.
+malicious payout recipient (re-entering, rejecting ETH, burning gas in a token transfer hook). Every test
+asserts the exact custom error with its arguments, or the exact payouts; the ``contract`` fixture then checks
+that no funds were created or lost.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from paychan.exceptions import (
 from paychan.signing import Domain, recover_signer, sign_state
 from paychan.state import EMPTY_SIGNATURE, ETH, ChannelState, Nonce, Signature, SignedState, Wei, channel_id
 
-from .conftest import ETHER, PERIOD, deploy_test_contract, send_fn
+from .conftest import ETHER, PERIOD, assert_conservation, deploy_test_contract, send_fn
 
 MAX_DEPOSIT = 2**120 - 1
 HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
@@ -799,6 +800,75 @@ def test_unilateral_close_from_a_token_hook_during_a_deposit_reverts_the_deposit
     before = token_balance(token, alice.address)
     contract.settle(carol, params)
     assert token_balance(token, alice.address) - before == 100
+
+
+BURN = 1_000_000  # what the GasBurningReceiver's token hook burns: every unbounded push would cost that
+BOUNDED = 200_000  # what settling or closing may cost with such a recipient: two pushes of PAYOUT_GAS at most
+AMPLE = 3_000_000  # a gas limit with room for the hook, so only the contract's own bound can stop it
+
+
+def test_a_token_hook_burning_gas_cannot_make_settle_cost_more_than_a_bounded_push_and_claim_delivers(
+    chain, contract, deployer, artifacts, alice, carol
+):
+    # A participant contract whose token transfer hook loops: before the fix every settle of its channel
+    # forwarded all the gas to the token push and cost about a million gas, paid by whoever settled.
+    token = deploy(chain, deployer, artifacts, "HookToken")
+    burner = deploy(chain, deployer, artifacts, "GasBurningReceiver", BURN)
+    fund_token(chain, token, contract, alice, carol)
+    params, _ = contract.open_channel(alice, burner.address, 100, asset=token.address)
+    contract.deposit(carol, params, burner.address, 40)
+    contract.close(alice, params)
+    chain.time_travel(PERIOD + 1)
+    before = token_balance(token, alice.address)
+    receipt = contract.settle(carol, params, gas=AMPLE)
+    assert receipt["gasUsed"] < BOUNDED
+    (deferred,) = contract.contract.events.PayoutDeferred().process_receipt(receipt, errors=DISCARD)
+    assert dict(deferred["args"]) == {
+        "channelId": contract.channel_id(params),
+        "recipient": burner.address,
+        "asset": token.address,
+        "amount": 40,
+    }
+    assert token_balance(token, alice.address) - before == 100  # the other party is paid at once
+    assert (token_balance(token, burner.address), contract.owed(burner.address, token.address)) == (0, 40)
+    assert burner.functions.completed().call() == 0
+    assert token_balance(token, contract.address) == 40
+    assert_conservation(contract)
+    # `claim` forwards all the gas it is given: with enough for the hook, the payout arrives.
+    claim = encode(contract, "claim", token.address, burner.address)
+    receipt = send_fn(chain, carol, burner.functions.execute(contract.address, claim), gas=AMPLE)
+    assert receipt["gasUsed"] > BURN
+    assert burner.functions.completed().call() == 1
+    assert (token_balance(token, burner.address), contract.owed(burner.address, token.address)) == (40, 0)
+    assert token_balance(token, contract.address) == 0
+    assert_conservation(contract)
+
+
+def test_a_token_hook_burning_gas_cannot_make_a_cooperative_close_cost_more_than_a_bounded_push(
+    chain, contract, deployer, artifacts, alice, bob, carol, signed_state
+):
+    # The same hook registered by alice's account (ERC-1820 style), so that she can sign a final state.
+    token = deploy(chain, deployer, artifacts, "HookToken")
+    burner = deploy(chain, deployer, artifacts, "GasBurningReceiver", BURN)
+    fund_token(chain, token, contract, alice, bob)
+    send_fn(chain, alice, token.functions.setHook(burner.address))
+    params, _ = contract.open_channel(alice, bob.address, 100, asset=token.address)
+    contract.deposit(bob, params, bob.address, 50)
+    before_a, before_b = token_balance(token, alice.address), token_balance(token, bob.address)
+    receipt = contract.cooperative_close(carol, params, signed_state(params, 3, 70, 80, is_final=True), gas=AMPLE)
+    assert receipt["gasUsed"] < BOUNDED
+    (deferred,) = contract.contract.events.PayoutDeferred().process_receipt(receipt, errors=DISCARD)
+    assert (deferred["args"]["recipient"], deferred["args"]["amount"]) == (alice.address, 70)
+    assert token_balance(token, bob.address) - before_b == 80
+    assert token_balance(token, alice.address) == before_a
+    assert contract.owed(alice.address, token.address) == 70
+    assert contract.get_channel(contract.channel_id(params)).status == STATUS_NONE
+    assert_conservation(contract)
+    receipt = contract.claim(alice, token.address, gas=AMPLE)
+    assert receipt["gasUsed"] > BURN and burner.functions.completed().call() == 1
+    assert token_balance(token, alice.address) - before_a == 70
+    assert (contract.owed(alice.address, token.address), token_balance(token, contract.address)) == (0, 0)
+    assert_conservation(contract)
 
 
 def test_deposit_after_payments_cannot_let_the_payer_reclaim_them(chain, contract, open_channel, alice, bob, carol):

@@ -118,3 +118,11 @@ def test_errors_the_channel_also_checks_off_chain_are_state_rejections():
     for name in ("InvalidSignature", "MalleableSignature", "BalancesNotConserved", "LocksNotSupported"):
         cls = getattr(exceptions, name)
         assert issubclass(cls, StateRejected) and issubclass(cls, ContractCustomError)
+
+
+def test_out_of_gas_is_a_transaction_failure_naming_the_gas_limit_and_the_gas_used():
+    raised = exceptions.OutOfGas(30_000, 30_000)
+    assert isinstance(raised, exceptions.TransactionFailed) and not isinstance(raised, ContractCustomError)
+    assert (raised.gas_limit, raised.gas_used) == (30_000, 30_000)
+    assert str(raised) == "OutOfGas(gas_limit=30000, gas_used=30000)"
+    assert raised == exceptions.OutOfGas(30_000, 30_000) != exceptions.OutOfGas(30_000, 29_999)

@@ -115,6 +115,28 @@ def test_open_rejects_the_zero_address_as_counterparty(contract, alice):
     assert e.value == InvalidCounterparty(ETH)
 
 
+@pytest.mark.parametrize("asset", ["eth", "erc20"])
+def test_open_rejects_the_channels_contract_itself_as_counterparty_and_changes_nothing(
+    request, chain, contract, alice, asset
+):
+    # A channel whose participant B is the contract could never be closed by B nor signed for, and its
+    # payouts to B would be pushed to the contract itself: refused like the opener or the zero address.
+    token = request.getfixturevalue("token") if asset == "erc20" else None
+    address = token.address if token is not None else ETH
+    number = contract.contract.functions.nextChannelNumber().call()
+    held = chain.balance(contract.address), token.functions.balanceOf(contract.address).call() if token else 0
+    own = token.functions.balanceOf(alice.address).call() if token else None
+    block = chain.w3.eth.block_number
+    with pytest.raises(InvalidCounterparty) as e:  # mined and reverted on chain (explicit gas: no estimate)
+        contract.open_channel(alice, contract.address, ETHER, asset=address, gas=300_000)
+    assert e.value == InvalidCounterparty(contract.address)
+    assert chain.w3.eth.block_number > block
+    assert contract.contract.functions.nextChannelNumber().call() == number
+    assert (chain.balance(contract.address), token.functions.balanceOf(contract.address).call() if token else 0) == held
+    assert (token.functions.balanceOf(alice.address).call() if token else None) == own
+    assert contract.contract.events.ChannelOpened().get_logs(from_block=block + 1) == []
+
+
 def test_the_counterparty_is_checked_before_the_challenge_period(contract, alice):
     with pytest.raises(InvalidCounterparty) as e:
         contract.open_channel(alice, alice.address, 0, challenge_period=1)

@@ -11,6 +11,7 @@ from paychan.exceptions import (
     ChallengePeriodActive,
     ChannelNotClosing,
     ChannelNotOpen,
+    OutOfGas,
     RecordedBalancesMismatch,
 )
 
@@ -57,6 +58,32 @@ def test_settling_on_the_deadline_second_is_rejected(chain, contract, closing, b
     with pytest.raises(ChallengePeriodActive) as e:
         contract.settle(bob, pair.params)
     assert e.value == ChallengePeriodActive(deadline, deadline)
+
+
+def test_settling_right_after_the_deadline_with_too_little_gas_raises_out_of_gas_not_challenge_period_active(
+    chain, contract, closing, bob
+):
+    # The client replays a failed transaction on the parent block to find its error; one second after the
+    # deadline the parent block is not yet past it, so the replay used to report ChallengePeriodActive.
+    pair, _ = closing
+    cid = contract.channel_id(pair.params)
+    onchain, recorded = contract.get_channel(cid), contract.recorded_state(cid)
+    before = chain.balance(contract.address)
+    next_block_at(chain, onchain.deadline + 1)
+    block = chain.w3.eth.block_number
+    with pytest.raises(OutOfGas) as e:
+        contract.settle(bob, pair.params, recorded, gas=30_000)
+    assert e.value == OutOfGas(30_000, 30_000)
+    assert (e.value.gas_limit, e.value.gas_used) == (30_000, 30_000)
+    assert not isinstance(e.value, ChallengePeriodActive)
+    (failed,) = chain.w3.eth.get_block(block + 1, full_transactions=True)["transactions"]
+    assert chain.w3.eth.get_transaction_receipt(failed["hash"])["status"] == 0  # it was mined, and failed
+    assert chain.w3.eth.get_block(block + 1)["timestamp"] == onchain.deadline + 1
+    assert contract.get_channel(cid) == onchain and contract.recorded_state(cid) == recorded
+    assert chain.balance(contract.address) == before
+    receipt = contract.settle(bob, pair.params, recorded)  # with the gas it needs, it settles
+    assert contract.get_channel(cid).status == STATUS_NONE
+    assert [dict(e) for e in tx_events(contract, receipt, "ChannelSettled")][0]["nonce"] == 2
 
 
 def test_settling_right_after_the_close_is_rejected(chain, contract, open_channel, alice):
