@@ -1,7 +1,7 @@
 """A flood of strangers' announces at a node's peer endpoint, from several loopback addresses at once.
 
-Each of ``CONNECTIONS`` clients (from 127.0.0.2, 127.0.0.3, ...) sends, one request per connection, as fast
-as the node answers, announces of channels that do not exist: half unsigned, half validly signed by a fresh
+``CONNECTIONS`` clients (spread over the addresses 127.0.0.2 to 127.0.0.6) each send, one request per
+connection, as fast as the node answers, announces of channels that do not exist: half unsigned, half validly signed by a fresh
 key in the channel it invents (what an attacker makes at no cost). Requests are built before the flood
 starts. Bounded by a request count and a duration; prints the answers' HTTP status counts as JSON::
 
@@ -53,7 +53,7 @@ async def flood(url: str, requests: list[bytes], connections: int, seconds: floa
             sent += 1
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(parts.hostname, parts.port, local_addr=(f"127.0.0.{2 + index}", 0)), 5
+                    asyncio.open_connection(parts.hostname, parts.port, local_addr=(f"127.0.0.{2 + index % 5}", 0)), 5
                 )
                 writer.write(request)
                 answer = await asyncio.wait_for(reader.read(), 5)

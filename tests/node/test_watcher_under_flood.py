@@ -1,8 +1,8 @@
 """Load and fault test: a stale close while strangers flood the victim's peer endpoint and its RPC is 50 ms away.
 
 Bob's node talks to the chain through a proxy adding 50 ms to every JSON-RPC call (a hosted provider). Carol
-pays bob three times (0.1, 0.2, 0.3 ETH in total), then, while five connections from five loopback addresses
-flood bob's peer endpoint with announces (unsigned, and signed by fresh keys for channels that do not
+pays bob three times (0.1, 0.2, 0.3 ETH in total), then, while 40 connections at once from five loopback
+addresses flood bob's peer endpoint with announces (unsigned, and signed by fresh keys for channels that do not
 exist, as an attacker can make at no cost), closes with her stale first state. Bob's watcher must challenge
 within 5 s of the close being mined, and bob must be paid his newest state. The landed node (before
 issue 11) queued one ``getChannel`` per announce on its single chain thread, so the same flood delayed the
@@ -28,7 +28,7 @@ from paychan.state import ChannelState, Nonce, SignedState, Wei
 from .conftest import ADDRESS_B, KEY_B, KEY_C, NodeProcess, announce_until_known, rpc_calls, signed_request
 
 DEPOSIT = 10**18
-CONNECTIONS = 5
+CONNECTIONS = 40  # at once, from 5 loopback addresses
 FLOOD_SECONDS = 12.0
 FLOOD_MAX_REQUESTS = 60_000
 
