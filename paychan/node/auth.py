@@ -12,9 +12,10 @@ is accepted only within ``MAX_SKEW_MS`` of the receiver's clock and only once (`
 captured request can neither be replayed nor sent to another node, chain or contract.
 
 ``PeerGate`` decides what a request may cost before the node reads its body: a request that claims to come
-from a known counterparty draws on that counterparty's budget (``TokenBucket``), anything else (strangers,
-missing or bad signatures) on the budget of its IP address, and an exhausted budget is answered with 429
-unread. Nothing here touches the chain or the store.
+from a known counterparty draws on that counterparty's budget (``TokenBucket``) and on its IP address's
+budget for forgeries (claims of a counterparty whose signature did not verify), anything else (strangers,
+missing or bad signatures) on the budget of its IP address for strangers; an exhausted budget is answered
+with 429 unread. Nothing here touches the chain or the store.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ class Claim:
     signer: str
     timestamp_ms: int
     signature: Signature
+    checked_at: int  # the receiver's clock (ms) when the headers were found fresh: the replay guard's "now"
 
     def verify(self, domain: Domain, recipient: str, method: str, path: str, body: bytes) -> bytes:
         """Checks the signature over the request; returns its digest (for the replay guard)."""
@@ -153,7 +155,7 @@ def read_claim(headers: Mapping[str, str], now: int | None = None, max_skew_ms: 
         parsed = Signature.from_bytes(bytes.fromhex(signature[2:]))
     except ValueError:
         raise Unauthenticated("malformed signature") from None
-    return Claim(to_checksum_address(signer), timestamp_ms, parsed)
+    return Claim(to_checksum_address(signer), timestamp_ms, parsed, now)
 
 
 class ReplayGuard:
@@ -167,6 +169,9 @@ class ReplayGuard:
         self._seen: OrderedDict[bytes, int] = OrderedDict()
 
     def check_and_remember(self, digest: bytes, timestamp_ms: int, now: int | None = None) -> None:
+        """``now``: the time the request's timestamp was found fresh (``Claim.checked_at``), not a later one:
+        a digest is kept until no request with its timestamp can be fresh any more, so a replay whose body
+        arrives late is still recognised."""
         now = now_ms() if now is None else now
         while self._seen:
             oldest, expires = next(iter(self._seen.items()))
@@ -229,6 +234,7 @@ class PeerGate:
         self._clock = clock
         self._peers: OrderedDict[str, TokenBucket] = OrderedDict()
         self._strangers: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._forgeries: OrderedDict[str, TokenBucket] = OrderedDict()
         self.refused = 0  # requests answered 429
 
     def _now(self) -> float:
@@ -252,12 +258,21 @@ class PeerGate:
         limits = self.limits
         return self._bucket(self._strangers, ip, limits.stranger_requests_per_s, limits.stranger_burst)
 
-    def admit_peer(self, signer: str) -> None:
-        """Before reading the body of a request claiming to come from the known counterparty ``signer``."""
-        bucket = self._peer(signer)
-        if not bucket.available(self._now()):
-            self.refused += 1
-            raise RateLimited(signer, bucket.retry_after())
+    def _forger(self, ip: str) -> TokenBucket:
+        limits = self.limits
+        return self._bucket(self._forgeries, ip, limits.stranger_requests_per_s, limits.stranger_burst)
+
+    def admit_peer(self, signer: str, ip: str) -> None:
+        """Before reading the body of a request from ``ip`` claiming to come from the counterparty ``signer``.
+
+        Refused if that counterparty used up its budget, or if ``ip`` sent too many such claims that did not
+        verify (a forger naming our counterparty cannot make us read and check bodies without limit; a real
+        counterparty behind the same address as a forger is refused with it)."""
+        now = self._now()
+        for who, bucket in ((signer, self._peer(signer)), (ip, self._forger(ip))):
+            if not bucket.available(now):
+                self.refused += 1
+                raise RateLimited(who, bucket.retry_after())
 
     def admit_stranger(self, ip: str) -> None:
         """Before reading the body of any other request (a stranger, or a request without a signature)."""
@@ -272,5 +287,9 @@ class PeerGate:
         self._peer(signer).take(self._now(), 1 + states * limits.peer_requests_per_s / limits.peer_states_per_s)
 
     def charge_stranger(self, ip: str) -> None:
-        """For a stranger's request, and for any request whose signature did not verify."""
+        """For a stranger's request, and for any request without a valid claim."""
         self._stranger(ip).take(self._now())
+
+    def charge_forgery(self, ip: str) -> None:
+        """For a request claiming to come from a counterparty whose signature did not verify."""
+        self._forger(ip).take(self._now())

@@ -970,15 +970,18 @@ class Node:
             raise
         known = claim.signer in self.counterparties
         if known:
-            gate.admit_peer(claim.signer)
+            gate.admit_peer(claim.signer, ip)
         else:
             gate.admit_stranger(ip)
         body = await self.read_body(request, MAX_BODY_BYTES if known else gate.limits.stranger_body_bytes)
         try:
             digest = claim.verify(self.domain, self.address, request.method, request.rel_url.raw_path, body)
-            self.replays.check_and_remember(digest, claim.timestamp_ms)
+            self.replays.check_and_remember(digest, claim.timestamp_ms, claim.checked_at)
         except Unauthenticated:
-            gate.charge_stranger(ip)
+            if known:
+                gate.charge_forgery(ip)
+            else:
+                gate.charge_stranger(ip)
             raise
         if known:
             gate.charge_peer(claim.signer, body.count(b'"sigA"'))  # one share per state carried

@@ -461,13 +461,9 @@ def test_the_counterpartys_own_burst_is_rate_limited_and_recovers_after_the_refi
     run_against_victim(tmp_path, attack, limits)
 
 
-# BUG: a request that claims to come from the counterparty but whose signature does not verify is
-# admitted on the counterparty's budget (``admit_peer``) but charged to the IP's (``charge_stranger``), so
-# neither budget ever stops it: a forger claiming ``Paychan-Signer: A`` makes the node read a body of up to
-# MAX_BODY_BYTES and recover a signature for every request, without limit (never 429), although the
-# module says bad signatures draw on the IP's budget and an exhausted budget is answered 429 unread.
-# (No honest payment follows: whether A's own requests from the forger's address still pass depends on the
-# fix.)
+# A forger claiming ``Paychan-Signer: A`` draws on its address's budget for forgeries: it cannot make the node
+# read bodies of up to MAX_BODY_BYTES and recover signatures without limit. (A's own requests from the
+# forger's address are refused with it until the budget refills: no honest payment follows here.)
 def test_forged_requests_claiming_to_be_the_counterparty_are_rate_limited(tmp_path: Path) -> None:
     limits = Limits(stranger_requests_per_s=0.5, stranger_burst=3)
 
@@ -512,14 +508,14 @@ def test_the_peer_gate_keeps_separate_budgets_for_counterparties_and_strangers_i
     assert (refused.value.who, refused.value.retry_after) == ("10.0.0.1", 1.0)
     assert str(refused.value) == "too many requests from 10.0.0.1; retry in 1.00s"
     gate.admit_stranger("10.0.0.2")  # another address, its own budget
-    gate.admit_peer(ADDRESS_A)  # the counterparty, its own budget
+    gate.admit_peer(ADDRESS_A, "10.0.0.9")  # the counterparty, its own budget
     gate.charge_peer(ADDRESS_A, states=10)  # 1 + 10 states x 10/100
     with pytest.raises(RateLimited) as refused:
-        gate.admit_peer(ADDRESS_A)
+        gate.admit_peer(ADDRESS_A, "10.0.0.9")
     assert refused.value.who == ADDRESS_A and refused.value.retry_after == pytest.approx(0.1)
     assert gate.refused == 2
     clock[0] = 0.1
-    gate.admit_peer(ADDRESS_A)
+    gate.admit_peer(ADDRESS_A, "10.0.0.9")
     clock[0] = 1.0
     gate.admit_stranger("10.0.0.1")  # refilled
     # only ``tracked`` addresses are remembered: the least recently used is forgotten, with its debt
@@ -567,11 +563,10 @@ def test_read_claim_refuses_what_the_middleware_would_and_returns_the_claim() ->
         claim.verify(DOMAIN, ADDRESS_B, "POST", "/peer/turn", NEXT)
 
 
-# BUG: freshness is checked when the headers arrive (``read_claim``), but the replay guard is consulted
-# only after the body has been read, and it drops digests whose expiry (``max(timestamp, then) + 60 s``)
-# is before *that* moment. A captured request re-sent 59 s after it was signed, with its body held back
-# for 2 s (the body timeout allows 5 s), passes the freshness check, finds its digest already forgotten
-# and is accepted a second time.
+# Freshness is checked when the headers arrive (``read_claim``) and the replay guard is consulted after the
+# body has been read, with the time of that check (``Claim.checked_at``): a captured request re-sent 59 s
+# after it was signed, with its body held back for 2 s (the body timeout allows 5 s), passes the freshness
+# check and still finds its digest remembered.
 def test_a_replay_whose_body_arrives_late_is_still_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     t = now_ms()
     clock = [t]
