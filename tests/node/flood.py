@@ -3,7 +3,8 @@
 ``CONNECTIONS`` clients (spread over the addresses 127.0.0.2 to 127.0.0.6) each send, one request per
 connection, as fast as the node answers, announces of channels that do not exist: half unsigned, half
 validly signed by a fresh key in the channel it invents (what an attacker makes at no cost). Requests are
-built before the flood starts. Bounded by a request count and a duration; prints the answers' HTTP status counts as JSON::
+built before the flood starts. Bounded by a request count and a duration; prints the answers' HTTP status
+counts as JSON::
 
     python tests/node/flood.py PEER_URL RECIPIENT CHAIN_ID CONTRACT CONNECTIONS SECONDS MAX_REQUESTS
 """
