@@ -502,3 +502,79 @@ def integrity_check(path: str | Path) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
     finally:
         conn.close()
+
+
+# --- read-only inspection (restore checks): opens an existing file and never creates or changes one ------
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+_STORE_TABLES = ("schema_migrations", "channels", "states")
+
+
+@dataclass(frozen=True)
+class ChannelStates:
+    """How many states a store holds for one channel, and the highest nonce among them (-1 if none)."""
+
+    count: int
+    max_nonce: int
+
+
+@contextmanager
+def read_only(path: str | Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the existing SQLite file ``path``; raises ``StoreError`` if it is missing or
+    not SQLite. Never creates a file: a WAL-mode file without a ``-wal`` beside it is opened immutable (there
+    is no log to read), and a ``-shm`` or ``-wal`` SQLite creates beside a live log is removed again."""
+    file = Path(path)
+    if not file.is_file():
+        raise StoreError(f"no file at {file}")
+    with file.open("rb") as handle:
+        header = handle.read(100)
+    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+        raise StoreError(f"{file} is not a SQLite database" + (" (it is empty)" if not header else ""))
+    sidecars = [Path(f"{file}-wal"), Path(f"{file}-shm")]
+    existing = {side for side in sidecars if side.exists()}
+    immutable = header[18] == 2 and Path(f"{file}-wal") not in existing
+    uri = file.resolve().as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+        for side in sidecars:
+            if side not in existing:
+                side.unlink(missing_ok=True)
+
+
+def read_schema_version(conn: sqlite3.Connection, name: str | Path) -> int:
+    """The schema version of the paychan store open on ``conn`` (``name`` for messages); raises
+    ``StoreError`` if it is not a paychan store or was written by a newer paychan than this one."""
+    try:
+        tables = {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [table for table in _STORE_TABLES if table not in tables]
+        if missing:
+            raise StoreError(f"{name} is not a paychan store (no {', '.join(missing)} table)")
+        versions = {int(row[0]) for row in conn.execute("SELECT version FROM schema_migrations")}
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{name} is not a sound SQLite database ({exc})") from None
+    known = {version for version, _, _ in MIGRATIONS}
+    if versions - known:
+        raise StoreError(
+            f"{name} has schema version {max(versions - known)}, newer than this paychan knows "
+            f"({SCHEMA_VERSION}); upgrade paychan"
+        )
+    return max(versions, default=0)
+
+
+def read_integrity(conn: sqlite3.Connection) -> str:
+    """SQLite's ``integrity_check`` of the database open on ``conn``: ``"ok"`` or the first problem."""
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+
+
+def read_channel_states(conn: sqlite3.Connection) -> dict[bytes, ChannelStates]:
+    """Every channel of the store open on ``conn`` with its count of states and highest nonce."""
+    found = {bytes(row[0]): ChannelStates(0, -1) for row in conn.execute("SELECT channel_id FROM channels")}
+    for cid, count, max_nonce in conn.execute("SELECT channel_id, count(*), max(nonce) FROM states GROUP BY 1"):
+        found[bytes(cid)] = ChannelStates(int(count), int(max_nonce))
+    return found
