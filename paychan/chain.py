@@ -29,6 +29,10 @@ ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 PRIVATE_KEYS_ENV = "PAYCHAN_PRIVATE_KEYS"
 EMBEDDED_CHAIN_ID = 131277322940537
 DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei tip to the block producer
+# The default of every ``--rpc-url``: ours first, then Foundry's (and Ape's foundry plugin's) convention.
+RPC_URL_ENVS = ("PAYCHAN_RPC_URL", "ETH_RPC_URL")
+# ``--rpc-url embedded``: the in-process chain, even when one of ``RPC_URL_ENVS`` is set.
+EMBEDDED = "embedded"
 
 
 @dataclass
@@ -181,6 +185,21 @@ def rpc_chain(
     return Chain(w3=w3, kind="rpc", accounts=accounts, url=url, block_interval=block_interval)
 
 
+def default_rpc_url() -> str | None:
+    """The default of ``--rpc-url``: ``$PAYCHAN_RPC_URL``, else ``$ETH_RPC_URL`` (Foundry's), else None (the
+    embedded chain, for the commands that can run on it)."""
+    return os.environ.get("PAYCHAN_RPC_URL") or os.environ.get("ETH_RPC_URL") or None
+
+
 def connect(rpc_url: str | None = None, private_keys: list[str] | None = None) -> Chain:
-    """The embedded chain when ``rpc_url`` is None, else the node at ``rpc_url``."""
-    return embedded_chain() if rpc_url is None else rpc_chain(rpc_url, private_keys)
+    """The embedded chain when ``rpc_url`` is None or ``"embedded"``, else the node at ``rpc_url``.
+
+    The environment is not read here: a command resolves its ``--rpc-url`` default with ``default_rpc_url``.
+    """
+    return embedded_chain() if rpc_url is None or rpc_url == EMBEDDED else rpc_chain(rpc_url, private_keys)
+
+
+def genesis_hash(chain: Chain) -> str:
+    """The hash of block 0 (``0x`` + 64 hex digits): with the chain id, what tells two chains apart (two
+    local devnets both have chain id 31337, never the same genesis unless started alike in the same second)."""
+    return "0x" + bytes(chain.w3.eth.get_block(0)["hash"]).hex()

@@ -8,9 +8,11 @@ A revert with one of the contract's custom errors is raised as the Python except
 from __future__ import annotations
 
 import ast
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from eth_abi.abi import decode
 from eth_account.signers.local import LocalAccount
 from eth_utils.abi import function_abi_to_4byte_selector
@@ -23,10 +25,12 @@ from web3.types import TxReceipt
 from paychan.chain import Chain
 from paychan.compile import Artifact, load_artifact
 from paychan.exceptions import (
+    ChainUnavailable,
     ContractCustomError,
     OutOfGas,
     TransactionFailed,
     UnknownChannel,
+    UnsupportedChain,
     contract_error_classes,
 )
 from paychan.signing import Domain
@@ -110,12 +114,18 @@ class ErrorDecoder:
 
 
 def _revert_data(exc: BaseException) -> bytes | None:
-    """Revert data from a web3 (anvil), eth-tester or py-evm exception, following its cause chain."""
+    """Revert data from a web3 (anvil, Hardhat), eth-tester or py-evm exception, following its cause chain.
+
+    Nodes put the data at different depths of the JSON-RPC error: anvil and geth in ``error.data`` (a hex
+    string), Hardhat one level deeper (``error.data.data``, next to a ``message``); web3 passes either on
+    as the exception's ``data``, its first argument, or (``Web3RPCError``) its ``rpc_response``.
+    """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        for candidate in (getattr(current, "data", None), *getattr(current, "args", ())):
+        candidates = (getattr(current, "data", None), getattr(current, "rpc_response", None), *current.args)
+        for candidate in candidates:
             data = _as_revert_bytes(candidate)
             if data is not None:
                 return data
@@ -123,13 +133,24 @@ def _revert_data(exc: BaseException) -> bytes | None:
     return None
 
 
-def _as_revert_bytes(candidate: Any) -> bytes | None:
+_MAX_NESTING = 4  # {"error": {"data": {"data": "0x..."}}} is the deepest any known node goes
+
+
+def _as_revert_bytes(candidate: Any, depth: int = 0) -> bytes | None:
     if isinstance(candidate, dict):
-        candidate = candidate.get("data")
+        if depth >= _MAX_NESTING:
+            return None
+        # a JSON-RPC reply ({"error": ...}), an error object ({"code", "message", "data"}) or Hardhat's
+        # nested data ({"message", "data"}): the revert data is under "data", at some depth
+        for key in ("data", "error"):
+            found = _as_revert_bytes(candidate.get(key), depth + 1)
+            if found is not None:
+                return found
+        return None
     if isinstance(candidate, (bytes, bytearray)):
         return bytes(candidate) if len(candidate) >= 4 else None
     if isinstance(candidate, BaseException) and candidate.args:
-        return _as_revert_bytes(candidate.args[0])  # py-evm's Revert(b"...")
+        return _as_revert_bytes(candidate.args[0], depth + 1)  # py-evm's Revert(b"...")
     if not isinstance(candidate, str):
         return None
     if candidate.startswith("0x") and len(candidate) >= 10:
@@ -145,6 +166,41 @@ def _as_revert_bytes(candidate: Any) -> bytes | None:
             return None
         return bytes(value) if isinstance(value, bytes) and len(value) >= 4 else None
     return None
+
+
+# --- the fork check --------------------------------------------------------------------------------
+
+# Creation code that stores 1 in transient slot 0, loads it back and returns it as one word:
+#   PUSH1 1 PUSH1 0 TSTORE  PUSH1 0 TLOAD  PUSH1 0 MSTORE  PUSH1 32 PUSH1 0 RETURN
+# A node without EIP-1153 fails the call (0x5c and 0x5d are invalid opcodes before Cancun).
+TRANSIENT_STORAGE_PROBE = "0x600160005d60005c60005260206000f3"
+_checked_chains: weakref.WeakValueDictionary[int, Chain] = weakref.WeakValueDictionary()
+
+
+def require_transient_storage(chain: Chain) -> None:
+    """Raises ``UnsupportedChain`` unless ``chain`` runs TSTORE/TLOAD (EIP-1153, Cancun), which
+    ``PaymentChannels`` uses (its reentrancy guard): a contract-creation ``eth_call`` of a 16-byte probe.
+
+    Checked once per ``Chain`` object. A node that does not answer raises ``ChainUnavailable`` instead.
+    """
+    if _checked_chains.get(id(chain)) is chain:
+        return
+    where = f"the node at {chain.url}" if chain.url else f"the {chain.kind} chain"
+    try:
+        result = bytes(chain.w3.eth.call({"data": TRANSIENT_STORAGE_PROBE}))  # type: ignore[typeddict-item]
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise ChainUnavailable(f"no Ethereum JSON-RPC node answers at {chain.url} ({type(exc).__name__})") from exc
+    except Exception as exc:  # the node's "invalid opcode" (web3's RPC error, eth-tester's VMError, ...)
+        raise _unsupported(where) from exc
+    if int.from_bytes(result, "big") != 1:
+        raise _unsupported(where)
+    _checked_chains[id(chain)] = chain
+
+
+def _unsupported(where: str) -> UnsupportedChain:
+    return UnsupportedChain(
+        f"{where} does not support transient storage (EIP-1153, Cancun): PaymentChannels needs a Cancun or later chain"
+    )
 
 
 class PaychanContract:
@@ -167,6 +223,9 @@ class PaychanContract:
     def deploy(
         cls, chain: Chain, deployer: LocalAccount, artifact: Artifact | None = None
     ) -> tuple[PaychanContract, TxReceipt]:
+        """Deploys ``PaymentChannels`` from ``deployer``; refuses (``UnsupportedChain``) a chain without
+        transient storage, where the deployment would succeed and every later call fail."""
+        require_transient_storage(chain)
         artifact = artifact or load_artifact()
         factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         tx = factory.constructor().build_transaction({"from": deployer.address, "gas": 3_000_000})

@@ -321,3 +321,7 @@ def contract_error_classes() -> dict[str, type[ContractCustomError]]:
             found[sub.__name__] = sub
             pending.append(sub)
     return found
+
+
+class UnsupportedChain(PaychanError):
+    """Raised when the node lacks an EVM feature ``PaymentChannels`` needs (transient storage, EIP-1153)."""

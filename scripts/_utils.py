@@ -2,9 +2,11 @@
 
 Each script runs two ways, from the same file:
 
-- ``python scripts/<name>.py [--rpc-url URL] ...``: the embedded chain, or the node at ``URL``;
+- ``python scripts/<name>.py [--rpc-url URL] ...``: the node at ``URL``, else at ``$PAYCHAN_RPC_URL`` or
+  ``$ETH_RPC_URL``, else the embedded chain (``--rpc-url embedded`` forces it);
 - ``ape run <name> [--network ...]``: Ape connects first and calls ``main()``; the script then runs on
-  Ape's connected provider (its local test chain, or anvil with ``--network ethereum:local:foundry``).
+  Ape's connected provider (its local test chain, or anvil with ``--network ethereum:local:foundry``);
+  Ape's ``--network`` decides there, not the environment.
 
 No logic lives here or in the scripts: they call ``paychan.demo`` and ``paychan.deployments``. Ape skips
 this module when listing scripts (its name starts with ``_``).
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python scripts/x.py` from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from paychan.chain import Chain, connect  # noqa: E402
+from paychan.chain import EMBEDDED, Chain, connect, default_rpc_url  # noqa: E402
 from paychan.contract import PaychanContract  # noqa: E402
 from paychan.exceptions import PaychanError  # noqa: E402
 
@@ -31,7 +33,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     from paychan.deployments import add_deployment_arguments
 
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--rpc-url", default=None, help="JSON-RPC URL of a node (default: the embedded chain)")
+    p.add_argument(
+        "--rpc-url",
+        default=None,
+        help="JSON-RPC URL of a node (default: $PAYCHAN_RPC_URL, else $ETH_RPC_URL, else the embedded chain; "
+        f"`{EMBEDDED}`: the embedded chain)",
+    )
     add_deployment_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
@@ -47,9 +54,15 @@ def ape_provider() -> Any | None:
 
 def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Our arguments; under ``ape run`` the command line is Ape's, so the defaults are used."""
-    if argv is None and ape_provider() is not None:
+    under_ape = ape_provider() is not None
+    if argv is None and under_ape:
         argv = []
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.rpc_url is None and not under_ape:
+        args.rpc_url = default_rpc_url()
+    if args.rpc_url == EMBEDDED:
+        args.rpc_url = None
+    return args
 
 
 def chain_from_ape(provider: Any) -> Chain:
@@ -95,11 +108,11 @@ def started_for_this_run(chain: Chain, args: argparse.Namespace) -> bool:
 def recorded_contract(chain: Chain, args: argparse.Namespace) -> PaychanContract | None:
     """The contract named by ``--contract`` or recorded for this chain by ``paychan deploy``; None on a
     chain started for this run, or when nothing is recorded (the lifecycle then deploys its own)."""
-    from paychan.deployments import DeploymentNotFound, deployment_path, load_contract
+    from paychan.deployments import DeploymentNotFound, load_contract, recorded_deployment
 
     if args.contract is not None:
         return load_contract(chain, args.contract, args.deployments)
-    if started_for_this_run(chain, args) or not deployment_path(chain.chain_id, args.deployments).exists():
+    if started_for_this_run(chain, args) or recorded_deployment(chain, args.deployments) is None:
         return None
     try:
         return load_contract(chain, None, args.deployments)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from paychan.chain import connect
+from paychan.chain import EMBEDDED, connect, default_rpc_url
 from paychan.cli import add_chain_arguments
 from paychan.contract import PaychanContract
 from paychan.demo import run_cooperative, run_dispute
@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="run a cooperative and a disputed channel and print who paid what",
         description=(
             "Deploys the contract, runs a cooperative lifecycle and a dispute, and prints for each a ledger "
-            "read from receipts, events and chain balances."
+            "read from receipts, events and chain balances. It runs on --rpc-url, else $PAYCHAN_RPC_URL or "
+            f"$ETH_RPC_URL, else the embedded in-process chain (`--rpc-url {EMBEDDED}` forces that one)."
         ),
     )
     add_chain_arguments(parser)
@@ -41,7 +42,8 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    chain = connect(args.rpc_url)
+    # the environment's URL when no --rpc-url was given (add_chain_arguments' default may already be it)
+    chain = connect(args.rpc_url if args.rpc_url is not None else default_rpc_url())
     cooperative = run_cooperative(chain, payments=args.payments)  # deploys the contract, recorded in the ledger
     dispute = run_dispute(chain, PaychanContract(chain, cooperative.contract))
     ledgers = [cooperative, dispute]

@@ -16,8 +16,13 @@ DEFAULT_RPC_URL = f"http://{HOST}:{DEFAULT_PORT}"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from paychan.deployments import DEFAULT_DIRECTORY, DEPLOYMENTS_ENV
+    from paychan.chain import default_rpc_url
+    from paychan.deployments import DEFAULT_DIRECTORY_HELP, DEPLOYMENTS_ENV
 
+    records = (
+        f"a directory of <chain_id>-<genesis>.json records, or one .json file "
+        f"(default: ${DEPLOYMENTS_ENV}, else {DEFAULT_DIRECTORY_HELP})"
+    )
     devnet = subparsers.add_parser(
         "devnet",
         help="run a local anvil devnet on 127.0.0.1 until Ctrl-C",
@@ -33,28 +38,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     devnet.add_argument(
         "--deploy", action="store_true", help="also deploy PaymentChannels and write its deployment record"
     )
-    devnet.add_argument("--deployments", default=None, metavar="PATH", help="where --deploy writes the record")
+    devnet.add_argument(
+        "--deployments", default=None, metavar="PATH", help=f"where --deploy writes the record: {records}"
+    )
     devnet.add_argument("--verbose", action="store_true", help="show anvil's own log (every request and block)")
     devnet.add_argument("--json", action="store_true", help="print the devnet's details as one JSON line")
     devnet.set_defaults(func=run_devnet)
 
     deploy = subparsers.add_parser(
         "deploy",
-        help="deploy PaymentChannels and write deployments/<chain_id>.json",
-        description="Deploys PaymentChannels from the first dev account and writes the deployment record "
-        "(address, chain id, block, transaction hash, artifact hash) that the other commands read.",
+        help="deploy PaymentChannels to a node and write its deployment record",
+        description="Deploys PaymentChannels from the first account (a dev account, or the first key in "
+        "$PAYCHAN_PRIVATE_KEYS) and writes the deployment record (address, chain id, genesis hash, block, "
+        "transaction hash, artifact hash) that the other commands read. It needs a node: --rpc-url, else "
+        "$PAYCHAN_RPC_URL or $ETH_RPC_URL (the embedded chain would vanish with the command). It says so when "
+        "it replaces the chain's earlier record.",
     )
+    rpc_default = default_rpc_url()
     deploy.add_argument(
         "--rpc-url",
-        default=DEFAULT_RPC_URL,
-        help=f"JSON-RPC URL of the node (default {DEFAULT_RPC_URL}, `paychan devnet`)",
+        default=rpc_default,
+        help="JSON-RPC URL of the node to deploy to; required unless $PAYCHAN_RPC_URL or $ETH_RPC_URL is set "
+        f"(now: {rpc_default or 'neither is set'}; `paychan devnet` serves {DEFAULT_RPC_URL})",
     )
-    deploy.add_argument(
-        "--deployments",
-        default=None,
-        metavar="PATH",
-        help=f"directory for <chain_id>.json, or a .json file (default: ${DEPLOYMENTS_ENV} or ./{DEFAULT_DIRECTORY})",
-    )
+    deploy.add_argument("--deployments", default=None, metavar="PATH", help=f"where to write the record: {records}")
     deploy.add_argument("--json", action="store_true", help="print the deployment record as JSON")
     deploy.set_defaults(func=run_deploy)
 
@@ -68,7 +75,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def run_devnet(args: argparse.Namespace) -> int:
-    from paychan.deployments import deploy_and_record
+    from paychan.deployments import deploy_and_record, recorded_deployment
     from paychan.devnet import start_devnet
 
     # SIGINT too: a shell that starts a command in the background makes it ignore SIGINT, and
@@ -91,9 +98,13 @@ def run_devnet(args: argparse.Namespace) -> int:
             "accounts": [{"address": a.address, "private_key": "0x" + bytes(a.key).hex()} for a in devnet.accounts],
         }
         if args.deploy:
-            _, deployment, path = deploy_and_record(devnet.chain(), args.deployments)
+            chain = devnet.chain()
+            replaced = recorded_deployment(chain, args.deployments)
+            _, deployment, path = deploy_and_record(chain, args.deployments)
             details["contract"] = deployment.address
             details["deployment_file"] = str(path)
+            if replaced is not None:
+                details["replaced"] = {"address": replaced[0].address, "deployment_file": str(replaced[1])}
         _print_devnet(details, args.json)
         devnet.process.wait()
         return _fail_exited(devnet.process.returncode)
@@ -121,6 +132,17 @@ def _print_devnet(details: dict[str, Any], as_json: bool) -> None:
         lines.append(f"  ({i}) {account['address']}  {account['private_key']}")
     if "contract" in details:
         lines += ["", f"PaymentChannels deployed at {details['contract']} (recorded in {details['deployment_file']})"]
+        if "replaced" in details:
+            from paychan.deployments import replacement_line
+
+            lines.append(
+                replacement_line(
+                    details["replaced"]["deployment_file"],
+                    details["replaced"]["address"],
+                    details["contract"],
+                    details["deployment_file"],
+                )
+            )
     lines += ["", "Press Ctrl-C to stop."]
     print("\n".join(lines), flush=True)
 
@@ -132,18 +154,32 @@ def _fail_exited(code: int) -> int:
 
 def run_deploy(args: argparse.Namespace) -> int:
     from paychan.chain import rpc_chain
-    from paychan.deployments import deploy_and_record
+    from paychan.deployments import deploy_and_record, recorded_deployment, replacement_line
 
+    if not args.rpc_url:
+        print(
+            "paychan: error: deploy needs a node: pass --rpc-url URL or set ETH_RPC_URL "
+            f"(`paychan devnet` serves {DEFAULT_RPC_URL})",
+            file=sys.stderr,
+        )
+        return 2
     chain = rpc_chain(args.rpc_url)
+    replaced = recorded_deployment(chain, args.deployments)
     _, deployment, path = deploy_and_record(chain, args.deployments)
     if args.json:
-        print(json.dumps({**deployment.to_json(), "deployment_file": str(path)}, indent=2))
+        printed: dict[str, Any] = {**deployment.to_json(), "deployment_file": str(path)}
+        if replaced is not None:
+            printed["replaced"] = {**replaced[0].to_json(), "deployment_file": str(replaced[1])}
+        print(json.dumps(printed, indent=2))
         return 0
     print(f"PaymentChannels deployed at {deployment.address}")
     print(f"  chain id       {deployment.chain_id}")
+    print(f"  genesis        {deployment.genesis_hash}")
     print(f"  block          {deployment.block_number}")
     print(f"  transaction    {deployment.transaction_hash}")
     print(f"  deployer       {deployment.deployer}")
     print(f"  artifact hash  {deployment.artifact_hash}")
     print(f"recorded in {path}")
+    if replaced is not None:
+        print(replacement_line(str(replaced[1]), replaced[0].address, deployment.address, str(path)))
     return 0
