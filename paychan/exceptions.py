@@ -325,3 +325,12 @@ def contract_error_classes() -> dict[str, type[ContractCustomError]]:
 
 class UnsupportedChain(PaychanError):
     """Raised when the node lacks an EVM feature ``PaymentChannels`` needs (transient storage, EIP-1153)."""
+
+
+class InvalidAmountText(PaychanError, ValueError):
+    """Raised when the text of an amount (``0.5ether``, ``2500``) cannot be read as an exact, non-negative
+    number of base units; ``text`` is what was given, ``reason`` says why in plain words."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text, self.reason = text, reason
+        super().__init__(f"invalid amount '{text}': {reason}")
