@@ -6,6 +6,27 @@ from paychan.contract import OnchainChannel, PaychanContract, RecordedState
 from paychan.exceptions import ContractCustomError, PaychanError, StateRejected
 from paychan.signing import Domain, recover_signer, sign_state, state_digest
 from paychan.state import ETH, ChannelId, ChannelParams, ChannelState, Nonce, Signature, SignedState, Wei, channel_id
+from paychan.units import format_amount, parse_amount
+
+
+def _version() -> str:
+    """The installed distribution's version, else the one ``pyproject.toml`` beside the package names."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("paychan")
+    except PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        try:
+            pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+            return str(pyproject["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "ETH",
@@ -26,8 +47,11 @@ __all__ = [
     "StateRejected",
     "Wei",
     "channel_id",
+    "__version__",
     "connect",
     "embedded_chain",
+    "format_amount",
+    "parse_amount",
     "recover_signer",
     "rpc_chain",
     "sign_state",
