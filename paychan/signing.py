@@ -2,8 +2,9 @@
 
 The digest is computed here word by word (it is on the hot path of every payment) and signed and recovered
 with coincurve (libsecp256k1) directly, with key objects, digests and address checksums cached.
-``typed_data`` gives the same message in the form ``eth_account.Account.sign_typed_data`` takes; tests prove
-both, and the contract, agree.
+``typed_data`` gives the same message in the form ``eth_account.Account.sign_typed_data`` takes, and with
+``wallet_safe=True`` in the JSON form a wallet's ``eth_signTypedData_v4`` takes (integers as decimal strings,
+bytes as hex); tests prove all of them, and the contract, agree.
 """
 
 from __future__ import annotations
@@ -143,8 +144,28 @@ def check_signer(domain: Domain, state: ChannelState, signature: Signature | Non
         raise InvalidSignature(expected=_checksummed(expected), recovered=recovered)
 
 
-def typed_data(domain: Domain, state: ChannelState) -> dict[str, Any]:
-    """``state`` as an EIP-712 ``full_message`` for ``eth_account.Account.sign_typed_data``."""
+def typed_data(domain: Domain, state: ChannelState, *, wallet_safe: bool = False) -> dict[str, Any]:
+    """``state`` as an EIP-712 ``full_message`` for ``eth_account.Account.sign_typed_data``.
+
+    ``wallet_safe=True``: the same message as plain JSON for a wallet (``eth_signTypedData_v4``): every
+    integer a decimal string and every ``bytes32`` a ``0x`` hex string. JavaScript reads JSON numbers as
+    doubles, so a balance above 2**53 wei (0.009 ETH) would be refused or silently rounded, and the wallet
+    would sign another state; decimal strings are what EIP-712 tooling (ethers, viem, eth_account) accepts.
+    """
+    message: dict[str, Any] = {
+        "channelId": state.channel_id,
+        "nonce": state.nonce,
+        "balanceA": state.balance_a,
+        "balanceB": state.balance_b,
+        "depositA": state.deposit_a,
+        "depositB": state.deposit_b,
+        "locksRoot": state.locks_root,
+        "isFinal": state.is_final,
+    }
+    chain_id: int | str = domain.chain_id
+    if wallet_safe:
+        message = {key: _wallet_value(value) for key, value in message.items()}
+        chain_id = str(domain.chain_id)
     return {
         "types": {
             "EIP712Domain": [
@@ -168,17 +189,20 @@ def typed_data(domain: Domain, state: ChannelState) -> dict[str, Any]:
         "domain": {
             "name": DOMAIN_NAME,
             "version": DOMAIN_VERSION,
-            "chainId": domain.chain_id,
+            "chainId": chain_id,
             "verifyingContract": domain.verifying_contract,
         },
-        "message": {
-            "channelId": state.channel_id,
-            "nonce": state.nonce,
-            "balanceA": state.balance_a,
-            "balanceB": state.balance_b,
-            "depositA": state.deposit_a,
-            "depositB": state.deposit_b,
-            "locksRoot": state.locks_root,
-            "isFinal": state.is_final,
-        },
+        "message": message,
     }
+
+
+def _wallet_value(value: Any) -> Any:
+    """A message field as JSON a JavaScript wallet reads exactly: integers (not bools) as decimal strings,
+    bytes as ``0x`` hex."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return value
