@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -62,36 +63,121 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     keystore.set_defaults(func=run_keystore)
 
-    status = subparsers.add_parser("status", help="channels, balances and close deadlines of a running node")
+    status = subparsers.add_parser(
+        "status",
+        help="channels, balances, phases and what to do next, of a running node",
+        description="Each channel of the node: balances, nonce, phase (open, challenge period, settleable, "
+        "closed) and what you can do next.",
+    )
     _add_db(status)
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_json(status)
     status.set_defaults(func=run_status)
 
-    open_ = subparsers.add_parser("open", help="open a channel to a peer's node, funded by this node")
+    open_ = subparsers.add_parser(
+        "open",
+        help="open a channel to a peer's node, funded by this node",
+        description="Opens a channel on chain from this node (participant A) to the node at --peer (B), "
+        "deposits --deposit for A (an ERC-20 with --asset: approved first) and tells the peer's node.",
+    )
     _add_db(open_)
     open_.add_argument("--peer", required=True, help="the counterparty node's peer URL")
-    open_.add_argument("--deposit", required=True, type=int, help="this node's deposit, in wei")
-    open_.add_argument("--challenge-period", type=int, default=3600, help="seconds (default 3600)")
-    open_.add_argument("--json", action="store_true")
+    open_.add_argument(
+        "--deposit", required=True, help="this node's deposit: 1ether, 0.5gwei, 1e15, 2500wei or wei; tokens: 1.5"
+    )
+    open_.add_argument("--asset", default=None, metavar="TOKEN", help="ERC-20 token address (default: ETH)")
+    open_.add_argument("--challenge-period", type=int, default=3600, help="seconds, 3600 to 2592000")
+    _add_json(open_)
     open_.set_defaults(func=run_open)
 
-    pay = subparsers.add_parser("pay", help="pay the counterparty over the channel")
+    pay = subparsers.add_parser(
+        "pay",
+        help="pay the counterparty over the channel",
+        description="Pays AMOUNT to the counterparty, COUNT times (one signed state each), and reports exactly "
+        "what happened.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_db(pay)
-    pay.add_argument("amount", type=int, help="amount in wei")
-    pay.add_argument("--channel", default=None, help="channel id (default: the node's only channel)")
-    pay.add_argument("--count", type=int, default=1, help="send this many payments of AMOUNT")
-    pay.add_argument("--json", action="store_true")
+    pay.add_argument("amount", help="1ether, 0.5gwei, 1e15, 2500wei or plain wei; in a token channel: token units")
+    _add_channel(pay)
+    pay.add_argument("--count", type=int, default=1, help="send this many payments of AMOUNT (default 1)")
+    _add_json(pay)
     pay.set_defaults(func=run_pay)
 
-    close = subparsers.add_parser("close", help="close the channel cooperatively (final state, paid out at once)")
+    close = subparsers.add_parser(
+        "close",
+        help="close the channel: cooperatively (paid out at once) or --unilateral (without the peer)",
+        description="Cooperative close: both sign a final state and the contract pays out at once. With "
+        "--unilateral (the peer is gone): the latest state both signed is submitted; after the challenge "
+        "period the node settles it (or run `paychan settle`).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_db(close)
-    close.add_argument("--channel", default=None, help="channel id (default: the node's only channel)")
-    close.add_argument("--json", action="store_true")
+    _add_channel(close)
+    close.add_argument("--unilateral", action="store_true", help="close without the peer (challenge period)")
+    _add_json(close)
     close.set_defaults(func=run_close)
+
+    settle = subparsers.add_parser(
+        "settle",
+        help="pay out a unilaterally closed channel after its challenge period",
+        description="Settles the recorded state of a closing channel once its deadline has passed (the node "
+        "does this by itself unless started with --no-auto-settle).",
+    )
+    _add_db(settle)
+    _add_channel(settle)
+    _add_json(settle)
+    settle.set_defaults(func=run_settle)
+
+    claim = subparsers.add_parser(
+        "claim",
+        help="collect payouts the contract could not push to you",
+        description="Collects this node's payouts in an asset that the contract credited instead of pushing "
+        "(a recipient that rejected them or needed too much gas).",
+    )
+    _add_db(claim)
+    claim.add_argument("--asset", default=None, metavar="TOKEN", help="ERC-20 token address (default: ETH)")
+    _add_json(claim)
+    claim.set_defaults(func=run_claim)
+
+    deposit = subparsers.add_parser(
+        "deposit",
+        help="add funds to an open channel (top-up), for this node's side or the counterparty's",
+        description="Deposits AMOUNT into an open channel, for this node's side (default) or, with --for-peer, "
+        "the counterparty's. The next state splits it.",
+    )
+    _add_db(deposit)
+    deposit.add_argument("amount", help="1ether, 0.5gwei, 1e15, 2500wei or plain wei; in a token channel: token units")
+    _add_channel(deposit)
+    deposit.add_argument("--for-peer", action="store_true", help="deposit for the counterparty's side")
+    _add_json(deposit)
+    deposit.set_defaults(func=run_deposit)
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", required=True, help="the node's store (its control file sits beside it)")
+
+
+def _add_channel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--channel", default=None, help="channel id or a unique prefix of it (default: the node's only open channel)"
+    )
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_PENDING = 0, 1, 3, 4
+EXIT_CODES = """exit codes:
+  0  done: everything asked happened
+  1  nothing happened (an error; nothing was paid or sent)
+  2  bad usage
+  3  partly done: some payments went through, the rest will not (refused or cancelled); nothing pending
+  4  pending: some payments (or the final state) are signed and sent but not countersigned yet; they
+     complete when the peer answers. Check `paychan status` before trying again: retrying may pay twice.
+Ctrl-C on pay cancels the payments not signed yet and reports what was paid."""
 
 
 # --- running a node -------------------------------------------------------------------------------
@@ -119,15 +205,17 @@ def run_node(args: argparse.Namespace) -> int:
     lock = lock_store(args.db)
     store = Store(args.db)
     from paychan.deployments import load_contract
-    from paychan.node.watcher import CURSOR_KEY
+    from paychan.node.watcher import CURSOR_KEY, GENESIS_KEY
 
     chain = rpc_chain(args.rpc_url, ["0x" + key.hex()])
     if args.contract is not None and store.get_meta(CURSOR_KEY) is not None:
         contract = PaychanContract(chain, args.contract)  # the watcher resumes where it stopped
     else:
         contract = load_contract(chain, args.contract)  # finds the deployment block: events start there
+    genesis = "0x" + bytes(chain.w3.eth.get_block(0)["hash"]).hex()
     for name, value in (
         ("chainId", str(chain.chain_id)),
+        (GENESIS_KEY, genesis),
         ("contract", contract.address),
         ("address", chain.accounts[0].address),
     ):
@@ -207,6 +295,14 @@ def run_keystore(args: argparse.Namespace) -> int:
 # --- driving a node -------------------------------------------------------------------------------
 
 
+class ControlError(PaychanError):
+    """Raised when the node's control API answers with an error; ``type`` and ``fields`` are its details."""
+
+    def __init__(self, type_: str, message: str, fields: dict[str, Any]) -> None:
+        self.type, self.fields = type_, fields
+        super().__init__(message)
+
+
 def control_request(
     db: str, method: str, path: str, payload: dict[str, Any] | None = None, timeout: float = 120.0
 ) -> Any:
@@ -214,7 +310,7 @@ def control_request(
     try:
         control = json.loads(Path(f"{db}.control.json").read_text())
     except (OSError, ValueError):
-        raise NodeNotRunning(f"no node is running on {db} (no control file)") from None
+        raise NodeNotRunning(f"no node is running on {db} (no control file; start it with `paychan node`)") from None
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(
         control["controlUrl"] + path,
@@ -228,10 +324,9 @@ def control_request(
     except urllib.error.HTTPError as exc:
         try:
             error = json.loads(exc.read())["error"]
-            message = f"{error['type']}: {error['message']}"
+            raise ControlError(str(error["type"]), str(error["message"]), dict(error.get("fields") or {})) from None
         except (ValueError, KeyError, TypeError):
-            message = f"HTTP {exc.code}"
-        raise PaychanError(message) from None
+            raise ControlError("HTTPError", f"the node answered HTTP {exc.code}", {}) from None
     except (urllib.error.URLError, OSError) as exc:
         raise NodeNotRunning(f"the node on {db} does not answer ({exc})") from None
 
@@ -240,57 +335,221 @@ def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2) if getattr(args, "json", False) else text)
 
 
-def _eth(wei: str | int) -> str:
-    """Exact: ``4700`` wei is ``0.0000000000000047 ETH``."""
-    whole, fraction = divmod(int(wei), 10**18)
-    return f"{whole}.{fraction:018d}".rstrip("0").rstrip(".") + " ETH"
+def _asset_info(db: str, asset: str) -> dict[str, Any]:
+    return dict(control_request(db, "GET", f"/token/{asset}"))
+
+
+def _amount(text: str, info: dict[str, Any], allow_zero: bool = False) -> int:
+    """An amount the user typed, in wei (ETH) or the token's smallest unit."""
+    from paychan.units import parse_amount
+
+    if info["address"] == ETH_ADDRESS:  # wei, or a number with a unit (ether, gwei, wei)
+        return parse_amount(text, allow_zero=allow_zero)
+    # a token: whole tokens with up to its decimals of fraction (1.5 is 1500000 of a 6-decimal token)
+    return parse_amount(text, int(info["decimals"]), whole_units=True, symbol=str(info["symbol"]), allow_zero=False)
+
+
+def _fmt(amount: str | int, info: dict[str, Any] | None = None) -> str:
+    from paychan.units import format_amount
+
+    info = info or {"decimals": 18, "symbol": "ETH"}
+    return format_amount(int(amount), int(info["decimals"]), str(info["symbol"]))
+
+
+def _channel_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The status of the channel the command names (``--channel``), or of the only open one."""
+    channels = control_request(args.db, "GET", "/status")["channels"]
+    name = (args.channel or "").lower().removeprefix("0x")
+    if name:
+        matches = [c for c in channels if c["channelId"][2:].startswith(name)]
+    else:
+        matches = [c for c in channels if c["status"] != "closed"]
+    if len(matches) != 1:
+        what = f"channel {args.channel}" if name else "open channel"
+        raise PaychanError(
+            f"the node has {len(matches)} {what}s matching: name one with --channel" if matches else f"no {what}"
+        )
+    return dict(matches[0])
 
 
 def run_status(args: argparse.Namespace) -> int:
     data = control_request(args.db, "GET", "/status")
     lines = [f"node {data['address']} (chain {data['chainId']}, contract {data['contract']})"]
+    if data.get("chainLost"):
+        lines.append(f"  CHAIN LOST: {data['chainLost']}")
     if not data["channels"]:
         lines.append("no channels")
     for ch in data["channels"]:
-        lines.append(f"channel {ch['channelId']}  role {ch['role']}  status {ch['status']}  nonce {ch['nonce']}")
-        lines.append(f"  counterparty {ch['counterparty']} at {ch['peerUrl']}")
-        lines.append(f"  balances: A {_eth(ch['balanceA'])}  B {_eth(ch['balanceB'])}  (mine {_eth(ch['myBalance'])})")
-        lines.append(f"  in flight {ch['inflight']}, queued {ch['queued']}, my turn {ch['haveTurn']}")
+        info = _asset_info(args.db, ch["asset"]) if ch["asset"] != ETH_ADDRESS else None
+        lines.append(f"channel {ch['channelId']}  role {ch['role']}  {ch['phase']}  nonce {ch['nonce']}")
+        lines.append(f"  counterparty {ch['counterparty']} at {ch['peerUrl'] or '(not announced yet)'}")
+        lines.append(
+            f"  balances: A {_fmt(ch['balanceA'], info)}  B {_fmt(ch['balanceB'], info)}"
+            f"  (mine {_fmt(ch['myBalance'], info)}); deposits A {_fmt(ch['depositA'], info)}"
+            f"  B {_fmt(ch['depositB'], info)}"
+        )
+        if ch["inflight"] or ch["queued"]:
+            lines.append(f"  in flight {ch['inflight']}, queued {ch['queued']}")
         if ch["closeDeadline"] is not None:
             lines.append(
                 f"  closing on chain with nonce {ch['closeNonce']}; challenge deadline {ch['closeDeadline']}"
                 + (f"; challenged with nonce {ch['challengedNonce']}" if ch["challengedNonce"] is not None else "")
             )
+        lines.append(f"  next: {ch['next']}")
     _print(args, data, "\n".join(lines))
-    return 0
+    return EXIT_OK
+
+
+ETH_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
 def run_open(args: argparse.Namespace) -> int:
+    asset = args.asset or ETH_ADDRESS
+    info = _asset_info(args.db, asset)
+    deposit = _amount(args.deposit, info, allow_zero=True)
     data = control_request(
         args.db,
         "POST",
         "/open",
-        {"peer": args.peer, "deposit": str(args.deposit), "challengePeriod": args.challenge_period},
+        {"peer": args.peer, "deposit": str(deposit), "challengePeriod": args.challenge_period, "asset": asset},
     )
-    _print(args, data, f"opened channel {data['channelId']}")
-    return 0
+    announced = "" if data["announced"] else " (the peer's node has not seen it yet: this node keeps announcing it)"
+    _print(args, data, f"opened channel {data['channelId']} with a deposit of {_fmt(deposit, info)}{announced}")
+    return EXIT_OK
+
+
+def _pay_exit(outcome: str) -> int:
+    return {"done": EXIT_OK, "partial": EXIT_PARTIAL, "pending": EXIT_PENDING}.get(outcome, EXIT_FAILED)
 
 
 def run_pay(args: argparse.Namespace) -> int:
-    data = control_request(
-        args.db, "POST", "/pay", {"channelId": args.channel, "amount": str(args.amount), "count": args.count}
+    import uuid
+
+    channel = _channel_of(args)
+    info = _asset_info(args.db, channel["asset"])
+    amount = _amount(args.amount, info)
+    request_id = uuid.uuid4().hex
+    payload = {
+        "channel": channel["channelId"],
+        "amount": str(amount),
+        "count": args.count,
+        "requestId": request_id,
+    }
+    interrupted = False
+    try:
+        try:
+            data = control_request(args.db, "POST", "/pay", payload, timeout=3600)
+        except KeyboardInterrupt:  # Ctrl-C: take back what is not signed yet, then report what was
+            interrupted = True
+            data = control_request(args.db, "POST", "/pay/cancel", {"requestId": request_id})
+    except ControlError as exc:
+        if exc.type != "PayIncomplete":
+            raise
+        data = exc.fields
+    paid = int(data["paid"])
+    text = (
+        f"paid {paid} of {data['requested']} x {_fmt(data['amount'], info)}"
+        + (" (interrupted)" if interrupted else "")
+        + f": channel {data['channelId']} nonce {data['nonce']}, my balance {_fmt(data['myBalance'], info)}"
     )
-    _print(args, data, f"paid: channel {data['channelId']} nonce {data['nonce']}, my balance {_eth(data['myBalance'])}")
-    return 0
+    details = []
+    if data["refused"]:
+        details.append(f"{data['refused']} refused: {data['reason']}")
+    if data["cancelled"]:
+        details.append(f"{data['cancelled']} cancelled before they were signed: they will not happen")
+    if data["inFlight"]:
+        details.append(
+            f"{data['inFlight']} signed and sent, not countersigned yet: they complete when the peer answers; "
+            "check `paychan status` before paying again"
+        )
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2))
+    else:
+        print(text)
+        for line in details:
+            print(f"  {line}", file=sys.stderr)
+    return _pay_exit(str(data["outcome"]))
 
 
 def run_close(args: argparse.Namespace) -> int:
-    data = control_request(args.db, "POST", "/close", {"channelId": args.channel})
+    channel = _channel_of(args)
+    info = _asset_info(args.db, channel["asset"])
+    payload = {"channel": channel["channelId"], "unilateral": args.unilateral}
+    try:
+        data = control_request(args.db, "POST", "/close", payload, timeout=3600)
+    except ControlError as exc:
+        if exc.type != "CloseTimeout" or not sys.stdin.isatty():
+            raise
+        print(f"paychan: {exc}", file=sys.stderr)
+        if input("close unilaterally now, without the peer? [y/N] ").strip().lower() not in ("y", "yes"):
+            return EXIT_PENDING if exc.fields.get("signed") else EXIT_FAILED
+        data = control_request(args.db, "POST", "/close", {**payload, "unilateral": True}, timeout=3600)
+        args.unilateral = True
+    if args.unilateral:
+        text = (
+            f"closed channel {data['channelId']} unilaterally with nonce {data['nonce']} "
+            f"(A {_fmt(data['balanceA'], info)}, B {_fmt(data['balanceB'], info)}); "
+            f"challenge period until {data['deadline']}, then the node settles "
+            f"(or run `paychan settle`) (tx {data['transaction']})"
+        )
+    else:
+        text = (
+            f"closed channel {data['channelId']} at nonce {data['nonce']}: A gets {_fmt(data['payoutA'], info)}, "
+            f"B gets {_fmt(data['payoutB'], info)} (tx {data['transaction']})"
+        )
+    _print(args, data, text)
+    return EXIT_OK
+
+
+def run_settle(args: argparse.Namespace) -> int:
+    channel = _channel_of_any(args)
+    info = _asset_info(args.db, channel["asset"])
+    data = control_request(args.db, "POST", "/settle", {"channel": channel["channelId"]}, timeout=3600)
+    deferred = "".join(
+        f"; {_fmt(amount, info)} to {who} could not be pushed: `paychan claim` collects it"
+        for who, amount in data["deferred"].items()
+    )
     _print(
         args,
         data,
-        f"closed channel {data['channelId']} at nonce {data['nonce']}: A gets {_eth(data['payoutA'])}, "
-        f"B gets {_eth(data['payoutB'])} (tx {data['transaction']})",
+        f"settled channel {data['channelId']} at nonce {data['nonce']}: A gets {_fmt(data['payoutA'], info)}, "
+        f"B gets {_fmt(data['payoutB'], info)}{deferred} (tx {data['transaction']})",
     )
-    return 0
+    return EXIT_OK
 
+
+def _channel_of_any(args: argparse.Namespace) -> dict[str, Any]:
+    """Like ``_channel_of``, but without ``--channel`` the only channel that is closing."""
+    if args.channel:
+        return _channel_of(args)
+    channels = [c for c in control_request(args.db, "GET", "/status")["channels"] if c["status"] == "closing"]
+    if len(channels) != 1:
+        raise PaychanError(
+            f"the node has {len(channels)} closing channels: name one with --channel"
+            if channels
+            else "no channel of this node is closing: there is nothing to settle"
+        )
+    return dict(channels[0])
+
+
+def run_claim(args: argparse.Namespace) -> int:
+    asset = args.asset or ETH_ADDRESS
+    info = _asset_info(args.db, asset)
+    data = control_request(args.db, "POST", "/claim", {"asset": asset}, timeout=3600)
+    _print(args, data, f"claimed {_fmt(data['amount'], info)} (tx {data['transaction']})")
+    return EXIT_OK
+
+
+def run_deposit(args: argparse.Namespace) -> int:
+    channel = _channel_of(args)
+    info = _asset_info(args.db, channel["asset"])
+    amount = _amount(args.amount, info)
+    payload = {"channel": channel["channelId"], "amount": str(amount), "forPeer": args.for_peer}
+    data = control_request(args.db, "POST", "/deposit", payload, timeout=3600)
+    _print(
+        args,
+        data,
+        f"deposited {_fmt(amount, info)} for {data['participant']} in channel {data['channelId']}: deposits now "
+        f"A {_fmt(data['depositA'], info)}, B {_fmt(data['depositB'], info)} (tx {data['transaction']})",
+    )
+    return EXIT_OK

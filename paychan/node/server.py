@@ -37,7 +37,9 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +50,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 from web3.logs import DISCARD
 
 from paychan.channel import Channel
@@ -107,6 +110,7 @@ from paychan.state import (
     Wei,
     channel_id,
 )
+from paychan.token import Token, ensure_allowance
 
 log = logging.getLogger("paychan.node")
 T = TypeVar("T")
@@ -149,6 +153,48 @@ class NotCounterparty(Unauthenticated):
         super().__init__(f"the request is signed by {signer}, not by the counterparty {expected}")
 
 
+class InsufficientBalance(NegativeBalance):
+    """Raised when a payment asks for more than our balance in the channel."""
+
+    def __init__(self, available: int, asked: int) -> None:
+        from paychan.units import format_amount
+
+        super().__init__(available - asked)
+        self.available, self.asked = available, asked
+        self.args = (f"insufficient balance: {format_amount(available)} available, {format_amount(asked)} asked",)
+
+
+class CloseTimeout(PaychanError):
+    """Raised when the peer does not countersign the final state in time: nothing was closed."""
+
+    def __init__(self, timeout: float, signed: bool, challenge_period: int) -> None:
+        self.timeout, self.signed = timeout, signed
+        after = (
+            "our final state is signed and sent: if the peer answers later, this node submits the cooperative "
+            "close itself"
+            if signed
+            else "nothing was signed"
+        )
+        super().__init__(
+            f"the peer did not countersign the final state within {timeout:g} s, so nothing was closed ({after}); "
+            f"to close without the peer, run `paychan close --unilateral` (paid out after the challenge period "
+            f"of {challenge_period} s)"
+        )
+
+
+class ChannelNotClosing(PaychanError):
+    """Raised when settling a channel that is not closing (or whose close record the node has not seen)."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        super().__init__(f"the channel is {status}, not closing: there is nothing to settle")
+
+
+class ChainLost(PaychanError):
+    """Raised when paying on a chain the node no longer trusts (the contract has no code, or the chain's
+    genesis block changed: a devnet restarted): signed states there are worth nothing."""
+
+
 class BodyTimeout(PaychanError):
     """Raised when a request body does not arrive within the body timeout (a slow-loris client)."""
 
@@ -164,6 +210,47 @@ class Request:
     amount: int
     final: bool
     future: asyncio.Future[SignedState]
+
+
+@dataclass
+class PayOutcome:
+    """What became of a ``pay`` request of ``requested`` payments of ``amount``, exactly.
+
+    ``paid``: countersigned by the peer (final). ``refused``: refused before signing, with the first
+    ``reason`` (e.g. not enough balance). ``cancelled``: never signed (the request was interrupted or timed
+    out first): they will not happen. ``in_flight``: signed by us and sent, not yet countersigned: they
+    complete when the peer answers (or never, if it does not).
+    """
+
+    channel_id: bytes
+    requested: int
+    amount: int
+    paid: list[SignedState] = field(default_factory=list)
+    refused: int = 0
+    reason: str | None = None
+    cancelled: int = 0
+    in_flight: int = 0
+    error: BaseException | None = field(default=None, repr=False)  # the first refusal
+
+    @property
+    def outcome(self) -> str:
+        """``done`` (all paid), ``partial`` (some paid, the rest will not be), ``pending`` (some may still
+        complete) or ``none`` (nothing paid, nothing pending)."""
+        if self.in_flight:
+            return "pending"
+        if len(self.paid) == self.requested:
+            return "done"
+        return "partial" if self.paid else "none"
+
+
+@dataclass
+class PayBatch:
+    """A ``pay`` request in progress: its requests, and the event that interrupts it (``/pay/cancel``)."""
+
+    runtime: Runtime
+    requests: list[Request]
+    interrupted: asyncio.Event = field(default_factory=asyncio.Event)
+    outcome: asyncio.Future[PayOutcome] | None = None
 
 
 @dataclass
@@ -238,6 +325,10 @@ class Node:
         self._watch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paychan-watch")
         self._started = False
         self.announce_patience = announce_patience
+        self.pay_batches: dict[str, PayBatch] = {}
+        # Why the node stopped trusting its chain (``ChainLost``), or None; set by the watcher.
+        self.chain_lost: str | None = None
+        self.chain_time: int | None = None  # the latest block's timestamp the watcher saw
         self._tasks: set[asyncio.Future[Any]] = set()
         # Channels loaded from the store: each first adopts the peer's newer doubly-signed state, if any,
         # before signing anything new (after a restore from an old backup we may have signed a nonce the
@@ -362,6 +453,24 @@ class Node:
     async def on_watch_chain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Runs a blocking chain call of the watcher on the watcher's own thread (nothing else queues there)."""
         return await asyncio.get_running_loop().run_in_executor(self._watch_executor, lambda: fn(*args, **kwargs))
+
+    def resolve(self, name: Any, any_status: bool = False) -> Runtime:
+        """The channel a user names: its full id, a unique prefix of it (at least 4 hex digits, with or
+        without ``0x``), or nothing for the node's only channel that is not closed (``any_status``: or its
+        only channel, if it has just one)."""
+        if name is None or name == "":
+            if any_status and len(self.runtimes) == 1:
+                return next(iter(self.runtimes.values()))
+            return self.runtime(None)
+        if not isinstance(name, str) or not re.fullmatch(r"(0x)?[0-9a-fA-F]{4,64}", name):
+            raise MalformedMessage(f"a channel is named by its id or a prefix of it (hex), not {name!r}")
+        prefix = name.lower().removeprefix("0x")
+        matches = [r for cid, r in self.runtimes.items() if cid.hex().startswith(prefix)]
+        if not matches:
+            raise UnknownChannel(f"no channel {name} on this node")
+        if len(matches) > 1:
+            raise UnknownChannel(f"{len(matches)} channels start with {name}: give more digits")
+        return matches[0]
 
     def runtime(self, cid: bytes | None) -> Runtime:
         if cid is None:  # the one channel that is not closed
@@ -498,7 +607,25 @@ class Node:
     # --- proposing (our side) --------------------------------------------------------------------
 
     async def pay(self, cid: bytes | None, amount: int, count: int = 1) -> SignedState:
-        """Queues ``count`` payments of ``amount``; returns the state countersigned for the last one."""
+        """Queues ``count`` payments of ``amount``; returns the state countersigned for the last one.
+
+        Raises the first refusal, or ``PaymentTimeout``; ``pay_outcome`` reports partial results instead."""
+        outcome = await self.pay_outcome(cid, amount, count)
+        if outcome.outcome == "done":
+            return outcome.paid[-1]
+        if outcome.error is not None and not outcome.paid and not outcome.in_flight:
+            raise outcome.error
+        raise PaymentTimeout(self.describe_outcome(outcome))
+
+    async def pay_outcome(
+        self, cid: bytes | None, amount: int, count: int = 1, batch_id: str | None = None
+    ) -> PayOutcome:
+        """Queues ``count`` payments of ``amount`` and reports exactly what became of them.
+
+        Waits until each is countersigned or refused, at most ``payment_timeout`` s, or until the batch is
+        interrupted (``cancel_pay(batch_id)``). Then the payments not signed yet are taken back (they will
+        never happen) and those signed and sent are reported in flight (they complete when the peer answers).
+        """
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
             raise InvalidAmount(amount)
         if not 1 <= count <= 100_000:
@@ -506,16 +633,94 @@ class Node:
         runtime = self.runtime(cid)
         if runtime.record.status != STATUS_OPEN:
             raise ChannelNotOpen(runtime.record.status)
+        if self.chain_lost is not None:
+            raise ChainLost(self.chain_lost)
         loop = asyncio.get_running_loop()
-        futures = []
-        for _ in range(count):
-            request = Request(amount, False, loop.create_future())
-            runtime.queue.append(request)
-            futures.append(request.future)
+        requests = [Request(amount, False, loop.create_future()) for _ in range(count)]
+        batch = PayBatch(runtime, requests)
+        if batch_id is not None:
+            if batch_id in self.pay_batches:
+                raise MalformedMessage(f"pay request {batch_id!r} exists already")
+            self.pay_batches[batch_id] = batch
+        runtime.queue.extend(requests)
         runtime.wakeup.set()
-        return await self._wait(futures)
+        batch.outcome = loop.create_future()
+        try:
+            # asyncio.wait never cancels what it waits for: cancelling ``payments`` leaves the payments be
+            payments = asyncio.ensure_future(asyncio.wait([r.future for r in requests]))
+            interrupted = asyncio.ensure_future(batch.interrupted.wait())
+            try:
+                await asyncio.wait(
+                    [payments, interrupted], timeout=self.payment_timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                payments.cancel()
+                interrupted.cancel()
+            outcome = self._settle_batch(runtime, requests, amount)
+            batch.outcome.set_result(outcome)
+            return outcome
+        finally:
+            if batch_id is not None:
+                self._forget_batch(batch_id)
+
+    def _forget_batch(self, batch_id: str) -> None:
+        # kept a little while, so that a ``/pay/cancel`` arriving after the outcome still gets it
+        asyncio.get_running_loop().call_later(60.0, self.pay_batches.pop, batch_id, None)
+
+    def _settle_batch(self, runtime: Runtime, requests: list[Request], amount: int) -> PayOutcome:
+        """Takes back the requests not signed yet and counts what became of each."""
+        outcome = PayOutcome(runtime.cid, len(requests), amount)
+        pending = {id(r) for r in requests if not r.future.done()}
+        if pending:
+            kept = deque(r for r in runtime.queue if id(r) not in pending)
+            for request in runtime.queue:
+                if id(request) in pending:
+                    request.future.cancel()  # never signed: it will not happen
+            runtime.queue = kept
+        for request in requests:
+            future = request.future
+            if future.cancelled():
+                if any(w is request for w in runtime.waiters.values()):
+                    outcome.in_flight += 1  # signed and sent before it was cancelled
+                else:
+                    outcome.cancelled += 1
+            elif not future.done():
+                outcome.in_flight += 1
+            elif future.exception() is not None:
+                outcome.refused += 1
+                if outcome.error is None:
+                    outcome.error = future.exception()
+                    outcome.reason = str(outcome.error)
+            else:
+                outcome.paid.append(future.result())
+        return outcome
+
+    def cancel_pay(self, batch_id: str) -> PayBatch:
+        """Interrupts the pay request ``batch_id`` (Ctrl-C on ``paychan pay``)."""
+        batch = self.pay_batches.get(batch_id)
+        if batch is None:
+            raise UnknownChannel(f"no pay request {batch_id!r} on this node")
+        batch.interrupted.set()
+        return batch
+
+    def describe_outcome(self, outcome: PayOutcome) -> str:
+        """One plain sentence saying exactly what happened to a pay request."""
+        runtime = self.runtimes[outcome.channel_id]
+        head = f"paid {len(outcome.paid)} of {outcome.requested}"
+        parts = []
+        if outcome.refused:
+            parts.append(f"{outcome.refused} refused ({outcome.reason})")
+        if outcome.cancelled:
+            parts.append(f"{outcome.cancelled} cancelled before we signed them (they will not happen)")
+        if outcome.in_flight:
+            parts.append(
+                f"{outcome.in_flight} signed and sent but not countersigned yet: they complete when the peer "
+                "answers; check with `paychan status` before paying again"
+            )
+        return head + (": " + "; ".join(parts) if parts else "") + f"; nonce {runtime.channel.nonce}"
 
     async def propose_final(self, cid: bytes | None) -> SignedState:
+        """Proposes the final state (no payment can follow) and waits for the peer's countersignature."""
         runtime = self.runtime(cid)
         request = Request(0, True, asyncio.get_running_loop().create_future())
         runtime.queue.append(request)
@@ -668,7 +873,7 @@ class Node:
             else:
                 mine = balance_a if runtime.role == "A" else balance_b
                 if request.amount > mine:
-                    request.future.set_exception(NegativeBalance(mine - request.amount))
+                    request.future.set_exception(InsufficientBalance(mine, request.amount))
                     continue
                 if runtime.role == "A":
                     balance_a, balance_b = balance_a - request.amount, balance_b + request.amount
@@ -763,7 +968,8 @@ class Node:
             raise PaychanError("this node was started without a chain (--rpc-url and --contract)")
         return self.contract
 
-    async def open(self, peer_url: str, deposit: int, challenge_period: int) -> Runtime:
+    async def open(self, peer_url: str, deposit: int, challenge_period: int, asset: str = ETH) -> Runtime:
+        """Opens a channel in ``asset`` (ETH, or an ERC-20: approved first) to the node at ``peer_url``."""
         contract = self._require_contract()
         info = await self.peer.get(peer_url.rstrip("/") + "/peer/info")
         if (
@@ -772,12 +978,14 @@ class Node:
         ):
             raise PaychanError(f"the peer at {peer_url} uses another chain or contract")
         counterparty = str(info.get("address"))
+        if asset != ETH and deposit > 0:
+            await self.on_chain(ensure_allowance, Token(contract.chain, asset), self.account, contract.address, deposit)
         params, receipt = await self.on_chain(
-            contract.open_channel, self.account, counterparty, deposit, ETH, challenge_period
+            contract.open_channel, self.account, counterparty, deposit, asset, challenge_period
         )
         cid = contract.channel_id(params)
         runtime = self.add_discovered(params)  # the watcher may have seen the ChannelOpened event first
-        self.note_deposits(cid, deposit, 0)
+        self._note_receipt_deposits(runtime, receipt)
         if self.store.set_peer_url(cid, peer_url.rstrip("/"), 1):
             runtime.record = self.store.channel(cid) or runtime.record
         if not await self.announce_until_known(runtime, patience=self.announce_patience):
@@ -874,11 +1082,134 @@ class Node:
             self.mark_closed(runtime)
             log.info("channel 0x%s: settled on chain", cid.hex()[:12])
 
-    async def close(self, cid: bytes | None) -> dict[str, Any]:
-        """Cooperative close: both sign a final state, then we submit it; the contract pays out at once."""
+    def _note_receipt_deposits(self, runtime: Runtime, receipt: Any) -> None:
+        """The deposits a transaction of ours credited (its ``Deposited`` events), before the watcher sees them."""
+        contract = self._require_contract()
+        for event in contract.contract.events.Deposited().process_receipt(receipt, errors=DISCARD):
+            total = int(event["args"]["total"])
+            is_a = event["args"]["participant"] == runtime.record.params.participant_a
+            self.note_deposits(runtime.cid, total if is_a else 0, 0 if is_a else total)
+
+    async def deposit(self, cid: bytes | None, amount: int, for_peer: bool = False) -> dict[str, Any]:
+        """Adds ``amount`` to our side (or, with ``for_peer``, the counterparty's) of an open channel."""
         contract = self._require_contract()
         runtime = self.runtime(cid)
-        final = runtime.channel.latest if runtime.channel.is_final else await self.propose_final(runtime.cid)
+        if runtime.record.status != STATUS_OPEN:
+            raise ChannelNotOpen(runtime.record.status)
+        params = runtime.record.params
+        participant = runtime.channel.peer_address if for_peer else self.address
+        if params.asset != ETH:
+            await self.on_chain(
+                ensure_allowance, Token(contract.chain, params.asset), self.account, contract.address, amount
+            )
+        receipt = await self.on_chain(contract.deposit, self.account, params, participant, amount)
+        self._note_receipt_deposits(runtime, receipt)
+        return {
+            "channelId": "0x" + runtime.cid.hex(),
+            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
+            "participant": participant,
+            "depositA": str(runtime.record.deposit_a),
+            "depositB": str(runtime.record.deposit_b),
+        }
+
+    async def close_unilaterally(self, cid: bytes | None) -> dict[str, Any]:
+        """Starts a unilateral close with our latest doubly-signed state (no peer needed); the watcher
+        settles after the challenge period."""
+        contract = self._require_contract()
+        runtime = self.runtime(cid)
+        if runtime.record.status != STATUS_OPEN:
+            raise ChannelNotOpen(runtime.record.status)
+        latest = runtime.channel.latest
+        signed = latest if latest.is_complete and latest.state.nonce > 0 else None
+        receipt = await self.on_chain(contract.close, self.account, runtime.record.params, signed)
+        (closed,) = contract.contract.events.ChannelClosed().process_receipt(receipt, errors=DISCARD)
+        args = closed["args"]
+        self.note_close_record(
+            runtime.cid, args["nonce"], args["balanceA"], args["balanceB"], args["salt"], args["deadline"]
+        )
+        return {
+            "channelId": "0x" + runtime.cid.hex(),
+            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
+            "nonce": int(args["nonce"]),
+            "balanceA": str(args["balanceA"]),
+            "balanceB": str(args["balanceB"]),
+            "deadline": int(args["deadline"]),
+        }
+
+    async def settle(self, cid: bytes | None) -> dict[str, Any]:
+        """Pays out the recorded state of a closing channel once its challenge period is over."""
+        from paychan.node.watcher import recorded_state
+
+        contract = self._require_contract()
+        runtime = self.runtime(cid)
+        recorded = recorded_state(runtime.record)
+        if recorded is None:
+            raise ChannelNotClosing(runtime.record.status)
+        now = await self.on_chain(contract.chain.now)
+        if now <= recorded.deadline:
+            raise PaychanError(
+                f"the challenge period runs until {recorded.deadline} ({recorded.deadline - now} s from now): "
+                "settle after it (the node settles by itself unless started with --no-auto-settle)"
+            )
+        receipt = await self.on_chain(contract.settle, self.account, runtime.record.params, recorded)
+        if runtime.record.status != STATUS_CLOSED:
+            self.mark_closed(runtime)
+        return self._settled(runtime, receipt, recorded.nonce)
+
+    def _settled(self, runtime: Runtime, receipt: Any, nonce: int) -> dict[str, Any]:
+        """What a settling transaction paid (``ChannelSettled``) and what it deferred (``PayoutDeferred``)."""
+        contract = self._require_contract()
+        (settled,) = contract.contract.events.ChannelSettled().process_receipt(receipt, errors=DISCARD)
+        deferred = contract.contract.events.PayoutDeferred().process_receipt(receipt, errors=DISCARD)
+        return {
+            "channelId": "0x" + runtime.cid.hex(),
+            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
+            "nonce": nonce,
+            "payoutA": str(settled["args"]["payoutA"]),
+            "payoutB": str(settled["args"]["payoutB"]),
+            "deferred": {e["args"]["recipient"]: str(e["args"]["amount"]) for e in deferred},
+        }
+
+    async def claim(self, asset: str = ETH) -> dict[str, Any]:
+        """Collects our payouts in ``asset`` that could not be pushed (``owed``)."""
+        contract = self._require_contract()
+        owed = await self.on_chain(contract.owed, self.address, asset)
+        if owed == 0:
+            what = "ETH" if asset == ETH else f"token {asset}"
+            raise PaychanError(f"nothing to claim: no payout in {what} was deferred to {self.address}")
+        receipt = await self.on_chain(contract.claim, self.account, asset)
+        (claimed,) = contract.contract.events.Claimed().process_receipt(receipt, errors=DISCARD)
+        return {
+            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
+            "asset": asset,
+            "amount": str(claimed["args"]["amount"]),
+        }
+
+    async def close(self, cid: bytes | None) -> dict[str, Any]:
+        """Cooperative close: both sign a final state, then we submit it; the contract pays out at once.
+
+        If the peer does not countersign in time, nothing is closed and ``CloseTimeout`` says so; if our
+        final state is already signed and sent, the node submits the close itself once the peer answers."""
+        contract = self._require_contract()
+        runtime = self.runtime(cid)
+        if runtime.record.status != STATUS_OPEN:
+            raise ChannelNotOpen(runtime.record.status)
+        if runtime.channel.is_final:
+            final = runtime.channel.latest
+        else:
+            request = Request(0, True, asyncio.get_running_loop().create_future())
+            runtime.queue.append(request)
+            runtime.wakeup.set()
+            done, _ = await asyncio.wait([request.future], timeout=self.payment_timeout)
+            if not done:
+                signed = any(w is request for w in runtime.waiters.values())
+                if signed:
+                    self._background(self._close_when_countersigned(runtime, request.future))
+                else:
+                    runtime.queue = deque(r for r in runtime.queue if r is not request)
+                    request.future.cancel()
+                raise CloseTimeout(self.payment_timeout, signed, runtime.record.params.challenge_period)
+            final = request.future.result()
         receipt = await self.on_chain(contract.cooperative_close, self.account, runtime.record.params, final)
         self.mark_closed(runtime)
         # What was paid: the final state's balances plus deposits it does not know of (from the event).
@@ -891,6 +1222,20 @@ class Node:
             "payoutB": str(settled["args"]["payoutB"]),
         }
 
+    async def _close_when_countersigned(self, runtime: Runtime, final: asyncio.Future[SignedState]) -> None:
+        """Submits the cooperative close once the peer countersigns our final state (after a timeout)."""
+        signed = await final
+        if runtime.record.status != STATUS_OPEN:
+            return  # closed meanwhile (by the peer, or unilaterally)
+        contract = self._require_contract()
+        try:
+            await self.on_chain(contract.cooperative_close, self.account, runtime.record.params, signed)
+        except PaychanError as exc:
+            log.warning("channel 0x%s: the delayed cooperative close failed: %s", runtime.cid.hex()[:12], exc)
+            return
+        self.mark_closed(runtime)
+        log.warning("channel 0x%s: closed cooperatively once the peer answered", runtime.cid.hex()[:12])
+
     def mark_closed(self, runtime: Runtime) -> None:
         self.store.set_status(runtime.cid, STATUS_CLOSED)
         runtime.record = self.store.channel(runtime.cid) or runtime.record
@@ -901,14 +1246,39 @@ class Node:
 
     # --- reporting -------------------------------------------------------------------------------
 
+    def phase(self, runtime: Runtime) -> tuple[str, str]:
+        """A channel's phase and what its user can do next, in words."""
+        record = runtime.record
+        if record.status == STATUS_OPEN:
+            if self.chain_lost is not None:
+                return "chain lost", f"nothing on this chain: {self.chain_lost}"
+            if not record.peer_url:
+                return "open", "wait for the counterparty's node to announce itself (or close --unilateral)"
+            return "open", "pay, deposit, close (cooperative), or close --unilateral if the peer is gone"
+        if record.status == STATUS_CLOSING:
+            deadline = record.close_deadline
+            now = self.chain_time or int(time.time())
+            if deadline is not None and now <= deadline:
+                return (
+                    "challenge period",
+                    f"wait until {deadline} (in {deadline - now} s): the node challenges a stale close by itself; "
+                    "then settle (the node settles by itself unless started with --no-auto-settle)",
+                )
+            return "settleable", "settle (the node settles by itself unless started with --no-auto-settle)"
+        return "closed", "nothing; if a payout could not be pushed to you, claim it (paychan claim)"
+
     def status(self) -> dict[str, Any]:
         channels = []
         for runtime in self.runtimes.values():
             record, channel = runtime.record, runtime.channel
             balance_a, balance_b = channel.balances()
+            phase, next_step = self.phase(runtime)
             channels.append(
                 {
                     "channelId": "0x" + runtime.cid.hex(),
+                    "asset": record.params.asset,
+                    "phase": phase,
+                    "next": next_step,
                     "role": runtime.role,
                     "counterparty": channel.peer_address,
                     "peerUrl": record.peer_url,
@@ -935,6 +1305,7 @@ class Node:
             "chainId": self.domain.chain_id,
             "contract": self.domain.verifying_contract,
             "stats": dict(self.stats),
+            "chainLost": self.chain_lost,
             "channels": channels,
         }
 
@@ -1034,7 +1405,12 @@ class Node:
         app.router.add_get("/status", self._control_status)
         app.router.add_post("/open", self._control_open)
         app.router.add_post("/pay", self._control_pay)
+        app.router.add_post("/pay/cancel", self._control_pay_cancel)
         app.router.add_post("/close", self._control_close)
+        app.router.add_post("/settle", self._control_settle)
+        app.router.add_post("/claim", self._control_claim)
+        app.router.add_post("/deposit", self._control_deposit)
+        app.router.add_get("/token/{address}", self._control_token)
         return app
 
     @web.middleware
@@ -1057,27 +1433,91 @@ class Node:
     async def _control_open(self, request: web.Request) -> web.Response:
         data = await self._control_json(request)
         runtime = await self.open(
-            str(data["peer"]), _int(data.get("deposit", "0")), _int(data.get("challengePeriod", 3600))
+            str(data["peer"]),
+            _int(data.get("deposit", "0")),
+            _int(data.get("challengePeriod", 3600)),
+            _address(data.get("asset", ETH)),
         )
-        return _json({"channelId": "0x" + runtime.cid.hex(), "params": runtime.record.params.to_json()})
-
-    async def _control_pay(self, request: web.Request) -> web.Response:
-        data = await self._control_json(request)
-        cid = _cid(data.get("channelId"))
-        signed = await self.pay(cid, _int(data.get("amount")), _int(data.get("count", 1)))
-        runtime = self.runtime(signed.state.channel_id)
         return _json(
             {
                 "channelId": "0x" + runtime.cid.hex(),
-                "nonce": signed.state.nonce,
-                "myBalance": str(runtime.channel.balance()),
-                "state": encode_signed(signed),
+                "params": runtime.record.params.to_json(),
+                "depositA": str(runtime.record.deposit_a),
+                "announced": bool(runtime.record.peer_url),
             }
         )
 
+    async def _control_pay(self, request: web.Request) -> web.Response:
+        """Pays and reports exactly what happened: 200 when every payment went through; otherwise an error
+        ``PayIncomplete`` whose fields say how many were paid, refused, cancelled and still in flight."""
+        data = await self._control_json(request)
+        runtime = self.resolve(_channel_name(data))
+        request_id = data.get("requestId")
+        outcome = await self.pay_outcome(
+            runtime.cid,
+            _int(data.get("amount")),
+            _int(data.get("count", 1)),
+            None if request_id is None else str(request_id)[:64],
+        )
+        return self._pay_answer(outcome)
+
+    def _pay_answer(self, outcome: PayOutcome) -> web.Response:
+        runtime = self.runtimes[outcome.channel_id]
+        body: dict[str, Any] = {
+            "channelId": "0x" + runtime.cid.hex(),
+            "outcome": outcome.outcome,
+            "requested": outcome.requested,
+            "amount": str(outcome.amount),
+            "paid": len(outcome.paid),
+            "refused": outcome.refused,
+            "reason": outcome.reason,
+            "cancelled": outcome.cancelled,
+            "inFlight": outcome.in_flight,
+            "nonce": runtime.channel.nonce,
+            "myBalance": str(runtime.channel.balance()),
+            "state": encode_signed(outcome.paid[-1]) if outcome.paid else None,
+            "summary": self.describe_outcome(outcome),
+        }
+        if outcome.outcome == "done":
+            return _json(body)
+        status = 504 if outcome.outcome == "pending" else 409
+        return _json({"error": {"type": "PayIncomplete", "message": body["summary"], "fields": body}}, status)
+
+    async def _control_pay_cancel(self, request: web.Request) -> web.Response:
+        """Interrupts a pay request (Ctrl-C): what was not signed yet is taken back; answers its outcome."""
+        data = await self._control_json(request)
+        batch = self.cancel_pay(str(data.get("requestId")))
+        assert batch.outcome is not None
+        return self._pay_answer(await asyncio.shield(batch.outcome))
+
     async def _control_close(self, request: web.Request) -> web.Response:
         data = await self._control_json(request)
-        return _json(await self.close(_cid(data.get("channelId"))))
+        runtime = self.resolve(_channel_name(data))
+        if data.get("unilateral"):
+            return _json(await self.close_unilaterally(runtime.cid))
+        return _json(await self.close(runtime.cid))
+
+    async def _control_settle(self, request: web.Request) -> web.Response:
+        data = await self._control_json(request)
+        return _json(await self.settle(self.resolve(_channel_name(data), any_status=True).cid))
+
+    async def _control_claim(self, request: web.Request) -> web.Response:
+        data = await self._control_json(request)
+        return _json(await self.claim(_address(data.get("asset", ETH))))
+
+    async def _control_token(self, request: web.Request) -> web.Response:
+        """An asset's decimals and symbol, for amounts in its units (ETH: 18, no chain call)."""
+        address = _address(request.match_info["address"])
+        if address == ETH:
+            return _json({"address": ETH, "decimals": 18, "symbol": "ETH"})
+        token = Token(self._require_contract().chain, address)
+        decimals, symbol = await self.on_chain(lambda: (token.decimals(), token.symbol()))
+        return _json({"address": address, "decimals": decimals, "symbol": symbol})
+
+    async def _control_deposit(self, request: web.Request) -> web.Response:
+        data = await self._control_json(request)
+        runtime = self.resolve(_channel_name(data))
+        return _json(await self.deposit(runtime.cid, _int(data.get("amount")), bool(data.get("forPeer", False))))
 
 
 async def _read_at_most(request: web.Request, limit: int) -> bytes:
@@ -1099,6 +1539,17 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise MalformedMessage(f"expected an integer, got {value!r}") from None
+
+
+def _channel_name(data: dict[str, Any]) -> Any:
+    """The channel a control request names (``channel``: an id or prefix; ``channelId``: the full id)."""
+    return data.get("channel", data.get("channelId"))
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+        raise MalformedMessage(f"expected an address (0x and 40 hex digits), got {value!r}")
+    return to_checksum_address(value)
 
 
 def _cid(value: Any) -> ChannelId | None:

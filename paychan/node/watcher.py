@@ -41,6 +41,7 @@ T = TypeVar("T")
 
 EVENTS = ("ChannelOpened", "Deposited", "ChannelClosed", "ChallengeAccepted", "ChannelSettled")
 CURSOR_KEY = "watcher.nextBlock"  # node_meta: the first block not processed yet
+GENESIS_KEY = "genesisHash"  # node_meta: the hash of block 0 of the node's chain
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,10 @@ class Watcher:
         watcher has caught up with the chain head. Returns the number of events applied."""
         head = int(await self._chain(lambda: self.contract.chain.w3.eth.block_number))
         start, applied = self.next_block, 0
+        if head < start - 1 and await self._chain_replaced():  # the chain went backwards: restarted?
+            return 0
+        if self.node.chain_lost is not None:
+            return 0
         for _ in range(self.max_pages):
             if start > head:
                 break
@@ -213,6 +218,26 @@ class Watcher:
         if start > head:
             await self.act(head)
         return applied
+
+    async def _chain_replaced(self) -> bool:
+        """Whether the chain behind the RPC is not the one the node's channels live on any more (the
+        contract has no code, or block 0 changed: a devnet restarted). Then the node stops paying and says
+        so, once: states signed on a chain that is gone are worth nothing, and new ones would be neither."""
+        w3 = self.contract.chain.w3
+        code = await self._chain(w3.eth.get_code, self.contract.address)
+        genesis = "0x" + bytes((await self._chain(w3.eth.get_block, 0))["hash"]).hex()
+        known = self.node.store.get_meta(GENESIS_KEY)
+        if code and (known is None or known == genesis):
+            return False
+        reason = (
+            f"the chain at {self.contract.chain.url} has no contract at {self.contract.address}"
+            if not code
+            else f"the chain at {self.contract.chain.url} has another genesis block ({genesis}, was {known})"
+        )
+        if self.node.chain_lost is None:
+            self.node.chain_lost = reason + " (a restarted devnet?): payments stopped; restart the node on its chain"
+            log.error("%s", self.node.chain_lost)
+        return True
 
     def apply(self, events: list[ChainEvent]) -> int:
         """Applies one page's events to the node, channel openings first (an open's ``Deposited`` event
@@ -261,7 +286,7 @@ class Watcher:
         if not closing:
             return
         block = await self._chain(self.contract.chain.w3.eth.get_block, head)
-        now = int(block["timestamp"])
+        now = self.node.chain_time = int(block["timestamp"])
         for runtime in closing:
             action = decide(runtime.record, runtime.channel.latest, now, self.auto_settle)
             if action is None:

@@ -1,0 +1,181 @@
+"""A person running two nodes with the CLI only: truthful pay results, and every way the money gets out.
+
+Each test drives ``paychan`` exactly as a user would (the CLI in a subprocess or ``main``), against two
+node processes on anvil, and checks what the CLI printed against the nodes' stores and the chain: no funds
+and no signed state may be lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paychan.cli import main
+from paychan.contract import PaychanContract
+from paychan.node.process import ROOT
+from paychan.node.store import Store
+
+from .conftest import ADDRESS_A, ADDRESS_B, KEY_A, KEY_B, NodeProcess
+
+ETHER = 10**18
+
+
+def paychan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def states_in(node: NodeProcess, cid: bytes) -> int:
+    store = Store(node.db)
+    try:
+        return len(store.states(cid))
+    finally:
+        store.close()
+
+
+def open_channel(capsys: pytest.CaptureFixture[str], alice: NodeProcess, bob: NodeProcess, deposit: str) -> bytes:
+    code, out, err = paychan(
+        capsys, "open", "--db", str(alice.db), "--peer", bob.peer_url, "--deposit", deposit, "--json"
+    )
+    assert code == 0, err
+    return bytes.fromhex(json.loads(out)["channelId"][2:])
+
+
+@pytest.mark.anvil
+def test_pay_reports_a_partial_payment_and_exits_3(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str]
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "3000wei")
+    code, out, err = paychan(capsys, "pay", "--db", str(alice.db), "1000", "--count", "5")
+    assert code == 3
+    assert out.startswith("paid 3 of 5 x 0.000000000000001 ETH: channel 0x")
+    assert "nonce 3, my balance 0 ETH" in out
+    assert "2 refused: insufficient balance: 0 ETH available, 0.000000000000001 ETH asked" in err
+    assert states_in(alice, cid) == states_in(bob, cid) == 3  # exactly what was reported
+    code, out, err = paychan(capsys, "pay", "--db", str(alice.db), "1wei")
+    assert code == 1 and out.startswith("paid 0 of 1") and "refused: insufficient balance" in err
+
+
+@pytest.mark.anvil
+def test_pay_with_the_peer_down_reports_in_flight_or_cancelled_payments_with_distinct_exit_codes(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str]
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "1ether")
+    assert paychan(capsys, "pay", "--db", str(alice.db), "0.1ether")[0] == 0
+    bob.stop()
+    # alice holds the turn: her payment is signed and sent, and waits for bob (the node's timeout is 5 s)
+    code, out, err = paychan(capsys, "pay", "--db", str(alice.db), "0.2ether")
+    assert code == 4, (out, err)
+    assert out.startswith("paid 0 of 1 x 0.2 ETH")
+    assert "1 signed and sent, not countersigned yet: they complete when the peer answers" in err
+    bob.start()
+    wait_for(lambda: alice.status()["nonce"] == 2, "the payment in flight to complete when bob is back")
+    assert bob.status()["balanceB"] == str(3 * 10**17)
+    # bob needs the turn from alice to pay; with alice down nothing is signed: nothing happened, exit 1
+    alice.stop()
+    code, out, err = paychan(capsys, "pay", "--db", str(bob.db), "0.05ether")
+    assert code == 1, (out, err)
+    assert "1 cancelled before they were signed: they will not happen" in err
+    alice.start()
+    time.sleep(1.0)
+    assert alice.status()["nonce"] == bob.status()["nonce"] == 2  # the cancelled payment never happens
+    assert states_in(alice, cid) == states_in(bob, cid) == 2
+
+
+@pytest.mark.anvil
+def test_ctrl_c_on_pay_cancels_what_is_not_signed_and_reports_what_was(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str]
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "1ether")
+    command = [sys.executable, "-c", "import sys; from paychan.cli import main; sys.exit(main())", "pay",
+               "--db", str(alice.db), "1wei", "--count", "20000", "--json"]  # fmt: skip
+    payer = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: alice.status()["nonce"] > 600, "payments to be countersigned")
+    payer.send_signal(signal.SIGINT)
+    out, err = payer.communicate(timeout=60)
+    report = json.loads(out)
+    assert payer.returncode in (3, 4), err  # partly done (or some still in flight)
+    assert report["outcome"] in ("partial", "pending") and 0 < report["paid"] < 20000
+    assert report["paid"] + report["cancelled"] + report["inFlight"] + report["refused"] == 20000
+    wait_for(lambda: alice.status()["inflight"] == 0, "alice's states in flight to be answered")
+    # everything reported paid or in flight happened, nothing else: the stores and the status agree
+    assert alice.status()["nonce"] == bob.status()["nonce"] == report["paid"] + report["inFlight"]
+    assert states_in(alice, cid) == report["paid"] + report["inFlight"]
+    assert int(bob.status()["balanceB"]) == report["paid"] + report["inFlight"]
+
+
+@pytest.mark.anvil
+def test_unilateral_close_and_settle_through_the_cli_with_the_peers_node_stopped(
+    node_processes: Callable[..., NodeProcess],
+    capsys: pytest.CaptureFixture[str],
+    devnet_contract: PaychanContract,
+    tmp_path: Path,
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "1ether")
+    assert paychan(capsys, "pay", "--db", str(alice.db), "0.25ether", "--count", "2")[0] == 0
+    assert paychan(capsys, "deposit", "--db", str(bob.db), "0.1ether")[0] == 0  # a top-up on bob's side
+    wait_for(lambda: alice.status()["depositB"] == str(10**17), "alice's node to see bob's top-up")
+    bob.stop()
+
+    code, out, err = paychan(capsys, "close", "--db", str(alice.db))  # the peer is gone: nothing is closed
+    assert code == 1
+    assert "nothing was closed" in err and "paychan close --unilateral" in err
+    assert devnet_contract.get_channel(cid).status == 1
+
+    code, out, err = paychan(capsys, "close", "--db", str(alice.db), "--unilateral")
+    assert code == 0, err
+    assert "unilaterally with nonce 2 (A 0.5 ETH, B 0.6 ETH)" in out
+    code, out, err = paychan(capsys, "settle", "--db", str(alice.db))  # too early: one plain sentence
+    assert code == 1 and err.startswith("paychan: error: the challenge period runs until ")
+    status = alice.status()
+    assert status["phase"] == "challenge period" and "wait until" in status["next"]
+
+    w3 = devnet_contract.chain.w3
+    before_a, before_b = w3.eth.get_balance(ADDRESS_A), w3.eth.get_balance(ADDRESS_B)
+    devnet_contract.chain.time_travel(3601)
+    code, out, err = paychan(capsys, "settle", "--db", str(alice.db), "--json")
+    if code != 0:  # alice's node may have settled by itself first (auto-settle): then nothing is left to do
+        wait_for(lambda: alice.status()["status"] == "closed", "alice's node to settle")
+    assert devnet_contract.get_channel(cid).status == 0
+    (settled,) = devnet_contract.contract.events.ChannelSettled().get_logs(
+        from_block=0, argument_filters={"channelId": cid}
+    )
+    assert (settled["args"]["payoutA"], settled["args"]["payoutB"]) == (5 * 10**17, 6 * 10**17)
+    receipt = w3.eth.get_transaction_receipt(settled["transactionHash"])
+    fee = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert w3.eth.get_balance(ADDRESS_A) - before_a == 5 * 10**17 - fee  # alice (her node) settled
+    assert w3.eth.get_balance(ADDRESS_B) - before_b == 6 * 10**17  # bob is paid without his node
+    assert w3.eth.get_balance(devnet_contract.address) == 0
+    code, _, err = paychan(capsys, "claim", "--db", str(alice.db))
+    assert (code, err.strip()) == (1, f"paychan: error: nothing to claim: no payout in ETH was deferred to {ADDRESS_A}")
+    assert os.path.exists(alice.db)
