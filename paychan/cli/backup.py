@@ -240,6 +240,8 @@ def run_restore(args: argparse.Namespace) -> int:
     source = read_backup(backup)
     if not db.parent.is_dir():
         raise RestoreRefused(f"no folder {db.parent} for {db}; nothing was changed")
+    if db.is_dir():
+        raise RestoreRefused(f"{db} is a folder, not a store; nothing was changed")
     if db.exists() and db.resolve() == backup.resolve():
         raise RestoreRefused(f"{backup} is the store {db} itself; nothing was changed")
     lock = lock_store(db)

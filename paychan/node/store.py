@@ -551,7 +551,7 @@ def read_schema_version(conn: sqlite3.Connection, name: str | Path) -> int:
         tables = {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         missing = [table for table in _STORE_TABLES if table not in tables]
         if missing:
-            raise StoreError(f"{name} is not a paychan store (no {', '.join(missing)} table)")
+            raise StoreError(f"{name} is not a paychan store (tables missing: {', '.join(missing)})")
         versions = {int(row[0]) for row in conn.execute("SELECT version FROM schema_migrations")}
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{name} is not a sound SQLite database ({exc})") from None

@@ -80,7 +80,7 @@ def test_restore_from_a_mistyped_path_creates_nothing_and_leaves_the_store_uncha
     [
         (b"not a store\n" * 20, "is not a SQLite database"),
         (b"", "is not a SQLite database (it is empty)"),
-        (None, "is not a paychan store (no schema_migrations, channels, states table)"),
+        (None, "is not a paychan store (tables missing: schema_migrations, channels, states)"),
     ],
     ids=["text file", "empty file", "another SQLite database"],
 )
@@ -290,3 +290,19 @@ def test_backup_of_a_file_that_is_not_a_store_is_refused(tmp_path: Path, capsys:
         == f"cannot back up {tmp_path / 'notes.txt'}: {tmp_path / 'notes.txt'} is not a SQLite database"
     )
     assert files(tmp_path) == ["notes.txt"]
+
+
+def test_restore_over_a_file_that_is_not_a_store_needs_force_and_keeps_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backup = make_store(tmp_path / "node.backup", 4)
+    db = tmp_path / "node.db"
+    db.write_text("notes I should not have saved here\n")
+    code, _, err = paychan(capsys, "restore", "--backup", str(backup), "--db", str(db))
+    assert code == 1 and one_error_line(err).startswith(f"{db} exists; pass --force to replace it: it is not a sound")
+    assert db.read_text() == "notes I should not have saved here\n"
+    code, out, _ = paychan(capsys, "restore", "--backup", str(backup), "--db", str(db), "--force")
+    (kept,) = tmp_path.glob("node.db.replaced-*")
+    assert code == 0 and f"the replaced store (not a paychan store) is kept as {kept}" in out
+    assert kept.read_text() == "notes I should not have saved here\n"
+    assert state_counts(db) == {CID: 4}
