@@ -40,7 +40,10 @@ def test_open_pay_status_and_close_drive_two_running_nodes(
     channel = json.loads(out)["channelId"]
     assert paychan(capsys, "pay", "--db", str(alice.db), "1000", "--count", "5")[0] == 0
     code, out, _ = paychan(capsys, "pay", "--db", str(bob.db), "300")
-    assert (code, out.startswith(f"paid: channel {channel} nonce 6")) == (0, True)
+    assert (code, out.strip()) == (
+        0,
+        f"paid 1 of 1 x 0.0000000000000003 ETH: channel {channel} nonce 6, my balance 0.0000000000000047 ETH",
+    )
 
     code, out, _ = paychan(capsys, "status", "--db", str(bob.db), "--json")
     status = json.loads(out)["channels"][0]
@@ -48,8 +51,11 @@ def test_open_pay_status_and_close_drive_two_running_nodes(
     code, out, _ = paychan(capsys, "status", "--db", str(alice.db))
     assert "nonce 6" in out and "balances: A 0.9999999999999953 ETH  B 0.0000000000000047 ETH" in out
 
-    code, _, err = paychan(capsys, "pay", "--db", str(bob.db), "10000")  # more than bob has
-    assert code == 1 and err.strip() == "paychan: error: NegativeBalance: NegativeBalance(balance=-5300)"
+    code, out, err = paychan(capsys, "pay", "--db", str(bob.db), "10000")  # more than bob has
+    assert (code, out.split(":")[0]) == (1, "paid 0 of 1 x 0.00000000000001 ETH")
+    assert (
+        err.strip() == "1 refused: insufficient balance: 0.0000000000000047 ETH available, 0.00000000000001 ETH asked"
+    )
 
     code, out, _ = paychan(capsys, "close", "--db", str(alice.db), "--json")
     closed = json.loads(out)
