@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import fcntl
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import urllib.error
@@ -245,7 +247,16 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         max_batch=args.max_batch,
         payment_timeout=args.payment_timeout,
     )
-    peer_runner, control_runner, peer_url, control_url = await serve(node, args.host, args.port, args.control_port)
+    try:
+        peer_runner, control_runner, peer_url, control_url = await serve(node, args.host, args.port, args.control_port)
+    except OSError as exc:
+        await node.stop()
+        if exc.errno == errno.EADDRINUSE:
+            raise PaychanError(
+                f"port {args.port} on {args.host} is already in use (is another node running there?); "
+                "choose another with --port (0: any free port)"
+            ) from None
+        raise PaychanError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     watcher = Watcher(node, args.poll_interval, page_blocks=args.log_page_blocks, auto_settle=args.auto_settle)
     watcher_task = asyncio.get_running_loop().create_task(watcher.run())
     control_file = write_control_file(
@@ -284,7 +295,13 @@ def run_keystore(args: argparse.Namespace) -> int:
         secret = os.environ.get(args.import_env)
         if not secret:
             raise PaychanError(f"environment variable {args.import_env} is empty")
-        key = bytes.fromhex(secret.removeprefix("0x"))
+        hex_key = secret.strip().removeprefix("0x")
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", hex_key):
+            raise PaychanError(
+                f"environment variable {args.import_env} does not hold a private key: expected 32 bytes as 64 hex "
+                f"digits (with or without 0x), got {len(hex_key)} characters"
+            )
+        key = bytes.fromhex(hex_key)
     else:
         key = bytes(Account.create().key)
     address = write_keystore(args.out, key, read_password("new keystore password: "))
