@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, TextIO
 
+from paychan.cli.progress import waiting
 from paychan.exceptions import PaychanError
 
 
@@ -424,12 +425,13 @@ def run_open(args: argparse.Namespace) -> int:
     asset = args.asset or ETH_ADDRESS
     info = _asset_info(args.db, asset)
     deposit = _amount(args.deposit, info, allow_zero=True)
-    data = control_request(
-        args.db,
-        "POST",
-        "/open",
-        {"peer": args.peer, "deposit": str(deposit), "challengePeriod": args.challenge_period, "asset": asset},
-    )
+    with waiting("opening the channel on chain and telling the peer's node"):
+        data = control_request(
+            args.db,
+            "POST",
+            "/open",
+            {"peer": args.peer, "deposit": str(deposit), "challengePeriod": args.challenge_period, "asset": asset},
+        )
     announced = "" if data["announced"] else " (the peer's node has not seen it yet: this node keeps announcing it)"
     _print(args, data, f"opened channel {data['channelId']} with a deposit of {_fmt(deposit, info)}{announced}")
     return EXIT_OK
@@ -453,9 +455,15 @@ def run_pay(args: argparse.Namespace) -> int:
         "requestId": request_id,
     }
     interrupted = False
+    start = int(channel["nonce"])
+
+    def countersigned() -> int:
+        return int(_channel_of(args)["nonce"]) - start
+
     try:
         try:
-            data = control_request(args.db, "POST", "/pay", payload, timeout=3600)
+            with waiting(f"paying {args.count} x {_fmt(amount, info)}", countersigned, args.count):
+                data = control_request(args.db, "POST", "/pay", payload, timeout=3600)
         except KeyboardInterrupt:  # Ctrl-C: take back what is not signed yet, then report what was
             interrupted = True
             data = control_request(args.db, "POST", "/pay/cancel", {"requestId": request_id})
@@ -493,7 +501,10 @@ def run_close(args: argparse.Namespace) -> int:
     info = _asset_info(args.db, channel["asset"])
     payload = {"channel": channel["channelId"], "unilateral": args.unilateral}
     try:
-        data = control_request(args.db, "POST", "/close", payload, timeout=3600)
+        with waiting(
+            "closing (unilaterally)" if args.unilateral else "waiting for the peer to countersign the final state"
+        ):
+            data = control_request(args.db, "POST", "/close", payload, timeout=3600)
     except ControlError as exc:
         if exc.type != "CloseTimeout" or not sys.stdin.isatty():
             raise
@@ -521,7 +532,8 @@ def run_close(args: argparse.Namespace) -> int:
 def run_settle(args: argparse.Namespace) -> int:
     channel = _channel_of_any(args)
     info = _asset_info(args.db, channel["asset"])
-    data = control_request(args.db, "POST", "/settle", {"channel": channel["channelId"]}, timeout=3600)
+    with waiting("settling on chain"):
+        data = control_request(args.db, "POST", "/settle", {"channel": channel["channelId"]}, timeout=3600)
     deferred = "".join(
         f"; {_fmt(amount, info)} to {who} could not be pushed: `paychan claim` collects it"
         for who, amount in data["deferred"].items()
@@ -552,7 +564,8 @@ def _channel_of_any(args: argparse.Namespace) -> dict[str, Any]:
 def run_claim(args: argparse.Namespace) -> int:
     asset = args.asset or ETH_ADDRESS
     info = _asset_info(args.db, asset)
-    data = control_request(args.db, "POST", "/claim", {"asset": asset}, timeout=3600)
+    with waiting("claiming on chain"):
+        data = control_request(args.db, "POST", "/claim", {"asset": asset}, timeout=3600)
     _print(args, data, f"claimed {_fmt(data['amount'], info)} (tx {data['transaction']})")
     return EXIT_OK
 
@@ -562,7 +575,8 @@ def run_deposit(args: argparse.Namespace) -> int:
     info = _asset_info(args.db, channel["asset"])
     amount = _amount(args.amount, info)
     payload = {"channel": channel["channelId"], "amount": str(amount), "forPeer": args.for_peer}
-    data = control_request(args.db, "POST", "/deposit", payload, timeout=3600)
+    with waiting("depositing on chain"):
+        data = control_request(args.db, "POST", "/deposit", payload, timeout=3600)
     _print(
         args,
         data,
