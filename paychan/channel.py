@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 
 from paychan.exceptions import (
     BalancesNotConserved,
@@ -36,6 +38,7 @@ from paychan.exceptions import (
     ProposalPending,
     UnexpectedNonce,
     UnfavourableState,
+    UnknownChannel,
     UnknownDeposit,
     WrongChannel,
 )
@@ -53,6 +56,9 @@ from paychan.state import (
     channel_id,
 )
 
+if TYPE_CHECKING:
+    from paychan.contract import PaychanContract
+
 SignedListener = Callable[[SignedState], None]
 BeforeSign = Callable[[SignedState], None]
 
@@ -64,17 +70,18 @@ class Channel:
         self,
         params: ChannelParams,
         domain: Domain,
-        private_key: bytes,
+        private_key: bytes | LocalAccount,
         deposits: tuple[int, int] | None = None,
         latest: SignedState | None = None,
         pending: SignedState | None = None,
     ) -> None:
-        """``deposits``: the on-chain deposits (A, B) this party knows of; by default those ``latest``
-        splits (nothing deposited since), or (0, 0) for a new channel. ``latest``: the newest doubly-signed
-        state; by default the nonce-0 state splitting ``deposits`` as they stand."""
+        """``private_key``: this party's key (or its ``LocalAccount``). ``deposits``: the on-chain deposits
+        (A, B) this party knows of; by default those ``latest`` splits (nothing deposited since), or (0, 0)
+        for a new channel. ``latest``: the newest doubly-signed state; by default the nonce-0 state
+        splitting ``deposits`` as they stand."""
         self.params = params
         self.domain = domain
-        self._key = bytes(private_key)
+        self._key = bytes(private_key.key) if isinstance(private_key, LocalAccount) else bytes(private_key)
         self.address: str = Account.from_key(self._key).address
         self.role = params.role_of(self.address)
         self.peer_role = "B" if self.role == "A" else "A"
@@ -95,6 +102,14 @@ class Channel:
         # Called with the state about to be signed (and the peer's signature, when countersigning) before
         # our signature exists: a durable store records it here. A hook that raises refuses the signature.
         self.before_sign: list[BeforeSign] = []
+
+    @classmethod
+    def from_chain(cls, contract: PaychanContract, params: ChannelParams, account: LocalAccount) -> Channel:
+        """``account``'s side of the open channel ``params`` on ``contract``, with the deposits read from chain."""
+        onchain = contract.get_channel(contract.channel_id(params))
+        if onchain.status != 1:
+            raise UnknownChannel(f"channel 0x{onchain.channel_id.hex()} is not open on {contract.address}")
+        return cls(params, contract.domain, account, deposits=(onchain.deposit_a, onchain.deposit_b))
 
     # --- reading ---------------------------------------------------------------------------------
 
