@@ -40,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     node.add_argument("--port", type=int, default=9735, help="peer endpoint port (default 9735; 0 = any)")
     node.add_argument("--control-port", type=int, default=0, help="control API port on 127.0.0.1 (default: any)")
     node.add_argument("--public-url", default="", help="URL the counterparty reaches this node at")
-    node.add_argument("--rpc-url", required=True, help="JSON-RPC URL of the chain")
+    node.add_argument(
+        "--rpc-url",
+        default=None,
+        help="JSON-RPC URL of the chain (default: $PAYCHAN_RPC_URL, else $ETH_RPC_URL; a node needs a real chain)",
+    )
     node.add_argument(
         "--contract", default=None, help="PaymentChannels address (default: the deployment record of the chain)"
     )
@@ -64,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     keystore.add_argument(
         "--import-env", metavar="VAR", default=None, help="import the hex private key in environment variable VAR"
     )
+    _add_json(keystore)
     keystore.set_defaults(func=run_keystore)
 
     status = subparsers.add_parser(
@@ -198,19 +203,24 @@ def lock_store(db: str | Path) -> TextIO:
 
 
 def run_node(args: argparse.Namespace) -> int:
-    from paychan.chain import rpc_chain
+    from paychan.chain import default_rpc_url, rpc_chain
     from paychan.contract import PaychanContract
     from paychan.node.keystore import load_key
     from paychan.node.store import Store
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    rpc_url = args.rpc_url or default_rpc_url()
+    if not rpc_url:
+        raise PaychanError(
+            "a node needs a chain: pass --rpc-url URL or set ETH_RPC_URL (e.g. `paychan devnet` prints its URL)"
+        )
     key = load_key(args.keystore)
-    lock = lock_store(args.db)
-    store = Store(args.db)
     from paychan.deployments import load_contract
     from paychan.node.watcher import CURSOR_KEY, GENESIS_KEY
 
-    chain = rpc_chain(args.rpc_url, ["0x" + key.hex()])
+    chain = rpc_chain(rpc_url, ["0x" + key.hex()])  # before the store: an unreachable chain creates no file
+    lock = lock_store(args.db)
+    store = Store(args.db)
     if args.contract is not None and store.get_meta(CURSOR_KEY) is not None:
         contract = PaychanContract(chain, args.contract)  # the watcher resumes where it stopped
     else:
@@ -306,7 +316,7 @@ def run_keystore(args: argparse.Namespace) -> int:
     else:
         key = bytes(Account.create().key)
     address = write_keystore(args.out, key, read_password("new keystore password: "))
-    print(f"{address} -> {args.out}")
+    _print(args, {"address": address, "keystore": str(args.out)}, f"{address} -> {args.out}")
     return 0
 
 
