@@ -392,12 +392,19 @@ def _channel_of(args: argparse.Namespace) -> dict[str, Any]:
         matches = [c for c in channels if c["channelId"][2:].startswith(name)]
     else:
         matches = [c for c in channels if c["status"] != "closed"]
-    if len(matches) != 1:
-        what = f"channel {args.channel}" if name else "open channel"
+    if len(matches) == 1:
+        return dict(matches[0])
+    if name:
         raise PaychanError(
-            f"the node has {len(matches)} {what}s matching: name one with --channel" if matches else f"no {what}"
+            f"{len(matches)} channels of this node start with {args.channel}: give more digits"
+            if matches
+            else f"no channel of this node starts with {args.channel}"
         )
-    return dict(matches[0])
+    raise PaychanError(
+        f"the node has {len(matches)} open channels: name one with --channel (an id or a unique prefix)"
+        if matches
+        else "the node has no open channel: open one with `paychan open`"
+    )
 
 
 def run_status(args: argparse.Namespace) -> int:

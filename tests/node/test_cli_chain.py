@@ -87,8 +87,12 @@ def test_a_channel_opened_directly_through_the_contract_is_found_and_watched_wit
     contract = PaychanContract(carol_chain, devnet_contract.address)
     params, _ = contract.open_channel(carol_chain.accounts[0], ADDRESS_B, 10**18)  # another tool: no node, no announce
     cid = contract.channel_id(params)
-    wait_for(lambda: any(c["channelId"] == "0x" + cid.hex() for c in json.loads(
-        paychan(capsys, "status", "--db", str(bob.db), "--json")[1])["channels"]), "bob's node to find the channel")  # fmt: skip
+
+    def found() -> bool:
+        status = json.loads(paychan(capsys, "status", "--db", str(bob.db), "--json")[1])
+        return any(c["channelId"] == "0x" + cid.hex() for c in status["channels"])
+
+    wait_for(found, "bob's node to find the channel")
     code, out, _ = paychan(capsys, "status", "--db", str(bob.db))
     assert f"channel 0x{cid.hex()}  role B  open  nonce 0" in out
     assert "at (not announced yet)" in out and "deposits A 1 ETH  B 0 ETH" in out
