@@ -1,7 +1,7 @@
 """paychan: Ethereum payment channels — the contract's client, state signing and off-chain channels."""
 
 from paychan.chain import Chain, connect, embedded_chain, rpc_chain
-from paychan.channel import Channel
+from paychan.channel import Channel, agree_final, pay
 from paychan.contract import OnchainChannel, PaychanContract, RecordedState
 from paychan.exceptions import ContractCustomError, PaychanError, StateRejected
 from paychan.signing import Domain, recover_signer, sign_state, state_digest
@@ -46,10 +46,12 @@ __all__ = [
     "SignedState",
     "StateRejected",
     "Wei",
+    "agree_final",
     "channel_id",
     "__version__",
     "connect",
     "embedded_chain",
+    "pay",
     "format_amount",
     "parse_amount",
     "recover_signer",

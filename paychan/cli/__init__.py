@@ -21,13 +21,23 @@ from paychan.exceptions import PaychanError
 TRACEBACK_ENV = "PAYCHAN_TRACEBACK"
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default shown, epilogs (exit codes, examples) kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        if "default" in help_text or action.default in (None, False, argparse.SUPPRESS):
+            return help_text  # says its default itself, or has none worth showing
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from paychan import __version__
 
     parser = argparse.ArgumentParser(
         prog="paychan",
         description="Ethereum payment channels.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"paychan {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -36,15 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
+    for command, subparser in subparsers.choices.items():
+        subparser.formatter_class = HelpFormatter
+        if not subparser.description:  # the one-line help doubles as the description
+            subparser.description = next(
+                (a.help for a in subparsers._choices_actions if a.dest == command),
+                None,  # noqa: SLF001
+            )
     return parser
 
 
 def add_chain_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--rpc-url``: the chain to use (default: the embedded eth-tester chain)."""
+    """``--rpc-url``: the chain to use; by default ``$PAYCHAN_RPC_URL``, else ``$ETH_RPC_URL`` (Foundry's),
+    else the embedded in-process chain. Every command that can run on the embedded chain uses this."""
+    from paychan.chain import default_rpc_url
+
     parser.add_argument(
         "--rpc-url",
-        default=None,
-        help="JSON-RPC URL of an Ethereum node (default: the embedded in-process chain)",
+        default=default_rpc_url(),
+        help="JSON-RPC URL of an Ethereum node (default: $PAYCHAN_RPC_URL, else $ETH_RPC_URL, else the embedded "
+        "in-process chain)",
     )
 
 

@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     node.add_argument("--max-batch", type=int, default=256, help="most states proposed in one message")
     node.add_argument("--payment-timeout", type=float, default=60.0, help="seconds a pay request waits")
-    node.add_argument("--log-level", default="INFO")
+    node.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     node.set_defaults(func=run_node)
 
     keystore = subparsers.add_parser("keystore", help="write an encrypted keystore for a node (new or imported key)")
