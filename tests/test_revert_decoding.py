@@ -70,9 +70,7 @@ def test_revert_data_is_found_at_every_depth_nodes_put_it(shape: str) -> None:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_a_hardhat_revert_is_raised_as_the_contract_error_with_its_arguments(
-    decoder: ErrorDecoder, shape: str
-) -> None:
+def test_a_hardhat_revert_is_raised_as_the_contract_error_with_its_arguments(decoder: ErrorDecoder, shape: str) -> None:
     with pytest.raises(StaleState) as raised:
         decoder.reraise(SHAPES[shape])
     assert (raised.value.submittedNonce, raised.value.recordedNonce) == (5, 7)

@@ -31,7 +31,8 @@ states = st.builds(
     deposit_b=uint256,
     locks_root=st.binary(min_size=32, max_size=32),
 )
-domains = st.builds(Domain, st.integers(1, 2**256 - 1), st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()))
+addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
+domains = st.builds(Domain, st.integers(1, 2**256 - 1), addresses)
 
 
 def json_integers(value: Any) -> list[int]:
