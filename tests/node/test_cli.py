@@ -16,7 +16,7 @@ from paychan.cli import main
 from paychan.node.keystore import write_keystore
 from paychan.node.store import Store, integrity_check
 
-from .conftest import KEY_A, KEY_B, NodeProcess
+from .conftest import ADDRESS_B, KEY_A, KEY_B, NodeProcess
 
 DEPOSIT = 10**18
 
@@ -81,7 +81,10 @@ def backed_up_after_20_payments_then_paid_30_more(
 
 
 def test_a_node_restored_from_an_old_backup_catches_up_with_its_peer(
-    node_processes: Callable[[str, bytes], NodeProcess], capsys: pytest.CaptureFixture[str], tmp_path: Path
+    node_processes: Callable[[str, bytes], NodeProcess],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    devnet_contract: Any,
 ) -> None:
     alice, bob, backup = backed_up_after_20_payments_then_paid_30_more(node_processes, capsys, tmp_path)
 
@@ -102,6 +105,14 @@ def test_a_node_restored_from_an_old_backup_catches_up_with_its_peer(
     assert bob.status()["latest"] == alice.status()["latest"]
     alice.control("POST", "/pay", {"channelId": alice.status()["channelId"], "amount": "10"})
     assert bob.status()["nonce"] == 51
+
+    # and the restored bob still gets his money out: a cooperative close pays exactly the newest state
+    w3 = devnet_contract.chain.w3
+    before_b = w3.eth.get_balance(ADDRESS_B)
+    closed = alice.control("POST", "/close", {"channelId": alice.status()["channelId"]})
+    assert (closed["nonce"], int(closed["payoutB"])) == (52, 510)
+    assert w3.eth.get_balance(ADDRESS_B) - before_b == 510
+    assert w3.eth.get_balance(devnet_contract.address) == 0
 
 
 def test_a_node_restored_from_an_old_backup_signs_nothing_new_until_its_peer_answers(

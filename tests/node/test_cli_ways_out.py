@@ -178,3 +178,30 @@ def test_unilateral_close_and_settle_through_the_cli_with_the_peers_node_stopped
     code, _, err = paychan(capsys, "claim", "--db", str(alice.db))
     assert (code, err.strip()) == (1, f"paychan: error: nothing to claim: no payout in ETH was deferred to {ADDRESS_A}")
     assert os.path.exists(alice.db)
+
+
+@pytest.mark.anvil
+def test_a_cooperative_close_that_timed_out_is_submitted_by_the_node_once_the_peer_is_back(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet_contract: PaychanContract
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "1ether")
+    assert paychan(capsys, "pay", "--db", str(alice.db), "0.4ether")[0] == 0
+    bob.stop()
+    code, _, err = paychan(capsys, "close", "--db", str(alice.db))
+    assert code == 1 and "our final state is signed and sent" in err and "submits the cooperative close" in err
+    assert devnet_contract.get_channel(cid).status == 1  # nothing closed yet
+    w3 = devnet_contract.chain.w3
+    before_b = w3.eth.get_balance(ADDRESS_B)
+    bob.start()  # bob countersigns the final state; alice's node closes by itself
+    wait_for(lambda: devnet_contract.get_channel(cid).status == 0, "alice's node to submit the cooperative close")
+    (settled,) = devnet_contract.contract.events.ChannelSettled().get_logs(
+        from_block=0, argument_filters={"channelId": cid}
+    )
+    assert settled["args"]["cooperative"] and settled["args"]["nonce"] == 2
+    assert (settled["args"]["payoutA"], settled["args"]["payoutB"]) == (6 * 10**17, 4 * 10**17)
+    assert w3.eth.get_balance(ADDRESS_B) - before_b == 4 * 10**17
+    assert w3.eth.get_balance(devnet_contract.address) == 0
+    wait_for(lambda: alice.status()["status"] == "closed", "alice's node to record the close")
