@@ -69,6 +69,17 @@ def add_chain_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def port_number(text: str) -> int:
+    """An ``argparse`` type: a TCP port, 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected a number from 0 to 65535") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {port}: ports run from 0 (any free port) to 65535")
+    return port
+
+
 def fail(message: str) -> int:
     """Prints ``message`` as one line ``paychan: error: ...`` on stderr; returns the exit code 1."""
     line = " ".join(part.strip() for part in message.splitlines() if part.strip())

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, TextIO
 
+from paychan.cli import port_number
 from paychan.cli.progress import waiting
 from paychan.exceptions import PaychanError
 
@@ -37,8 +38,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     node.add_argument("--db", required=True, help="the node's SQLite store (created if missing)")
     node.add_argument("--host", default="127.0.0.1", help="peer endpoint address (default 127.0.0.1)")
-    node.add_argument("--port", type=int, default=9735, help="peer endpoint port (default 9735; 0 = any)")
-    node.add_argument("--control-port", type=int, default=0, help="control API port on 127.0.0.1 (default: any)")
+    node.add_argument("--port", type=port_number, default=9735, help="peer endpoint port (default 9735; 0 = any)")
+    node.add_argument(
+        "--control-port", type=port_number, default=0, help="control API port on 127.0.0.1 (default: any)"
+    )
     node.add_argument("--public-url", default="", help="URL the counterparty reaches this node at")
     node.add_argument(
         "--rpc-url",
