@@ -102,7 +102,8 @@ def test_devnet_command_with_deploy_records_a_contract_that_holds_code(tmp_path:
     process, details = start_devnet_command("--deploy", "--deployments", str(tmp_path))
     try:
         chain = rpc_chain(details["rpc_url"])
-        assert details["deployment_file"] == str(tmp_path / "31337.json")
+        assert Path(details["deployment_file"]).parent == tmp_path
+        assert Path(details["deployment_file"]).name.startswith("31337-")  # chain id and genesis hash
         contract = load_contract(chain, location=tmp_path)
         assert contract.address == details["contract"]
         assert contract.contract.functions.nextChannelNumber().call() == 1  # set by the constructor
@@ -168,7 +169,8 @@ def test_deploy_writes_the_record_the_other_commands_read(devnet: Devnet, tmp_pa
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     record = read_deployment(31337, tmp_path)
-    assert printed["deployment_file"] == str(tmp_path / "31337.json")
+    assert Path(printed["deployment_file"]).parent == tmp_path
+    assert Path(printed["deployment_file"]).name.startswith("31337-")  # chain id and genesis hash
     assert record.address == printed["address"]
     chain = devnet.chain()
     receipt = chain.w3.eth.get_transaction_receipt(record.transaction_hash)
@@ -198,7 +200,7 @@ def test_deploy_into_a_named_json_file_and_by_environment_variable(devnet: Devne
     assert result.returncode == 0, result.stderr
     by_env = read_deployment(31337, tmp_path / "env").address
     assert by_env != by_file
-    assert f"recorded in {tmp_path / 'env' / '31337.json'}" in result.stdout
+    assert f"recorded in {tmp_path / 'env' / '31337-'}" in result.stdout
 
 
 def deploy_with_keys(devnet: Devnet, tmp_path: Path, keys: str) -> subprocess.CompletedProcess[str]:

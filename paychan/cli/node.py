@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from paychan.cli import port_number
 from paychan.cli.progress import waiting
+from paychan.deployments import add_deployment_arguments
 from paychan.exceptions import PaychanError
 
 
@@ -48,9 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="JSON-RPC URL of the chain (default: $PAYCHAN_RPC_URL, else $ETH_RPC_URL; a node needs a real chain)",
     )
-    node.add_argument(
-        "--contract", default=None, help="PaymentChannels address (default: the deployment record of the chain)"
-    )
+    add_deployment_arguments(node)
     node.add_argument("--poll-interval", type=float, default=1.0, help="chain watcher interval in seconds")
     node.add_argument(
         "--log-page-blocks", type=int, default=2000, help="most blocks in one eth_getLogs query (default 2000)"
@@ -207,7 +206,7 @@ def lock_store(db: str | Path) -> TextIO:
 
 def run_node(args: argparse.Namespace) -> int:
     from paychan.chain import default_rpc_url, rpc_chain
-    from paychan.contract import PaychanContract
+    from paychan.contract import PaychanContract, require_transient_storage
     from paychan.node.keystore import load_key
     from paychan.node.store import Store
 
@@ -225,9 +224,10 @@ def run_node(args: argparse.Namespace) -> int:
     lock = lock_store(args.db)
     store = Store(args.db)
     if args.contract is not None and store.get_meta(CURSOR_KEY) is not None:
+        require_transient_storage(chain)
         contract = PaychanContract(chain, args.contract)  # the watcher resumes where it stopped
-    else:
-        contract = load_contract(chain, args.contract)  # finds the deployment block: events start there
+    else:  # the recorded (or given) contract; finds its deployment block: events start there
+        contract = load_contract(chain, args.contract, args.deployments)
     genesis = "0x" + bytes(chain.w3.eth.get_block(0)["hash"]).hex()
     for name, value in (
         ("chainId", str(chain.chain_id)),
