@@ -42,7 +42,7 @@ from paychan.contract import RECORD_SALT_WORD, PaychanContract
 from paychan.state import ETH, ChannelParams
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-README_PATH = Path(__file__).resolve().parent.parent / "README.md"
+README_PATH = Path(__file__).resolve().parent.parent / "docs" / "gas.md"  # the gas page the README links
 README_START, README_END = "<!-- gas:start -->", "<!-- gas:end -->"
 RESULTS_PATH = RESULTS_DIR / "gas.json"
 CHART_PATH = RESULTS_DIR / "gas.png"
@@ -765,7 +765,7 @@ def floor_details(data: dict[str, Any]) -> str:
 
 
 def readme_block(data: dict[str, Any]) -> str:
-    """The README's gas section, generated from the results (``--readme`` writes it)."""
+    """The gas section of docs/gas.md, generated from the results (``--readme`` writes it)."""
     ops = {e["key"]: e for e in data["operations"]}
     targets = [e for e in data["operations"] if "target" in e]
     met = all(e["target_met"] for e in targets)
@@ -789,7 +789,7 @@ contract already holding that token, as on a live deployment. `challenge` and `s
 record's 64-bit salt, drawn from the recording block, so up to 8 of their calldata bytes are random: their
 rows (and floors) are for the dearest salt (every salt byte nonzero), at most 96 gas above a lucky one.
 
-![gas per operation: paychan, Raiden, Nitro and the floor](benchmarks/results/gas.png)
+![gas per operation: paychan, Raiden, Nitro and the floor](../benchmarks/results/gas.png)
 
 The same channel with {runs[0]["payments"]:,} and with {runs[1]["payments"]:,} off-chain payments (the real
 two-party protocol, `paychan.channel.Channel`) costs the same on chain: payments never touch the chain, and
@@ -836,7 +836,7 @@ target; a change that lowers gas must update the snapshot in the same commit."""
 
 
 def write_readme(data: dict[str, Any], path: Path = README_PATH) -> None:
-    """Replaces only the text between the gas markers of the README."""
+    """Replaces only the text between the gas markers of docs/gas.md."""
     text = path.read_text()
     start, end = text.index(README_START) + len(README_START), text.index(README_END)
     path.write_text(text[:start] + "\n" + readme_block(data) + "\n" + text[end:])
@@ -903,8 +903,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payments", type=int, default=10_000, help="off-chain payments in the long channel")
     parser.add_argument("--no-write", action="store_true", help="print only; write no files")
     parser.add_argument("--update-snapshot", action="store_true", help="also rewrite results/gas-snapshot.json")
-    parser.add_argument("--readme", action="store_true", help="also rewrite the gas section of README.md")
-    parser.add_argument("--readme-only", action="store_true", help="rewrite the README section from gas.json")
+    parser.add_argument("--readme", action="store_true", help="also rewrite the gas section of docs/gas.md")
+    parser.add_argument("--readme-only", action="store_true", help="rewrite the docs/gas.md section from gas.json")
     args = parser.parse_args(argv)
 
     if args.readme_only:

@@ -1,16 +1,19 @@
-"""The docs cannot drift from the code: every command the guide and the README show is run, and its output
-must still contain every line they quote.
+"""The docs cannot drift from the code: every command the README and the pages under docs/ show is run, and
+its output must still contain every line they quote; the README's Python example is run; the gas and
+throughput figures they quote are the benchmarks' results; every link between them resolves.
 
-Convention (docs/guide.md, and the README's guide, demo and troubleshooting blocks): a fenced ```console
-block holds commands as ``$ paychan ...`` (or ``$ python scripts/NAME.py ...``) lines, each followed by the
-lines of its output the docs quote. A quoted line must appear in the command's output (stdout + stderr), in
+Convention (README.md and every docs/*.md page): a fenced ```console block holds commands as
+``$ paychan ...`` (or ``$ python scripts/NAME.py ...``) lines, each followed by the lines of its output the
+docs quote. A quoted line must appear in the command's output (stdout + stderr), in
 the order quoted, with runs of spaces compared as one space. ``...`` alone on a line marks omitted output.
 A token in angle brackets (``<address>``, ``<hash>``, ``<gas>``, ``<wei>``, ``<eth>``, ``<timestamp>``)
 stands for one word that changes from run to run or from one contract build to the next, so the docs never
 quote those values. A command whose quoted output is a ``paychan: error:`` line must exit non-zero; every
-other command must exit 0. Commands that need a running devnet or node are shown in ```sh blocks instead:
-their subcommands and options must parse, and (on anvil) they are run in order, the devnet and nodes in the
-background on free ports, each other command exiting 0 and the payments arriving.
+other command must exit 0. Commands that need a running devnet or node are shown in ```sh blocks instead
+(the guide's and the README's): their subcommands and options must parse, and (on anvil) each page's are run
+in order, the devnet and nodes in the background on free ports, each other command exiting 0 and the
+payments arriving. In a ```sh block a command may be written ``.venv/bin/paychan ...``, start with
+``NAME=value`` assignments or end in `` &``; an ``export NAME=value`` line sets NAME for the lines after it.
 
 Commands run on the embedded chain (no network servers), in a scratch directory (so ``--plot
 docs/balances.png`` does not touch the repository), all at once and each once however often it is quoted.
@@ -33,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.gas import RESULTS_PATH as GAS_RESULTS
+from benchmarks.gas import readme_block as gas_page_block
 from paychan.chain import embedded_chain
 from paychan.cli import main
 from paychan.demo import run_cooperative, run_dispute
@@ -43,8 +48,12 @@ from paychan.plot import draw_balances
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "guide.md"
 README = ROOT / "README.md"
+GAS_PAGE = ROOT / "docs" / "gas.md"
+NODE_PAGE = ROOT / "docs" / "node.md"
+OFFCHAIN_RESULTS = ROOT / "benchmarks" / "results" / "offchain.json"
 PICTURE = "docs/balances.png"
-README_BLOCKS = ("guide", "demo", "troubleshooting")  # the README blocks these docs own
+PYTHON_HEADING = "## Use it from Python"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PLACEHOLDER = re.compile(r"<[a-z][a-z0-9_-]*>")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -89,17 +98,27 @@ def quoted_commands(text: str, source: str) -> list[Quoted]:
     return found
 
 
-def readme_block(name: str) -> str:
-    text = README.read_text()
-    match = re.search(rf"<!-- {name}:start -->\n(.*?)<!-- {name}:end -->", text, flags=re.S)
-    assert match, f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> block"
+def marked_block(name: str, path: Path = README) -> str:
+    """The text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in ``path``."""
+    match = re.search(rf"<!-- {name}:start -->\n(.*?)<!-- {name}:end -->", path.read_text(), flags=re.S)
+    assert match, f"{path.relative_to(ROOT)} has no <!-- {name}:start --> ... <!-- {name}:end --> block"
     return match.group(1)
 
 
+def readme_block(name: str) -> str:
+    return marked_block(name, README)
+
+
+def doc_pages() -> list[Path]:
+    """Every page whose commands are checked: the guide first, the README, then the other docs/ pages."""
+    others = sorted(path for path in (ROOT / "docs").glob("*.md") if path != GUIDE)
+    return [GUIDE, README, *others]
+
+
 def all_quoted() -> list[Quoted]:
-    quoted = quoted_commands(GUIDE.read_text(), "docs/guide.md")
-    for name in README_BLOCKS:
-        quoted += quoted_commands(readme_block(name), f"README.md ({name} block)")
+    quoted: list[Quoted] = []
+    for page in doc_pages():
+        quoted += quoted_commands(page.read_text(), str(page.relative_to(ROOT)))
     return quoted
 
 
@@ -279,7 +298,7 @@ def test_the_readme_links_each_question_of_the_guide_and_embeds_the_balance_pict
     assert {slug(q) for q in QUESTIONS} <= set(linked), "the README's guide block must link every question"
     assert set(linked) <= anchors, f"README links anchors the guide lacks: {set(linked) - anchors}"
     readme = README.read_text()
-    assert readme.index("<!-- guide:start -->") < readme.index("<!-- gas:start -->"), "guide link on the first screen"
+    assert readme[: readme.index("<!-- guide:start -->")].count("\n") < 30, "the guide's links on the first screen"
     assert re.search(rf"!\[[^\]]+\]\({re.escape(PICTURE)}\)", readme_block("demo")), "README must embed the chart"
     png_size((ROOT / PICTURE).read_bytes())
 
@@ -295,48 +314,77 @@ def test_the_committed_balance_picture_is_what_paychan_demo_plot_draws_today(com
     assert abs(committed - drawn).mean() < 0.002, f"{PICTURE} is out of date: regenerate it with `{command}`"
 
 
-def shell_commands(text: str) -> list[str]:
-    """``paychan``/``python scripts/`` lines of the guide's ```sh blocks: shown, but needing a running node."""
-    commands = []
-    for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M):
-        for line in block.splitlines():
-            command = line.split("  #")[0].strip()
-            if command:
-                commands.append(command)
-    return commands
+@dataclass(frozen=True)
+class ShellLine:
+    """One line of a ```sh block: ``command`` (``paychan ...`` or ``python scripts/...``, without its
+    ``.venv/bin/`` and ``&``) run with its ``NAME=value`` prefixes in ``env``; or, with no command, an
+    ``export`` that sets ``env`` for the lines after it."""
+
+    command: str
+    env: tuple[tuple[str, str], ...] = ()
 
 
-def test_the_commands_the_guide_shows_for_a_running_node_exist_with_those_options():
-    """They need a node (run by the test above, on anvil); here, with no server: they must parse, their
-    scripts exist."""
-    from paychan.cli import build_parser
-
-    commands = shell_commands(GUIDE.read_text())
-    assert any(c.startswith("paychan devnet") for c in commands)
-    parser = build_parser()
-    for command in commands:
-        argv = python_argv(command)
-        if argv[1] == "-c":
-            try:
-                parser.parse_args(argv[3:])
-            except SystemExit:
-                pytest.fail(f"docs/guide.md shows {command!r}, which `paychan` no longer accepts")
-        else:
-            assert Path(argv[1]).is_file(), f"docs/guide.md shows {command!r}, but there is no {argv[1]}"
+ASSIGNMENT = re.compile(r"([A-Za-z_]\w*)=(\S*)\s+")
 
 
-def readme_keystore_commands() -> list[tuple[dict[str, str], str]]:
-    """The README node block's ``K1=0x... paychan keystore ...`` lines: (environment, command)."""
+def shell_lines(text: str) -> list[ShellLine]:
+    """The lines of ``text``'s ```sh blocks: shown, but needing a running devnet or node."""
     found = []
-    for line in readme_block("node").splitlines():
-        match = re.match(r"^(K\d)=(0x[0-9a-fA-F]{64}) \.venv/bin/(paychan keystore .*)$", line.split("  #")[0].strip())
-        if match:
-            found.append(({match.group(1): match.group(2)}, match.group(3)))
+    for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M):
+        for raw in block.splitlines():
+            line = raw.split("  #")[0].strip()
+            if not line:
+                continue
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").partition("=")
+                found.append(ShellLine("", ((name, value),)))
+                continue
+            env = []
+            while match := ASSIGNMENT.match(line):
+                env.append((match.group(1), match.group(2)))
+                line = line[match.end() :]
+            command = line.removesuffix("&").strip().removeprefix(".venv/bin/")
+            found.append(ShellLine(command, tuple(env)))
     return found
 
 
+def shell_commands(text: str) -> list[str]:
+    return [line.command for line in shell_lines(text) if line.command]
+
+
+def shell_pages() -> list[Path]:
+    """The pages with ```sh blocks (the guide and the README), each run as one walk-through."""
+    return [page for page in doc_pages() if shell_commands(page.read_text())]
+
+
+def ways_out() -> list[str]:
+    """The commands the README's node block lists (not run: they need a gone peer or a passed deadline)."""
+    return re.findall(r"^- `\.venv/bin/(paychan [^`]+)`", readme_block("node"), flags=re.M)
+
+
+def test_the_commands_the_guide_shows_for_a_running_node_exist_with_those_options():
+    """They need a node (run by the test below, on anvil); here, with no server: they must parse, their
+    scripts exist. The README's ways out without the peer (not run) must parse too."""
+    from paychan.cli import build_parser
+
+    assert [page.name for page in shell_pages()] == ["guide.md", "README.md"]
+    assert any(c.startswith("paychan devnet") for c in shell_commands(GUIDE.read_text()))
+    assert {c.split()[1] for c in ways_out()} == {"close", "settle"}, "the README must show close --unilateral, settle"
+    parser = build_parser()
+    for page in shell_pages():
+        for command in shell_commands(page.read_text()) + (ways_out() if page == README else []):
+            argv = python_argv(command)
+            if argv[1] == "-c":
+                try:
+                    parser.parse_args(argv[3:])
+                except SystemExit:
+                    pytest.fail(f"{page.name} shows {command!r}, which `paychan` no longer accepts")
+            else:
+                assert Path(argv[1]).is_file(), f"{page.name} shows {command!r}, but there is no {argv[1]}"
+
+
 def on_free_ports(command: str, ports: dict[str, int]) -> str:
-    """``command`` with the guide's fixed ports (8545 anvil, 9735/9736 the nodes) replaced by free ones."""
+    """``command`` with the docs' fixed ports (8545 anvil, 9735/9736 the nodes) replaced by free ones."""
     for fixed, free in ports.items():
         command = re.sub(rf"\b{fixed}\b", str(free), command)
     if command.startswith("paychan devnet") and "--port" not in command:
@@ -355,46 +403,55 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], what
     raise AssertionError(f"{what} did not come up in {timeout}s")
 
 
+def payments_in(command: str) -> int:
+    """How many payments a shown ``paychan pay`` command makes (its ``--count``, else one)."""
+    words = shlex.split(command)
+    return int(words[words.index("--count") + 1]) if "--count" in words else 1
+
+
 @pytest.mark.anvil
-def test_the_commands_the_guide_shows_for_a_running_node_run_in_order_and_pay(tmp_path: Path) -> None:
-    """The guide's ```sh blocks, as a reader runs them: a devnet, the demo and a script on it, then two
-    nodes (keystores made as the README shows) driven by open, pay, status and close. Servers run in the
-    background on free ports and are stopped by their PID; every other command must exit 0."""
+@pytest.mark.parametrize("page", shell_pages(), ids=lambda page: page.name)
+def test_the_commands_the_guide_shows_for_a_running_node_run_in_order_and_pay(page: Path, tmp_path: Path) -> None:
+    """A page's ```sh blocks, as a reader runs them: the guide's (a devnet, the demo and a script on it, then
+    two nodes driven by open, pay, status and close, with keystores made as the README shows) and the
+    README's (a devnet, keystores, two nodes, open, pay both ways, status, backup, close). Servers run in the
+    background on free ports and are stopped by their PID; every other command must exit 0; status shows the
+    nonce of the payments made, close the one after it."""
+    lines = shell_lines(page.read_text())
+    if not any(line.command.startswith("paychan keystore") for line in lines):
+        made = [line for line in shell_lines(README.read_text()) if line.command.startswith("paychan keystore")]
+        assert len(made) == 2, "the README's node block must show how to make alice's and bob's keystores"
+        lines = [*made, *lines]
     ports = {"8545": free_port(), "9735": free_port(), "9736": free_port()}
-    env = {**os.environ, "PAYCHAN_DEPLOYMENTS": str(tmp_path / "deployments"), "PAYCHAN_PASSWORD": "guide"}
+    deployments = tmp_path / "deployments"
+    env = {**os.environ, "PAYCHAN_DEPLOYMENTS": str(deployments), "PAYCHAN_PASSWORD": "docs"}
     servers: list[subprocess.Popen[str]] = []
-    outputs: dict[str, str] = {}
-    keystores = readme_keystore_commands()
-    assert len(keystores) == 2, "the README's node block must show how to make alice's and bob's keystores"
-    for extra, keystore in keystores:
-        made = subprocess.run(
-            python_argv(keystore), cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True,
-            timeout=60, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
+    outputs: list[tuple[str, str]] = []
     try:
-        for shown in shell_commands(GUIDE.read_text()):
-            command = on_free_ports(shown, ports)
-            argv = python_argv(command)
-            if shown.startswith(("paychan devnet", "paychan node")):
+        for line in lines:
+            if not line.command:
+                env.update(line.env)
+                continue
+            command = on_free_ports(line.command, ports)
+            argv, run_env = python_argv(command), {**env, **dict(line.env)}
+            if line.command.startswith(("paychan devnet", "paychan node")):
                 server = subprocess.Popen(
-                    argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                    argv, cwd=tmp_path, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                     stdin=subprocess.DEVNULL, start_new_session=True,
                 )  # fmt: skip
                 servers.append(server)
-                if shown.startswith("paychan devnet"):
-                    record = tmp_path / "deployments" / "31337.json"
-                    wait_for(record.exists, server, command)
+                if line.command.startswith("paychan devnet"):
+                    wait_for(lambda: any(deployments.glob("31337*.json")), server, command)
                 else:
                     words = shlex.split(command)
                     db = words[words.index("--db") + 1]
                     wait_for((tmp_path / f"{db}.control.json").exists, server, command)
                 continue
             result = subprocess.run(
-                argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+                argv, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
             )
-            assert result.returncode == 0, f"{shown!r} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}"
-            outputs[shown] = result.stdout + result.stderr
+            assert result.returncode == 0, f"{line.command!r} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+            outputs.append((line.command, result.stdout + result.stderr))
     finally:
         for server in reversed(servers):
             server.terminate()
@@ -403,10 +460,161 @@ def test_the_commands_the_guide_shows_for_a_running_node_run_in_order_and_pay(tm
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait(timeout=10)
-    status = next(output for shown, output in outputs.items() if shown.startswith("paychan status"))
-    assert "nonce 10" in status, status
-    closed = next(output for shown, output in outputs.items() if shown.startswith("paychan close"))
-    assert "nonce 11" in closed, closed
+    paid, checked = 0, set()
+    for command, output in outputs:
+        name = command.split()[1] if command.startswith("paychan ") else command
+        if name == "pay":
+            paid += payments_in(command)
+        elif name == "status":
+            assert re.search(rf"\bnonce {paid}\b", output), f"after {paid} payments `{command}` shows:\n{output}"
+        elif name == "close":
+            assert re.search(rf"\bnonce {paid + 1}\b", output), f"after {paid} payments `{command}` shows:\n{output}"
+        elif name == "backup":
+            words = shlex.split(command)
+            assert (tmp_path / words[words.index("--out") + 1]).is_file(), f"`{command}` wrote no backup"
+        checked.add(name)
+    assert {"pay", "status", "close"} <= checked, f"{page.name} must show pay, status and close: {checked}"
+
+
+# --- the README's Python example ----------------------------------------------------------------------
+
+
+def python_example() -> tuple[str, list[str]]:
+    """The ```python block under the README's "Use it from Python" heading and the lines quoted after it
+    (the ```text block that follows)."""
+    text = README.read_text()
+    assert f"\n{PYTHON_HEADING}\n" in text, f"README.md has no '{PYTHON_HEADING}' section"
+    section = text.split(f"\n{PYTHON_HEADING}\n", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"^```python\n(.*?)^```\n", section, flags=re.S | re.M)
+    assert code, f"README.md's '{PYTHON_HEADING}' section has no ```python block"
+    printed = re.search(r"^```text\n(.*?)^```", section[code.end() :], flags=re.S | re.M)
+    assert printed, f"README.md's '{PYTHON_HEADING}' section quotes no output (a ```text block after the code)"
+    return code.group(1), printed.group(1).splitlines()
+
+
+def test_the_readmes_python_example_runs_and_prints_the_lines_it_quotes(tmp_path: Path) -> None:
+    code, printed = python_example()
+    assert 20 <= len(code.splitlines()) <= 40, "the README's Python example should stay about 30 lines"
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
+    result = subprocess.run(
+        [str(python), str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 0, f"the README's Python example exited {result.returncode}:\n{result.stderr[-4000:]}"
+    assert result.stdout.splitlines() == printed, f"the README quotes {printed}, the example printed:\n{result.stdout}"
+
+
+# --- the figures the docs quote against the benchmarks' results ---------------------------------------
+
+GAS_SUMMARY_OPERATIONS = (
+    "deploy",
+    "eth.open",
+    "eth.deposit",
+    "eth.top_up",
+    "eth.cooperative_close",
+    "eth.close",
+    "eth.challenge",
+    "eth.settle",
+)
+
+
+def _gas(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def gas_summary(data: dict) -> str:
+    """The README's short gas table (headline, then the ETH operations), as ``benchmarks/results/gas.json``
+    gives it: the README block must be exactly this."""
+    ops = {e["key"]: e for e in data["operations"]}
+    met = all(e["target_met"] for e in data["operations"] if "target" in e)
+    worst = max(data["operations"], key=lambda e: e["ratio_to_floor"])
+    runs = data["payments"]
+    same = len({run["cooperative_close"]["execution_gas"] for run in runs}) == 1
+    lines = [
+        "Measured from transaction receipts on the embedded chain (Prague rules): "
+        + ("every gas target of issue 3 is met" if met else "NOT every gas target of issue 3 is met")
+        + ",",
+        f"every operation is within {worst['ratio_to_floor']:.2f}x of the least the EVM allows for it "
+        f"(the goal was 1.25x), and a channel",
+        f"{'costs the same' if same else 'does NOT cost the same'} on chain after {runs[0]['payments']:,} "
+        f"or {runs[-1]['payments']:,} off-chain payments.",
+        "",
+        "| operation | paychan | target | Raiden | Nitro | EVM floor | paychan / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in GAS_SUMMARY_OPERATIONS:
+        e = ops[key]
+        lines.append(
+            f"| {e['operation']} | {_gas(e['gas'])} | {_gas(e.get('target'))} | "
+            f"{_gas(e.get('raiden', {}).get('gas'))} | {_gas(e.get('nitro', {}).get('gas'))} | "
+            f"{_gas(e['floor']['total'])} | {e['ratio_to_floor']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def throughput_summary(data: dict) -> str:
+    """The README's short off-chain throughput table, as ``benchmarks/results/offchain.json`` gives it."""
+    alone, one_way, both = data["latency_unloaded"], data["throughput_one_way"], data["throughput_both_ways"]
+    return (
+        "| one channel, two node processes; every payment its own state, signed and fsync'ed by both | payments/s |\n"
+        "|---|---:|\n"
+        f"| one payment at a time ({alone['ms_p50']:.1f} ms p50 per payment) | {round(alone['payments_per_s']):,} |\n"
+        f"| many requests in flight (batched, still one state each) | **{round(one_way['payments_per_s']):,}** |\n"
+        f"| both directions at once | {round(both['payments_per_s']):,} |\n"
+        f"\nOn a {data['machine']['cpus']}-core VM, every peer request signed and checked: the target of 1,000 "
+        "durable payments/s on one channel\n"
+        f"is {'met' if one_way['payments_per_s'] >= 1000 else 'NOT met'}"
+    )
+
+
+def test_the_gas_page_is_what_benchmarks_gas_writes_from_its_results():
+    data = json.loads(GAS_RESULTS.read_text())
+    assert marked_block("gas", GAS_PAGE) == gas_page_block(data) + "\n", (
+        "docs/gas.md differs from benchmarks/results/gas.json: run `.venv/bin/python -m benchmarks.gas --readme-only`"
+    )
+
+
+def test_the_readmes_gas_summary_is_the_headline_of_the_gas_results():
+    expected = gas_summary(json.loads(GAS_RESULTS.read_text()))
+    assert readme_block("gas-summary") == expected, (
+        f"README.md's gas summary differs from benchmarks/results/gas.json; it should read:\n{expected}"
+    )
+
+
+def test_the_readmes_throughput_summary_is_the_headline_of_the_offchain_results():
+    expected = throughput_summary(json.loads(OFFCHAIN_RESULTS.read_text()))
+    block = readme_block("throughput")
+    assert block.startswith(expected), (
+        f"README.md's throughput summary differs from {OFFCHAIN_RESULTS.name}; it should start:\n{expected}"
+    )
+
+
+# --- links between the pages ------------------------------------------------------------------------------
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+HTML_ANCHOR = re.compile(r"<a (?:id|name)=\"([^\"]+)\"")
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors a markdown page has: its headings' slugs and its ``<a id="...">`` tags."""
+    text = path.read_text()
+    return {slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)} | set(HTML_ANCHOR.findall(text))
+
+
+def test_every_link_of_the_readme_and_the_docs_pages_resolves():
+    """Files and anchors: the README's links to the docs/ pages, theirs back, the guide's into the README."""
+    for page in doc_pages():
+        text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            path = (page.parent / file).resolve() if file else page
+            where = f"{page.relative_to(ROOT)} links {target}"
+            assert path.exists(), f"{where}, which does not exist"
+            if anchor and path.suffix == ".md":
+                assert anchor in anchors(path), f"{where}, but no heading or <a id> there makes #{anchor}"
 
 
 # --- the convention itself --------------------------------------------------------------------------
