@@ -84,10 +84,11 @@ def test_ape_run_deploy_writes_a_record_only_for_a_node(compiled, ape_env: dict[
     assert "PaymentChannels deployed at 0x" in result.stdout
     if network == "local":
         assert "not recorded: the in-process chain ends with this script" in result.stdout
-    else:  # a fresh anvil each run: the record names chain 31337
-        record = Path(ape_env["PAYCHAN_DEPLOYMENTS"]) / "31337.json"
+    else:  # a fresh anvil each run: the record names chain 31337 and that anvil's genesis block
+        (record,) = Path(ape_env["PAYCHAN_DEPLOYMENTS"]).glob("31337-*.json")
         assert f"recorded in {record}" in result.stdout
-        assert json.loads(record.read_text())["chain_id"] == 31337
+        data = json.loads(record.read_text())
+        assert data["chain_id"] == 31337 and record.name == f"31337-{data['genesis_hash'][2:10]}.json"
 
 
 @pytest.mark.parametrize("network", list(NETWORKS), ids=list(NETWORKS))
