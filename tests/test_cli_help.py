@@ -37,3 +37,9 @@ def test_the_node_commands_document_their_exit_codes() -> None:
     for command in ("pay", "close"):
         text = subcommands()[command].format_help()
         assert "exit codes:" in text and "3  partly done" in text and "4  pending" in text
+
+
+@pytest.mark.parametrize("command", sorted(set(subcommands()) - {"node"}))  # a node runs until stopped
+def test_every_command_but_the_node_itself_offers_json_output(command: str) -> None:
+    options = {option for action in subcommands()[command]._actions for option in action.option_strings}  # noqa: SLF001
+    assert "--json" in options

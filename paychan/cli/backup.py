@@ -14,6 +14,7 @@ store it replaces is always kept, consistently copied with its write-ahead log, 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sqlite3
@@ -57,11 +58,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     backup = subparsers.add_parser("backup", help="copy a node's store consistently, even while it runs")
     backup.add_argument("--db", required=True, help="the node's store (must exist)")
     backup.add_argument("--out", required=True, help="backup file to write (must not exist)")
+    backup.add_argument("--json", action="store_true", help="print the result as JSON")
     backup.set_defaults(func=run_backup)
 
     restore = subparsers.add_parser("restore", help="restore a node's store from a backup (node stopped)")
     restore.add_argument("--backup", required=True, help="a backup written by `paychan backup`")
     restore.add_argument("--db", required=True, help="the node's store to restore (created if missing)")
+    restore.add_argument("--json", action="store_true", help="print the result as JSON")
     restore.add_argument(
         "--force",
         action="store_true",
@@ -204,7 +207,10 @@ def run_backup(args: argparse.Namespace) -> int:
     finally:
         staged.unlink(missing_ok=True)
     channels = "channel" if len(copy.channels) == 1 else "channels"
-    print(f"backed up {db} -> {out}: {len(copy.channels)} {channels}, {copy.state_count} states (integrity ok)")
+    if getattr(args, "json", False):
+        print(json.dumps({"db": str(db), "out": str(out), "channels": len(copy.channels), "states": copy.state_count}))
+    else:
+        print(f"backed up {db} -> {out}: {len(copy.channels)} {channels}, {copy.state_count} states (integrity ok)")
     return 0
 
 
@@ -258,7 +264,22 @@ def run_restore(args: argparse.Namespace) -> int:
         kept = restore_over(backup, db, source, current, existed)
     finally:
         lock.close()
-    print("\n".join(restore_report(backup, db, source, current, kept, existed, bool(newer))))
+    report = restore_report(backup, db, source, current, kept, existed, bool(newer))
+    if getattr(args, "json", False):
+        print(
+            json.dumps(
+                {
+                    "db": str(db),
+                    "backup": str(backup),
+                    "states": source.state_count,
+                    "replacedStates": None if current is None else current.state_count,
+                    "keptAs": None if kept is None else str(kept),
+                    "report": report,
+                }
+            )
+        )
+    else:
+        print("\n".join(report))
     return 0
 
 

@@ -10,6 +10,7 @@ import sys
 from types import FrameType
 from typing import Any
 
+from paychan.cli import port_number
 from paychan.devnet import ANVIL_CHAIN_ID, DEFAULT_ACCOUNTS, DEFAULT_BALANCE_ETH, DEFAULT_PORT, HOST
 
 DEFAULT_RPC_URL = f"http://{HOST}:{DEFAULT_PORT}"
@@ -30,7 +31,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "and runs until Ctrl-C or SIGTERM, then stops it.",
     )
     devnet.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT}; 0: any free port)"
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"port to listen on (default {DEFAULT_PORT}; 0: any free port)",
     )
     devnet.add_argument("--accounts", type=int, default=DEFAULT_ACCOUNTS, help="number of funded dev accounts")
     devnet.add_argument("--balance", type=int, default=DEFAULT_BALANCE_ETH, help="ETH in each dev account")
