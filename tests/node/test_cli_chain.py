@@ -139,3 +139,53 @@ def test_a_node_on_a_restarted_devnet_stops_paying_and_says_so_once(
         if node is not None:
             node.stop()
         net.stop()
+
+
+@pytest.mark.anvil
+def test_a_payout_the_token_refused_to_push_is_claimed_through_the_cli_after_a_unilateral_close(
+    node_processes: Callable[..., NodeProcess],
+    capsys: pytest.CaptureFixture[str],
+    devnet_contract: PaychanContract,
+    artifacts: Any,
+) -> None:
+    from tests.conftest import deploy_test_contract
+
+    chain = devnet_contract.chain
+    token = deploy_test_contract(chain, chain.accounts[0], artifacts["TestToken"])
+
+    def call(name: str, *args: Any) -> None:
+        data = token.encode_abi(name, args=list(args))
+        assert chain.send(chain.accounts[0], {"to": token.address, "data": data, "gas": 100_000})["status"] == 1
+
+    def balance(who: str) -> int:
+        return int(token.functions.balanceOf(who).call())
+
+    call("mint", ADDRESS_A, 1000 * TOKEN)
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    code, _, err = paychan(
+        capsys, "open", "--db", str(alice.db), "--peer", bob.peer_url, "--asset", token.address, "--deposit", "100"
+    )
+    assert code == 0, err
+    assert paychan(capsys, "pay", "--db", str(alice.db), "10")[0] == 0
+    bob.stop()
+    call("setBlocked", ADDRESS_B, True)  # the token now refuses transfers to bob: his payout cannot be pushed
+
+    assert paychan(capsys, "close", "--db", str(alice.db), "--unilateral")[0] == 0
+    chain.time_travel(3601)
+    code, out, err = paychan(capsys, "settle", "--db", str(alice.db))
+    if code == 0:
+        assert f"10 TEST to {ADDRESS_B} could not be pushed: `paychan claim` collects it" in out
+    else:  # alice's node settled by itself first
+        wait_for(lambda: alice.status()["status"] == "closed", "alice's node to settle")
+    assert devnet_contract.owed(ADDRESS_B, token.address) == 10 * TOKEN
+    assert balance(ADDRESS_A) == 990 * TOKEN and balance(devnet_contract.address) == 10 * TOKEN
+
+    call("setBlocked", ADDRESS_B, False)
+    bob.start()
+    code, out, err = paychan(capsys, "claim", "--db", str(bob.db), "--asset", token.address)
+    assert code == 0, err
+    assert out.startswith("claimed 10 TEST (tx 0x")
+    assert balance(ADDRESS_B) == 10 * TOKEN and balance(devnet_contract.address) == 0
+    assert devnet_contract.owed(ADDRESS_B, token.address) == 0
