@@ -34,6 +34,9 @@ import {SafeTransferLib} from "solady/utils/SafeTransferLib.sol";
 ///   hook that needs more gas) is credited to the recipient and collected later with `claim`, which
 ///   forwards all the gas it is given, so it never blocks the other party's payout nor makes settling
 ///   dearer than two bounded pushes.
+/// - The secret registry (`revealSecret`, `revealSecrets`) is contract-wide and open to anyone: the first
+///   reveal of a secret records its block timestamp under `sha256(secret)` for every channel; a repeated
+///   reveal is a no-op, never a revert. It holds no funds and calls nothing but the SHA-256 precompile.
 contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
     /*                           TYPES                            */
@@ -170,6 +173,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     event PayoutDeferred(bytes32 indexed channelId, address indexed recipient, address asset, uint256 amount);
     /// @dev `account` collected its deferred payouts in `asset`, sent to `to`.
     event Claimed(address indexed account, address indexed asset, address to, uint256 amount);
+    /// @dev `secret` was revealed for the first time: `revealedAt[hashlock]` (`hashlock = sha256(secret)`)
+    /// now holds this block's timestamp.
+    event SecretRevealed(bytes32 indexed hashlock, bytes32 secret);
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
     /*                         CONSTANTS                          */
@@ -225,6 +231,10 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
 
     /// @dev Payouts whose push failed, by recipient and asset (address(0) is ETH).
     mapping(address account => mapping(address asset => uint256 amount)) public owed;
+
+    /// @dev When each hashlock's secret was first revealed (`block.timestamp`; 0 if never), keyed by
+    /// `sha256(secret)`. Contract-wide: one reveal counts for every channel holding that hashlock.
+    mapping(bytes32 hashlock => uint256 timestamp) public revealedAt;
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
     /*                        CONSTRUCTOR                         */
@@ -436,6 +446,30 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                      SECRET REGISTRY                       */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev Records `secret` as revealed now: `revealedAt[sha256(secret)] = block.timestamp` and
+    /// `SecretRevealed`, the first time only. A later reveal of the same secret changes nothing and does not
+    /// revert, so racing revealers cannot grief each other. Anyone may reveal. SHA-256 (the precompile at
+    /// address 2), so the preimage of a Lightning HTLC unlocks the same hashlock.
+    function revealSecret(bytes32 secret) external {
+        _revealSecret(secret);
+    }
+
+    /// @dev `revealSecret` for each of `secrets`: new ones are recorded, known ones skipped (none reverts).
+    function revealSecrets(bytes32[] calldata secrets) external {
+        uint256 count = secrets.length;
+        for (uint256 i; i < count;) {
+            _revealSecret(secrets[i]);
+            unchecked {
+                // `i < count <= calldata size`: the increment cannot overflow.
+                ++i;
+            }
+        }
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
     /*                           VIEWS                            */
     /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
 
@@ -482,6 +516,14 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
     /*                          INTERNAL                          */
     /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev Stores the first reveal of `secret`; no external call but the SHA-256 precompile's staticcall.
+    function _revealSecret(bytes32 secret) internal {
+        bytes32 hashlock = sha256(abi.encodePacked(secret));
+        if (revealedAt[hashlock] != 0) return;
+        revealedAt[hashlock] = block.timestamp;
+        emit SecretRevealed(hashlock, secret);
+    }
 
     function _domainNameAndVersion() internal pure override returns (string memory, string memory) {
         return ("paychan", "1");

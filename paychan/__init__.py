@@ -5,7 +5,18 @@ from paychan.channel import Channel, agree_final, pay
 from paychan.contract import OnchainChannel, PaychanContract, RecordedState
 from paychan.exceptions import ContractCustomError, PaychanError, StateRejected
 from paychan.signing import Domain, recover_signer, sign_state, state_digest
-from paychan.state import ETH, ChannelId, ChannelParams, ChannelState, Nonce, Signature, SignedState, Wei, channel_id
+from paychan.state import (
+    ETH,
+    ChannelId,
+    ChannelParams,
+    ChannelState,
+    Nonce,
+    Signature,
+    SignedState,
+    Wei,
+    channel_id,
+    hashlock,
+)
 from paychan.units import format_amount, parse_amount
 
 
@@ -53,6 +64,7 @@ __all__ = [
     "embedded_chain",
     "pay",
     "format_amount",
+    "hashlock",
     "parse_amount",
     "recover_signer",
     "rpc_chain",

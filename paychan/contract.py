@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -370,6 +371,23 @@ class PaychanContract:
         fn = self.contract.functions.claim(to_checksum_address(asset), to_checksum_address(to or sender.address))
         return self._transact(sender, fn, 0, gas)
 
+    # --- secret registry -------------------------------------------------------------------------
+
+    def reveal_secret(self, sender: LocalAccount, secret: bytes, gas: int | None = None) -> TxReceipt:
+        """Reveals the 32-byte ``secret`` on chain (``revealSecret``): the first reveal records the block's
+        timestamp under ``hashlock(secret)`` and emits ``SecretRevealed``; a repeated one changes nothing."""
+        fn = self.contract.functions.revealSecret(_secret_word(secret))
+        return self._transact(sender, fn, 0, gas)
+
+    def reveal_secrets(self, sender: LocalAccount, secrets: Sequence[bytes], gas: int | None = None) -> TxReceipt:
+        """Reveals each of ``secrets`` in one transaction (``revealSecrets``); known ones are skipped."""
+        fn = self.contract.functions.revealSecrets([_secret_word(s) for s in secrets])
+        return self._transact(sender, fn, 0, gas)
+
+    def revealed_at(self, hashlock: bytes) -> int:
+        """When the secret of ``hashlock`` (``sha256(secret)``) was first revealed on chain, 0 if never."""
+        return int(self._call(self.contract.functions.revealedAt(_secret_word(hashlock, "hashlock"))))
+
     # --- reading ---------------------------------------------------------------------------------
 
     def channel_id(self, params: ChannelParams) -> ChannelId:
@@ -425,6 +443,12 @@ class PaychanContract:
                 from_block=self.from_block, argument_filters={"channelId": cid}
             )
         )
+
+
+def _secret_word(value: bytes, what: str = "secret") -> bytes:
+    if len(value) != 32:
+        raise ValueError(f"a {what} is 32 bytes, got {len(value)}")
+    return bytes(value)
 
 
 def _signatures(signed: SignedState) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:

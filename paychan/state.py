@@ -2,11 +2,12 @@
 
 A ``ChannelParams`` is what the contract's ``Channel`` struct holds (never stored on chain: every call
 passes it). A ``ChannelState`` is the EIP-712 ``State`` both participants sign; a ``SignedState`` carries
-the signatures collected so far.
+the signatures collected so far. ``hashlock`` is how a conditional payment's secret is committed to.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from typing import NewType
@@ -26,6 +27,14 @@ ZERO_ROOT = b"\x00" * 32
 MAX_NONCE = 2**48 - 1
 MAX_UINT256 = 2**256 - 1
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+def hashlock(secret: bytes) -> bytes:
+    """The hashlock of a 32-byte ``secret``: ``sha256(secret)``, as the contract's secret registry keys it
+    (SHA-256, so a Lightning HTLC preimage unlocks the same hashlock)."""
+    if len(secret) != 32:
+        raise ValueError(f"a secret is 32 bytes, got {len(secret)}")
+    return hashlib.sha256(secret).digest()
 
 
 @dataclass(frozen=True)
