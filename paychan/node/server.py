@@ -719,23 +719,6 @@ class Node:
             )
         return head + (": " + "; ".join(parts) if parts else "") + f"; nonce {runtime.channel.nonce}"
 
-    async def propose_final(self, cid: bytes | None) -> SignedState:
-        """Proposes the final state (no payment can follow) and waits for the peer's countersignature."""
-        runtime = self.runtime(cid)
-        request = Request(0, True, asyncio.get_running_loop().create_future())
-        runtime.queue.append(request)
-        runtime.wakeup.set()
-        return await self._wait([request.future])
-
-    async def _wait(self, futures: list[asyncio.Future[SignedState]]) -> SignedState:
-        try:
-            done = await asyncio.wait_for(asyncio.gather(*futures), self.payment_timeout)
-        except TimeoutError:
-            raise PaymentTimeout(
-                f"not countersigned within {self.payment_timeout}s; the payment stays queued and may complete"
-            ) from None
-        return done[-1]
-
     async def _sender(self, cid: bytes) -> None:
         """Sends this channel's queued payments in batches, re-sending unanswered proposals first."""
         backoff = 0.02

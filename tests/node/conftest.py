@@ -120,6 +120,29 @@ async def start_live_node(
     return LiveNode(node, (peer_runner, control_runner), peer_url, control_url)
 
 
+# --- the CLI and waiting -----------------------------------------------------------------------------------
+
+
+def paychan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Runs ``paychan ARGV`` in this process; its exit code, stdout and stderr."""
+    from paychan.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Polls ``condition`` every 50 ms until it holds; fails naming ``what`` after ``timeout`` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 # --- raw signed peer requests (a peer without a node) ----------------------------------------------------
 
 

@@ -12,19 +12,12 @@ from typing import Any
 
 import pytest
 
-from paychan.cli import main
 from paychan.node.keystore import write_keystore
 from paychan.node.store import Store, integrity_check
 
-from .conftest import ADDRESS_B, KEY_A, KEY_B, NodeProcess
+from .conftest import ADDRESS_B, KEY_A, KEY_B, NodeProcess, paychan
 
 DEPOSIT = 10**18
-
-
-def paychan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_open_pay_status_and_close_drive_two_running_nodes(

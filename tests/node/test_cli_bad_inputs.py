@@ -11,17 +11,10 @@ from typing import Any
 
 import pytest
 
-from paychan.cli import main
 from paychan.node.keystore import write_keystore
 from paychan.node.process import ROOT
 
-from .conftest import KEY_A, KEY_B, PASSWORD, NodeProcess
-
-
-def paychan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from .conftest import KEY_A, KEY_B, PASSWORD, NodeProcess, paychan
 
 
 def one_line(err: str) -> str:

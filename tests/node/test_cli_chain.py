@@ -11,27 +11,12 @@ from typing import Any
 import pytest
 
 from paychan.chain import rpc_chain
-from paychan.cli import main
 from paychan.contract import PaychanContract
 from paychan.devnet import start_devnet
 
-from .conftest import ADDRESS_A, ADDRESS_B, KEY_A, KEY_B, KEY_C, PASSWORD, NodeProcess, free_port
+from .conftest import ADDRESS_A, ADDRESS_B, KEY_A, KEY_B, KEY_C, PASSWORD, NodeProcess, free_port, paychan, wait_for
 
 TOKEN = 10**18  # TestToken has 18 decimals
-
-
-def paychan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.anvil

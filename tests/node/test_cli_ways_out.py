@@ -18,28 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from paychan.cli import main
 from paychan.contract import PaychanContract
 from paychan.node.process import ROOT
 from paychan.node.store import Store
 
-from .conftest import ADDRESS_A, ADDRESS_B, KEY_A, KEY_B, NodeProcess
+from .conftest import ADDRESS_A, ADDRESS_B, KEY_A, KEY_B, NodeProcess, paychan, wait_for
 
 ETHER = 10**18
-
-
-def paychan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def states_in(node: NodeProcess, cid: bytes) -> int:

@@ -8,24 +8,15 @@ follows the ``Deposited`` events of its channels for as long as they are open an
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from paychan.chain import rpc_chain
 from paychan.contract import PaychanContract
 
-from .conftest import ADDRESS_A, ADDRESS_B, KEY_A, KEY_B, KEY_C, NodeProcess
+from .conftest import ADDRESS_A, ADDRESS_B, KEY_A, KEY_B, KEY_C, NodeProcess, wait_for
 
 DEPOSIT = 10**18
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_deposits_by_a_third_party_right_after_open_and_later_never_block_payments_or_the_cooperative_close(

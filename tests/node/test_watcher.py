@@ -3,7 +3,6 @@ its newer state before the deadline, and settles after it, so the newest state i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,17 +14,9 @@ from paychan.node.messages import Propose, parse_signed
 from paychan.signing import sign_state
 from paychan.state import ChannelState, Nonce, SignedState, Wei
 
-from .conftest import ADDRESS_B, KEY_B, KEY_C, NodeProcess, announce_until_known, signed_request
+from .conftest import ADDRESS_B, KEY_B, KEY_C, NodeProcess, announce_until_known, signed_request, wait_for
 
 DEPOSIT = 10**18
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_a_stale_unilateral_close_is_challenged_by_the_node_and_the_newest_state_pays_out(
