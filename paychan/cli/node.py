@@ -205,7 +205,7 @@ def lock_store(db: str | Path) -> TextIO:
 
 
 def run_node(args: argparse.Namespace) -> int:
-    from paychan.chain import default_rpc_url, rpc_chain
+    from paychan.chain import default_rpc_url, genesis_hash, rpc_chain
     from paychan.contract import PaychanContract, require_transient_storage
     from paychan.node.keystore import load_key
     from paychan.node.store import Store
@@ -228,7 +228,7 @@ def run_node(args: argparse.Namespace) -> int:
         contract = PaychanContract(chain, args.contract)  # the watcher resumes where it stopped
     else:  # the recorded (or given) contract; finds its deployment block: events start there
         contract = load_contract(chain, args.contract, args.deployments)
-    genesis = "0x" + bytes(chain.w3.eth.get_block(0)["hash"]).hex()
+    genesis = genesis_hash(chain)
     for name, value in (
         ("chainId", str(chain.chain_id)),
         (GENESIS_KEY, genesis),
@@ -526,11 +526,15 @@ def run_close(args: argparse.Namespace) -> int:
         ):
             data = control_request(args.db, "POST", "/close", payload, timeout=3600)
     except ControlError as exc:
-        if exc.type != "CloseTimeout" or not sys.stdin.isatty():
+        if exc.type != "CloseTimeout":
             raise
-        print(f"paychan: {exc}", file=sys.stderr)
+        # our final state, if already sent, may still close the channel when the peer answers: pending
+        timed_out = EXIT_PENDING if exc.fields.get("signed") else EXIT_FAILED
+        print(f"paychan: error: {exc}", file=sys.stderr)
+        if not sys.stdin.isatty():
+            return timed_out
         if input("close unilaterally now, without the peer? [y/N] ").strip().lower() not in ("y", "yes"):
-            return EXIT_PENDING if exc.fields.get("signed") else EXIT_FAILED
+            return timed_out
         data = control_request(args.db, "POST", "/close", {**payload, "unilateral": True}, timeout=3600)
         args.unilateral = True
     if args.unilateral:

@@ -107,14 +107,18 @@ def sign_request(
     path: str,
     body: bytes,
     timestamp_ms: int | None = None,
+    signer: str | None = None,
 ) -> dict[str, str]:
-    """The authentication headers of a peer request from the holder of ``private_key`` to ``recipient``."""
+    """The authentication headers of a peer request from the holder of ``private_key`` to ``recipient``.
+
+    ``signer``: the key's address, when the caller knows it (deriving it costs about 200 µs a request)."""
     from eth_account import Account
 
     timestamp_ms = now_ms() if timestamp_ms is None else timestamp_ms
+    signer = signer or Account.from_key(private_key).address
     signature = sign_digest(private_key, request_digest(domain, recipient, method, path, timestamp_ms, body))
     return {
-        SIGNER_HEADER: Account.from_key(private_key).address,
+        SIGNER_HEADER: signer,
         TIMESTAMP_HEADER: str(timestamp_ms),
         SIGNATURE_HEADER: "0x" + signature.to_bytes().hex(),
     }

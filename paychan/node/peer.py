@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import aiohttp
+from eth_account import Account
 from yarl import URL
 
 from paychan.exceptions import PaychanError
@@ -41,6 +42,7 @@ class PeerClient:
         """``domain`` and ``private_key`` sign the requests; without them only unsigned requests go out."""
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.domain, self._key = domain, private_key
+        self._signer = None if private_key is None else Account.from_key(private_key).address
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -62,7 +64,9 @@ class PeerClient:
         if recipient is not None:
             if self.domain is None or self._key is None:
                 raise PaychanError("this peer client has no key to sign requests with")
-            headers.update(sign_request(self.domain, self._key, recipient, method, URL(url).raw_path, body))
+            headers.update(
+                sign_request(self.domain, self._key, recipient, method, URL(url).raw_path, body, signer=self._signer)
+            )
         return headers
 
     async def request(

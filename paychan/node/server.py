@@ -182,7 +182,7 @@ class CloseTimeout(PaychanError):
         )
 
 
-class ChannelNotClosing(PaychanError):
+class NothingToSettle(PaychanError):
     """Raised when settling a channel that is not closing (or whose close record the node has not seen)."""
 
     def __init__(self, status: str) -> None:
@@ -1127,7 +1127,7 @@ class Node:
         runtime = self.runtime(cid)
         recorded = recorded_state(runtime.record)
         if recorded is None:
-            raise ChannelNotClosing(runtime.record.status)
+            raise NothingToSettle(runtime.record.status)
         now = await self.on_chain(contract.chain.now)
         if now <= recorded.deadline:
             raise PaychanError(

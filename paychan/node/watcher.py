@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from hexbytes import HexBytes
 
+from paychan.chain import genesis_hash
 from paychan.contract import RecordedState
 from paychan.node.server import Node
 from paychan.node.store import STATUS_CLOSED, STATUS_CLOSING, ChannelRecord
@@ -225,7 +226,7 @@ class Watcher:
         so, once: states signed on a chain that is gone are worth nothing, and new ones would be neither."""
         w3 = self.contract.chain.w3
         code = await self._chain(w3.eth.get_code, self.contract.address)
-        genesis = "0x" + bytes((await self._chain(w3.eth.get_block, 0))["hash"]).hex()
+        genesis = await self._chain(genesis_hash, self.contract.chain)
         known = self.node.store.get_meta(GENESIS_KEY)
         if code and (known is None or known == genesis):
             return False

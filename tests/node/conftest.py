@@ -188,6 +188,34 @@ def announce_until_known(
             time.sleep(0.05)
 
 
+def carol_pays_bob_three_times(peer_url: str, cid: bytes, deposit: int, domain: Domain) -> list[SignedState]:
+    """KEY_C (A, with ``deposit``) pays bob's node 0.1 ETH three times through its peer endpoint; the states
+    bob countersigned (nonces 1 to 3: bob holds 0.1, 0.2 and 0.3 ETH)."""
+    from paychan.node.messages import Propose, parse_signed
+
+    countersigned: list[SignedState] = []
+    for nonce in (1, 2, 3):
+        paid = nonce * 10**17
+        state = ChannelState(
+            cid,  # type: ignore[arg-type]
+            Nonce(nonce),
+            Wei(deposit - paid),
+            Wei(paid),
+            deposit_a=Wei(deposit),
+            deposit_b=Wei(0),
+        )
+        proposal = SignedState(state, sign_state(domain, state, KEY_C), None)
+        answer = signed_request(
+            peer_url + "/peer/propose",
+            Propose(cid, 0, [proposal]).to_json(),
+            KEY_C,
+            ADDRESS_B,
+            domain,  # type: ignore[arg-type]
+        )
+        countersigned.append(parse_signed(answer["states"][0]))
+    return countersigned
+
+
 # --- node processes on an anvil devnet ----------------------------------------------------------------
 
 PASSWORD = "correct horse battery staple"

@@ -10,11 +10,16 @@ from eth_account import Account
 
 from paychan.chain import rpc_chain
 from paychan.contract import PaychanContract
-from paychan.node.messages import Propose, parse_signed
-from paychan.signing import sign_state
-from paychan.state import ChannelState, Nonce, SignedState, Wei
 
-from .conftest import ADDRESS_B, KEY_B, KEY_C, NodeProcess, announce_until_known, signed_request, wait_for
+from .conftest import (
+    ADDRESS_B,
+    KEY_B,
+    KEY_C,
+    NodeProcess,
+    announce_until_known,
+    carol_pays_bob_three_times,
+    wait_for,
+)
 
 DEPOSIT = 10**18
 
@@ -32,17 +37,7 @@ def test_a_stale_unilateral_close_is_challenged_by_the_node_and_the_newest_state
     announce_until_known(bob.peer_url, params, KEY_C, ADDRESS_B, contract.domain)  # bob found it on chain
 
     # carol pays bob three times through bob's peer endpoint; bob countersigns each
-    countersigned: list[SignedState] = []
-    for nonce in (1, 2, 3):
-        paid = nonce * 10**17
-        state = ChannelState(
-            cid, Nonce(nonce), Wei(DEPOSIT - paid), Wei(paid), deposit_a=Wei(DEPOSIT), deposit_b=Wei(0)
-        )
-        proposal = SignedState(state, sign_state(contract.domain, state, KEY_C), None)
-        answer = signed_request(
-            bob.peer_url + "/peer/propose", Propose(cid, 0, [proposal]).to_json(), KEY_C, ADDRESS_B, contract.domain
-        )
-        countersigned.append(parse_signed(answer["states"][0]))
+    countersigned = carol_pays_bob_three_times(bob.peer_url, cid, DEPOSIT, contract.domain)
     assert bob.status()["nonce"] == 3
 
     # carol closes with the state that pays bob least

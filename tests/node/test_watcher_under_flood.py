@@ -21,11 +21,16 @@ from typing import Any
 
 from paychan.chain import rpc_chain
 from paychan.contract import PaychanContract
-from paychan.node.messages import Propose, parse_signed
-from paychan.signing import sign_state
-from paychan.state import ChannelState, Nonce, SignedState, Wei
 
-from .conftest import ADDRESS_B, KEY_B, KEY_C, NodeProcess, announce_until_known, rpc_calls, signed_request
+from .conftest import (
+    ADDRESS_B,
+    KEY_B,
+    KEY_C,
+    NodeProcess,
+    announce_until_known,
+    carol_pays_bob_three_times,
+    rpc_calls,
+)
 
 DEPOSIT = 10**18
 CONNECTIONS = 40  # at once, from 5 loopback addresses
@@ -57,17 +62,7 @@ def test_a_stale_close_during_a_flood_over_a_slow_rpc_is_challenged_within_5_s_a
     cid = contract.channel_id(params)
     announce_until_known(bob.peer_url, params, KEY_C, ADDRESS_B, contract.domain)
 
-    countersigned: list[SignedState] = []
-    for nonce in (1, 2, 3):
-        paid = nonce * 10**17
-        state = ChannelState(
-            cid, Nonce(nonce), Wei(DEPOSIT - paid), Wei(paid), deposit_a=Wei(DEPOSIT), deposit_b=Wei(0)
-        )
-        proposal = SignedState(state, sign_state(contract.domain, state, KEY_C), None)
-        answer = signed_request(
-            bob.peer_url + "/peer/propose", Propose(cid, 0, [proposal]).to_json(), KEY_C, ADDRESS_B, contract.domain
-        )
-        countersigned.append(parse_signed(answer["states"][0]))
+    countersigned = carol_pays_bob_three_times(bob.peer_url, cid, DEPOSIT, contract.domain)
 
     flooder = start_flood(bob.peer_url, contract.domain)
     try:
