@@ -52,26 +52,53 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /// @dev A balance state. Signed by both participants as EIP-712 `State` (with the channel id).
+    /// `balanceA + balanceB + lockedA + lockedB == depositA + depositB`: `lockedA` is what A has locked
+    /// towards B in pending conditional payments (and vice versa), committed to by `locksRoot` (zero for
+    /// no locks, else `keccak256` of the packed lock list, see `settle`). `withdrawals` is the channel's
+    /// withdrawal counter the state was signed under: a state from before a withdrawal is refused.
     struct State {
         uint48 nonce;
         uint256 balanceA;
         uint256 balanceB;
+        uint256 lockedA;
+        uint256 lockedB;
         uint256 depositA;
         uint256 depositB;
+        uint16 withdrawals;
         bytes32 locksRoot;
         bool isFinal;
     }
 
-    /// @dev What `challenge` and `settle` pass back about a closing channel, as the slot's fingerprint
-    /// proves it: the recorded payouts and the salt (from the last `ChannelClosed`/`ChallengeAccepted`
-    /// event) and the channel's deposits (final once closing: the `total` of each participant's last
-    /// `Deposited` event, zero without one).
+    /// @dev What `challenge`, `proveRevoked` and `settle` pass back about a closing channel, as the slot's
+    /// fingerprint proves it: the recorded payouts before locks (each balance plus the side's deposits
+    /// the state did not know of), the recorded state's locked totals and locks root, the salt (all from
+    /// the last `ChannelClosed`/`ChallengeAccepted` event), the channel's deposits (final once closing),
+    /// its withdrawal counter (`ChannelClosed.withdrawals`) and the nonce the closer submitted
+    /// (`ChannelClosed.nonce`: a challenge keeps it, so a proof of revocation still applies after one).
     struct Record {
         uint256 balanceA;
         uint256 balanceB;
+        uint256 lockedA;
+        uint256 lockedB;
+        bytes32 locksRoot;
         uint256 depositA;
         uint256 depositB;
+        uint16 withdrawals;
+        uint48 closerNonce;
         uint64 salt;
+    }
+
+    /// @dev A withdrawal while open, signed by both as EIP-712 `Withdrawal` (with the channel id):
+    /// `amountA` to A and `amountB` to B, taken out of the deposits `depositA`, `depositB` (those of the
+    /// state signed with it), usable once (`withdrawals` is the channel's counter before it) until
+    /// `expiry` (a timestamp, inclusive).
+    struct Withdrawal {
+        uint256 amountA;
+        uint256 amountB;
+        uint256 depositA;
+        uint256 depositB;
+        uint16 withdrawals;
+        uint40 expiry;
     }
 
     /// @dev An EIP-2098 compact signature: `vs` holds `s` in its low 255 bits and `v - 27` in its top bit.
@@ -111,8 +138,26 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @dev The state splits a deposit the channel does not hold: a side's `deposit` exceeds the
     /// channel's deposit on that side.
     error UnknownDeposit(uint256 depositA, uint256 depositB, uint256 channelDepositA, uint256 channelDepositB);
-    /// @dev Conditional payments are not enabled yet: a state's `locksRoot` must be zero.
-    error LocksNotSupported(bytes32 locksRoot);
+    /// @dev A state signed as final still has pending locks: a final state pays balances only.
+    error FinalStateHasLocks(uint256 lockedA, uint256 lockedB, bytes32 locksRoot);
+    /// @dev The state was signed under withdrawal counter `stateWithdrawals`; the channel's is
+    /// `channelWithdrawals` (a state from before a withdrawal, or one whose withdrawal was not made).
+    error WithdrawalCountMismatch(uint16 stateWithdrawals, uint16 channelWithdrawals);
+    /// @dev The lock list passed to `settle` hashes to `computed`, not to the recorded `locksRoot`.
+    error LocksMismatch(bytes32 locksRoot, bytes32 computed);
+    /// @dev The closer was already proven to have closed with a revoked state.
+    error ChannelPenalized(bytes32 channelId);
+    /// @dev The closer's revocation covers nonces below `belowNonce`; it closed with `closerNonce`.
+    error NotRevoked(uint48 closerNonce, uint48 belowNonce);
+    /// @dev The withdrawal was signed for counter `submitted`; the channel's is `current` (replayed or
+    /// superseded).
+    error StaleWithdrawal(uint16 submitted, uint16 current);
+    /// @dev The withdrawal expired at `expiry`; it is now `timestamp`.
+    error WithdrawalExpired(uint256 expiry, uint256 timestamp);
+    /// @dev The withdrawal takes more than the channel holds (`total = depositA + depositB`).
+    error WithdrawalTooLarge(uint256 amountA, uint256 amountB, uint256 total);
+    /// @dev The channel made its 65,535th withdrawal; close it to take more out.
+    error WithdrawalLimitReached(bytes32 channelId);
     /// @dev `cooperativeClose` needs a state both signed as final.
     error StateNotFinal(uint48 nonce);
     /// @dev The submitted state is not newer than the recorded one.
@@ -146,13 +191,18 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes32 indexed channelId, address indexed participant, address depositor, uint256 amount, uint256 total
     );
     /// @dev `closer` started a unilateral close with the state `nonce`; settlement opens after `deadline`.
-    /// `salt` is part of the record that `challenge` and `settle` pass back.
+    /// The balances are the payouts before locks; with `lockedA`, `lockedB`, `locksRoot`, `withdrawals`,
+    /// the nonce (as `closerNonce`) and `salt` they are the record that later calls pass back.
     event ChannelClosed(
         bytes32 indexed channelId,
         address indexed closer,
         uint48 nonce,
         uint256 balanceA,
         uint256 balanceB,
+        uint256 lockedA,
+        uint256 lockedB,
+        bytes32 locksRoot,
+        uint16 withdrawals,
         uint40 deadline,
         uint64 salt
     );
@@ -163,7 +213,23 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         uint48 nonce,
         uint256 balanceA,
         uint256 balanceB,
+        uint256 lockedA,
+        uint256 lockedB,
+        bytes32 locksRoot,
         uint64 salt
+    );
+    /// @dev The closer `cheater` had revoked every nonce below `belowNonce` and closed with `closerNonce`:
+    /// settling pays the whole channel to the other participant.
+    event RevokedStateProven(bytes32 indexed channelId, address indexed cheater, uint48 closerNonce, uint48 belowNonce);
+    /// @dev A withdrawal paid `amountA` to A and `amountB` to B while open; the channel's deposits are now
+    /// `depositA`, `depositB` and its counter `withdrawals`.
+    event Withdrawn(
+        bytes32 indexed channelId,
+        uint16 withdrawals,
+        uint256 amountA,
+        uint256 amountB,
+        uint256 depositA,
+        uint256 depositB
     );
     /// @dev The channel ended and its funds were paid out (`cooperative`: by a final state, at once).
     event ChannelSettled(
@@ -185,25 +251,38 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     uint256 public constant MIN_CHALLENGE_PERIOD = 1 hours;
     /// @dev Longest allowed challenge period, in seconds.
     uint256 public constant MAX_CHALLENGE_PERIOD = 30 days;
-    /// @dev Largest total deposit of one participant (120 bits, so both fit one slot).
-    uint256 public constant MAX_DEPOSIT = (1 << 120) - 1;
+    /// @dev Largest total deposit of one participant (116 bits, so both and the withdrawal counter fit
+    /// one slot): 8.3e34, above any token's supply in wei-like units.
+    uint256 public constant MAX_DEPOSIT = (1 << 116) - 1;
     /// @dev Gas forwarded with a pushed payout, ETH or token: a recipient (or a token and the transfer
     /// hooks it calls) needing more is credited for `claim` instead, so no party can make settling a
     /// channel cost more than two bounded pushes. A plain ERC-20 `transfer` needs well under half of it.
     uint256 public constant PAYOUT_GAS = 100_000;
-    /// @dev `keccak256("State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,uint256 depositA,uint256 depositB,bytes32 locksRoot,bool isFinal)")`.
+    /// @dev The EIP-712 type of a balance state.
     bytes32 public constant STATE_TYPEHASH = keccak256(
-        "State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,uint256 depositA,uint256 depositB,bytes32 locksRoot,bool isFinal)"
+        "State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,uint256 lockedA,uint256 lockedB,uint256 depositA,uint256 depositB,uint16 withdrawals,bytes32 locksRoot,bool isFinal)"
     );
+    /// @dev The EIP-712 type of a revocation: its signer promises never to close with a nonce below
+    /// `belowNonce`.
+    bytes32 public constant REVOCATION_TYPEHASH = keccak256("Revocation(bytes32 channelId,uint48 belowNonce)");
+    /// @dev The EIP-712 type of a withdrawal while open.
+    bytes32 public constant WITHDRAWAL_TYPEHASH = keccak256(
+        "Withdrawal(bytes32 channelId,uint256 amountA,uint256 amountB,uint256 depositA,uint256 depositB,uint16 withdrawals,uint40 expiry)"
+    );
+    /// @dev Bytes per lock in `settle`'s packed list: direction (1: 0 A pays B, 1 B pays A), expiry (5),
+    /// amount (32), hashlock (32).
+    uint256 public constant LOCK_SIZE = 70;
 
-    /// @dev Channel status, kept in the top byte of the channel's slot.
+    /// @dev Channel status, kept in the top byte of the channel's slot. Closing: 2 + the closer's side
+    /// (0 A, 1 B); 2 more once the closer is proven to have closed with a revoked state.
     uint8 internal constant _STATUS_NONE = 0;
     uint8 internal constant _STATUS_OPEN = 1;
     uint8 internal constant _STATUS_CLOSING = 2;
+    uint8 internal constant _STATUS_PENALIZED = 4;
 
     /// @dev `N/2` of secp256k1: a larger `s` is the malleable twin of a valid signature.
     uint256 internal constant _HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
-    uint256 internal constant _MASK_120 = (1 << 120) - 1;
+    uint256 internal constant _MASK_116 = (1 << 116) - 1;
     uint256 internal constant _MASK_160 = (1 << 160) - 1;
     /// @dev solady's `ReentrancyGuardTransient` slot: `uint32(bytes4(keccak256("Reentrancy()"))) | 1 << 71`.
     uint256 internal constant _GUARD_SLOT = 0x8000000000ab143c06;
@@ -217,15 +296,15 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     uint64 public nextChannelNumber;
 
     /// @dev One packed slot per channel:
-    ///   open:    [status:8 = 1][unused:16][depositA:120][depositB:120]
-    ///   closing: [status:8 = 2][deadline:40][nonce:48][fingerprint:160]
-    /// where fingerprint = low 160 bits of keccak256(abi.encode(balanceA, balanceB, depositA, depositB, salt)):
-    /// the recorded balances, the channel's deposits (which can no longer change once it is closing) and a
-    /// 64-bit salt from the recording block (`_salt`), so a record cannot be forged by a collision found
-    /// in advance.
-    /// `challenge` needs the per-side deposits (to give each side the deposits a state does not know of)
-    /// and they no longer fit the slot, so the caller passes them back with the balances, as the
-    /// fingerprint proves.
+    ///   open:    [status:8 = 1][withdrawals:16][depositA:116][depositB:116]
+    ///   closing: [status:8 = 2..5][deadline:40][nonce:48][fingerprint:160]
+    /// Closing status: 2 A closed, 3 B closed; 4 and 5 the same once the closer is proven to have closed
+    /// with a state it revoked (`proveRevoked`). `nonce` is the recorded state's (the closer's or a newer
+    /// challenger's). fingerprint = low 160 bits of keccak256(abi.encode(Record)): the recorded payouts
+    /// before locks, locked totals and locks root, the channel's deposits and withdrawal counter (which
+    /// can no longer change once it is closing), the closer's nonce and a 64-bit salt from the recording
+    /// block (`_salt`), so a record cannot be forged by a collision found in advance. The caller passes
+    /// the record back (`Record`, from the events), as the fingerprint proves.
     /// A settled channel's slot is cleared (its id is never reused).
     mapping(bytes32 channelId => uint256 packed) internal _channels;
 
@@ -289,7 +368,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         }
         uint256 credited = amount == 0 ? _checkNoValue() : _pullDeposit(asset, amount);
         if (credited > MAX_DEPOSIT) revert DepositTooLarge(0, credited, MAX_DEPOSIT);
-        _channels[channelId] = (uint256(_STATUS_OPEN) << 248) | (credited << 120);
+        _channels[channelId] = (uint256(_STATUS_OPEN) << 248) | (credited << 116);
         emit ChannelOpened(channelId, msg.sender, counterparty, asset, challengePeriod, channelNumber);
         if (credited != 0) emit Deposited(channelId, msg.sender, msg.sender, credited, credited);
     }
@@ -312,11 +391,11 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         uint256 credited = _pullDeposit(channel.asset, amount);
         packed = _channels[channelId];
         if (packed >> 248 != _STATUS_OPEN) revert ChannelNotOpen(channelId);
-        uint256 shift = isA ? 120 : 0;
-        uint256 current = (packed >> shift) & _MASK_120;
+        uint256 shift = isA ? 116 : 0;
+        uint256 current = (packed >> shift) & _MASK_116;
         if (credited > MAX_DEPOSIT - current) revert DepositTooLarge(current, credited, MAX_DEPOSIT);
         unchecked {
-            // `current + credited <= MAX_DEPOSIT` fits its 120-bit field, so the add cannot carry.
+            // `current + credited <= MAX_DEPOSIT` fits its 116-bit field, so the add cannot carry.
             _channels[channelId] = packed + (credited << shift);
             emit Deposited(channelId, participant, msg.sender, credited, current + credited);
         }
@@ -338,8 +417,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         uint256 packed = _channels[channelId];
         if (packed >> 248 != _STATUS_OPEN) revert ChannelNotOpen(channelId);
         if (!state.isFinal) revert StateNotFinal(state.nonce);
-        (uint256 payoutA, uint256 payoutB) =
-            _checkState(channelId, channel, state, sigA, sigB, (packed >> 120) & _MASK_120, packed & _MASK_120);
+        (uint256 payoutA, uint256 payoutB) = _checkState(channelId, channel, state, sigA, sigB, packed);
         delete _channels[channelId];
         emit ChannelSettled(channelId, state.nonce, payoutA, payoutB, true);
         _payout(channelId, channel.asset, channel.participantA, payoutA);
@@ -347,30 +425,83 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
+    /*                      WITHDRAW WHILE OPEN                   */
+    /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
+
+    /// @dev Pays `withdrawal.amountA` to A and `withdrawal.amountB` to B out of an open channel, by a
+    /// withdrawal both signed. Single use: it names the channel's withdrawal counter, which moves on, so a
+    /// replay is stale, and every state signed before it (naming the old counter) stops being valid.
+    /// The amounts come out of the deposits the withdrawal names (those of the state it was signed
+    /// with; the channel's may be higher by later deposits, which stay with their side): each amount from
+    /// its own side's deposit first, the rest from the other side's. Anyone may submit it.
+    function withdraw(
+        Channel calldata channel,
+        Withdrawal calldata withdrawal,
+        Signature calldata sigA,
+        Signature calldata sigB
+    ) external nonReentrant {
+        bytes32 channelId = _channelId(channel);
+        uint256 packed = _channels[channelId];
+        if (packed >> 248 != _STATUS_OPEN) revert ChannelNotOpen(channelId);
+        uint256 count = (packed >> 232) & 0xFFFF;
+        if (count == 0xFFFF) revert WithdrawalLimitReached(channelId);
+        if (withdrawal.withdrawals != count) revert StaleWithdrawal(withdrawal.withdrawals, uint16(count));
+        if (block.timestamp > withdrawal.expiry) revert WithdrawalExpired(withdrawal.expiry, block.timestamp);
+        uint256 channelDepositA = (packed >> 116) & _MASK_116;
+        uint256 channelDepositB = packed & _MASK_116;
+        uint256 takenA = withdrawal.depositA;
+        uint256 takenB = withdrawal.depositB;
+        if (takenA > channelDepositA || takenB > channelDepositB) {
+            revert UnknownDeposit(takenA, takenB, channelDepositA, channelDepositB);
+        }
+        uint256 amountA = withdrawal.amountA;
+        uint256 amountB = withdrawal.amountB;
+        unchecked {
+            // The named deposits are at most the channel's (< 2**116 each): no overflow anywhere below.
+            uint256 total = takenA + takenB;
+            if (amountA > total || amountB > total - amountA) revert WithdrawalTooLarge(amountA, amountB, total);
+            // `taken*` become what is left of the named deposits: own side first, then the other side.
+            if (amountA > takenA) (takenA, takenB) = (0, takenB - (amountA - takenA));
+            else takenA -= amountA;
+            if (amountB > takenB) (takenA, takenB) = (takenA - (amountB - takenB), 0);
+            else takenB -= amountB;
+            // New channel deposits: the channel's minus what left each side (named minus what is left).
+            channelDepositA -= withdrawal.depositA - takenA;
+            channelDepositB -= withdrawal.depositB - takenB;
+            count += 1;
+        }
+        _checkWithdrawalSigners(channelId, channel, withdrawal, sigA, sigB);
+        _channels[channelId] = (uint256(_STATUS_OPEN) << 248) | (count << 232) | (channelDepositA << 116) | channelDepositB;
+        emit Withdrawn(channelId, uint16(count), amountA, amountB, channelDepositA, channelDepositB);
+        _payout(channelId, channel.asset, channel.participantA, amountA);
+        _payout(channelId, channel.asset, channel.participantB, amountB);
+    }
+
+    /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
     /*                      UNILATERAL CLOSE                      */
     /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
 
     /// @dev A participant starts the challenge period with the latest doubly-signed state it holds.
+    /// Closing with a nonce below one the closer revoked lets the other side take the whole channel
+    /// (`proveRevoked`).
     function close(Channel calldata channel, State calldata state, Signature calldata sigA, Signature calldata sigB)
         external
     {
         bytes32 channelId = _channelId(channel);
         uint256 packed = _checkCloser(channelId, channel);
         if (state.nonce == 0) revert StaleState(0, 0);
-        uint256 depositA = (packed >> 120) & _MASK_120;
-        uint256 depositB = packed & _MASK_120;
-        (uint256 balanceA, uint256 balanceB) = _checkState(channelId, channel, state, sigA, sigB, depositA, depositB);
-        _recordClose(channelId, channel, state.nonce, balanceA, balanceB, depositA, depositB);
+        (uint256 balanceA, uint256 balanceB) = _checkState(channelId, channel, state, sigA, sigB, packed);
+        _recordClose(
+            channelId, channel, packed, state.nonce, balanceA, balanceB, state.lockedA, state.lockedB, state.locksRoot
+        );
     }
 
     /// @dev A participant starts the challenge period with no signed state: the deposits as they stand,
-    /// as nonce 0 (any signed state beats it).
+    /// as nonce 0 (any signed state beats it, and any revocation the closer signed covers it).
     function closeWithoutState(Channel calldata channel) external {
         bytes32 channelId = _channelId(channel);
         uint256 packed = _checkCloser(channelId, channel);
-        uint256 depositA = (packed >> 120) & _MASK_120;
-        uint256 depositB = packed & _MASK_120;
-        _recordClose(channelId, channel, 0, depositA, depositB, depositA, depositB);
+        _recordClose(channelId, channel, packed, 0, (packed >> 116) & _MASK_116, packed & _MASK_116, 0, 0, 0);
     }
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
@@ -379,7 +510,11 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
 
     /// @dev Replaces the recorded state of a closing channel by a newer doubly-signed one, up to and
     /// including the deadline second. Anyone may submit it (a watchtower, say). The deadline does not
-    /// move. A state signed as final ends the dispute and pays out at once.
+    /// move, and neither does the closer's nonce in the record: a proof that the closer revoked the
+    /// state it closed with still applies after any challenge. A state signed as final, submitted by
+    /// the participant who did not close, ends the dispute and pays out at once (from anyone else, the
+    /// closer included, it is recorded like any other state, so a cheater cannot escape a proof of
+    /// revocation by paying out first).
     /// `recorded` is the channel's record as the fingerprint proves it (see `Record`).
     /// Challenge-time rule: the deposits cannot change while closing, and the fingerprint proves them per
     /// side, so the state is held to exactly the rule of `close`: its deposits at most the channel's per
@@ -393,47 +528,93 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     ) external nonReentrant {
         bytes32 channelId = _channelId(channel);
         uint256 packed = _checkRecorded(channelId, recorded);
+        uint256 status = packed >> 248;
+        if (status >= _STATUS_PENALIZED) revert ChannelPenalized(channelId);
         {
-            // Scoped: few enough stack slots for the legacy code generator too (slither compiles with it).
+            // Scoped: fewer stack slots at once.
             uint256 deadline = packed >> 208 & 0xFFFFFFFFFF;
             if (block.timestamp > deadline) revert ChallengePeriodOver(deadline, block.timestamp);
             uint48 recordedNonce = uint48(packed >> 160);
             if (state.nonce <= recordedNonce) revert StaleState(state.nonce, recordedNonce);
         }
-        (uint256 balanceA, uint256 balanceB) =
-            _checkState(channelId, channel, state, sigA, sigB, recorded.depositA, recorded.depositB);
+        uint256 funds = _recordedFunds(recorded);
+        (uint256 balanceA, uint256 balanceB) = _checkState(channelId, channel, state, sigA, sigB, funds);
         uint64 salt = _salt();
         // Emitted once for both outcomes (the last check has passed, nothing below can revert): one copy of
         // the event's code keeps the deployment under its gas target.
-        emit ChallengeAccepted(channelId, msg.sender, state.nonce, balanceA, balanceB, salt);
-        if (state.isFinal) {
+        emit ChallengeAccepted(
+            channelId, msg.sender, state.nonce, balanceA, balanceB, state.lockedA, state.lockedB, state.locksRoot, salt
+        );
+        if (state.isFinal && msg.sender == (status == _STATUS_CLOSING ? channel.participantB : channel.participantA)) {
             delete _channels[channelId];
             emit ChannelSettled(channelId, state.nonce, balanceA, balanceB, true);
             _payout(channelId, channel.asset, channel.participantA, balanceA);
             _payout(channelId, channel.asset, channel.participantB, balanceB);
             return;
         }
-        _channels[channelId] = (packed & ~(uint256(0xFFFFFFFFFFFF) << 160 | _MASK_160))
-            | (uint256(state.nonce) << 160) | _fingerprint(balanceA, balanceB, recorded.depositA, recorded.depositB, salt);
+        _channels[channelId] = (packed & ~(uint256(0xFFFFFFFFFFFF) << 160 | _MASK_160)) | (uint256(state.nonce) << 160)
+            | _fingerprint(
+                balanceA, balanceB, state.lockedA, state.lockedB, state.locksRoot, funds, recorded.closerNonce, salt
+            );
+    }
+
+    /// @dev Proves that the closer of a closing channel had revoked the state it closed with: `sig` is
+    /// the closer's EIP-712 `Revocation(channelId, belowNonce)` and `belowNonce` is above the nonce it
+    /// closed with (`recorded.closerNonce`, kept through challenges). Settling then pays the whole channel
+    /// (balances and locks alike) to the other participant. Anyone may submit it (the victim, a
+    /// watchtower), until the channel is settled; a challenge no longer can.
+    function proveRevoked(Channel calldata channel, Record calldata recorded, uint48 belowNonce, Signature calldata sig)
+        external
+    {
+        bytes32 channelId = _channelId(channel);
+        uint256 packed = _checkRecorded(channelId, recorded);
+        uint256 status = packed >> 248;
+        if (status >= _STATUS_PENALIZED) revert ChannelPenalized(channelId);
+        uint48 closerNonce = recorded.closerNonce;
+        if (belowNonce <= closerNonce) revert NotRevoked(closerNonce, belowNonce);
+        address cheater = status == _STATUS_CLOSING ? channel.participantA : channel.participantB;
+        _checkSigner(_revocationDigest(channelId, belowNonce), sig, cheater);
+        unchecked {
+            // Status 2 or 3 becomes 4 or 5: the top byte only.
+            _channels[channelId] = packed + (uint256(_STATUS_PENALIZED - _STATUS_CLOSING) << 248);
+        }
+        emit RevokedStateProven(channelId, cheater, closerNonce, belowNonce);
     }
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
     /*                           SETTLE                           */
     /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
 
-    /// @dev After the deadline, pays out the recorded state. Anyone may call it. `recorded` is the
-    /// channel's record, as for `challenge`.
-    function settle(Channel calldata channel, Record calldata recorded) external nonReentrant {
+    /// @dev After the deadline, pays out the recorded state and resolves its locks. Anyone may call it.
+    /// `recorded` is the channel's record, as for `challenge`; `locks` is the recorded state's lock list,
+    /// packed as `LOCK_SIZE`-byte entries `(uint8 direction, uint40 expiry, uint256 amount, bytes32
+    /// hashlock)` in the order they were added, whose `keccak256` is the recorded `locksRoot` (empty for a
+    /// zero root). A lock whose secret was revealed (`revealedAt`) at or before its expiry pays its
+    /// receiver; any other (expired, revealed late, never revealed, or of an unknown direction) goes back
+    /// to its sender. What one direction's locks pay is capped at that side's locked total, so the
+    /// payouts always add up to the channel's deposits. If the closer was proven to have closed with a
+    /// revoked state, the other participant receives the whole channel and `locks` is ignored.
+    function settle(Channel calldata channel, Record calldata recorded, bytes calldata locks) external nonReentrant {
         bytes32 channelId = _channelId(channel);
         uint256 packed = _checkRecorded(channelId, recorded);
         uint256 deadline = packed >> 208 & 0xFFFFFFFFFF;
         if (block.timestamp <= deadline) revert ChallengePeriodActive(deadline, block.timestamp);
+        uint256 payoutA;
+        uint256 payoutB;
+        uint256 status = packed >> 248;
+        if (status >= _STATUS_PENALIZED) {
+            unchecked {
+                // Both deposits fit 116 bits.
+                uint256 total = recorded.depositA + recorded.depositB;
+                (payoutA, payoutB) = status == _STATUS_PENALIZED ? (uint256(0), total) : (total, uint256(0));
+            }
+        } else {
+            (payoutA, payoutB) = _resolveLocks(recorded, locks);
+        }
         delete _channels[channelId];
-        uint256 balanceA = recorded.balanceA;
-        uint256 balanceB = recorded.balanceB;
-        emit ChannelSettled(channelId, uint48(packed >> 160), balanceA, balanceB, false);
-        _payout(channelId, channel.asset, channel.participantA, balanceA);
-        _payout(channelId, channel.asset, channel.participantB, balanceB);
+        emit ChannelSettled(channelId, uint48(packed >> 160), payoutA, payoutB, false);
+        _payout(channelId, channel.asset, channel.participantA, payoutA);
+        _payout(channelId, channel.asset, channel.participantB, payoutB);
     }
 
     /// @dev Sends `msg.sender`'s deferred payouts in `asset` to `to`, with all the gas it needs.
@@ -478,7 +659,10 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         return _channelId(channel);
     }
 
-    /// @dev A channel's slot, unpacked. `status`: 0 none (never opened, or settled), 1 open, 2 closing.
+    /// @dev A channel's slot, unpacked. `status`: 0 none (never opened, or settled), 1 open, 2 closing
+    /// (A closed), 3 closing (B closed), 4 and 5 the same with the closer proven to have cheated. An open
+    /// channel's deposits and withdrawal counter; a closing one's deadline, recorded nonce and fingerprint
+    /// (its deposits and counter are in the record).
     function getChannel(bytes32 channelId)
         external
         view
@@ -488,15 +672,17 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             uint256 depositB,
             uint40 deadline,
             uint48 nonce,
-            bytes20 fingerprint
+            bytes20 fingerprint,
+            uint16 withdrawals
         )
     {
         uint256 packed = _channels[channelId];
         status = uint8(packed >> 248);
         if (status == _STATUS_OPEN) {
-            depositA = (packed >> 120) & _MASK_120;
-            depositB = packed & _MASK_120;
-        } else if (status == _STATUS_CLOSING) {
+            withdrawals = uint16(packed >> 232);
+            depositA = (packed >> 116) & _MASK_116;
+            depositB = packed & _MASK_116;
+        } else if (status >= _STATUS_CLOSING) {
             deadline = uint40(packed >> 208);
             nonce = uint48(packed >> 160);
             fingerprint = bytes20(uint160(packed));
@@ -506,6 +692,20 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @dev The EIP-712 digest both participants sign for `state` of `channel`.
     function stateDigest(Channel calldata channel, State calldata state) external view returns (bytes32) {
         return _stateDigest(_channelId(channel), state);
+    }
+
+    /// @dev The EIP-712 digest a participant signs to revoke every nonce below `belowNonce` of `channel`.
+    function revocationDigest(Channel calldata channel, uint48 belowNonce) external view returns (bytes32) {
+        return _revocationDigest(_channelId(channel), belowNonce);
+    }
+
+    /// @dev The EIP-712 digest both participants sign for `withdrawal` from `channel`.
+    function withdrawalDigest(Channel calldata channel, Withdrawal calldata withdrawal)
+        external
+        view
+        returns (bytes32)
+    {
+        return _withdrawalDigest(_channelId(channel), withdrawal);
     }
 
     /// @dev The EIP-712 domain separator (name "paychan", version "1").
@@ -568,43 +768,103 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes32 typehash = STATE_TYPEHASH;
         /// @solidity memory-safe-assembly
         assembly {
+            // typehash, channelId and the state's ten words as passed (a dirty word hashes differently).
             let m := mload(0x40)
             mstore(m, typehash)
             mstore(add(m, 0x20), channelId)
-            calldatacopy(add(m, 0x40), state, 0xe0)
-            structHash := keccak256(m, 0x120)
+            calldatacopy(add(m, 0x40), state, 0x140)
+            structHash := keccak256(m, 0x180)
         }
         return _hashTypedData(structHash);
     }
 
-    /// @dev Checks that both participants signed `state`, that it splits no deposit the channel (holding
-    /// `channelDepositA`, `channelDepositB`) does not have, and that its balances sum to the deposits it
-    /// splits. Returns what it pays each side: its balance plus the side's deposits it does not know of.
+    function _revocationDigest(bytes32 channelId, uint48 belowNonce) internal view returns (bytes32) {
+        bytes32 structHash;
+        bytes32 typehash = REVOCATION_TYPEHASH;
+        /// @solidity memory-safe-assembly
+        assembly {
+            let m := mload(0x40)
+            mstore(m, typehash)
+            mstore(add(m, 0x20), channelId)
+            mstore(add(m, 0x40), belowNonce)
+            structHash := keccak256(m, 0x60)
+        }
+        return _hashTypedData(structHash);
+    }
+
+    function _withdrawalDigest(bytes32 channelId, Withdrawal calldata withdrawal) internal view returns (bytes32) {
+        bytes32 structHash;
+        bytes32 typehash = WITHDRAWAL_TYPEHASH;
+        /// @solidity memory-safe-assembly
+        assembly {
+            let m := mload(0x40)
+            mstore(m, typehash)
+            mstore(add(m, 0x20), channelId)
+            calldatacopy(add(m, 0x40), withdrawal, 0xc0)
+            structHash := keccak256(m, 0x100)
+        }
+        return _hashTypedData(structHash);
+    }
+
+    function _checkWithdrawalSigners(
+        bytes32 channelId,
+        Channel calldata channel,
+        Withdrawal calldata withdrawal,
+        Signature calldata sigA,
+        Signature calldata sigB
+    ) internal view {
+        bytes32 digest = _withdrawalDigest(channelId, withdrawal);
+        _checkSigner(digest, sigA, channel.participantA);
+        _checkSigner(digest, sigB, channel.participantB);
+    }
+
+    /// @dev Checks that both participants signed `state`, that it was signed under the channel's
+    /// withdrawal counter, that it splits no deposit the channel does not have, that a final state has
+    /// no locks, and that its balances and locked totals sum to the deposits it splits. `funds` holds the
+    /// channel's counter and deposits as the open slot does. Returns what it pays each side before locks:
+    /// its balance plus the side's deposits it does not know of.
     function _checkState(
         bytes32 channelId,
         Channel calldata channel,
         State calldata state,
         Signature calldata sigA,
         Signature calldata sigB,
-        uint256 channelDepositA,
-        uint256 channelDepositB
+        uint256 funds
     ) internal view returns (uint256 payoutA, uint256 payoutB) {
+        {
+            uint256 channelWithdrawals = (funds >> 232) & 0xFFFF;
+            if (state.withdrawals != channelWithdrawals) {
+                revert WithdrawalCountMismatch(state.withdrawals, uint16(channelWithdrawals));
+            }
+        }
+        uint256 channelDepositA = (funds >> 116) & _MASK_116;
+        uint256 channelDepositB = funds & _MASK_116;
         uint256 depositA = state.depositA;
         uint256 depositB = state.depositB;
         if (depositA > channelDepositA || depositB > channelDepositB) {
             revert UnknownDeposit(depositA, depositB, channelDepositA, channelDepositB);
         }
         unchecked {
-            // Each deposit is at most its channel deposit, at most 2 * MAX_DEPOSIT: no overflow here, and
-            // a payout is at most the channel's total (the balance is at most the state's total).
+            // Each deposit is at most its channel deposit (< 2**116): no overflow here. Each part is taken
+            // from what is left only once it is known to fit, so no locked total near 2**256 can wrap the
+            // sum into looking conserved; a payout is then at most the channel's total.
             uint256 total = depositA + depositB;
-            if (state.balanceA > total || state.balanceB != total - state.balanceA) {
+            uint256 left = total;
+            bool conserved = state.balanceA <= left;
+            left -= conserved ? state.balanceA : 0;
+            conserved = conserved && state.lockedA <= left;
+            left -= conserved ? state.lockedA : 0;
+            conserved = conserved && state.lockedB <= left;
+            left -= conserved ? state.lockedB : 0;
+            if (!conserved || state.balanceB != left) {
                 revert BalancesNotConserved(state.balanceA, state.balanceB, total);
             }
             payoutA = state.balanceA + (channelDepositA - depositA);
             payoutB = state.balanceB + (channelDepositB - depositB);
         }
-        if (state.locksRoot != bytes32(0)) revert LocksNotSupported(state.locksRoot);
+        if (state.isFinal && (state.lockedA | state.lockedB | uint256(state.locksRoot)) != 0) {
+            revert FinalStateHasLocks(state.lockedA, state.lockedB, state.locksRoot);
+        }
         bytes32 digest = _stateDigest(channelId, state);
         _checkSigner(digest, sigA, channel.participantA);
         _checkSigner(digest, sigB, channel.participantB);
@@ -626,29 +886,38 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         if (packed >> 248 != _STATUS_OPEN) revert ChannelNotOpen(channelId);
     }
 
-    /// @dev Checks that the channel is closing with this record; returns its slot.
+    /// @dev Checks that the channel is closing (penalized or not) with this record; returns its slot.
     function _checkRecorded(bytes32 channelId, Record calldata recorded) internal view returns (uint256 packed) {
         packed = _channels[channelId];
-        if (packed >> 248 != _STATUS_CLOSING) revert ChannelNotClosing(channelId);
+        if (packed >> 248 < _STATUS_CLOSING) revert ChannelNotClosing(channelId);
         uint256 fingerprint;
         /// @solidity memory-safe-assembly
         assembly {
-            // The record's five words as passed (a dirty salt hashes differently and is refused).
+            // The record's ten words as passed (a dirty word hashes differently and is refused).
             let m := mload(0x40)
-            calldatacopy(m, recorded, 0xa0)
-            fingerprint := and(keccak256(m, 0xa0), _MASK_160)
+            calldatacopy(m, recorded, 0x140)
+            fingerprint := and(keccak256(m, 0x140), _MASK_160)
         }
         if (packed & _MASK_160 != fingerprint) revert RecordedBalancesMismatch(recorded.balanceA, recorded.balanceB);
     }
 
+    /// @dev A proven record's withdrawal counter and deposits, laid out as in the open slot.
+    function _recordedFunds(Record calldata recorded) internal pure returns (uint256) {
+        // The fingerprint proved them equal to what the slot held: 16 and 116 bits.
+        return (uint256(recorded.withdrawals) << 232) | (recorded.depositA << 116) | recorded.depositB;
+    }
+
+    /// @dev Writes the closing slot and emits `ChannelClosed`: status 2 if A closed, 3 if B did.
     function _recordClose(
         bytes32 channelId,
         Channel calldata channel,
+        uint256 packed,
         uint48 nonce,
         uint256 balanceA,
         uint256 balanceB,
-        uint256 depositA,
-        uint256 depositB
+        uint256 lockedA,
+        uint256 lockedB,
+        bytes32 locksRoot
     ) internal {
         uint40 deadline;
         unchecked {
@@ -656,9 +925,75 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             deadline = uint40(block.timestamp + channel.challengePeriod);
         }
         uint64 salt = _salt();
-        _channels[channelId] = (uint256(_STATUS_CLOSING) << 248) | (uint256(deadline) << 208)
-            | (uint256(nonce) << 160) | _fingerprint(balanceA, balanceB, depositA, depositB, salt);
-        emit ChannelClosed(channelId, msg.sender, nonce, balanceA, balanceB, deadline, salt);
+        uint256 status = msg.sender == channel.participantA ? _STATUS_CLOSING : _STATUS_CLOSING + 1;
+        _channels[channelId] = (status << 248) | (uint256(deadline) << 208) | (uint256(nonce) << 160)
+            | _fingerprint(balanceA, balanceB, lockedA, lockedB, locksRoot, packed, nonce, salt);
+        emit ChannelClosed(
+            channelId,
+            msg.sender,
+            nonce,
+            balanceA,
+            balanceB,
+            lockedA,
+            lockedB,
+            locksRoot,
+            uint16(packed >> 232),
+            deadline,
+            salt
+        );
+    }
+
+    /// @dev The recorded payouts after resolving `locks` (see `settle`); reverts if the list does not hash
+    /// to the recorded root.
+    function _resolveLocks(Record calldata recorded, bytes calldata locks)
+        internal
+        view
+        returns (uint256 payoutA, uint256 payoutB)
+    {
+        bytes32 locksRoot = recorded.locksRoot;
+        bytes32 computed;
+        /// @solidity memory-safe-assembly
+        assembly {
+            if locks.length {
+                let m := mload(0x40)
+                calldatacopy(m, locks.offset, locks.length)
+                computed := keccak256(m, locks.length)
+            }
+        }
+        if (computed != locksRoot) revert LocksMismatch(locksRoot, computed);
+        uint256 lockedA = recorded.lockedA;
+        uint256 lockedB = recorded.lockedB;
+        uint256 toB; // What A's locks pay B, at most `lockedA`.
+        uint256 toA; // What B's locks pay A, at most `lockedB`.
+        unchecked {
+            // `end` is at most the calldata size; every sum is capped by a locked total, and the locked
+            // totals and recorded balances sum to the channel's deposits (< 2**117).
+            uint256 end = locks.length - locks.length % LOCK_SIZE;
+            for (uint256 i; i < end; i += LOCK_SIZE) {
+                uint256 head;
+                uint256 amount;
+                bytes32 hashlock;
+                /// @solidity memory-safe-assembly
+                assembly {
+                    let p := add(locks.offset, i)
+                    head := calldataload(p)
+                    amount := calldataload(add(p, 6))
+                    hashlock := calldataload(add(p, 38))
+                }
+                uint256 revealed = revealedAt[hashlock];
+                if (revealed == 0 || revealed > (head >> 208) & 0xFFFFFFFFFF) continue;
+                uint256 direction = head >> 248;
+                if (direction == 0) {
+                    uint256 room = lockedA - toB;
+                    toB += amount < room ? amount : room;
+                } else if (direction == 1) {
+                    uint256 room = lockedB - toA;
+                    toA += amount < room ? amount : room;
+                }
+            }
+            payoutA = recorded.balanceA + (lockedA - toB) + toA;
+            payoutB = recorded.balanceB + (lockedB - toA) + toB;
+        }
     }
 
     /// @dev The salt of a record written in this block: 64 bits no one knows before the block is built
@@ -672,22 +1007,32 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev The low 160 bits of `keccak256(abi.encode(balanceA, balanceB, depositA, depositB, salt))`,
-    /// the hash `_checkRecorded` recomputes from a `Record`.
-    function _fingerprint(uint256 balanceA, uint256 balanceB, uint256 depositA, uint256 depositB, uint64 salt)
-        internal
-        pure
-        returns (uint256 result)
-    {
+    /// @dev The low 160 bits of the keccak256 of the `Record` these make (`funds` gives its deposits and
+    /// withdrawal counter, laid out as in the open slot), the hash `_checkRecorded` recomputes.
+    function _fingerprint(
+        uint256 balanceA,
+        uint256 balanceB,
+        uint256 lockedA,
+        uint256 lockedB,
+        bytes32 locksRoot,
+        uint256 funds,
+        uint48 closerNonce,
+        uint64 salt
+    ) internal pure returns (uint256 result) {
         /// @solidity memory-safe-assembly
         assembly {
             let m := mload(0x40)
             mstore(m, balanceA)
             mstore(add(m, 0x20), balanceB)
-            mstore(add(m, 0x40), depositA)
-            mstore(add(m, 0x60), depositB)
-            mstore(add(m, 0x80), salt)
-            result := and(keccak256(m, 0xa0), _MASK_160)
+            mstore(add(m, 0x40), lockedA)
+            mstore(add(m, 0x60), lockedB)
+            mstore(add(m, 0x80), locksRoot)
+            mstore(add(m, 0xa0), and(shr(116, funds), _MASK_116))
+            mstore(add(m, 0xc0), and(funds, _MASK_116))
+            mstore(add(m, 0xe0), and(shr(232, funds), 0xFFFF))
+            mstore(add(m, 0x100), closerNonce)
+            mstore(add(m, 0x120), salt)
+            result := and(keccak256(m, 0x140), _MASK_160)
         }
     }
 

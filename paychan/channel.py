@@ -30,7 +30,7 @@ from paychan.exceptions import (
     BalancesNotConserved,
     ChannelFinalized,
     InvalidAmount,
-    LocksNotSupported,
+    LocksMismatch,
     MalformedMessage,
     MissingDeposit,
     NegativeBalance,
@@ -235,10 +235,10 @@ class Channel:
         signed = self.latest.state
         if state.deposit_a < signed.deposit_a or state.deposit_b < signed.deposit_b:
             raise MissingDeposit(state.deposit_a, state.deposit_b, signed.deposit_a, signed.deposit_b)
-        if state.balance_a + state.balance_b != state.deposit_total:
+        if state.total != state.deposit_total:
             raise BalancesNotConserved(state.balance_a, state.balance_b, state.deposit_total)
         if state.locks_root != ZERO_ROOT:
-            raise LocksNotSupported(state.locks_root)  # bytes32, as the contract reports it
+            raise LocksMismatch(ZERO_ROOT, state.locks_root)  # bytes32, as the contract reports it
         payout_a, payout_b = state.payouts(known_a, known_b)  # what the contract would pay for it
         proposed = payout_a if self.role == "A" else payout_b
         if proposed < self.balance():

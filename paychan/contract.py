@@ -35,18 +35,32 @@ from paychan.exceptions import (
     contract_error_classes,
 )
 from paychan.signing import Domain
-from paychan.state import ETH, ChannelId, ChannelParams, ChannelState, SignedState, channel_id
+from paychan.state import (
+    ETH,
+    ZERO_ROOT,
+    ChannelId,
+    ChannelParams,
+    ChannelState,
+    Lock,
+    Signature,
+    SignedState,
+    Withdrawal,
+    channel_id,
+    pack_locks,
+)
 
 STATUS_NONE, STATUS_OPEN, STATUS_CLOSING = 0, 1, 2
 STATUS_NAMES = {STATUS_NONE: "none", STATUS_OPEN: "open", STATUS_CLOSING: "closing"}
-# Where `challenge` and `settle` calldata carry the record's salt (a uint64 in a 32-byte word): after the
-# selector, the Channel's 5 words and the Record's balanceA, balanceB, depositA, depositB.
-RECORD_SALT_WORD = slice(4 + 9 * 32, 4 + 10 * 32)
+# The contract's raw closing statuses: 2 + the closer's side (0 A, 1 B), plus 2 once the closer is proven
+# to have closed with a state it revoked.
+_RAW_PENALIZED = 4
 
 
 @dataclass(frozen=True)
 class OnchainChannel:
-    """A channel's slot as the contract reports it (``getChannel``)."""
+    """A channel's slot as the contract reports it (``getChannel``). ``status`` is 0 none, 1 open or 2
+    closing; a closing channel also tells who closed (``closed_by``) and whether the closer was proven
+    to have cheated (``penalized``). ``withdrawals`` is an open channel's withdrawal counter."""
 
     channel_id: ChannelId
     status: int
@@ -55,9 +69,14 @@ class OnchainChannel:
     deadline: int
     nonce: int
     fingerprint: bytes
+    withdrawals: int = 0
+    closed_by: str | None = None
+    penalized: bool = False
 
     @property
     def status_name(self) -> str:
+        if self.penalized:
+            return "closing (closer penalized)"
         return STATUS_NAMES[self.status]
 
     @property
@@ -68,9 +87,10 @@ class OnchainChannel:
 @dataclass(frozen=True)
 class RecordedState:
     """The state recorded by the last unilateral close or accepted challenge (from its event: nonce,
-    balances, salt), the deadline, and the channel's deposits (final once it is closing; from its
-    ``Deposited`` events). ``challenge`` and ``settle`` pass back :meth:`as_record`, which the contract
-    checks against the fingerprint in the channel's slot."""
+    payouts before locks, locked totals, locks root, salt), the deadline, the channel's deposits (final
+    once it is closing; from its ``Deposited``/``Withdrawn`` events), its withdrawal counter and the nonce
+    the closer submitted (both from ``ChannelClosed``). ``challenge``, ``prove_revoked`` and ``settle``
+    pass back :meth:`as_record`, which the contract checks against the fingerprint in the channel's slot."""
 
     nonce: int
     balance_a: int
@@ -79,10 +99,26 @@ class RecordedState:
     deposit_a: int
     deposit_b: int
     salt: int
+    locked_a: int = 0
+    locked_b: int = 0
+    locks_root: bytes = ZERO_ROOT
+    withdrawals: int = 0
+    closer_nonce: int = 0
 
-    def as_record(self) -> tuple[int, int, int, int, int]:
-        """The contract's ``Record`` (balanceA, balanceB, depositA, depositB, salt)."""
-        return (self.balance_a, self.balance_b, self.deposit_a, self.deposit_b, self.salt)
+    def as_record(self) -> tuple[int, int, int, int, bytes, int, int, int, int, int]:
+        """The contract's ``Record``."""
+        return (
+            self.balance_a,
+            self.balance_b,
+            self.locked_a,
+            self.locked_b,
+            self.locks_root,
+            self.deposit_a,
+            self.deposit_b,
+            self.withdrawals,
+            self.closer_nonce,
+            self.salt,
+        )
 
 
 class ErrorDecoder:
@@ -359,11 +395,48 @@ class PaychanContract:
         return self._transact(sender, fn, 0, gas)
 
     def settle(
-        self, sender: LocalAccount, params: ChannelParams, recorded: RecordedState | None = None, gas: int | None = None
+        self,
+        sender: LocalAccount,
+        params: ChannelParams,
+        recorded: RecordedState | None = None,
+        gas: int | None = None,
+        locks: Sequence[Lock] | bytes = (),
     ) -> TxReceipt:
-        """Pays out the recorded state after the deadline."""
+        """Pays out the recorded state after the deadline, resolving its ``locks`` (the recorded state's
+        lock list, in order; or its packed bytes) against the secret registry."""
         recorded = recorded or self.recorded_state(self.channel_id(params))
-        fn = self.contract.functions.settle(params.as_tuple(), recorded.as_record())
+        packed = locks if isinstance(locks, bytes) else pack_locks(list(locks))
+        fn = self.contract.functions.settle(params.as_tuple(), recorded.as_record(), packed)
+        return self._transact(sender, fn, 0, gas)
+
+    def prove_revoked(
+        self,
+        sender: LocalAccount,
+        params: ChannelParams,
+        below_nonce: int,
+        signature: Signature,
+        recorded: RecordedState | None = None,
+        gas: int | None = None,
+    ) -> TxReceipt:
+        """Proves that the closer revoked the state it closed with (its signed ``Revocation`` of every
+        nonce below ``below_nonce``): settling then pays the whole channel to the other side."""
+        recorded = recorded or self.recorded_state(self.channel_id(params))
+        fn = self.contract.functions.proveRevoked(
+            params.as_tuple(), recorded.as_record(), below_nonce, signature.as_tuple()
+        )
+        return self._transact(sender, fn, 0, gas)
+
+    def withdraw(
+        self,
+        sender: LocalAccount,
+        params: ChannelParams,
+        withdrawal: Withdrawal,
+        sig_a: Signature,
+        sig_b: Signature,
+        gas: int | None = None,
+    ) -> TxReceipt:
+        """Takes ``withdrawal``'s amounts out of the open channel (both signed it)."""
+        fn = self.contract.functions.withdraw(params.as_tuple(), withdrawal.as_tuple(), sig_a.as_tuple(), sig_b.as_tuple())
         return self._transact(sender, fn, 0, gas)
 
     def claim(self, sender: LocalAccount, asset: str = ETH, to: str | None = None, gas: int | None = None) -> TxReceipt:
@@ -394,8 +467,10 @@ class PaychanContract:
         return channel_id(params, self.domain.chain_id, self.address)
 
     def get_channel(self, cid: ChannelId) -> OnchainChannel:
-        status, dep_a, dep_b, deadline, nonce, fingerprint = self._call(self.contract.functions.getChannel(cid))
-        return OnchainChannel(cid, status, dep_a, dep_b, deadline, nonce, bytes(fingerprint))
+        raw, dep_a, dep_b, deadline, nonce, fingerprint, withdrawals = self._call(
+            self.contract.functions.getChannel(cid)
+        )
+        return onchain_channel(cid, raw, dep_a, dep_b, deadline, nonce, bytes(fingerprint), withdrawals)
 
     def recorded_state(self, cid: ChannelId) -> RecordedState:
         """The latest ``ChannelClosed``/``ChallengeAccepted`` record of a closing channel.
@@ -406,21 +481,40 @@ class PaychanContract:
         onchain = self.get_channel(cid)
         if onchain.status != STATUS_CLOSING:
             return RecordedState(0, 0, 0, 0, 0, 0, 0)
-        records = [*self._logs("ChannelClosed", cid), *self._logs("ChallengeAccepted", cid)]
+        closes = self._logs("ChannelClosed", cid)
+        records = [*closes, *self._logs("ChallengeAccepted", cid)]
         records.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
         args = records[-1]["args"]
+        close = max(closes, key=lambda e: (e["blockNumber"], e["logIndex"]))["args"]
         deposit_a, deposit_b = self.deposits_from_events(cid)
         return RecordedState(
-            args["nonce"], args["balanceA"], args["balanceB"], onchain.deadline, deposit_a, deposit_b, args["salt"]
+            args["nonce"],
+            args["balanceA"],
+            args["balanceB"],
+            onchain.deadline,
+            deposit_a,
+            deposit_b,
+            args["salt"],
+            locked_a=args["lockedA"],
+            locked_b=args["lockedB"],
+            locks_root=bytes(args["locksRoot"]),
+            withdrawals=close["withdrawals"],
+            closer_nonce=close["nonce"],
         )
 
     def deposits_from_events(self, cid: ChannelId) -> tuple[int, int]:
-        """The channel's deposits (A, B): the ``total`` of each participant's last ``Deposited`` event."""
+        """The channel's deposits (A, B): the ``total`` of each participant's last ``Deposited`` event, or
+        the deposits a later ``Withdrawn`` event left."""
         participant_a = self.find_params(cid).participant_a
         totals = {"A": 0, "B": 0}
-        logs = sorted(self._logs("Deposited", cid), key=lambda e: (e["blockNumber"], e["logIndex"]))
+        logs = [*self._logs("Deposited", cid), *self._logs("Withdrawn", cid)]
+        logs.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
         for log in logs:
-            totals["A" if log["args"]["participant"] == participant_a else "B"] = log["args"]["total"]
+            args = log["args"]
+            if log["event"] == "Withdrawn":
+                totals = {"A": args["depositA"], "B": args["depositB"]}
+            else:
+                totals["A" if args["participant"] == participant_a else "B"] = args["total"]
         return totals["A"], totals["B"]
 
     def find_params(self, cid: ChannelId) -> ChannelParams:
@@ -437,12 +531,46 @@ class PaychanContract:
     def onchain_digest(self, params: ChannelParams, state: ChannelState) -> bytes:
         return bytes(self._call(self.contract.functions.stateDigest(params.as_tuple(), state.as_tuple())))
 
+    def onchain_revocation_digest(self, params: ChannelParams, below_nonce: int) -> bytes:
+        return bytes(self._call(self.contract.functions.revocationDigest(params.as_tuple(), below_nonce)))
+
+    def onchain_withdrawal_digest(self, params: ChannelParams, withdrawal: Withdrawal) -> bytes:
+        return bytes(self._call(self.contract.functions.withdrawalDigest(params.as_tuple(), withdrawal.as_tuple())))
+
     def _logs(self, event: str, cid: ChannelId) -> list[Any]:
         return list(
             getattr(self.contract.events, event)().get_logs(
                 from_block=self.from_block, argument_filters={"channelId": cid}
             )
         )
+
+
+def onchain_channel(
+    cid: ChannelId,
+    raw_status: int,
+    deposit_a: int,
+    deposit_b: int,
+    deadline: int,
+    nonce: int,
+    fingerprint: bytes,
+    withdrawals: int = 0,
+) -> OnchainChannel:
+    """``getChannel``'s values with the raw status (0..5) told apart: closing, by whom, penalized."""
+    if raw_status < STATUS_CLOSING:
+        return OnchainChannel(cid, raw_status, deposit_a, deposit_b, deadline, nonce, fingerprint, withdrawals)
+    closed_by = "A" if (raw_status - STATUS_CLOSING) % 2 == 0 else "B"
+    return OnchainChannel(
+        cid,
+        STATUS_CLOSING,
+        deposit_a,
+        deposit_b,
+        deadline,
+        nonce,
+        fingerprint,
+        withdrawals,
+        closed_by=closed_by,
+        penalized=raw_status >= _RAW_PENALIZED,
+    )
 
 
 def _secret_word(value: bytes, what: str = "secret") -> bytes:

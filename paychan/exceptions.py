@@ -173,6 +173,82 @@ class MissingDeposit(StateRejected):
         return hash(str(self))
 
 
+class TooManyLocks(StateRejected):
+    """Raised when a state would hold more than ``maximum`` pending locks (the bound that keeps settling a
+    full channel cheap)."""
+
+    def __init__(self, count: int, maximum: int) -> None:
+        self.count, self.maximum = count, maximum
+        super().__init__(f"TooManyLocks(count={count}, maximum={maximum})")
+
+
+class LockExpiryTooLate(StateRejected):
+    """Raised when a lock expires later than the channel allows (``latest``: now plus the challenge period
+    minus the safety margin), or has already expired (``latest`` is then the earliest allowed)."""
+
+    def __init__(self, expiry: int, latest: int) -> None:
+        self.expiry, self.latest = expiry, latest
+        super().__init__(f"LockExpiryTooLate(expiry={expiry}, latest={latest})")
+
+
+class DuplicateHashlock(StateRejected):
+    """Raised when a lock's hashlock is already pending in the channel."""
+
+    def __init__(self, hashlock: bytes) -> None:
+        self.hashlock = hashlock
+        super().__init__(f"DuplicateHashlock(hashlock=0x{hashlock.hex()})")
+
+
+class UnknownLock(StateRejected):
+    """Raised when a proposal settles or removes a lock the channel does not hold."""
+
+    def __init__(self, hashlock: bytes) -> None:
+        self.hashlock = hashlock
+        super().__init__(f"UnknownLock(hashlock=0x{hashlock.hex()})")
+
+
+class WrongSecret(StateRejected):
+    """Raised when a secret does not hash to the lock's hashlock."""
+
+    def __init__(self, hashlock: bytes) -> None:
+        self.hashlock = hashlock
+        super().__init__(f"WrongSecret(hashlock=0x{hashlock.hex()})")
+
+
+class LockNotExpired(StateRejected):
+    """Raised when removing a lock before its expiry has passed (``now`` is the time used)."""
+
+    def __init__(self, expiry: int, now: int) -> None:
+        self.expiry, self.now = expiry, now
+        super().__init__(f"LockNotExpired(expiry={expiry}, now={now})")
+
+
+class RevokedNonce(StateRejected):
+    """Raised when closing with (or accepting) a state whose nonce we revoked: ``nonce`` is below
+    ``below_nonce`` of our own revocation."""
+
+    def __init__(self, nonce: int, below_nonce: int) -> None:
+        self.nonce, self.below_nonce = nonce, below_nonce
+        super().__init__(f"RevokedNonce(nonce={nonce}, belowNonce={below_nonce})")
+
+
+class InvalidRevocation(StateRejected):
+    """Raised when a revocation received is for another channel, covers a nonce we do not hold a newer
+    state for, goes backwards, or is not signed by the counterparty."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"InvalidRevocation({reason})")
+
+
+class WithdrawalRejected(StateRejected):
+    """Raised when a proposed withdrawal (or the state that comes with it) is refused: ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"WithdrawalRejected({reason})")
+
+
 class MalformedMessage(StateRejected, ValueError):
     """Raised when a received message is not a well-formed signed state (or channel parameters, or a
     signature); also a ``ValueError``, what these parsers raised before."""
@@ -246,8 +322,8 @@ class InvalidSignature(ContractCustomError, StateRejected):
 
 
 class BalancesNotConserved(ContractCustomError, StateRejected):
-    """Raised when a state's balances do not add up to the deposits it splits (``total`` =
-    ``depositA + depositB`` of the state)."""
+    """Raised when a state's balances and locked totals do not add up to the deposits it splits
+    (``total`` = ``depositA + depositB`` of the state)."""
 
     fields = ("balanceA", "balanceB", "total")
 
@@ -259,10 +335,62 @@ class UnknownDeposit(ContractCustomError, StateRejected):
     fields = ("depositA", "depositB", "channelDepositA", "channelDepositB")
 
 
-class LocksNotSupported(ContractCustomError, StateRejected):
-    """Raised when a state carries a non-zero locks root (conditional payments are not enabled yet)."""
+class FinalStateHasLocks(ContractCustomError, StateRejected):
+    """Raised when a state signed as final still has pending locks (a final state pays balances only)."""
 
-    fields = ("locksRoot",)
+    fields = ("lockedA", "lockedB", "locksRoot")
+
+
+class WithdrawalCountMismatch(ContractCustomError, StateRejected):
+    """Raised when a state was signed under another withdrawal counter than the channel's (a state from
+    before a withdrawal, or one whose withdrawal was never made)."""
+
+    fields = ("stateWithdrawals", "channelWithdrawals")
+
+
+class LocksMismatch(ContractCustomError, StateRejected):
+    """Raised when the lock list passed to ``settle`` (or received off chain) does not hash to the state's
+    ``locksRoot``; ``computed`` is what it hashes to."""
+
+    fields = ("locksRoot", "computed")
+
+
+class ChannelPenalized(ContractCustomError):
+    """Raised when challenging, or proving a revocation, after the closer was proven to have cheated."""
+
+    fields = ("channelId",)
+
+
+class NotRevoked(ContractCustomError):
+    """Raised when a revocation does not cover the nonce the closer closed with (``belowNonce`` must be
+    above ``closerNonce``)."""
+
+    fields = ("closerNonce", "belowNonce")
+
+
+class StaleWithdrawal(ContractCustomError, StateRejected):
+    """Raised when a withdrawal names another withdrawal counter than the channel's (replayed or
+    superseded)."""
+
+    fields = ("submitted", "current")
+
+
+class WithdrawalExpired(ContractCustomError, StateRejected):
+    """Raised when a withdrawal is submitted after its expiry."""
+
+    fields = ("expiry", "timestamp")
+
+
+class WithdrawalTooLarge(ContractCustomError, StateRejected):
+    """Raised when a withdrawal takes more than the deposits it names (``total``)."""
+
+    fields = ("amountA", "amountB", "total")
+
+
+class WithdrawalLimitReached(ContractCustomError):
+    """Raised when a channel already made its 65,535th withdrawal."""
+
+    fields = ("channelId",)
 
 
 class StateNotFinal(ContractCustomError):
@@ -278,7 +406,7 @@ class StaleState(ContractCustomError):
 
 
 class RecordedBalancesMismatch(ContractCustomError):
-    """Raised when the record passed to ``challenge``/``settle`` (balances, deposits, salt) does not match
+    """Raised when the record passed to ``challenge``/``proveRevoked``/``settle`` does not match
     the fingerprint of the closing channel; carries the balances passed."""
 
     fields = ("balanceA", "balanceB")

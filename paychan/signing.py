@@ -1,4 +1,4 @@
-"""EIP-712 hashing, signing and signer recovery of channel states.
+"""EIP-712 hashing, signing and signer recovery of channel states, revocations and withdrawals.
 
 The digest is computed here word by word (it is on the hot path of every payment) and signed and recovered
 with coincurve (libsecp256k1) directly, with key objects, digests and address checksums cached.
@@ -18,15 +18,22 @@ from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
 from paychan.exceptions import InvalidSignature, MalformedMessage, MalleableSignature
-from paychan.state import ChannelState, Signature
+from paychan.state import ChannelState, Revocation, Signature, Withdrawal
 
 DOMAIN_NAME = "paychan"
 DOMAIN_VERSION = "1"
 STATE_TYPE = (
-    "State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,uint256 depositA,uint256 depositB,"
-    "bytes32 locksRoot,bool isFinal)"
+    "State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,uint256 lockedA,uint256 lockedB,"
+    "uint256 depositA,uint256 depositB,uint16 withdrawals,bytes32 locksRoot,bool isFinal)"
 )
 STATE_TYPEHASH = keccak(STATE_TYPE.encode())
+REVOCATION_TYPE = "Revocation(bytes32 channelId,uint48 belowNonce)"
+REVOCATION_TYPEHASH = keccak(REVOCATION_TYPE.encode())
+WITHDRAWAL_TYPE = (
+    "Withdrawal(bytes32 channelId,uint256 amountA,uint256 amountB,uint256 depositA,uint256 depositB,"
+    "uint16 withdrawals,uint40 expiry)"
+)
+WITHDRAWAL_TYPEHASH = keccak(WITHDRAWAL_TYPE.encode())
 DOMAIN_TYPEHASH = keccak(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
 HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -71,8 +78,11 @@ def state_struct_hash(state: ChannelState) -> bytes:
         + _word(state.nonce)
         + _word(state.balance_a)
         + _word(state.balance_b)
+        + _word(state.locked_a)
+        + _word(state.locked_b)
         + _word(state.deposit_a)
         + _word(state.deposit_b)
+        + _word(state.withdrawals)
         + state.locks_root
         + _word(int(state.is_final))
     )
@@ -82,6 +92,33 @@ def state_struct_hash(state: ChannelState) -> bytes:
 def state_digest(domain: Domain, state: ChannelState) -> bytes:
     """The 32-byte EIP-712 digest a participant signs for ``state`` (cached: a state is signed and checked)."""
     return keccak(b"\x19\x01" + domain.separator + state_struct_hash(state))
+
+
+def revocation_digest(domain: Domain, revocation: Revocation) -> bytes:
+    """The EIP-712 digest a participant signs to revoke every nonce below ``revocation.below_nonce``."""
+    struct_hash = keccak(REVOCATION_TYPEHASH + revocation.channel_id + _word(revocation.below_nonce))
+    return keccak(b"\x19\x01" + domain.separator + struct_hash)
+
+
+def withdrawal_digest(domain: Domain, withdrawal: Withdrawal) -> bytes:
+    """The EIP-712 digest both participants sign for ``withdrawal``."""
+    struct_hash = keccak(
+        WITHDRAWAL_TYPEHASH
+        + withdrawal.channel_id
+        + b"".join(_word(v) for v in withdrawal.as_tuple())
+    )
+    return keccak(b"\x19\x01" + domain.separator + struct_hash)
+
+
+def message_digest(domain: Domain, message: ChannelState | Revocation | Withdrawal) -> bytes:
+    """The EIP-712 digest of any of the three typed messages."""
+    if isinstance(message, ChannelState):
+        return state_digest(domain, message)
+    if isinstance(message, Revocation):
+        return revocation_digest(domain, message)
+    if isinstance(message, Withdrawal):
+        return withdrawal_digest(domain, message)
+    raise MalformedMessage(f"not a typed message: {type(message).__name__}")
 
 
 @lru_cache(maxsize=64)
@@ -99,15 +136,25 @@ def _checksummed(address: str) -> str:
     return to_checksum_address(address)
 
 
-def sign_state(domain: Domain, state: ChannelState, private_key: bytes) -> Signature:
-    """Signs ``state`` with ``private_key``; the signature is low-s and compact (EIP-2098).
+def sign_digest(digest: bytes, private_key: bytes) -> Signature:
+    """Signs a 32-byte digest with ``private_key``; the signature is low-s and compact (EIP-2098).
 
     libsecp256k1 (through coincurve) signs deterministically (RFC 6979) and always low-s; the key object is
     cached, as deriving it costs more than the signature.
     """
-    signature = _signing_key(bytes(private_key)).sign_recoverable(state_digest(domain, state), hasher=None)
+    signature = _signing_key(bytes(private_key)).sign_recoverable(digest, hasher=None)
     r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
     return Signature.from_vrs(signature[64], r, s)
+
+
+def sign_state(domain: Domain, state: ChannelState, private_key: bytes) -> Signature:
+    """Signs ``state`` with ``private_key`` (see ``sign_digest``)."""
+    return sign_digest(state_digest(domain, state), private_key)
+
+
+def sign_message(domain: Domain, message: ChannelState | Revocation | Withdrawal, private_key: bytes) -> Signature:
+    """Signs a state, revocation or withdrawal with ``private_key`` (see ``sign_digest``)."""
+    return sign_digest(message_digest(domain, message), private_key)
 
 
 def recover_signer(domain: Domain, state: ChannelState, signature: Signature) -> str:
@@ -116,6 +163,11 @@ def recover_signer(domain: Domain, state: ChannelState, signature: Signature) ->
     Raises ``MalleableSignature`` for a high-s signature, as the contract does, and ``MalformedMessage`` for
     anything but two 32-byte words.
     """
+    return recover_digest_signer(state_digest(domain, state), signature)
+
+
+def recover_digest_signer(digest: bytes, signature: Signature) -> str:
+    """The address that signed ``digest`` (see ``recover_signer``)."""
     if not (
         isinstance(signature, Signature)
         and isinstance(signature.r, bytes)
@@ -131,7 +183,7 @@ def recover_signer(domain: Domain, state: ChannelState, signature: Signature) ->
         return ZERO_ADDRESS
     compact = signature.r + signature.s.to_bytes(32, "big") + bytes([signature.v - 27])
     try:
-        public_key = coincurve.PublicKey.from_signature_and_message(compact, state_digest(domain, state), hasher=None)
+        public_key = coincurve.PublicKey.from_signature_and_message(compact, digest, hasher=None)
     except Exception:  # coincurve raises a plain Exception for a signature that recovers no key
         return ZERO_ADDRESS
     return _address_of(public_key.format(compressed=False))
@@ -144,24 +196,27 @@ def check_signer(domain: Domain, state: ChannelState, signature: Signature | Non
         raise InvalidSignature(expected=_checksummed(expected), recovered=recovered)
 
 
-def typed_data(domain: Domain, state: ChannelState, *, wallet_safe: bool = False) -> dict[str, Any]:
-    """``state`` as an EIP-712 ``full_message`` for ``eth_account.Account.sign_typed_data``.
+def check_message_signer(
+    domain: Domain, message: ChannelState | Revocation | Withdrawal, signature: Signature | None, expected: str
+) -> None:
+    """Raises ``InvalidSignature`` unless ``signature`` is ``expected``'s signature of ``message``."""
+    recovered = ZERO_ADDRESS if signature is None else recover_digest_signer(message_digest(domain, message), signature)
+    if recovered != _checksummed(expected):
+        raise InvalidSignature(expected=_checksummed(expected), recovered=recovered)
+
+
+def typed_data(
+    domain: Domain, state: ChannelState | Revocation | Withdrawal, *, wallet_safe: bool = False
+) -> dict[str, Any]:
+    """``state`` (or a revocation or withdrawal) as an EIP-712 ``full_message`` for
+    ``eth_account.Account.sign_typed_data``.
 
     ``wallet_safe=True``: the same message as plain JSON for a wallet (``eth_signTypedData_v4``): every
     integer a decimal string and every ``bytes32`` a ``0x`` hex string. JavaScript reads JSON numbers as
     doubles, so a balance above 2**53 wei (0.009 ETH) would be refused or silently rounded, and the wallet
     would sign another state; decimal strings are what EIP-712 tooling (ethers, viem, eth_account) accepts.
     """
-    message: dict[str, Any] = {
-        "channelId": state.channel_id,
-        "nonce": state.nonce,
-        "balanceA": state.balance_a,
-        "balanceB": state.balance_b,
-        "depositA": state.deposit_a,
-        "depositB": state.deposit_b,
-        "locksRoot": state.locks_root,
-        "isFinal": state.is_final,
-    }
+    primary, fields, message = _typed_fields(state)
     chain_id: int | str = domain.chain_id
     if wallet_safe:
         message = {key: _wallet_value(value) for key, value in message.items()}
@@ -174,18 +229,9 @@ def typed_data(domain: Domain, state: ChannelState, *, wallet_safe: bool = False
                 {"name": "chainId", "type": "uint256"},
                 {"name": "verifyingContract", "type": "address"},
             ],
-            "State": [
-                {"name": "channelId", "type": "bytes32"},
-                {"name": "nonce", "type": "uint48"},
-                {"name": "balanceA", "type": "uint256"},
-                {"name": "balanceB", "type": "uint256"},
-                {"name": "depositA", "type": "uint256"},
-                {"name": "depositB", "type": "uint256"},
-                {"name": "locksRoot", "type": "bytes32"},
-                {"name": "isFinal", "type": "bool"},
-            ],
+            primary: fields,
         },
-        "primaryType": "State",
+        "primaryType": primary,
         "domain": {
             "name": DOMAIN_NAME,
             "version": DOMAIN_VERSION,
@@ -194,6 +240,45 @@ def typed_data(domain: Domain, state: ChannelState, *, wallet_safe: bool = False
         },
         "message": message,
     }
+
+
+def _type_fields(type_string: str) -> list[dict[str, str]]:
+    """``[{"name", "type"}, ...]`` of an EIP-712 type string such as ``STATE_TYPE``."""
+    inner = type_string[type_string.index("(") + 1 : -1]
+    return [{"name": name, "type": kind} for kind, name in (part.split(" ") for part in inner.split(","))]
+
+
+def _typed_fields(message: ChannelState | Revocation | Withdrawal) -> tuple[str, list[dict[str, str]], dict[str, Any]]:
+    if isinstance(message, ChannelState):
+        values: dict[str, Any] = {
+            "channelId": message.channel_id,
+            "nonce": message.nonce,
+            "balanceA": message.balance_a,
+            "balanceB": message.balance_b,
+            "lockedA": message.locked_a,
+            "lockedB": message.locked_b,
+            "depositA": message.deposit_a,
+            "depositB": message.deposit_b,
+            "withdrawals": message.withdrawals,
+            "locksRoot": message.locks_root,
+            "isFinal": message.is_final,
+        }
+        return "State", _type_fields(STATE_TYPE), values
+    if isinstance(message, Revocation):
+        values = {"channelId": message.channel_id, "belowNonce": message.below_nonce}
+        return "Revocation", _type_fields(REVOCATION_TYPE), values
+    if isinstance(message, Withdrawal):
+        values = {
+            "channelId": message.channel_id,
+            "amountA": message.amount_a,
+            "amountB": message.amount_b,
+            "depositA": message.deposit_a,
+            "depositB": message.deposit_b,
+            "withdrawals": message.withdrawals,
+            "expiry": message.expiry,
+        }
+        return "Withdrawal", _type_fields(WITHDRAWAL_TYPE), values
+    raise MalformedMessage(f"not a typed message: {type(message).__name__}")
 
 
 def _wallet_value(value: Any) -> Any:
