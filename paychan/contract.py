@@ -54,6 +54,9 @@ STATUS_NAMES = {STATUS_NONE: "none", STATUS_OPEN: "open", STATUS_CLOSING: "closi
 # The contract's raw closing statuses: 2 + the closer's side (0 A, 1 B), plus 2 once the closer is proven
 # to have closed with a state it revoked.
 _RAW_PENALIZED = 4
+# Where `challenge`, `proveRevoked` and `settle` calldata carry the record's salt (a uint64 in a 32-byte
+# word): after the selector, the Channel's 5 words and the Record's first 9 words.
+RECORD_SALT_WORD = slice(4 + 14 * 32, 4 + 15 * 32)
 
 
 @dataclass(frozen=True)
