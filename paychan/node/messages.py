@@ -1,9 +1,11 @@
 """The JSON wire format between nodes: EIP-712 signed states plus metadata, parsed strictly.
 
 Every peer message is one JSON object with a ``type`` and a protocol ``version``. A signed state travels as
-``{"state": {channelId, nonce, balanceA, balanceB, depositA, depositB, locksRoot, isFinal}, "sigA": "0x…" | null,
-"sigB": …}``: byte strings as ``0x`` hex of exact length, the nonce as a JSON integer, balances and deposits
-as decimal strings (they are uint256). Parsing refuses anything else — unknown or duplicate keys, floats, NaN,
+``{"state": {channelId, nonce, balanceA, balanceB, lockedA, lockedB, depositA, depositB, withdrawals, locksRoot,
+isFinal}, "sigA": "0x…" | null, "sigB": …}``: byte strings as ``0x`` hex of exact length, the nonce and the
+withdrawal counter as JSON integers, balances, locked totals and deposits as decimal strings (they are uint256).
+Every field is required (all our nodes speak contract v2). A revocation travels as ``{"belowNonce": n,
+"signature": "0x…"}``. Parsing refuses anything else — unknown or duplicate keys, floats, NaN,
 wrong lengths, too many
 states — with ``MalformedMessage``; the HTTP layer limits the body size before anything is parsed.
 """
@@ -125,7 +127,21 @@ def _signature(value: Any, what: str) -> Signature | None:
 
 def parse_state(obj: Any) -> ChannelState:
     data = _fields(
-        obj, "state", {"channelId", "nonce", "balanceA", "balanceB", "depositA", "depositB", "locksRoot", "isFinal"}
+        obj,
+        "state",
+        {
+            "channelId",
+            "nonce",
+            "balanceA",
+            "balanceB",
+            "lockedA",
+            "lockedB",
+            "depositA",
+            "depositB",
+            "withdrawals",
+            "locksRoot",
+            "isFinal",
+        },
     )
     return ChannelState(
         ChannelId(_hex(data["channelId"], _HEX32, "channelId")),
@@ -136,6 +152,9 @@ def parse_state(obj: Any) -> ChannelState:
         _boolean(data["isFinal"], "isFinal"),
         deposit_a=Wei(_uint256(data["depositA"], "depositA")),
         deposit_b=Wei(_uint256(data["depositB"], "depositB")),
+        locked_a=Wei(_uint256(data["lockedA"], "lockedA")),
+        locked_b=Wei(_uint256(data["lockedB"], "lockedB")),
+        withdrawals=_integer(data["withdrawals"], "withdrawals", 0xFFFF),
     )
 
 

@@ -95,6 +95,7 @@ from paychan.node.store import (
     STATUS_CLOSING,
     STATUS_OPEN,
     ChannelRecord,
+    ClosedBy,
     DoubleSignRefused,
     Store,
 )
@@ -872,6 +873,7 @@ class Node:
                     is_final=request.final,
                     deposit_a=Wei(deposit_a),
                     deposit_b=Wei(deposit_b),
+                    withdrawals=runtime.record.withdrawals,
                 )
             )
             owners.append(request)
@@ -1042,22 +1044,60 @@ class Node:
             runtime.channel.deposits = new
             log.info("channel 0x%s: deposits now A %d, B %d", cid.hex()[:12], *new)
 
-    def note_close_record(
-        self, cid: bytes, nonce: int, balance_a: int, balance_b: int, salt: int, deadline: int | None
-    ) -> None:
-        """The channel is closing with this record (``ChannelClosed``, or a later ``ChallengeAccepted``)."""
+    def note_close_event(self, cid: bytes, name: str, args: Any) -> None:
+        """The channel is closing with the record of this ``ChannelClosed`` or later ``ChallengeAccepted``."""
         runtime = self.runtimes.get(cid)
         if runtime is None:
             return
-        self.store.set_close_record(cid, nonce, balance_a, balance_b, salt, deadline)
+        closed = None
+        if name == "ChannelClosed":
+            role = runtime.record.params.role_of(to_checksum_address(args["closer"]))
+            closed = ClosedBy(role, int(args["nonce"]), int(args["withdrawals"]))
+        self.store.set_close_record(
+            cid,
+            int(args["nonce"]),
+            int(args["balanceA"]),
+            int(args["balanceB"]),
+            int(args["salt"]),
+            int(args["deadline"]) if name == "ChannelClosed" else None,
+            locked_a=int(args["lockedA"]),
+            locked_b=int(args["lockedB"]),
+            locks_root=bytes(args["locksRoot"]),
+            closed=closed,
+        )
         runtime.record = self.store.channel(cid) or runtime.record
         log.warning(
-            "channel 0x%s: closing on chain with nonce %d (ours %d), deadline %s",
+            "channel 0x%s: %s on chain with nonce %d (ours %d), deadline %s",
             cid.hex()[:12],
-            nonce,
+            f"closed by {closed.role}" if closed else "challenged",
+            int(args["nonce"]),
             runtime.channel.nonce,
             runtime.record.close_deadline,
         )
+
+    def note_penalized(self, cid: bytes, cheater: str, closer_nonce: int, below_nonce: int) -> None:
+        """The closer was proven to have closed with a nonce it revoked (``RevokedStateProven``)."""
+        runtime = self.runtimes.get(cid)
+        if runtime is None:
+            return
+        self.store.set_penalized(cid)
+        runtime.record = self.store.channel(cid) or runtime.record
+        log.warning(
+            "channel 0x%s: %s was proven to have closed with nonce %d, revoked below %d",
+            cid.hex()[:12],
+            cheater,
+            closer_nonce,
+            below_nonce,
+        )
+
+    def note_withdrawn(self, cid: bytes, withdrawals: int, deposit_a: int, deposit_b: int) -> None:
+        """A withdrawal left the channel with these deposits and counter (``Withdrawn``)."""
+        runtime = self.runtimes.get(cid)
+        if runtime is None:
+            return
+        self.store.set_withdrawn(cid, withdrawals, deposit_a, deposit_b)
+        runtime.record = self.store.channel(cid) or runtime.record
+        log.info("channel 0x%s: withdrawal %d: deposits now A %d, B %d", cid.hex()[:12], withdrawals, deposit_a, deposit_b)
 
     def note_settled(self, cid: bytes) -> None:
         runtime = self.runtimes.get(cid)
@@ -1107,9 +1147,7 @@ class Node:
         receipt = await self.on_chain(contract.close, self.account, runtime.record.params, signed)
         (closed,) = contract.contract.events.ChannelClosed().process_receipt(receipt, errors=DISCARD)
         args = closed["args"]
-        self.note_close_record(
-            runtime.cid, args["nonce"], args["balanceA"], args["balanceB"], args["salt"], args["deadline"]
-        )
+        self.note_close_event(runtime.cid, "ChannelClosed", args)
         return {
             "channelId": "0x" + runtime.cid.hex(),
             "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),

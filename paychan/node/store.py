@@ -31,7 +31,7 @@ from typing import Any
 
 from paychan.exceptions import PaychanError
 from paychan.signing import state_struct_hash
-from paychan.state import ChannelId, ChannelParams, ChannelState, Nonce, Signature, SignedState, Wei
+from paychan.state import ZERO_ROOT, ChannelId, ChannelParams, ChannelState, Nonce, Signature, SignedState, Wei
 
 STATUS_OPEN = "open"
 STATUS_CLOSING = "closing"
@@ -117,6 +117,32 @@ MIGRATIONS: list[tuple[int, str, Sequence[str]]] = [
             "ALTER TABLE channels ADD COLUMN close_salt TEXT",
         ),
     ),
+    (
+        5,
+        "contract v2: locked totals and withdrawal counter in states, the full v2 record, revocations",
+        (
+            "ALTER TABLE states ADD COLUMN locked_a TEXT NOT NULL DEFAULT '0'",
+            "ALTER TABLE states ADD COLUMN locked_b TEXT NOT NULL DEFAULT '0'",
+            "ALTER TABLE states ADD COLUMN withdrawals INTEGER NOT NULL DEFAULT 0",
+            # The rest of the v2 record (ChannelClosed/ChallengeAccepted): locked totals and root of the
+            # recorded state, the withdrawal counter and the closer's nonce (ChannelClosed only: a challenge
+            # keeps them), who closed ('A'/'B') and whether the closer was proven to have cheated.
+            "ALTER TABLE channels ADD COLUMN close_locked_a TEXT",
+            "ALTER TABLE channels ADD COLUMN close_locked_b TEXT",
+            "ALTER TABLE channels ADD COLUMN close_locks_root BLOB",
+            "ALTER TABLE channels ADD COLUMN close_withdrawals INTEGER",
+            "ALTER TABLE channels ADD COLUMN closer_nonce INTEGER",
+            "ALTER TABLE channels ADD COLUMN closed_by TEXT CHECK (closed_by IN ('A', 'B'))",
+            "ALTER TABLE channels ADD COLUMN penalized INTEGER NOT NULL DEFAULT 0",
+            # The open channel's withdrawal counter (Withdrawn events).
+            "ALTER TABLE channels ADD COLUMN withdrawals INTEGER NOT NULL DEFAULT 0",
+            # Revocations: the highest belowNonce we signed (0: none), and the peer's highest with its
+            # signature (the evidence proveRevoked needs if the peer closes with a state it revoked).
+            "ALTER TABLE channels ADD COLUMN own_revocation INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE channels ADD COLUMN peer_revocation INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE channels ADD COLUMN peer_revocation_sig BLOB",
+        ),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -140,11 +166,38 @@ class ChannelRecord:
     close_balance_a: int | None = None
     close_balance_b: int | None = None
     close_salt: int | None = None
+    close_locked_a: int = 0
+    close_locked_b: int = 0
+    close_locks_root: bytes = ZERO_ROOT
+    close_withdrawals: int = 0
+    closer_nonce: int | None = None
+    closed_by: str | None = None
+    penalized: bool = False
+    withdrawals: int = 0
+    own_revocation: int = 0
+    peer_revocation: int = 0
+    peer_revocation_sig: Signature | None = None
 
     @property
     def has_close_record(self) -> bool:
-        """Whether the record of a closing channel is known in full (nonce, balances, deadline, salt)."""
-        return None not in (self.close_nonce, self.close_deadline, self.close_balance_a, self.close_salt)
+        """Whether the record of a closing channel is known in full (nonce, balances, deadline, salt and
+        the closer's nonce)."""
+        return None not in (
+            self.close_nonce,
+            self.close_deadline,
+            self.close_balance_a,
+            self.close_salt,
+            self.closer_nonce,
+        )
+
+
+@dataclass(frozen=True)
+class ClosedBy:
+    """Who closed a channel (``role``), with which nonce and under which withdrawal counter (``ChannelClosed``)."""
+
+    role: str
+    nonce: int
+    withdrawals: int
 
 
 @dataclass(frozen=True)
@@ -291,13 +344,17 @@ class Store:
 
     _CHANNEL_COLUMNS = (
         "channel_id, params, role, peer_url, deposit_a, deposit_b, turn_epoch, status, close_nonce, close_deadline,"
-        " challenged_nonce, peer_url_at, close_balance_a, close_balance_b, close_salt"
+        " challenged_nonce, peer_url_at, close_balance_a, close_balance_b, close_salt, close_locked_a, close_locked_b,"
+        " close_locks_root, close_withdrawals, closer_nonce, closed_by, penalized, withdrawals, own_revocation,"
+        " peer_revocation, peer_revocation_sig"
     )
 
     @staticmethod
     def _channel_from_row(row: Any) -> ChannelRecord:
         cid, params, role, peer_url, dep_a, dep_b, epoch, status, close_nonce, close_deadline, challenged = row[:11]
-        peer_url_at, close_a, close_b, salt = row[11:]
+        peer_url_at, close_a, close_b, salt = row[11:15]
+        locked_a, locked_b, root, close_withdrawals, closer_nonce, closed_by, penalized, withdrawals = row[15:23]
+        own_revocation, peer_revocation, peer_revocation_sig = row[23:]
         return ChannelRecord(
             ChannelId(bytes(cid)),
             ChannelParams.from_json(json.loads(str(params))),
@@ -314,6 +371,17 @@ class Store:
             None if close_a is None else int(str(close_a)),
             None if close_b is None else int(str(close_b)),
             None if salt is None else int(str(salt)),
+            0 if locked_a is None else int(str(locked_a)),
+            0 if locked_b is None else int(str(locked_b)),
+            ZERO_ROOT if root is None else bytes(root),
+            int(close_withdrawals or 0),
+            None if closer_nonce is None else int(closer_nonce),
+            None if closed_by is None else str(closed_by),
+            bool(penalized),
+            int(withdrawals),
+            int(own_revocation),
+            int(peer_revocation),
+            _sig(peer_revocation_sig),
         )
 
     def channels(self) -> list[ChannelRecord]:
@@ -355,14 +423,78 @@ class Store:
         return cursor.rowcount == 1
 
     def set_close_record(
-        self, cid: bytes, nonce: int, balance_a: int, balance_b: int, salt: int, deadline: int | None = None
+        self,
+        cid: bytes,
+        nonce: int,
+        balance_a: int,
+        balance_b: int,
+        salt: int,
+        deadline: int | None = None,
+        *,
+        locked_a: int = 0,
+        locked_b: int = 0,
+        locks_root: bytes = ZERO_ROOT,
+        closed: ClosedBy | None = None,
     ) -> None:
-        """Marks the channel closing with the record of its last ``ChannelClosed``/``ChallengeAccepted``."""
+        """Marks the channel closing with the record of its last ``ChannelClosed``/``ChallengeAccepted``.
+
+        ``closed`` (from ``ChannelClosed`` only) is who closed, with which nonce and withdrawal counter; a
+        challenge keeps them. A new close (a channel reopened under the same id cannot happen: the number
+        differs) also clears the penalty flag."""
         with self.transaction():
             self.conn.execute(
                 "UPDATE channels SET status = ?, close_nonce = ?, close_balance_a = ?, close_balance_b = ?,"
-                " close_salt = ?, close_deadline = coalesce(?, close_deadline) WHERE channel_id = ?",
-                (STATUS_CLOSING, nonce, str(balance_a), str(balance_b), str(salt), deadline, cid),
+                " close_salt = ?, close_deadline = coalesce(?, close_deadline), close_locked_a = ?,"
+                " close_locked_b = ?, close_locks_root = ? WHERE channel_id = ?",
+                (
+                    STATUS_CLOSING,
+                    nonce,
+                    str(balance_a),
+                    str(balance_b),
+                    str(salt),
+                    deadline,
+                    str(locked_a),
+                    str(locked_b),
+                    locks_root,
+                    cid,
+                ),
+            )
+            if closed is not None:
+                self.conn.execute(
+                    "UPDATE channels SET closer_nonce = ?, closed_by = ?, close_withdrawals = ?, penalized = 0"
+                    " WHERE channel_id = ?",
+                    (closed.nonce, closed.role, closed.withdrawals, cid),
+                )
+
+    def set_penalized(self, cid: bytes) -> None:
+        """The closer of the channel was proven to have closed with a state it revoked (RevokedStateProven)."""
+        with self.transaction():
+            self.conn.execute("UPDATE channels SET penalized = 1 WHERE channel_id = ?", (cid,))
+
+    def set_withdrawn(self, cid: bytes, withdrawals: int, deposit_a: int, deposit_b: int) -> None:
+        """A withdrawal left the channel with these deposits and this counter (``Withdrawn``)."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE channels SET withdrawals = max(withdrawals, ?), deposit_a = ?, deposit_b = ?"
+                " WHERE channel_id = ? AND withdrawals < ?",
+                (withdrawals, str(deposit_a), str(deposit_b), cid, withdrawals),
+            )
+
+    def set_own_revocation(self, cid: bytes, below_nonce: int) -> None:
+        """We signed a revocation of every nonce below ``below_nonce`` (kept if higher than the stored one).
+        Stored before the revocation leaves the process."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE channels SET own_revocation = max(own_revocation, ?) WHERE channel_id = ?", (below_nonce, cid)
+            )
+
+    def set_peer_revocation(self, cid: bytes, below_nonce: int, signature: Signature) -> None:
+        """The peer's revocation of every nonce below ``below_nonce``, with its signature (if higher)."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE channels SET peer_revocation = ?, peer_revocation_sig = ?"
+                " WHERE channel_id = ? AND peer_revocation < ?",
+                (below_nonce, signature.to_bytes(), cid, below_nonce),
             )
 
     def set_challenged(self, cid: bytes, nonce: int) -> None:
@@ -382,8 +514,8 @@ class Store:
         with self.transaction():
             cursor = self.conn.execute(
                 "INSERT INTO states (channel_id, nonce, state_hash, balance_a, balance_b, deposit_a, deposit_b,"
-                " locks_root, is_final, proposer, sig_a, sig_b, recorded_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " locks_root, is_final, proposer, sig_a, sig_b, recorded_at, locked_a, locked_b, withdrawals)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (channel_id, nonce) DO NOTHING",
                 (
                     state.channel_id,
@@ -399,6 +531,9 @@ class Store:
                     _blob(signed.sig_a),
                     _blob(signed.sig_b),
                     time.time(),
+                    str(state.locked_a),
+                    str(state.locked_b),
+                    state.withdrawals,
                 ),
             )
             if cursor.rowcount == 0:
@@ -434,12 +569,13 @@ class Store:
 
     _STATE_COLUMNS = (
         "channel_id, nonce, balance_a, balance_b, deposit_a, deposit_b, locks_root, is_final, proposer, sig_a, sig_b,"
-        " state_hash"
+        " state_hash, locked_a, locked_b, withdrawals"
     )
 
     @staticmethod
     def _state_from_row(row: Any) -> StoredState:
-        cid, nonce, bal_a, bal_b, dep_a, dep_b, root, final, proposer, sig_a, sig_b, state_hash = row
+        cid, nonce, bal_a, bal_b, dep_a, dep_b, root, final, proposer, sig_a, sig_b, state_hash = row[:12]
+        locked_a, locked_b, withdrawals = row[12:]
         state = ChannelState(
             ChannelId(bytes(cid)),
             Nonce(int(nonce)),
@@ -449,6 +585,9 @@ class Store:
             bool(final),
             deposit_a=Wei(int(str(dep_a))),
             deposit_b=Wei(int(str(dep_b))),
+            locked_a=Wei(int(str(locked_a))),
+            locked_b=Wei(int(str(locked_b))),
+            withdrawals=int(withdrawals),
         )
         return StoredState(state, str(proposer), _sig(sig_a), _sig(sig_b), bytes(state_hash))
 

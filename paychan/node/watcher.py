@@ -1,8 +1,9 @@
 """The chain watcher: follows the contract's events for the node's channels and answers a stale close.
 
 Each poll reads the events of the blocks it has not processed yet, in pages of at most ``page_blocks``
-blocks, with one ``eth_getLogs`` per page for the five events it needs (``ChannelOpened``, ``Deposited``,
-``ChannelClosed``, ``ChallengeAccepted``, ``ChannelSettled``; topic 0 OR-ed), however many channels the
+blocks, with one ``eth_getLogs`` per page for the seven events it needs (``ChannelOpened``, ``Deposited``,
+``Withdrawn``, ``ChannelClosed``, ``ChallengeAccepted``, ``RevokedStateProven``, ``ChannelSettled``; topic 0
+OR-ed), however many channels the
 node has. It starts at the contract's deployment block and resumes from the last processed block, which
 is stored in the same transaction as what the page's events changed. So a poll with nothing new costs
 two calls (``eth_blockNumber``, ``eth_getLogs``), plus ``eth_getBlockByNumber`` while a channel is closing.
@@ -13,11 +14,15 @@ From the events the node learns:
   announce needed; an announce only tells where the counterparty's node listens;
 - of every deposit, by anyone, at any time (``Deposited`` totals): the next state splits it, so a deposit
   never blocks the channel;
-- of a close and every accepted challenge (the record: nonce, balances, salt, deadline), and of the end.
+- of every withdrawal (``Withdrawn``: the deposits it left and the channel's counter);
+- of a close and every accepted challenge (the record: nonce, balances, locked totals and root, salt,
+  deadline; from the close also who closed, with which nonce and withdrawal counter), of a proof that the
+  closer had revoked its state (``RevokedStateProven``), and of the end.
 
-Then ``decide`` (no I/O) says what to do about each closing channel: challenge with our newer
-doubly-signed state before the deadline (when it pays us more), settle after the deadline (when the record
-pays us something; ``auto_settle``). The watcher's chain calls run on a thread of their own: nothing a
+Then ``decide`` (no I/O) says what to do about each closing channel: prove that the peer closed with a
+state it revoked (``ContractSendProveRevoked``, preferred over anything else: settling then pays us the
+whole channel), challenge with our newer doubly-signed state before the deadline (when it pays us more),
+settle after the deadline (when the record pays us something; ``auto_settle``). The watcher's chain calls run on a thread of their own: nothing a
 peer or the user does queues before them.
 """
 
@@ -30,17 +35,26 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hexbytes import HexBytes
+from web3.logs import DISCARD
 
 from paychan.chain import genesis_hash
 from paychan.contract import RecordedState
 from paychan.node.server import Node
 from paychan.node.store import STATUS_CLOSED, STATUS_CLOSING, ChannelRecord
-from paychan.state import ChannelParams, SignedState
+from paychan.state import ChannelParams, Signature, SignedState
 
 log = logging.getLogger("paychan.node.watcher")
 T = TypeVar("T")
 
-EVENTS = ("ChannelOpened", "Deposited", "ChannelClosed", "ChallengeAccepted", "ChannelSettled")
+EVENTS = (
+    "ChannelOpened",
+    "Deposited",
+    "Withdrawn",
+    "ChannelClosed",
+    "ChallengeAccepted",
+    "RevokedStateProven",
+    "ChannelSettled",
+)
 CURSOR_KEY = "watcher.nextBlock"  # node_meta: the first block not processed yet
 GENESIS_KEY = "genesisHash"  # node_meta: the hash of block 0 of the node's chain
 
@@ -73,7 +87,18 @@ class ContractSendSettle:
     recorded: RecordedState
 
 
-Action = ContractSendChallenge | ContractSendSettle
+@dataclass(frozen=True)
+class ContractSendProveRevoked:
+    """Prove that the peer closed with a nonce it revoked (its revocation of every nonce below
+    ``below_nonce``, with its ``signature``): settling then pays us the whole channel."""
+
+    channel_id: bytes
+    below_nonce: int
+    signature: Signature
+    recorded: RecordedState
+
+
+Action = ContractSendProveRevoked | ContractSendChallenge | ContractSendSettle
 
 
 def recorded_state(record: ChannelRecord) -> RecordedState | None:
@@ -82,7 +107,7 @@ def recorded_state(record: ChannelRecord) -> RecordedState | None:
         return None
     assert record.close_nonce is not None and record.close_deadline is not None
     assert record.close_balance_a is not None and record.close_balance_b is not None
-    assert record.close_salt is not None
+    assert record.close_salt is not None and record.closer_nonce is not None
     return RecordedState(
         record.close_nonce,
         record.close_balance_a,
@@ -91,20 +116,41 @@ def recorded_state(record: ChannelRecord) -> RecordedState | None:
         record.deposit_a,
         record.deposit_b,
         record.close_salt,
+        locked_a=record.close_locked_a,
+        locked_b=record.close_locked_b,
+        locks_root=record.close_locks_root,
+        withdrawals=record.close_withdrawals,
+        closer_nonce=record.closer_nonce,
     )
 
 
 def decide(record: ChannelRecord, latest: SignedState, now: int, auto_settle: bool = True) -> Action | None:
-    """What to do about a channel closing on chain, at chain time ``now``: challenge, settle or nothing.
+    """What to do about a channel closing on chain, at chain time ``now``: prove, challenge, settle or nothing.
 
-    Challenge while ``now <= deadline`` if we hold a newer doubly-signed state that pays us more than the
-    record (and have not sent that one yet); settle once ``now > deadline`` if the record pays us anything
-    (a record paying us nothing is the other side's to settle: we spend no gas on it).
+    If the peer closed with a nonce below the revocation of the peer's we hold, prove it (at any time until
+    settled, and before anything else). Once the closer is proven to have cheated, settle after the deadline
+    if that pays us (the honest side gets the whole channel); nothing can be challenged any more.
+    Otherwise challenge while ``now <= deadline`` if we hold a newer doubly-signed state that pays us more
+    than the record (and have not sent that one yet); settle once ``now > deadline`` if the record pays us
+    anything (a record paying us nothing is the other side's to settle: we spend no gas on it).
     """
     recorded = recorded_state(record)
     if recorded is None:
         return None
     ours = 0 if record.role == "A" else 1
+    peer_role = "B" if record.role == "A" else "A"
+    if record.penalized:
+        if record.closed_by == record.role:
+            return None  # we are the proven cheater (a restored old store?): the peer gets everything
+        if now > recorded.deadline and auto_settle:
+            return ContractSendSettle(record.channel_id, recorded)
+        return None
+    if (
+        record.closed_by == peer_role
+        and record.peer_revocation_sig is not None
+        and recorded.closer_nonce < record.peer_revocation
+    ):
+        return ContractSendProveRevoked(record.channel_id, record.peer_revocation, record.peer_revocation_sig, recorded)
     recorded_payout = (recorded.balance_a, recorded.balance_b)[ours]
     if now <= recorded.deadline:
         if not latest.is_complete or latest.state.nonce <= recorded.nonce:
@@ -142,6 +188,7 @@ class Watcher:
         self.from_block = self.contract.from_block if from_block is None else from_block
         self.challenges = 0
         self.settlements = 0
+        self.proofs = 0
         self._outage: str | None = None  # what failed, while the RPC keeps failing (logged once)
         contract = self.contract.contract
         self._events = {bytes(HexBytes(getattr(contract.events, name)().topic)): name for name in EVENTS}
@@ -266,14 +313,12 @@ class Watcher:
                 is_a = args["participant"] == runtime.record.params.participant_a
                 total = int(args["total"])
                 node.note_deposits(event.channel_id, total if is_a else 0, 0 if is_a else total)
-            elif event.name == "ChannelClosed":
-                node.note_close_record(
-                    event.channel_id, args["nonce"], args["balanceA"], args["balanceB"], args["salt"], args["deadline"]
-                )
-            elif event.name == "ChallengeAccepted":
-                node.note_close_record(
-                    event.channel_id, args["nonce"], args["balanceA"], args["balanceB"], args["salt"], None
-                )
+            elif event.name == "Withdrawn":
+                node.note_withdrawn(event.channel_id, args["withdrawals"], args["depositA"], args["depositB"])
+            elif event.name in ("ChannelClosed", "ChallengeAccepted"):
+                node.note_close_event(event.channel_id, event.name, args)
+            elif event.name == "RevokedStateProven":
+                node.note_penalized(event.channel_id, args["cheater"], args["closerNonce"], args["belowNonce"])
             elif event.name == "ChannelSettled":
                 node.note_settled(event.channel_id)
             applied += 1
@@ -303,10 +348,27 @@ class Watcher:
         node = self.node
         runtime = node.runtimes[action.channel_id]
         params = runtime.record.params
-        if isinstance(action, ContractSendChallenge):
-            await self._chain(self.contract.challenge, node.account, params, action.signed, action.recorded)
+        if isinstance(action, ContractSendProveRevoked):
+            await self._chain(
+                self.contract.prove_revoked, node.account, params, action.below_nonce, action.signature, action.recorded
+            )
+            node.store.set_penalized(action.channel_id)
+            runtime.record = node.store.channel(action.channel_id) or runtime.record
+            self.proofs += 1
+            log.warning(
+                "channel 0x%s: proved the peer closed with nonce %d, revoked below %d: the channel is ours",
+                action.channel_id.hex()[:12],
+                action.recorded.closer_nonce,
+                action.below_nonce,
+            )
+        elif isinstance(action, ContractSendChallenge):
+            receipt = await self._chain(
+                self.contract.challenge, node.account, params, action.signed, action.recorded
+            )
             node.store.set_challenged(action.channel_id, action.signed.state.nonce)
             runtime.record = node.store.channel(action.channel_id) or runtime.record
+            if self.contract.contract.events.ChannelSettled().process_receipt(receipt, errors=DISCARD):
+                node.mark_closed(runtime)  # a final state from the side that did not close pays out at once
             self.challenges += 1
             log.warning(
                 "channel 0x%s: challenged nonce %d with nonce %d",

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from paychan.node.store import (
+    ClosedBy,
     MIGRATIONS,
     SCHEMA_VERSION,
     DoubleSignRefused,
@@ -24,7 +25,7 @@ from paychan.node.store import (
     integrity_check,
 )
 from paychan.signing import state_struct_hash
-from paychan.state import SignedState
+from paychan.state import Signature, SignedState
 
 from .conftest import CID, DEPOSIT_A, KEY_A, KEY_B, channel_record, make_state, sign_both
 
@@ -38,7 +39,7 @@ def test_migrations_are_recorded_once_in_order(tmp_path: Path) -> None:
     Store(tmp_path / "a.db").close()
     again = Store(tmp_path / "a.db")
     assert again.applied_migrations() == [(v, n) for v, n, _ in MIGRATIONS]
-    assert again.schema_version == SCHEMA_VERSION == 4
+    assert again.schema_version == SCHEMA_VERSION == 5
 
 
 def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None:
@@ -63,7 +64,7 @@ def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None
     old.conn.commit()
     old.close()
     new = Store(tmp_path / "old.db")
-    assert new.schema_version == 4
+    assert new.schema_version == SCHEMA_VERSION == 5
     record = new.channel(CID)
     assert record is not None and record.close_nonce is None and record.challenged_nonce is None
     # migration 4: the URL was not set by a signed announce (any signed one replaces it); no close record
@@ -134,7 +135,7 @@ def test_latest_complete_skips_states_without_the_peer_signature(store: Store) -
 WRITER = """
 import sys
 from paychan.node.store import Store
-from paychan.state import SignedState
+from paychan.state import Signature, SignedState
 from tests.node.conftest import DEPOSIT_A, channel_record, make_state
 db = Store(sys.argv[1])
 if db.channel(channel_record().channel_id) is None:
@@ -233,7 +234,7 @@ def test_a_peer_url_changes_only_for_a_newer_announce(store: Store) -> None:
 
 
 def test_a_close_record_is_stored_and_a_challenge_keeps_the_deadline(store: Store) -> None:
-    store.set_close_record(CID, 1, 7, 3, 2**64 - 1, deadline=5_000)
+    store.set_close_record(CID, 1, 7, 3, 2**64 - 1, deadline=5_000, closed=ClosedBy("A", 1, 0))
     record = store.channel(CID)
     assert record is not None and record.status == "closing" and record.has_close_record
     assert (record.close_nonce, record.close_balance_a, record.close_balance_b, record.close_salt) == (
@@ -245,3 +246,41 @@ def test_a_close_record_is_stored_and_a_challenge_keeps_the_deadline(store: Stor
     store.set_close_record(CID, 4, 2, 8, 12345)  # a ChallengeAccepted event: no new deadline
     record = store.channel(CID)
     assert record is not None and (record.close_nonce, record.close_deadline, record.close_salt) == (4, 5_000, 12345)
+    assert (record.closer_nonce, record.closed_by) == (1, "A")  # a challenge keeps who closed and with what
+
+
+def test_a_close_record_without_the_closers_nonce_is_incomplete(store: Store) -> None:
+    store.set_close_record(CID, 1, 7, 3, 99, deadline=5_000)  # a ChallengeAccepted seen without its close
+    record = store.channel(CID)
+    assert record is not None and record.closer_nonce is None and not record.has_close_record
+
+
+def test_the_v2_record_and_withdrawal_counter_are_stored(store: Store) -> None:
+    root = bytes(range(32))
+    store.set_close_record(
+        CID, 3, 5, 1, 77, deadline=9_000, locked_a=2, locked_b=4, locks_root=root, closed=ClosedBy("B", 3, 2)
+    )
+    record = store.channel(CID)
+    assert record is not None
+    assert (record.close_locked_a, record.close_locked_b, record.close_locks_root) == (2, 4, root)
+    assert (record.closer_nonce, record.closed_by, record.close_withdrawals, record.penalized) == (3, "B", 2, False)
+    store.set_penalized(CID)
+    assert store.channel(CID).penalized  # type: ignore[union-attr]
+
+
+def test_a_withdrawal_sets_the_deposits_and_counter_only_forwards(store: Store) -> None:
+    store.set_withdrawn(CID, 1, 40, 50)
+    store.set_withdrawn(CID, 1, 1, 1)  # the same event again changes nothing
+    record = store.channel(CID)
+    assert record is not None and (record.withdrawals, record.deposit_a, record.deposit_b) == (1, 40, 50)
+
+
+def test_revocations_are_stored_and_only_ever_go_up(store: Store) -> None:
+    signature = Signature.from_bytes(bytes(range(64)))
+    store.set_own_revocation(CID, 5)
+    store.set_own_revocation(CID, 3)
+    store.set_peer_revocation(CID, 7, signature)
+    store.set_peer_revocation(CID, 6, Signature.from_bytes(bytes(64)))
+    record = store.channel(CID)
+    assert record is not None
+    assert (record.own_revocation, record.peer_revocation, record.peer_revocation_sig) == (5, 7, signature)
