@@ -175,21 +175,47 @@ def encode_signed(signed: SignedState) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class SignedRevocation:
+    """The sender's signed revocation of every nonce of the channel below ``below_nonce``."""
+
+    below_nonce: int
+    signature: Signature
+
+    def to_json(self) -> dict[str, Any]:
+        return {"belowNonce": self.below_nonce, "signature": "0x" + self.signature.to_bytes().hex()}
+
+
+def parse_revocation(obj: Any) -> SignedRevocation | None:
+    if obj is None:
+        return None
+    data = _fields(obj, "revocation", {"belowNonce", "signature"})
+    signature = _signature(data["signature"], "signature")
+    if signature is None:
+        raise MalformedMessage("a revocation must be signed")
+    return SignedRevocation(_integer(data["belowNonce"], "belowNonce", MAX_NONCE), signature)
+
+
+@dataclass(frozen=True)
 class Propose:
-    """States the sender signed, in nonce order, for the receiver to countersign (``POST /peer/propose``)."""
+    """States the sender signed, in nonce order, for the receiver to countersign (``POST /peer/propose``),
+    with the sender's revocation below the last nonce it completed (if it has a new one)."""
 
     channel_id: ChannelId
     epoch: int
     states: list[SignedState]
+    revocation: SignedRevocation | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "type": "propose",
             "version": PROTOCOL_VERSION,
             "channelId": "0x" + self.channel_id.hex(),
             "epoch": self.epoch,
             "states": [encode_signed(s) for s in self.states],
         }
+        if self.revocation is not None:
+            body["revocation"] = self.revocation.to_json()
+        return body
 
 
 TURN_PREFIX = b"\x19paychan turn\x00"  # 0x19 then not 0x01: never the prefix of an EIP-712 digest
@@ -261,13 +287,16 @@ def _check_header(data: dict[str, Any], kind: str) -> None:
 
 
 def parse_propose(body: bytes) -> Propose:
-    data = _fields(decode_json(body), "propose", {"type", "version", "channelId", "epoch", "states"})
+    data = _fields(decode_json(body), "propose", {"type", "version", "channelId", "epoch", "states"}, {"revocation"})
     _check_header(data, "propose")
     states = data["states"]
     if not isinstance(states, list) or not 1 <= len(states) <= MAX_STATES_PER_MESSAGE:
         raise MalformedMessage(f"states must be a list of 1 to {MAX_STATES_PER_MESSAGE} signed states")
     return Propose(
-        parse_channel_id(data["channelId"]), _integer(data["epoch"], "epoch", 2**62), [parse_signed(s) for s in states]
+        parse_channel_id(data["channelId"]),
+        _integer(data["epoch"], "epoch", 2**62),
+        [parse_signed(s) for s in states],
+        parse_revocation(data.get("revocation")),
     )
 
 

@@ -58,11 +58,13 @@ from paychan.contract import PaychanContract
 from paychan.exceptions import (
     ChannelFinalized,
     InvalidAmount,
+    InvalidRevocation,
     InvalidSignature,
     MalformedMessage,
     NegativeBalance,
     PaychanError,
     ProposalPending,
+    RevokedNonce,
     StateRejected,
     UnexpectedNonce,
     UnknownChannel,
@@ -79,6 +81,7 @@ from paychan.node.messages import (
     MAX_BODY_BYTES,
     Announce,
     Propose,
+    SignedRevocation,
     TurnMessage,
     decode_json,
     encode_signed,
@@ -86,6 +89,7 @@ from paychan.node.messages import (
     parse_announce,
     parse_channel_id,
     parse_propose,
+    parse_revocation,
     parse_signed,
     parse_turn,
 )
@@ -99,7 +103,7 @@ from paychan.node.store import (
     DoubleSignRefused,
     Store,
 )
-from paychan.signing import Domain, check_signer, sign_state, state_struct_hash
+from paychan.signing import Domain, check_message_signer, check_signer, sign_message, sign_state, state_struct_hash
 from paychan.state import (
     ETH,
     MAX_NONCE,
@@ -107,6 +111,7 @@ from paychan.state import (
     ChannelParams,
     ChannelState,
     Nonce,
+    Revocation,
     SignedState,
     Wei,
     channel_id,
@@ -268,6 +273,8 @@ class Runtime:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task[None] | None = None
     turn_wanted: int = 0  # turn requests of the peer waiting for our proposals to drain
+    own_revocation: int = 0  # the highest belowNonce we signed (0: none)
+    peer_revocation: SignedRevocation | None = None  # the peer's highest revocation, with its signature
 
     @property
     def cid(self) -> ChannelId:
@@ -373,6 +380,9 @@ class Node:
         channel.pending = inflight[0] if inflight else None
         old = self.runtimes.get(record.channel_id)
         runtime = Runtime(record, channel, record.turn_epoch, inflight)
+        runtime.own_revocation = record.own_revocation
+        if record.peer_revocation_sig is not None:
+            runtime.peer_revocation = SignedRevocation(record.peer_revocation, record.peer_revocation_sig)
         if old is not None:  # keep callers waiting on the rebuilt channel
             runtime.queue, runtime.waiters, runtime.lock = old.queue, old.waiters, old.lock
             runtime.wakeup, runtime.sender = old.wakeup, old.sender
@@ -508,6 +518,8 @@ class Node:
         error: Exception | None = None
         try:
             with self.store.transaction():
+                if message.revocation is not None:
+                    self._take_peer_revocation(runtime, message.revocation)
                 for proposal in message.states:
                     try:
                         accepted.append(self._countersign(runtime, proposal, fresh))
@@ -516,9 +528,13 @@ class Node:
                         break
                 if fresh:
                     self.store.add_signatures(*fresh)
+                revoke_below = runtime.channel.nonce if runtime.channel.latest.is_complete else 0
+                if revoke_below > runtime.own_revocation:  # committed with the states it follows
+                    self.store.set_own_revocation(runtime.cid, revoke_below)
         except Exception:
             self._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
             raise
+        runtime.own_revocation = max(runtime.own_revocation, revoke_below)
         self.stats["batchesReceived"] += 1
         self.stats["statesCountersigned"] += len(accepted)
         return accepted, error
@@ -535,6 +551,53 @@ class Node:
         signed = runtime.channel.receive_proposal(proposal)  # validates; before_sign records the intent
         fresh.append(signed)
         return signed
+
+    # --- revocations -----------------------------------------------------------------------------
+
+    def own_revocation(self, runtime: Runtime) -> SignedRevocation | None:
+        """Our signed revocation of every nonce below our stored revocation (``own_revocation``), or None."""
+        if runtime.own_revocation == 0:
+            return None
+        revocation = Revocation(runtime.cid, runtime.own_revocation)
+        return SignedRevocation(runtime.own_revocation, sign_message(self.domain, revocation, self._key))
+
+    def _revoke_latest(self, runtime: Runtime) -> SignedRevocation | None:
+        """Revokes every nonce below our latest doubly-signed state (stored durably already): recorded in
+        the store before the signature exists. None if there is nothing new to revoke."""
+        latest = runtime.channel.latest
+        below = latest.state.nonce if latest.is_complete else 0
+        if below <= runtime.own_revocation:
+            return None
+        self.store.set_own_revocation(runtime.cid, below)
+        runtime.own_revocation = below
+        return self.own_revocation(runtime)
+
+    def _take_peer_revocation(self, runtime: Runtime, revocation: SignedRevocation) -> None:
+        """Checks the peer's revocation and keeps it if it is its highest (stored in the caller's transaction).
+
+        It must be signed by the peer and revoke nothing above our latest doubly-signed state: the peer
+        revokes only nonces below a state both of us hold."""
+        if runtime.peer_revocation is not None and revocation.below_nonce <= runtime.peer_revocation.below_nonce:
+            return
+        if revocation.below_nonce > runtime.channel.nonce:
+            raise InvalidRevocation(
+                f"belowNonce {revocation.below_nonce} is above our latest state's nonce {runtime.channel.nonce}"
+            )
+        check_message_signer(
+            self.domain,
+            Revocation(runtime.cid, revocation.below_nonce),
+            revocation.signature,
+            runtime.channel.peer_address,
+        )
+        self.store.set_peer_revocation(runtime.cid, revocation.below_nonce, revocation.signature)
+        runtime.peer_revocation = revocation
+
+    def check_close(self, runtime: Runtime, signed: SignedState | None) -> None:
+        """Raises ``RevokedNonce`` if closing with ``signed`` (None: closeWithoutState, nonce 0) would break
+        our own revocation (the peer could then take the whole channel)."""
+        nonce = 0 if signed is None else signed.state.nonce
+        if nonce < runtime.own_revocation:
+            raise RevokedNonce(nonce, runtime.own_revocation)
 
     def check_counterparty(self, runtime: Runtime, signer: str | None) -> None:
         """Refuses a request not signed by the channel's counterparty (``None``: checked by the caller)."""
@@ -899,7 +962,8 @@ class Node:
         channel.pending = runtime.inflight[0]
 
     async def _send(self, runtime: Runtime, states: list[SignedState]) -> dict[str, Any]:
-        message = Propose(runtime.cid, runtime.epoch, states)
+        revocation = self._revoke_latest(runtime) or self.own_revocation(runtime)  # our highest, every time
+        message = Propose(runtime.cid, runtime.epoch, states, revocation)
         return await self.peer.post(
             runtime.record.peer_url + "/peer/propose", message.to_json(), runtime.channel.peer_address
         )
@@ -940,6 +1004,10 @@ class Node:
                     request.future.set_result(signed)
             if done[-1].state.is_final:
                 log.info("channel 0x%s: final state countersigned", runtime.cid.hex()[:12])
+        revocation = parse_revocation(answer.get("revocation"))
+        if revocation is not None:
+            with self.store.transaction():
+                self._take_peer_revocation(runtime, revocation)
         if problem is not None:
             raise problem
         error = answer.get("error")
@@ -1097,7 +1165,9 @@ class Node:
             return
         self.store.set_withdrawn(cid, withdrawals, deposit_a, deposit_b)
         runtime.record = self.store.channel(cid) or runtime.record
-        log.info("channel 0x%s: withdrawal %d: deposits now A %d, B %d", cid.hex()[:12], withdrawals, deposit_a, deposit_b)
+        log.info(
+            "channel 0x%s: withdrawal %d: deposits now A %d, B %d", cid.hex()[:12], withdrawals, deposit_a, deposit_b
+        )
 
     def note_settled(self, cid: bytes) -> None:
         runtime = self.runtimes.get(cid)
@@ -1144,6 +1214,7 @@ class Node:
             raise ChannelNotOpen(runtime.record.status)
         latest = runtime.channel.latest
         signed = latest if latest.is_complete and latest.state.nonce > 0 else None
+        self.check_close(runtime, signed)
         receipt = await self.on_chain(contract.close, self.account, runtime.record.params, signed)
         (closed,) = contract.contract.events.ChannelClosed().process_receipt(receipt, errors=DISCARD)
         args = closed["args"]
@@ -1318,6 +1389,13 @@ class Node:
                     "closeNonce": record.close_nonce,
                     "closeDeadline": record.close_deadline,
                     "challengedNonce": record.challenged_nonce,
+                    "closedBy": record.closed_by,
+                    "closerNonce": record.closer_nonce,
+                    "penalized": record.penalized,
+                    "withdrawals": record.withdrawals,
+                    "ownRevocation": runtime.own_revocation,
+                    "peerRevocation": 0 if runtime.peer_revocation is None else runtime.peer_revocation.below_nonce,
+                    "pendingLocks": 0,
                     "latest": encode_signed(channel.latest),
                 }
             )
@@ -1402,7 +1480,11 @@ class Node:
         if not accepted:
             assert error is not None
             raise error
+        runtime = self.runtimes[message.channel_id]
         body: dict[str, Any] = {"type": "countersigned", "states": [encode_signed(s) for s in accepted]}
+        revocation = self.own_revocation(runtime)  # below the latest we hold doubly signed (committed)
+        if revocation is not None:
+            body["revocation"] = revocation.to_json()
         if error is not None:
             body["error"] = error_body(error)["error"]
         return _json(body)

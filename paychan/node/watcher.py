@@ -22,8 +22,8 @@ From the events the node learns:
 Then ``decide`` (no I/O) says what to do about each closing channel: prove that the peer closed with a
 state it revoked (``ContractSendProveRevoked``, preferred over anything else: settling then pays us the
 whole channel), challenge with our newer doubly-signed state before the deadline (when it pays us more),
-settle after the deadline (when the record pays us something; ``auto_settle``). The watcher's chain calls run on a thread of their own: nothing a
-peer or the user does queues before them.
+settle after the deadline (when the record pays us something; ``auto_settle``). The watcher's chain calls
+run on a thread of their own: nothing a peer or the user does queues before them.
 """
 
 from __future__ import annotations
@@ -362,9 +362,7 @@ class Watcher:
                 action.below_nonce,
             )
         elif isinstance(action, ContractSendChallenge):
-            receipt = await self._chain(
-                self.contract.challenge, node.account, params, action.signed, action.recorded
-            )
+            receipt = await self._chain(self.contract.challenge, node.account, params, action.signed, action.recorded)
             node.store.set_challenged(action.channel_id, action.signed.state.nonce)
             runtime.record = node.store.channel(action.channel_id) or runtime.record
             if self.contract.contract.events.ChannelSettled().process_receipt(receipt, errors=DISCARD):

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from paychan.node.store import (
-    ClosedBy,
     MIGRATIONS,
     SCHEMA_VERSION,
+    ClosedBy,
     DoubleSignRefused,
     Store,
     StoreError,
