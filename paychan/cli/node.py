@@ -428,10 +428,20 @@ def run_status(args: argparse.Namespace) -> int:
         )
         if ch["inflight"] or ch["queued"]:
             lines.append(f"  in flight {ch['inflight']}, queued {ch['queued']}")
+        lines.append(
+            f"  revocations: ours below nonce {ch['ownRevocation']}, the peer's below nonce {ch['peerRevocation']};"
+            f" pending locks {ch['pendingLocks']}"
+        )
         if ch["closeDeadline"] is not None:
+            closer = f" by {ch['closedBy']}" if ch.get("closedBy") else ""
             lines.append(
-                f"  closing on chain with nonce {ch['closeNonce']}; challenge deadline {ch['closeDeadline']}"
+                f"  closing on chain{closer} with nonce {ch['closeNonce']}; challenge deadline {ch['closeDeadline']}"
                 + (f"; challenged with nonce {ch['challengedNonce']}" if ch["challengedNonce"] is not None else "")
+            )
+        if ch.get("penalized"):
+            lines.append(
+                f"  the closer ({ch['closedBy']}) was proven to have closed with nonce {ch['closerNonce']}, which it"
+                " revoked: settling pays the whole channel to the other side"
             )
         lines.append(f"  next: {ch['next']}")
     _print(args, data, "\n".join(lines))

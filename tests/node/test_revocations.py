@@ -39,6 +39,7 @@ from .conftest import (
     NodeProcess,
     channel_record,
     make_state,
+    paychan,
     sign_both,
     wait_for,
 )
@@ -137,7 +138,9 @@ def revocations(node: NodeProcess) -> tuple[int, int]:
 
 
 def test_after_three_payments_each_node_holds_the_others_revocation_and_keeps_it_across_a_restart(
-    node_processes: Callable[[str, bytes], NodeProcess], devnet_contract: PaychanContract
+    node_processes: Callable[[str, bytes], NodeProcess],
+    devnet_contract: PaychanContract,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     bob.start()
@@ -164,6 +167,8 @@ def test_after_three_payments_each_node_holds_the_others_revocation_and_keeps_it
     bob.start()
     alice.start()
     assert revocations(alice) == (2, 3) and revocations(bob) == (3, 2)
+    code, out, _ = paychan(capsys, "status", "--db", str(bob.db))
+    assert code == 0 and "  revocations: ours below nonce 3, the peer's below nonce 2; pending locks 0\n" in out
     alice.control("POST", "/pay", {"amount": str(PAID)})  # payment 4 carries alice's revocation below 3
     wait_for(lambda: revocations(bob) == (4, 3), "bob's revocations after payment 4")
     assert revocations(alice) == (3, 4)
