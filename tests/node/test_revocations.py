@@ -40,6 +40,7 @@ from .conftest import (
     channel_record,
     make_state,
     paychan,
+    rpc_calls,
     sign_both,
     wait_for,
 )
@@ -181,9 +182,25 @@ def _address(node: NodeProcess) -> str:
 
 
 def test_a_cheater_closing_with_a_state_it_revoked_loses_the_whole_channel_to_bobs_watcher(
-    node_processes: Callable[[str, bytes], NodeProcess], devnet: Any, devnet_contract: PaychanContract
+    node_processes: Callable[..., NodeProcess], devnet: Any, devnet_contract: PaychanContract
 ) -> None:
-    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    cheat_and_be_proven(node_processes, devnet, devnet_contract, None)
+
+
+def test_a_cheater_is_proven_by_a_watcher_behind_a_slow_rpc(
+    node_processes: Callable[..., NodeProcess], devnet: Any, devnet_contract: PaychanContract, latency_proxy: str
+) -> None:
+    rpc = cheat_and_be_proven(node_processes, devnet, devnet_contract, latency_proxy)
+    assert rpc["eth_getLogs"] > 0 and rpc["eth_sendRawTransaction"] >= 2  # bob's proof and settlement went through it
+
+
+def cheat_and_be_proven(
+    node_processes: Callable[..., NodeProcess], devnet: Any, devnet_contract: PaychanContract, bob_rpc: str | None
+) -> dict[str, int]:
+    """Alice pays bob three times, stops, and her key closes with state 1, which she revoked; bob's watcher
+    (on ``bob_rpc``, or the devnet) proves it and settles for the whole channel. The RPC calls bob made
+    through ``bob_rpc`` (empty without it)."""
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B, rpc_url=bob_rpc)
     bob.start()
     alice.start()
     cid = open_and_pay(alice, bob, 3)
@@ -223,6 +240,7 @@ def test_a_cheater_closing_with_a_state_it_revoked_loses_the_whole_channel_to_bo
     assert (settled["args"]["payoutA"], settled["args"]["payoutB"]) == (0, DEPOSIT)  # the whole channel, to the wei
     assert chain.w3.eth.get_balance(contract.address) == 0  # nothing left behind
     wait_for(lambda: bob.status()["status"] == "closed", "bob to see the channel closed")
+    return rpc_calls(bob_rpc) if bob_rpc else {}
 
 
 def test_the_node_refuses_a_unilateral_close_below_its_own_revocation(
