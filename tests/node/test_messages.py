@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from paychan.channel import Channel
 from paychan.exceptions import MalformedMessage
-from paychan.node.messages import MAX_STATES_PER_MESSAGE, Propose, decode_json, error_body, parse_propose
+from paychan.node.messages import (
+    MAX_STATES_PER_MESSAGE,
+    Propose,
+    SignedRevocation,
+    decode_json,
+    error_body,
+    parse_propose,
+)
 from paychan.signing import sign_state
 from paychan.state import MAX_NONCE, MAX_UINT256, ChannelState, Nonce, SignedState, Wei
 
@@ -28,15 +35,75 @@ SIG = sign_state(DOMAIN, make_state(1, 1, 1), KEY_A)
     final=st.booleans(),
     epoch=st.integers(0, 2**62),
     with_b=st.booleans(),
+    locked=st.tuples(st.integers(0, MAX_UINT256), st.integers(0, MAX_UINT256)),
+    withdrawals=st.integers(0, 0xFFFF),
+    revoked=st.none() | st.integers(0, MAX_NONCE),
 )
 def test_a_proposal_decodes_to_exactly_what_was_encoded(
-    nonce: int, balance_a: int, balance_b: int, root: bytes, final: bool, epoch: int, with_b: bool
+    nonce: int,
+    balance_a: int,
+    balance_b: int,
+    root: bytes,
+    final: bool,
+    epoch: int,
+    with_b: bool,
+    locked: tuple[int, int],
+    withdrawals: int,
+    revoked: int | None,
 ) -> None:
-    deposits = {"deposit_a": Wei(balance_b), "deposit_b": Wei(balance_a)}  # any uint256, round-tripped
-    state = ChannelState(CID, Nonce(nonce), Wei(balance_a), Wei(balance_b), root, final, **deposits)  # type: ignore[arg-type]
+    extra = {
+        "deposit_a": Wei(balance_b),  # any uint256, round-tripped
+        "deposit_b": Wei(balance_a),
+        "locked_a": Wei(locked[0]),
+        "locked_b": Wei(locked[1]),
+        "withdrawals": withdrawals,
+    }
+    state = ChannelState(CID, Nonce(nonce), Wei(balance_a), Wei(balance_b), root, final, **extra)  # type: ignore[arg-type]
     signed = SignedState(state, SIG, SIG if with_b else None)
-    message = Propose(CID, epoch, [signed, signed])  # type: ignore[arg-type]
+    revocation = None if revoked is None else SignedRevocation(revoked, SIG)
+    message = Propose(CID, epoch, [signed, signed], revocation)  # type: ignore[arg-type]
     assert parse_propose(json.dumps(message.to_json()).encode()) == message
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"withdrawals": 0x10000}, "withdrawals must be an integer in [0, 65535]"),
+        ({"lockedA": 1}, "lockedA must be a decimal string"),
+        ({"lockedB": None}, "lockedB must be a decimal string"),
+    ],
+)
+def test_a_state_with_a_bad_v2_field_is_refused(change: dict[str, object], reason: str) -> None:
+    body = Propose(CID, 0, [SignedState(make_state(1, 1, 1), SIG)]).to_json()  # type: ignore[arg-type]
+    body["states"][0]["state"].update(change)
+    with pytest.raises(MalformedMessage) as refused:
+        parse_propose(json.dumps(body).encode())
+    assert str(refused.value) == reason
+
+
+def test_a_state_without_the_v2_fields_is_refused() -> None:
+    body = Propose(CID, 0, [SignedState(make_state(1, 1, 1), SIG)]).to_json()  # type: ignore[arg-type]
+    del body["states"][0]["state"]["withdrawals"]
+    with pytest.raises(MalformedMessage) as refused:
+        parse_propose(json.dumps(body).encode())
+    assert str(refused.value) == "state lacks withdrawals"
+
+
+@pytest.mark.parametrize(
+    ("revocation", "reason"),
+    [
+        ({"belowNonce": 1}, "revocation lacks signature"),
+        ({"belowNonce": 1, "signature": None}, "a revocation must be signed"),
+        ({"belowNonce": -1, "signature": "0x" + "11" * 64}, f"belowNonce must be an integer in [0, {MAX_NONCE}]"),
+        ({"belowNonce": 1, "signature": "0x11", "extra": 1}, "revocation has unknown field(s) extra"),
+    ],
+)
+def test_a_malformed_revocation_is_refused(revocation: dict[str, object], reason: str) -> None:
+    body = Propose(CID, 0, [SignedState(make_state(1, 1, 1), SIG)]).to_json()  # type: ignore[arg-type]
+    body["revocation"] = revocation
+    with pytest.raises(MalformedMessage) as refused:
+        parse_propose(json.dumps(body).encode())
+    assert str(refused.value) == reason
 
 
 def test_too_many_states_in_one_message_are_refused() -> None:
