@@ -439,7 +439,9 @@ class PaychanContract:
         gas: int | None = None,
     ) -> TxReceipt:
         """Takes ``withdrawal``'s amounts out of the open channel (both signed it)."""
-        fn = self.contract.functions.withdraw(params.as_tuple(), withdrawal.as_tuple(), sig_a.as_tuple(), sig_b.as_tuple())
+        fn = self.contract.functions.withdraw(
+            params.as_tuple(), withdrawal.as_tuple(), sig_a.as_tuple(), sig_b.as_tuple()
+        )
         return self._transact(sender, fn, 0, gas)
 
     def claim(self, sender: LocalAccount, asset: str = ETH, to: str | None = None, gas: int | None = None) -> TxReceipt:

@@ -182,13 +182,26 @@ class TooManyLocks(StateRejected):
         super().__init__(f"TooManyLocks(count={count}, maximum={maximum})")
 
 
-class LockExpiryTooLate(StateRejected):
-    """Raised when a lock expires later than the channel allows (``latest``: now plus the challenge period
-    minus the safety margin), or has already expired (``latest`` is then the earliest allowed)."""
+class LockExpiryOutOfRange(StateRejected):
+    """Raised when a lock's expiry is outside ``[earliest, latest]``: it must leave the receiver time to
+    reveal (``earliest``: now plus the minimum lock time) and expire before a settlement could leave it
+    unresolved (``latest``: now plus the challenge period minus the safety margin)."""
 
-    def __init__(self, expiry: int, latest: int) -> None:
-        self.expiry, self.latest = expiry, latest
-        super().__init__(f"LockExpiryTooLate(expiry={expiry}, latest={latest})")
+    def __init__(self, expiry: int, earliest: int, latest: int) -> None:
+        self.expiry, self.earliest, self.latest = expiry, earliest, latest
+        super().__init__(f"LockExpiryOutOfRange(expiry={expiry}, earliest={earliest}, latest={latest})")
+
+
+class LockedTotalsMismatch(StateRejected):
+    """Raised when a proposal's locked totals are not those of its lock list (``expected_a``,
+    ``expected_b``)."""
+
+    def __init__(self, locked_a: int, locked_b: int, expected_a: int, expected_b: int) -> None:
+        self.locked_a, self.locked_b, self.expected_a, self.expected_b = locked_a, locked_b, expected_a, expected_b
+        super().__init__(
+            f"LockedTotalsMismatch(lockedA={locked_a}, lockedB={locked_b}, expectedA={expected_a}, "
+            f"expectedB={expected_b})"
+        )
 
 
 class DuplicateHashlock(StateRejected):
@@ -205,14 +218,6 @@ class UnknownLock(StateRejected):
     def __init__(self, hashlock: bytes) -> None:
         self.hashlock = hashlock
         super().__init__(f"UnknownLock(hashlock=0x{hashlock.hex()})")
-
-
-class WrongSecret(StateRejected):
-    """Raised when a secret does not hash to the lock's hashlock."""
-
-    def __init__(self, hashlock: bytes) -> None:
-        self.hashlock = hashlock
-        super().__init__(f"WrongSecret(hashlock=0x{hashlock.hex()})")
 
 
 class LockNotExpired(StateRejected):

@@ -103,9 +103,7 @@ def revocation_digest(domain: Domain, revocation: Revocation) -> bytes:
 def withdrawal_digest(domain: Domain, withdrawal: Withdrawal) -> bytes:
     """The EIP-712 digest both participants sign for ``withdrawal``."""
     struct_hash = keccak(
-        WITHDRAWAL_TYPEHASH
-        + withdrawal.channel_id
-        + b"".join(_word(v) for v in withdrawal.as_tuple())
+        WITHDRAWAL_TYPEHASH + withdrawal.channel_id + b"".join(_word(v) for v in withdrawal.as_tuple())
     )
     return keccak(b"\x19\x01" + domain.separator + struct_hash)
 

@@ -73,10 +73,7 @@ class Lock:
     def packed(self) -> bytes:
         """The lock's ``LOCK_SIZE`` bytes in ``settle``'s list."""
         return (
-            bytes([self.direction])
-            + self.expiry.to_bytes(5, "big")
-            + self.amount.to_bytes(32, "big")
-            + self.hashlock
+            bytes([self.direction]) + self.expiry.to_bytes(5, "big") + self.amount.to_bytes(32, "big") + self.hashlock
         )
 
     def to_json(self) -> dict[str, object]:

@@ -15,7 +15,7 @@ from paychan.exceptions import (
     ChannelFinalized,
     InvalidAmount,
     InvalidSignature,
-    LocksNotSupported,
+    LocksMismatch,
     MalformedMessage,
     MalleableSignature,
     NegativeBalance,
@@ -256,12 +256,12 @@ def test_a_proposal_that_lowers_the_receivers_balance_is_refused(channels):
     assert (error.current, error.proposed) == (600, 500)
 
 
-def test_a_proposal_with_a_locks_root_is_refused_with_the_contracts_error(channels):
+def test_a_payment_that_changes_the_locks_root_is_refused_with_the_contracts_error(channels):
     _, b = channels
     root = b"\x07" * 32
     proposal = _proposal_from_a(b, 2, 800, 700, locks_root=root)
-    error = _assert_refused(b, lambda: b.receive_proposal(proposal), LocksNotSupported(root))
-    assert error == LocksNotSupported(root)
+    error = _assert_refused(b, lambda: b.receive_proposal(proposal), LocksMismatch(b"\x00" * 32, root))
+    assert error == LocksMismatch(b"\x00" * 32, root)
 
 
 def test_a_proposal_signed_by_an_outsider_is_refused(channels):
@@ -457,6 +457,6 @@ def test_every_refusal_is_a_state_rejection():
         InvalidSignature,
         BalancesNotConserved,
         MalleableSignature,
-        LocksNotSupported,
+        LocksMismatch,
     ):
         assert issubclass(cls, StateRejected)
