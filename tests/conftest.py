@@ -221,7 +221,8 @@ def token(
 
 
 def held_by_contract(contract: PaychanContract) -> dict[str, int]:
-    """What the contract should hold per asset: open deposits, closing records and owed payouts."""
+    """What the contract should hold per asset: open deposits (what withdrawals left), closing records
+    (payouts before locks plus locked totals) and owed payouts."""
     held: dict[str, int] = {}
     events = contract.contract.events
     for log in events.ChannelOpened().get_logs(from_block=0):
@@ -231,8 +232,9 @@ def held_by_contract(contract: PaychanContract) -> dict[str, int]:
         if onchain.status == STATUS_OPEN:
             amount = onchain.total_deposit
         elif onchain.status == STATUS_CLOSING:
+            # the record's payouts before locks plus its locked totals: the channel's deposits
             recorded = contract.recorded_state(cid)
-            amount = recorded.balance_a + recorded.balance_b
+            amount = recorded.balance_a + recorded.balance_b + recorded.locked_a + recorded.locked_b
         else:
             amount = 0
         held[args["asset"]] = held.get(args["asset"], 0) + amount
@@ -314,8 +316,10 @@ def signed_state(contract: PaychanContract, alice: LocalAccount, bob: LocalAccou
     """Factory: any state of a channel, signed by the given keys (alice's and bob's by default).
 
     ``deposits`` (A, B) are the deposits the state splits; by default the channel's on-chain deposits as
-    they stand (from its slot while open, from its ``Deposited`` events once closing), or, for a channel
-    that was never opened, the balances themselves.
+    they stand (from its slot while open, from its ``Deposited``/``Withdrawn`` events once closing), or, for
+    a channel that was never opened, the balances (plus locked totals) themselves. ``withdrawals`` is the
+    counter the state is signed under: by default the channel's (its slot while open, its ``ChannelClosed``
+    event once closing, else 0). ``locked_a``/``locked_b`` are the locked totals.
     """
 
     def _signed(
@@ -328,17 +332,27 @@ def signed_state(contract: PaychanContract, alice: LocalAccount, bob: LocalAccou
         key_b: bytes | None = None,
         locks_root: bytes = b"\x00" * 32,
         deposits: tuple[int, int] | None = None,
+        locked_a: int = 0,
+        locked_b: int = 0,
+        withdrawals: int | None = None,
     ) -> SignedState:
         cid = contract.channel_id(params)
+        onchain = contract.get_channel(cid)
         if deposits is None:
-            onchain = contract.get_channel(cid)
             if onchain.status == STATUS_OPEN:
                 deposits = (onchain.deposit_a, onchain.deposit_b)
             else:
                 try:
                     deposits = contract.deposits_from_events(cid)
                 except UnknownChannel:
-                    deposits = (balance_a, balance_b)
+                    deposits = (balance_a + locked_a, balance_b + locked_b)
+        if withdrawals is None:
+            if onchain.status == STATUS_OPEN:
+                withdrawals = onchain.withdrawals
+            elif onchain.status == STATUS_CLOSING:
+                withdrawals = contract.recorded_state(cid).withdrawals
+            else:
+                withdrawals = 0
         state = ChannelState(
             cid,
             Nonce(nonce),
@@ -348,6 +362,9 @@ def signed_state(contract: PaychanContract, alice: LocalAccount, bob: LocalAccou
             is_final,
             deposit_a=Wei(deposits[0]),
             deposit_b=Wei(deposits[1]),
+            locked_a=Wei(locked_a),
+            locked_b=Wei(locked_b),
+            withdrawals=withdrawals,
         )
         return SignedState(
             state,

@@ -23,9 +23,9 @@ from paychan.exceptions import (
     ChannelNotClosing,
     ChannelNotOpen,
     DepositTooLarge,
+    FinalStateHasLocks,
     InvalidCounterparty,
     InvalidSignature,
-    LocksNotSupported,
     MalleableSignature,
     NothingToClaim,
     NotParticipant,
@@ -43,7 +43,7 @@ from paychan.state import EMPTY_SIGNATURE, ETH, ChannelState, Nonce, Signature, 
 
 from .conftest import ETHER, PERIOD, assert_conservation, deploy_test_contract, send_fn
 
-MAX_DEPOSIT = 2**120 - 1
+MAX_DEPOSIT = 2**116 - 1
 HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -244,13 +244,24 @@ def test_balances_that_do_not_sum_to_deposits_revert_balances_not_conserved(
     assert e.value == BalancesNotConserved(balance_a, balance_b, 5 * ETHER)
 
 
-def test_state_with_a_locks_root_reverts_locks_not_supported(contract, open_channel, signed_state, alice):
+def test_a_state_with_locks_closes_unless_it_is_final_which_reverts_final_state_has_locks(
+    contract, open_channel, signed_state, alice
+):
     pair = open_channel(5 * ETHER)
     root = b"\x11" * 32
-    locked = signed_state(pair.params, 1, 4 * ETHER, ETHER, locks_root=root)
-    with pytest.raises(LocksNotSupported) as e:
-        contract.close(alice, pair.params, locked)
-    assert e.value == LocksNotSupported(root)
+    final = signed_state(pair.params, 1, 3 * ETHER, ETHER, True, locks_root=root, locked_a=ETHER)
+    with pytest.raises(FinalStateHasLocks) as e:
+        contract.close(alice, pair.params, final)
+    assert e.value == FinalStateHasLocks(ETHER, 0, root)
+    contract.close(alice, pair.params, signed_state(pair.params, 1, 3 * ETHER, ETHER, locks_root=root, locked_a=ETHER))
+    recorded = contract.recorded_state(contract.channel_id(pair.params))
+    assert (recorded.balance_a, recorded.balance_b, recorded.locked_a, recorded.locked_b, recorded.locks_root) == (
+        3 * ETHER,
+        ETHER,
+        ETHER,
+        0,
+        root,
+    )
 
 
 def test_nonce_reuse_with_different_balances_is_stale_on_chain_and_refused_off_chain(
@@ -306,7 +317,8 @@ def test_settling_with_forged_recorded_balances_reverts_recorded_balances_mismat
     contract.close(alice, pair.params)
     chain.time_travel(PERIOD + 1)
     salt = contract.recorded_state(contract.channel_id(pair.params)).salt
-    fn = contract.contract.functions.settle(pair.params.as_tuple(), (0, 5 * ETHER, 5 * ETHER, 0, salt))
+    forged = (0, 5 * ETHER, 0, 0, bytes(32), 5 * ETHER, 0, 0, 0, salt)  # B paid what A deposited
+    fn = contract.contract.functions.settle(pair.params.as_tuple(), forged, b"")
     with pytest.raises(RecordedBalancesMismatch) as e:
         contract._transact(carol, fn)
     assert e.value == RecordedBalancesMismatch(0, 5 * ETHER)
@@ -320,7 +332,7 @@ def test_a_record_whose_salt_word_has_dirty_high_bits_reverts_recorded_balances_
     contract.close(alice, pair.params)
     chain.time_travel(PERIOD + 1)
     recorded = contract.recorded_state(contract.channel_id(pair.params))
-    settle = contract.contract.functions.settle(pair.params.as_tuple(), recorded.as_record())
+    settle = contract.contract.functions.settle(pair.params.as_tuple(), recorded.as_record(), b"")
     clean = bytes.fromhex(settle._encode_transaction_data().removeprefix("0x"))
     word = RECORD_SALT_WORD
     dirty = clean[: word.start] + (recorded.salt | 1 << 64).to_bytes(32, "big") + clean[word.stop :]
@@ -584,7 +596,7 @@ def test_reentrancy_from_a_recipient_into_settle_during_payout_reverts_reentranc
 ):
     receiver, params = receiver_channel
     settle_again = encode(
-        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record()
+        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record(), b""
     )
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, False))
     before = chain.balance(alice.address)
@@ -615,7 +627,7 @@ def test_reentrancy_from_a_rejecting_recipient_defers_its_payout_and_still_pays_
 ):
     receiver, params = receiver_channel
     settle_again = encode(
-        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record()
+        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record(), b""
     )
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, True))
     before = chain.balance(alice.address)
@@ -632,7 +644,7 @@ def test_reentrancy_from_a_recipient_into_claim_during_claim_reverts_reentrancy_
 ):
     receiver, params = receiver_channel
     settle_again = encode(
-        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record()
+        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record(), b""
     )
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, True))
     contract.settle(carol, params, gas=GAS)
@@ -687,7 +699,7 @@ def test_reentrancy_from_a_token_transfer_hook_during_payout_reverts_reentrancy_
     contract.close(alice, params)
     chain.time_travel(PERIOD + 1)
     settle_again = encode(
-        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record()
+        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record(), b""
     )
     send_fn(chain, carol, token.functions.setAttack(contract.address, settle_again, False))
     before = token_balance(token, alice.address), token_balance(token, bob.address)

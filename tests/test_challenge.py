@@ -12,7 +12,7 @@ from paychan.exceptions import (
     ChallengePeriodOver,
     ChannelNotClosing,
     InvalidSignature,
-    LocksNotSupported,
+    FinalStateHasLocks,
     RecordedBalancesMismatch,
     StaleState,
 )
@@ -35,7 +35,9 @@ def test_a_newer_state_replaces_the_recorded_one_and_keeps_the_deadline(chain, c
     deadline = contract.get_channel(cid).deadline
     receipt = contract.challenge(bob, pair.params, states[1])
     salt = record_salt(contract, receipt)
-    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER, salt)
+    assert contract.recorded_state(cid) == RecordedState(
+        2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER, salt, closer_nonce=1
+    )
     onchain = contract.get_channel(cid)
     assert (onchain.status, onchain.nonce, onchain.deadline) == (STATUS_CLOSING, 2, deadline)
     (accepted,) = tx_events(contract, receipt, "ChallengeAccepted")
@@ -45,6 +47,9 @@ def test_a_newer_state_replaces_the_recorded_one_and_keeps_the_deadline(chain, c
         "nonce": 2,
         "balanceA": 3 * ETHER,
         "balanceB": 3 * ETHER,
+        "lockedA": 0,
+        "lockedB": 0,
+        "locksRoot": bytes(32),
         "salt": salt,
     }
 
@@ -119,15 +124,17 @@ def test_any_signed_state_beats_a_close_without_state(contract, open_channel, bo
     assert contract.recorded_state(contract.channel_id(pair.params)).nonce == 1
 
 
-def test_a_final_state_ends_the_dispute_and_pays_out_at_once(chain, contract, disputed, alice, bob, watchtower):
+def test_a_final_state_from_the_participant_who_did_not_close_ends_the_dispute_and_pays_out_at_once(
+    chain, contract, disputed, alice, bob
+):
     pair, states = disputed
     final = pair.finalize()
     cid = contract.channel_id(pair.params)
     before_a, before_b = chain.balance(alice.address), chain.balance(bob.address)
-    receipt = contract.challenge(watchtower, pair.params, final)
+    receipt = contract.challenge(bob, pair.params, final)
     assert contract.get_channel(cid).status == STATUS_NONE
     assert chain.balance(alice.address) == before_a + 3 * ETHER + ETHER // 2
-    assert chain.balance(bob.address) == before_b + 2 * ETHER + ETHER // 2
+    assert chain.balance(bob.address) == before_b + 2 * ETHER + ETHER // 2 - tx_fee(receipt)
     (accepted,) = tx_events(contract, receipt, "ChallengeAccepted")
     assert (accepted["nonce"], accepted["balanceA"], accepted["balanceB"]) == (
         4,
@@ -142,6 +149,41 @@ def test_a_final_state_ends_the_dispute_and_pays_out_at_once(chain, contract, di
         "payoutB": 2 * ETHER + ETHER // 2,
         "cooperative": True,
     }
+
+
+@pytest.mark.parametrize("sender", ["watchtower", "alice"])
+def test_a_final_state_from_a_third_party_or_the_closer_is_only_recorded_and_settle_pays_it(
+    chain, contract, disputed, request, alice, bob, carol, sender
+):
+    """A challenge by the closer (alice) or a third party does not pay out: the record keeps the closer's
+    nonce, so a proof that the closer cheated could still follow; settling pays the final state."""
+    pair, _ = disputed
+    final = pair.finalize()
+    cid = contract.channel_id(pair.params)
+    deadline = contract.get_channel(cid).deadline
+    receipt = contract.challenge(request.getfixturevalue(sender), pair.params, final)
+    assert tx_events(contract, receipt, "ChannelSettled") == []
+    onchain = contract.get_channel(cid)
+    assert (onchain.status, onchain.nonce, onchain.closed_by, onchain.deadline) == (STATUS_CLOSING, 4, "A", deadline)
+    recorded = contract.recorded_state(cid)
+    assert (recorded.nonce, recorded.closer_nonce, recorded.balance_a, recorded.balance_b) == (
+        4,
+        1,
+        3 * ETHER + ETHER // 2,
+        2 * ETHER + ETHER // 2,
+    )
+    next_block_at(chain, deadline + 1)
+    before_a, before_b = chain.balance(alice.address), chain.balance(bob.address)
+    receipt = contract.settle(carol, pair.params)
+    (settled,) = tx_events(contract, receipt, "ChannelSettled")
+    assert (settled["nonce"], settled["payoutA"], settled["payoutB"], settled["cooperative"]) == (
+        4,
+        3 * ETHER + ETHER // 2,
+        2 * ETHER + ETHER // 2,
+        False,
+    )
+    assert chain.balance(alice.address) == before_a + 3 * ETHER + ETHER // 2
+    assert chain.balance(bob.address) == before_b + 2 * ETHER + ETHER // 2
 
 
 def test_front_running_a_cooperative_close_with_a_stale_close_gains_nothing(chain, contract, open_channel, alice, bob):
@@ -233,12 +275,23 @@ def test_a_challenge_with_unconserved_balances_is_rejected(contract, disputed, s
     assert e.value == BalancesNotConserved(6 * ETHER, 1, 6 * ETHER)
 
 
-def test_a_challenge_with_a_locks_root_is_rejected(contract, disputed, signed_state, bob):
+def test_a_challenge_with_locks_is_recorded_unless_it_is_final_which_is_rejected(contract, disputed, signed_state, bob):
     pair, _ = disputed
+    cid = contract.channel_id(pair.params)
     root = bytes(31) + b"\x01"
-    with pytest.raises(LocksNotSupported) as e:
-        contract.challenge(bob, pair.params, signed_state(pair.params, 9, 6 * ETHER, 0, locks_root=root))
-    assert e.value == LocksNotSupported(root)
+    final = signed_state(pair.params, 9, 4 * ETHER, ETHER, True, locks_root=root, locked_b=ETHER)
+    with pytest.raises(FinalStateHasLocks) as e:
+        contract.challenge(bob, pair.params, final)
+    assert e.value == FinalStateHasLocks(0, ETHER, root)
+    contract.challenge(bob, pair.params, signed_state(pair.params, 9, 4 * ETHER, ETHER, locks_root=root, locked_b=ETHER))
+    recorded = contract.recorded_state(cid)
+    assert (recorded.nonce, recorded.balance_a, recorded.balance_b, recorded.locked_b, recorded.locks_root) == (
+        9,
+        4 * ETHER,
+        ETHER,
+        ETHER,
+        root,
+    )
 
 
 def test_a_challenge_signed_by_one_participant_only_is_rejected(contract, disputed, signed_state, alice, bob):

@@ -9,7 +9,7 @@ from paychan.exceptions import (
     BalancesNotConserved,
     ChannelNotOpen,
     InvalidSignature,
-    LocksNotSupported,
+    FinalStateHasLocks,
     StateNotFinal,
 )
 from paychan.signing import recover_signer
@@ -121,9 +121,16 @@ def test_a_balance_above_the_total_cannot_wrap_around_to_conserve(contract, open
 def test_a_final_state_with_a_locks_root_is_rejected(contract, open_channel, signed_state, alice):
     pair = open_channel(ETHER)
     root = b"\x11" * 32
-    with pytest.raises(LocksNotSupported) as e:
+    with pytest.raises(FinalStateHasLocks) as e:
         contract.cooperative_close(alice, pair.params, signed_state(pair.params, 1, ETHER, 0, True, locks_root=root))
-    assert e.value == LocksNotSupported(root)
+    assert e.value == FinalStateHasLocks(0, 0, root)
+
+
+def test_a_final_state_with_locked_amounts_is_rejected(contract, open_channel, signed_state, alice):
+    pair = open_channel(ETHER)
+    with pytest.raises(FinalStateHasLocks) as e:
+        contract.cooperative_close(alice, pair.params, signed_state(pair.params, 1, ETHER - 5, 0, True, locked_a=5))
+    assert e.value == FinalStateHasLocks(5, 0, bytes(32))
 
 
 def test_a_final_state_signed_by_someone_other_than_a_is_rejected(contract, open_channel, signed_state, alice, carol):

@@ -16,7 +16,7 @@ from paychan.state import ETH
 
 from .conftest import ETHER, PERIOD, next_block_at, send_fn, tx_events
 
-MAX_DEPOSIT = 2**120 - 1
+MAX_DEPOSIT = 2**116 - 1
 
 
 def _balance(token, address):

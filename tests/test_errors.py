@@ -22,6 +22,7 @@ SAMPLES = {
     "bytes32": lambda i: bytes([i + 1]) * 32,
     "uint256": lambda i: 2**200 + i,
     "uint48": lambda i: 2**47 + i,
+    "uint16": lambda i: 2**15 + i,
 }
 
 
@@ -48,7 +49,16 @@ def test_the_abi_declares_the_errors_the_contract_documents():
         "MalleableSignature",
         "InvalidSignature",
         "BalancesNotConserved",
-        "LocksNotSupported",
+        "UnknownDeposit",
+        "FinalStateHasLocks",
+        "WithdrawalCountMismatch",
+        "LocksMismatch",
+        "ChannelPenalized",
+        "NotRevoked",
+        "StaleWithdrawal",
+        "WithdrawalExpired",
+        "WithdrawalTooLarge",
+        "WithdrawalLimitReached",
         "StateNotFinal",
         "StaleState",
         "RecordedBalancesMismatch",
@@ -115,7 +125,18 @@ def test_an_exception_missing_a_field_cannot_be_built():
 
 
 def test_errors_the_channel_also_checks_off_chain_are_state_rejections():
-    for name in ("InvalidSignature", "MalleableSignature", "BalancesNotConserved", "LocksNotSupported"):
+    for name in (
+        "InvalidSignature",
+        "MalleableSignature",
+        "BalancesNotConserved",
+        "UnknownDeposit",
+        "FinalStateHasLocks",
+        "WithdrawalCountMismatch",
+        "LocksMismatch",
+        "StaleWithdrawal",
+        "WithdrawalExpired",
+        "WithdrawalTooLarge",
+    ):
         cls = getattr(exceptions, name)
         assert issubclass(cls, StateRejected) and issubclass(cls, ContractCustomError)
 

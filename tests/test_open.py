@@ -175,7 +175,7 @@ def test_the_contract_constants_are_the_documented_ones(contract):
     functions = contract.contract.functions
     assert functions.MIN_CHALLENGE_PERIOD().call() == MIN_PERIOD
     assert functions.MAX_CHALLENGE_PERIOD().call() == MAX_PERIOD
-    assert functions.MAX_DEPOSIT().call() == 2**120 - 1
+    assert functions.MAX_DEPOSIT().call() == 2**116 - 1
     assert functions.PAYOUT_GAS().call() == 100_000
 
 

@@ -13,16 +13,35 @@ from hypothesis import strategies as st
 from paychan.exceptions import InvalidSignature, MalleableSignature
 from paychan.signing import (
     HALF_N,
+    REVOCATION_TYPEHASH,
     STATE_TYPEHASH,
+    WITHDRAWAL_TYPEHASH,
     ZERO_ADDRESS,
     Domain,
+    check_message_signer,
     check_signer,
+    message_digest,
     recover_signer,
+    revocation_digest,
+    sign_message,
     sign_state,
     state_digest,
     typed_data,
+    withdrawal_digest,
 )
-from paychan.state import ChannelParams, ChannelState, Signature, SignedState, channel_id
+from paychan.state import (
+    ChannelParams,
+    ChannelState,
+    Lock,
+    Revocation,
+    Signature,
+    SignedState,
+    Withdrawal,
+    channel_id,
+    hashlock,
+    locked_totals,
+    locks_root,
+)
 
 from .conftest import ETHER
 
@@ -50,6 +69,19 @@ states = st.builds(
     st.booleans(),
     deposit_a=st.integers(0, 2**256 - 1),
     deposit_b=st.integers(0, 2**256 - 1),
+    locked_a=st.integers(0, 2**256 - 1),
+    locked_b=st.integers(0, 2**256 - 1),
+    withdrawals=st.integers(0, 2**16 - 1),
+)
+withdrawals = st.builds(
+    Withdrawal,
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**256 - 1),
+    st.integers(0, 2**256 - 1),
+    st.integers(0, 2**256 - 1),
+    st.integers(0, 2**256 - 1),
+    st.integers(0, 2**16 - 1),
+    st.integers(0, 2**40 - 1),
 )
 CHAIN_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -79,8 +111,87 @@ def test_the_python_digest_equals_the_contracts_state_digest(chain, contract, pa
         state.is_final,
         deposit_a=state.deposit_a,
         deposit_b=state.deposit_b,
+        locked_a=state.locked_a,
+        locked_b=state.locked_b,
+        withdrawals=state.withdrawals,
     )
     assert state_digest(contract.domain, state) == contract.onchain_digest(params, state)
+
+
+def test_the_digest_of_a_state_with_locks_and_a_withdrawal_count_equals_the_contracts(contract, open_channel):
+    pair = open_channel(3 * ETHER, ETHER)
+    locks = [Lock("A", ETHER, 1_900_000_000, hashlock(b"\x01" * 32)), Lock("B", 5, 2**40 - 1, hashlock(b"\x02" * 32))]
+    locked_a, locked_b = locked_totals(locks)
+    state = ChannelState(
+        contract.channel_id(pair.params),
+        9,
+        2 * ETHER,
+        ETHER - 5,
+        locks_root(locks),
+        deposit_a=3 * ETHER,
+        deposit_b=ETHER,
+        locked_a=locked_a,
+        locked_b=locked_b,
+        withdrawals=3,
+    )
+    assert state_digest(contract.domain, state) == contract.onchain_digest(pair.params, state)
+    assert message_digest(contract.domain, state) == state_digest(contract.domain, state)
+
+
+@CHAIN_SETTINGS
+@given(params=params_strategy, below_nonce=st.integers(0, 2**48 - 1))
+def test_the_python_revocation_digest_equals_the_contracts(chain, contract, params, below_nonce):
+    revocation = Revocation(channel_id(params, chain.chain_id, contract.address), below_nonce)
+    digest = revocation_digest(contract.domain, revocation)
+    assert digest == contract.onchain_revocation_digest(params, below_nonce)
+    assert message_digest(contract.domain, revocation) == digest
+
+
+@CHAIN_SETTINGS
+@given(params=params_strategy, withdrawal=withdrawals)
+def test_the_python_withdrawal_digest_equals_the_contracts(chain, contract, params, withdrawal):
+    withdrawal = replace(withdrawal, channel_id=channel_id(params, chain.chain_id, contract.address))
+    digest = withdrawal_digest(contract.domain, withdrawal)
+    assert digest == contract.onchain_withdrawal_digest(params, withdrawal)
+    assert message_digest(contract.domain, withdrawal) == digest
+
+
+def test_the_revocation_and_withdrawal_typehashes_match_the_contract(chain, contract):
+    assert bytes(contract.contract.functions.REVOCATION_TYPEHASH().call()) == REVOCATION_TYPEHASH
+    assert bytes(contract.contract.functions.WITHDRAWAL_TYPEHASH().call()) == WITHDRAWAL_TYPEHASH
+
+
+def test_every_field_of_a_revocation_and_a_withdrawal_changes_the_digest():
+    revocation = Revocation(b"\x01" * 32, 5)
+    revocations = [revocation, Revocation(b"\x02" * 32, 5), Revocation(b"\x01" * 32, 6)]
+    assert len({revocation_digest(DOMAIN, r) for r in revocations}) == len(revocations)
+    base = Withdrawal(b"\x01" * 32, 1, 2, 3, 4, 5, 6)
+    variants = [
+        base,
+        replace(base, channel_id=b"\x02" * 32),
+        replace(base, amount_a=2, amount_b=1),
+        replace(base, deposit_a=4, deposit_b=3),
+        replace(base, withdrawals=6),
+        replace(base, expiry=7),
+    ]
+    assert len({withdrawal_digest(DOMAIN, w) for w in variants}) == len(variants)
+    # the three types never share a digest, even over the same words
+    state = ChannelState(b"\x01" * 32, 5, 0, 0, deposit_a=0, deposit_b=0)
+    assert len({message_digest(DOMAIN, m) for m in (state, revocation, base)}) == 3
+
+
+@settings(max_examples=15, deadline=None)
+@given(below_nonce=st.integers(0, 2**48 - 1), withdrawal=withdrawals)
+def test_eth_account_signs_revocations_and_withdrawals_to_the_signatures_of_sign_message(below_nonce, withdrawal):
+    account = Account.from_key(KEY_B)
+    for message in (Revocation(b"\x07" * 32, below_nonce), withdrawal):
+        signed = Account.sign_typed_data(KEY_B, full_message=typed_data(DOMAIN, message))
+        ours = sign_message(DOMAIN, message, KEY_B)
+        assert Signature.from_vrs(signed.v, signed.r, signed.s) == ours
+        assert bytes(signed.message_hash) == message_digest(DOMAIN, message)
+        check_message_signer(DOMAIN, message, ours, account.address)
+        with pytest.raises(InvalidSignature):
+            check_message_signer(DOMAIN, message, ours, Account.from_key(KEY_A).address)
 
 
 def test_the_digest_of_a_real_channels_state_equals_the_contracts(contract, open_channel):
@@ -107,6 +218,9 @@ def test_every_field_of_the_state_changes_the_digest():
         ChannelState(b"\x01" * 32, 5, 10, 20, b"\x01" * 32, False, deposit_a=10, deposit_b=20),
         ChannelState(b"\x01" * 32, 5, 10, 20, b"\x00" * 32, True, deposit_a=10, deposit_b=20),
         ChannelState(b"\x01" * 32, 5, 20, 10, b"\x00" * 32, False, deposit_a=10, deposit_b=20),
+        replace(base, locked_a=1),
+        replace(base, locked_b=1),
+        replace(base, withdrawals=1),
     ]
     digests = {state_digest(DOMAIN, s) for s in [base, *variants]}
     assert len(digests) == 1 + len(variants)

@@ -11,7 +11,7 @@ from paychan.exceptions import (
     BalancesNotConserved,
     ChannelNotOpen,
     InvalidSignature,
-    LocksNotSupported,
+    FinalStateHasLocks,
     NotParticipant,
     StaleState,
 )
@@ -20,8 +20,13 @@ from paychan.state import ChannelParams
 from .conftest import ETHER, PERIOD, block_time, record_salt, tx_events
 
 
-def _fingerprint(balance_a, balance_b, deposit_a, deposit_b, salt):
-    return keccak(encode(["uint256"] * 5, [balance_a, balance_b, deposit_a, deposit_b, salt]))[-20:]
+def _fingerprint(
+    balance_a, balance_b, deposit_a, deposit_b, salt, *, locked=(0, 0), root=bytes(32), withdrawals=0, closer_nonce=0
+):
+    """The low 160 bits of keccak256(abi.encode(Record)), as the contract's slot keeps them."""
+    types = ["uint256"] * 4 + ["bytes32", "uint256", "uint256", "uint16", "uint48", "uint64"]
+    values = [balance_a, balance_b, *locked, root, deposit_a, deposit_b, withdrawals, closer_nonce, salt]
+    return keccak(encode(types, values))[-20:]
 
 
 def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_channel, alice):
@@ -35,8 +40,10 @@ def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_chan
     assert (onchain.status, onchain.nonce, onchain.deadline) == (STATUS_CLOSING, 2, deadline)
     assert (onchain.deposit_a, onchain.deposit_b) == (0, 0)
     salt = record_salt(contract, receipt)
-    assert onchain.fingerprint == _fingerprint(3 * ETHER, 3 * ETHER, 5 * ETHER, ETHER, salt)
-    assert contract.recorded_state(cid) == RecordedState(2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER, salt)
+    assert onchain.fingerprint == _fingerprint(3 * ETHER, 3 * ETHER, 5 * ETHER, ETHER, salt, closer_nonce=2)
+    assert contract.recorded_state(cid) == RecordedState(
+        2, 3 * ETHER, 3 * ETHER, deadline, 5 * ETHER, ETHER, salt, closer_nonce=2
+    )
     (closed,) = tx_events(contract, receipt, "ChannelClosed")
     assert dict(closed) == {
         "channelId": cid,
@@ -44,6 +51,10 @@ def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_chan
         "nonce": 2,
         "balanceA": 3 * ETHER,
         "balanceB": 3 * ETHER,
+        "lockedA": 0,
+        "lockedB": 0,
+        "locksRoot": bytes(32),
+        "withdrawals": 0,
         "deadline": deadline,
         "salt": salt,
     }
@@ -85,6 +96,7 @@ def test_a_close_without_state_records_the_deposits_as_nonce_zero(chain, contrac
     deadline = block_time(chain, receipt) + PERIOD
     salt = record_salt(contract, receipt)
     assert contract.recorded_state(cid) == RecordedState(0, 4 * ETHER, ETHER, deadline, 4 * ETHER, ETHER, salt)
+    assert contract.recorded_state(cid).closer_nonce == 0
     onchain = contract.get_channel(cid)
     fingerprint = _fingerprint(4 * ETHER, ETHER, 4 * ETHER, ETHER, salt)
     assert (onchain.status, onchain.nonce, onchain.fingerprint) == (STATUS_CLOSING, 0, fingerprint)
@@ -95,6 +107,10 @@ def test_a_close_without_state_records_the_deposits_as_nonce_zero(chain, contrac
         "nonce": 0,
         "balanceA": 4 * ETHER,
         "balanceB": ETHER,
+        "lockedA": 0,
+        "lockedB": 0,
+        "locksRoot": bytes(32),
+        "withdrawals": 0,
         "deadline": deadline,
         "salt": salt,
     }
@@ -136,12 +152,26 @@ def test_a_close_with_unconserved_balances_is_rejected(contract, open_channel, s
     assert e.value == BalancesNotConserved(ETHER, 2 * ETHER, 2 * ETHER)
 
 
-def test_a_close_with_a_locks_root_is_rejected(contract, open_channel, signed_state, alice):
+def test_a_close_with_locks_is_recorded_unless_the_state_is_final(contract, open_channel, signed_state, alice):
     pair = open_channel(2 * ETHER)
     root = b"\x01" + bytes(31)
-    with pytest.raises(LocksNotSupported) as e:
-        contract.close(alice, pair.params, signed_state(pair.params, 1, ETHER, ETHER, locks_root=root))
-    assert e.value == LocksNotSupported(root)
+    with pytest.raises(FinalStateHasLocks) as e:
+        contract.close(alice, pair.params, signed_state(pair.params, 1, ETHER, 0, True, locks_root=root, locked_a=ETHER))
+    assert e.value == FinalStateHasLocks(ETHER, 0, root)
+    receipt = contract.close(alice, pair.params, signed_state(pair.params, 1, ETHER, 0, locks_root=root, locked_a=ETHER))
+    cid = contract.channel_id(pair.params)
+    fingerprint = _fingerprint(
+        ETHER, 0, 2 * ETHER, 0, record_salt(contract, receipt), locked=(ETHER, 0), root=root, closer_nonce=1
+    )
+    assert contract.get_channel(cid).fingerprint == fingerprint
+    recorded = contract.recorded_state(cid)
+    assert (recorded.balance_a, recorded.balance_b, recorded.locked_a, recorded.locked_b, recorded.locks_root) == (
+        ETHER,
+        0,
+        ETHER,
+        0,
+        root,
+    )
 
 
 def test_a_close_with_a_state_the_counterparty_never_signed_is_rejected(contract, open_channel, alice, bob):
