@@ -2,8 +2,13 @@
 
 ``LedgerRecorder`` sends the lifecycle's transactions and writes down, for each, who sent it, the gas it
 used and its fee split into the base fee (burned) and the priority tip (paid to the block producer), all
-read from the receipt and its block. Deposits and payouts come from the contract's events, wallet balances
-from the chain. ``Ledger.to_text()`` prints it for people, ``Ledger.to_json()`` for machines.
+read from the receipt and its block. Deposits, withdrawals while open, penalties, revealed secrets and
+payouts come from the contract's events; the locks a settle resolved from its calldata, each checked
+against the secret registry at the settle's block; wallet balances from the chain. ``Ledger.to_text()``
+prints it for people, ``Ledger.to_json()`` for machines.
+
+Conservation, to the wei: what was deposited equals what was paid out, plus what was withdrawn while the
+channel was open, plus what the channel's slot still holds on chain (``Ledger.conserved``).
 """
 
 from __future__ import annotations
@@ -19,8 +24,19 @@ from web3.types import TxReceipt
 
 from paychan.chain import Chain
 from paychan.contract import PaychanContract
-from paychan.signing import Domain, recover_signer
-from paychan.state import ETH, ChannelParams, SignedState
+from paychan.signing import Domain, message_digest, recover_digest_signer, recover_signer
+from paychan.state import (
+    DIRECTION_A_PAYS_B,
+    DIRECTION_B_PAYS_A,
+    ETH,
+    LOCK_SIZE,
+    ChannelParams,
+    Lock,
+    Revocation,
+    Signature,
+    SignedState,
+    Withdrawal,
+)
 
 WEI_PER_ETH = 10**18
 
@@ -30,6 +46,10 @@ def format_eth(wei: int) -> str:
     value = Decimal(wei) / WEI_PER_ETH
     text = format(value.normalize(), "f") if value else "0"
     return f"{text} ETH"
+
+
+def short_hex(data: bytes) -> str:
+    return "0x" + data.hex()[:8] + "…"
 
 
 @dataclass(frozen=True)
@@ -52,7 +72,9 @@ class TxRecord:
 
 @dataclass(frozen=True)
 class StateRecord:
-    """One doubly-signed off-chain state: its balances and who signed it (recovered from the signatures)."""
+    """One doubly-signed off-chain state: its balances, what each side has locked in pending conditional
+    payments (``locks``), the withdrawal counter it was signed under, and who signed it (recovered from the
+    signatures)."""
 
     nonce: int
     balance_a: int
@@ -60,26 +82,47 @@ class StateRecord:
     is_final: bool
     signed_by: tuple[str, ...]
     note: str
+    locked_a: int = 0
+    locked_b: int = 0
+    withdrawals: int = 0
+    deposit_a: int = 0
+    deposit_b: int = 0
+    locks: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """Another signed off-chain message: a ``Revocation`` or a ``Withdrawal``, with its signers recovered."""
+
+    kind: str
+    signed_by: tuple[str, ...]
+    summary: str
+    message: dict[str, object]
+    signatures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class TimelinePoint:
-    """Each participant's channel balance after one step (for plots)."""
+    """Each participant's channel balance (and locked amount) after one step (for plots)."""
 
     step: str
     balance_a: int
     balance_b: int
     onchain: bool
+    locked_a: int = 0
+    locked_b: int = 0
 
 
 @dataclass
 class PartyRecord:
-    """What one participant put in, got back, and paid in fees; wallet balances read from the chain."""
+    """What one participant put in, took out while open, got back, and paid in fees; wallet balances read
+    from the chain."""
 
     name: str
     role: str
     address: str
     deposited: int = 0
+    withdrawn: int = 0
     paid_out: int = 0
     fees: int = 0
     fees_burned: int = 0
@@ -89,8 +132,8 @@ class PartyRecord:
 
     @property
     def channel_result(self) -> int:
-        """Payout minus deposit: what the channel moved to (+) or from (-) this party."""
-        return self.paid_out - self.deposited
+        """Payout plus withdrawals minus deposit: what the channel moved to (+) or from (-) this party."""
+        return self.paid_out + self.withdrawn - self.deposited
 
     @property
     def wallet_change(self) -> int:
@@ -111,10 +154,17 @@ class Ledger:
     parties: dict[str, PartyRecord] = field(default_factory=dict)
     deposits: list[dict[str, Any]] = field(default_factory=list)
     states: list[StateRecord] = field(default_factory=list)
+    messages: list[MessageRecord] = field(default_factory=list)
     transactions: list[TxRecord] = field(default_factory=list)
+    withdrawals: list[dict[str, Any]] = field(default_factory=list)
+    secrets: list[dict[str, Any]] = field(default_factory=list)
+    penalties: list[dict[str, Any]] = field(default_factory=list)
+    settled_locks: list[dict[str, Any]] = field(default_factory=list)
+    lock_check: dict[str, Any] | None = None
     payouts: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[TimelinePoint] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    channel_holds: int = 0
 
     # --- derived ----------------------------------------------------------------------------------
 
@@ -129,6 +179,23 @@ class Ledger:
 
     def total_tips(self) -> int:
         return sum(tx.priority_tip for tx in self.transactions)
+
+    def total_deposited(self) -> int:
+        return sum(p.deposited for p in self.parties.values())
+
+    def total_paid_out(self) -> int:
+        return sum(p.paid_out for p in self.parties.values())
+
+    def total_withdrawn(self) -> int:
+        return sum(p.withdrawn for p in self.parties.values())
+
+    @property
+    def conserved(self) -> bool:
+        """Deposits = payouts + withdrawals while open + what the channel's slot holds, to the wei."""
+        return self.total_deposited() == self.total_paid_out() + self.total_withdrawn() + self.channel_holds
+
+    def party_by_role(self, role: str) -> PartyRecord:
+        return next(p for p in self.parties.values() if p.role == role)
 
     def to_json(self) -> dict[str, Any]:
         parties = {}
@@ -149,11 +216,24 @@ class Ledger:
             "parties": parties,
             "deposits": self.deposits,
             "states": [asdict(s) for s in self.states],
+            "messages": [asdict(m) for m in self.messages],
             "transactions": [asdict(t) for t in self.transactions],
+            "withdrawals": self.withdrawals,
+            "secrets": self.secrets,
+            "penalties": self.penalties,
+            "settled_locks": self.settled_locks,
+            "lock_check": self.lock_check,
             "payouts": self.payouts,
             "fees": {
                 "base_fee_burned": self.total_burned(),
                 "priority_tips_to_block_producer": self.total_tips(),
+            },
+            "conservation": {
+                "deposited": self.total_deposited(),
+                "paid_out": self.total_paid_out(),
+                "withdrawn": self.total_withdrawn(),
+                "channel_holds": self.channel_holds,
+                "holds": self.conserved,
             },
             "timeline": [asdict(t) for t in self.timeline],
             "events": self.events,
@@ -181,10 +261,24 @@ class Ledger:
         out(f"Off-chain states ({len(self.states)}, each signed by both; no gas, no transaction):")
         for s in self.states:
             final = "FINAL" if s.is_final else ""
+            extra = ""
+            if s.locked_a or s.locked_b:
+                locked = ", ".join(
+                    f"{role} {format_eth(amount)}" for role, amount in (("A", s.locked_a), ("B", s.locked_b)) if amount
+                )
+                count = len(s.locks)
+                extra += f"  locked {locked} in {count} lock{'s' if count != 1 else ''}"
+            if s.withdrawals:
+                extra += f"  after withdrawal {s.withdrawals}"
             out(
                 f"  nonce {s.nonce:>3} {final:<5} A {format_eth(s.balance_a):>26}  B {format_eth(s.balance_b):>26}"
-                f"  signed by {' + '.join(s.signed_by)}  ({s.note})"
+                f"{extra}  signed by {' + '.join(s.signed_by)}  ({s.note})"
             )
+        if self.messages:
+            out("")
+            out(f"Other signed messages ({len(self.messages)}, off-chain; no gas, no transaction):")
+            for m in self.messages:
+                out(f"  {m.kind:<10} signed by {' + '.join(m.signed_by):<11} {m.summary}")
         out("")
         out("On-chain transactions (fee = gas used x effective gas price = base fee burned + tip to block producer):")
         for t in self.transactions:
@@ -196,10 +290,68 @@ class Ledger:
             f"  total burned: {format_eth(self.total_burned())}; total tips to block producer "
             f"{self._producers()}: {format_eth(self.total_tips())}"
         )
+        if self.withdrawals:
+            out("")
+            out("Withdrawals while open (from Withdrawn events; the channel stays open):")
+            for w in self.withdrawals:
+                taken = ", ".join(
+                    f"{name} {format_eth(amount)}"
+                    for name, amount in ((w["name_a"], w["amount_a"]), (w["name_b"], w["amount_b"]))
+                    if amount
+                )
+                out(
+                    f"  withdrawal {w['withdrawals']}: paid {taken}; the channel's deposits are now "
+                    f"A {format_eth(w['deposit_a'])}, B {format_eth(w['deposit_b'])} "
+                    f"(were A {format_eth(w['deposit_a_before'])}, B {format_eth(w['deposit_b_before'])}; "
+                    f"tx {w['tx_hash'][:12]}…, block {w['block']})"
+                )
+        if self.secrets:
+            out("")
+            out("Secrets revealed on chain (SecretRevealed events; a reveal counts for every channel with it):")
+            for r in self.secrets:
+                out(
+                    f"  {r['revealed_by']} revealed the secret of hashlock {r['hashlock'][:10]}… at block time "
+                    f"{r['timestamp']} (tx {r['tx_hash'][:12]}…, block {r['block']})"
+                )
+        if self.penalties:
+            out("")
+            out("Penalty (from RevokedStateProven):")
+            for pen in self.penalties:
+                out(
+                    f"  {pen['cheater']} closed with nonce {pen['closer_nonce']} after revoking every nonce below "
+                    f"{pen['below_nonce']}; {pen['proven_by']} proved it with {pen['cheater']}'s signed revocation "
+                    f"(tx {pen['tx_hash'][:12]}…, block {pen['block']}): settle pays the whole channel to "
+                    f"{pen['honest']}"
+                )
+        if self.settled_locks:
+            out("")
+            out("Locks resolved by settle (the list from its calldata, each checked against the secret registry):")
+            for i, lock in enumerate(self.settled_locks, 1):
+                if lock["revealed_at"]:
+                    when = f"revealed at {lock['revealed_at']}"
+                    when += " (at or before its expiry)" if lock["paid"] else " (after its expiry)"
+                else:
+                    when = "never revealed"
+                to = lock["receiver"] if lock["paid"] else f"back to {lock['sender']}"
+                out(
+                    f"  lock {i}: {lock['sender']} -> {lock['receiver']} {format_eth(lock['amount'])}, hashlock "
+                    f"{lock['hashlock'][:10]}…, expiry {lock['expiry']}: {when} -> {to}"
+                )
+            check = self.lock_check
+            if check is not None:
+                ok = "✓" if check["matches"] else "✗ MISMATCH"
+                out(
+                    f"  recorded payouts before locks A {format_eth(check['recorded_a'])}, "
+                    f"B {format_eth(check['recorded_b'])}, plus the locks as resolved = "
+                    f"A {format_eth(check['expected_a'])}, B {format_eth(check['expected_b'])}: "
+                    f"what settle paid {ok}"
+                )
         out("")
         out("Payouts (from the contract's events):")
         for payout in self.payouts:
             how = "pushed" if not payout.get("deferred") else "deferred to claim"
+            if payout.get("penalty"):
+                how += "; the whole channel, as the penalty"
             out(f"  {payout['name']} got back {format_eth(payout['amount'])} ({how})")
         if self.events:
             out("")
@@ -212,11 +364,19 @@ class Ledger:
             direction = "received from" if p.channel_result >= 0 else "paid to"
             other = next((q.name for q in self.parties.values() if q is not p), "the counterparty")
             ok = "✓" if p.wallet_change == p.channel_result - p.fees else "✗ MISMATCH"
+            withdrew = f"withdrew {format_eth(p.withdrawn)} while open, " if p.withdrawn else ""
             out(
-                f"  {p.name}: deposited {format_eth(p.deposited)}, got back {format_eth(p.paid_out)}: "
+                f"  {p.name}: deposited {format_eth(p.deposited)}, {withdrew}got back {format_eth(p.paid_out)}: "
                 f"{direction} {other} {format_eth(abs(p.channel_result))} through the channel; "
                 f"fees {format_eth(p.fees)}"
             )
+            for pen in self.penalties:
+                if pen["cheater"] == p.name and pen.get("forfeited") is not None:
+                    out(
+                        f"      penalty: {p.name}'s deposit of {format_eth(p.deposited)} went to {pen['honest']}; "
+                        f"the newest state both signed (nonce {pen['newest_nonce']}) would have paid {p.name} "
+                        f"{format_eth(pen['forfeited'])}, which the penalty gave to {pen['honest']} as well"
+                    )
             out(
                 f"      fees: {format_eth(p.fees_burned)} base fee burned + "
                 f"{format_eth(p.fees_tip)} tip to the block producer"
@@ -225,11 +385,14 @@ class Ledger:
                 f"      wallet {format_eth(p.wallet_before)} -> {format_eth(p.wallet_after)} "
                 f"(change {format_eth(p.wallet_change)} = channel result - fees {ok})"
             )
-        deposited = sum(p.deposited for p in self.parties.values())
-        paid_out = sum(p.paid_out for p in self.parties.values())
+        deposited, paid_out, withdrawn = self.total_deposited(), self.total_paid_out(), self.total_withdrawn()
+        kept = deposited - paid_out - withdrawn
+        taken = f", {format_eth(withdrawn)} withdrawn while open" if withdrawn else ""
+        ok = "✓" if self.conserved else "✗ MISMATCH"
         out(
-            f"  channel: {format_eth(deposited)} deposited, {format_eth(paid_out)} paid out; "
-            f"the contract keeps {format_eth(deposited - paid_out)}"
+            f"  channel: {format_eth(deposited)} deposited, {format_eth(paid_out)} paid out{taken}; "
+            f"the contract keeps {format_eth(kept)} (its slot holds {format_eth(self.channel_holds)}: "
+            f"deposits = payouts + withdrawn + kept, to the wei {ok})"
         )
         out(
             "  what one party lost through the channel the other gained (off-chain payments cost no gas); "
@@ -257,6 +420,9 @@ class LedgerRecorder:
             asset=ETH,
         )
         self._start_block = int(chain.w3.eth.block_number)
+        self._channel_id = b""
+        self._deposits = {"A": 0, "B": 0}  # the channel's deposits, from Deposited and Withdrawn events
+        self._recorded: dict[str, Any] | None = None  # the last ChannelClosed/ChallengeAccepted record
 
     def name(self, address: str) -> str:
         return self.names.get(address.lower(), address)
@@ -266,7 +432,8 @@ class LedgerRecorder:
         ledger = self.ledger
         ledger.asset = params.asset
         ledger.challenge_period = params.challenge_period
-        ledger.channel_id = "0x" + self.contract.channel_id(params).hex()
+        self._channel_id = bytes(self.contract.channel_id(params))
+        ledger.channel_id = "0x" + self._channel_id.hex()
         for role, address in (("A", params.participant_a), ("B", params.participant_b)):
             name = self.name(address)
             ledger.parties[name] = PartyRecord(
@@ -302,17 +469,47 @@ class LedgerRecorder:
             block_producer=str(block["miner"]),
         )
         self.ledger.transactions.append(record)
-        self._record_events(receipt)
+        self._record_events(receipt, record, int(block["timestamp"]))
         return record
 
-    def record_state(self, domain: Domain, signed: SignedState, note: str) -> None:
+    def record_state(
+        self, domain: Domain, signed: SignedState, note: str, locks: tuple[Lock, ...] | list[Lock] = ()
+    ) -> None:
+        """A doubly-signed state (``locks``: the pending conditional payments its ``locks_root`` commits to)."""
         signers = []
         for sig in (signed.sig_a, signed.sig_b):
             if sig is not None:
                 signers.append(self.name(recover_signer(domain, signed.state, sig)))
         s = signed.state
-        self.ledger.states.append(StateRecord(s.nonce, s.balance_a, s.balance_b, s.is_final, tuple(signers), note))
-        self.ledger.timeline.append(TimelinePoint(f"nonce {s.nonce}", s.balance_a, s.balance_b, False))
+        self.ledger.states.append(
+            StateRecord(
+                s.nonce,
+                s.balance_a,
+                s.balance_b,
+                s.is_final,
+                tuple(signers),
+                note,
+                locked_a=s.locked_a,
+                locked_b=s.locked_b,
+                withdrawals=s.withdrawals,
+                deposit_a=s.deposit_a,
+                deposit_b=s.deposit_b,
+                locks=tuple(lock.to_json() for lock in locks),
+            )
+        )
+        self.ledger.timeline.append(
+            TimelinePoint(f"nonce {s.nonce}", s.balance_a, s.balance_b, False, s.locked_a, s.locked_b)
+        )
+
+    def record_message(
+        self, domain: Domain, message: Revocation | Withdrawal, signatures: list[Signature], summary: str
+    ) -> None:
+        """A signed ``Revocation`` or ``Withdrawal``; its signers are recovered from ``signatures``."""
+        digest = message_digest(domain, message)
+        signers = tuple(self.name(recover_digest_signer(digest, sig)) for sig in signatures)
+        kind = "revocation" if isinstance(message, Revocation) else "withdrawal"
+        hexes = tuple("0x" + sig.to_bytes().hex() for sig in signatures)
+        self.ledger.messages.append(MessageRecord(kind, signers, summary, message.to_json(), hexes))
 
     def note(self, text: str) -> None:
         self.ledger.events.append(text)
@@ -325,15 +522,17 @@ class LedgerRecorder:
             party.fees_burned = sum(tx.base_fee_burned for tx in sent)
             party.fees_tip = sum(tx.priority_tip for tx in sent)
             party.wallet_after = self.chain.balance(party.address, wallets_after_block)
+        if self._channel_id:
+            onchain = self.contract.get_channel(self._channel_id)  # type: ignore[arg-type]
+            ledger.channel_holds = onchain.total_deposit if onchain.status else 0
         return ledger
 
     # --- events -----------------------------------------------------------------------------------
 
-    def _record_events(self, receipt: TxReceipt) -> None:
+    def _record_events(self, receipt: TxReceipt, tx: TxRecord, timestamp: int) -> None:
         events = self.contract.contract.events
         ledger = self.ledger
-        block = int(receipt["blockNumber"])
-        tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+        block, tx_hash = tx.block, tx.tx_hash
         for ev in events.Deposited().process_receipt(receipt, errors=DISCARD):
             a = ev["args"]
             name = self.name(a["participant"])
@@ -348,22 +547,86 @@ class LedgerRecorder:
                 }
             )
             if name in ledger.parties:
-                ledger.parties[name].deposited += a["amount"]
+                party = ledger.parties[name]
+                party.deposited += a["amount"]
+                self._deposits[party.role] = a["total"]
             self._timeline_onchain(f"{name} deposits")
-        for ev in events.ChannelClosed().process_receipt(receipt, errors=DISCARD):
+        for ev in events.Withdrawn().process_receipt(receipt, errors=DISCARD):
             a = ev["args"]
-            ledger.timeline.append(TimelinePoint(f"close (nonce {a['nonce']})", a["balanceA"], a["balanceB"], True))
-        for ev in events.ChallengeAccepted().process_receipt(receipt, errors=DISCARD):
+            party_a, party_b = ledger.party_by_role("A"), ledger.party_by_role("B")
+            party_a.withdrawn += a["amountA"]
+            party_b.withdrawn += a["amountB"]
+            ledger.withdrawals.append(
+                {
+                    "withdrawals": a["withdrawals"],
+                    "name_a": party_a.name,
+                    "name_b": party_b.name,
+                    "amount_a": a["amountA"],
+                    "amount_b": a["amountB"],
+                    "deposit_a": a["depositA"],
+                    "deposit_b": a["depositB"],
+                    "deposit_a_before": self._deposits["A"],
+                    "deposit_b_before": self._deposits["B"],
+                    "sent_by": tx.sender,
+                    "tx_hash": tx_hash,
+                    "block": block,
+                }
+            )
+            self._deposits = {"A": a["depositA"], "B": a["depositB"]}
+            self._timeline_repeat(f"withdrawal {a['withdrawals']}")
+        for kind in ("ChannelClosed", "ChallengeAccepted"):
+            for ev in getattr(events, kind)().process_receipt(receipt, errors=DISCARD):
+                a = ev["args"]
+                self._recorded = dict(a)
+                step = "close" if kind == "ChannelClosed" else "challenge"
+                ledger.timeline.append(
+                    TimelinePoint(
+                        f"{step} (nonce {a['nonce']})", a["balanceA"], a["balanceB"], True, a["lockedA"], a["lockedB"]
+                    )
+                )
+        for ev in events.SecretRevealed().process_receipt(receipt, errors=DISCARD):
             a = ev["args"]
-            ledger.timeline.append(TimelinePoint(f"challenge (nonce {a['nonce']})", a["balanceA"], a["balanceB"], True))
+            ledger.secrets.append(
+                {
+                    "hashlock": "0x" + bytes(a["hashlock"]).hex(),
+                    "secret": "0x" + bytes(a["secret"]).hex(),
+                    "revealed_by": tx.sender,
+                    "timestamp": timestamp,
+                    "tx_hash": tx_hash,
+                    "block": block,
+                }
+            )
+            self._timeline_repeat("secret revealed")
+        for ev in events.RevokedStateProven().process_receipt(receipt, errors=DISCARD):
+            a = ev["args"]
+            cheater = ledger.parties[self.name(a["cheater"])]
+            honest = next(p for p in ledger.parties.values() if p is not cheater)
+            newest = max(ledger.states, key=lambda s: s.nonce, default=None)
+            ledger.penalties.append(
+                {
+                    "cheater": cheater.name,
+                    "honest": honest.name,
+                    "closer_nonce": a["closerNonce"],
+                    "below_nonce": a["belowNonce"],
+                    "proven_by": tx.sender,
+                    "newest_nonce": newest.nonce if newest else None,
+                    "forfeited": (newest.balance_a if cheater.role == "A" else newest.balance_b) if newest else None,
+                    "tx_hash": tx_hash,
+                    "block": block,
+                }
+            )
+            total = self._deposits["A"] + self._deposits["B"]
+            to_a = total if honest.role == "A" else 0
+            ledger.timeline.append(TimelinePoint("revoked state proven", to_a, total - to_a, True))
         for ev in events.ChannelSettled().process_receipt(receipt, errors=DISCARD):
             a = ev["args"]
             deferred = {
                 d["args"]["recipient"]: d["args"]["amount"]
                 for d in events.PayoutDeferred().process_receipt(receipt, errors=DISCARD)
             }
-            parties = list(ledger.parties.values())
-            for party, amount in zip(parties, (a["payoutA"], a["payoutB"]), strict=True):
+            honest_names = {pen["honest"] for pen in ledger.penalties}
+            for role, amount in (("A", a["payoutA"]), ("B", a["payoutB"])):
+                party = ledger.party_by_role(role)
                 party.paid_out += amount
                 ledger.payouts.append(
                     {
@@ -371,11 +634,74 @@ class LedgerRecorder:
                         "role": party.role,
                         "amount": amount,
                         "deferred": party.address in deferred,
+                        "penalty": party.name in honest_names,
                         "tx_hash": tx_hash,
                         "block": block,
                     }
                 )
+            if not a["cooperative"] and not ledger.penalties:
+                self._resolve_locks(tx, a["payoutA"], a["payoutB"])
             ledger.timeline.append(TimelinePoint("settled" if not a["cooperative"] else "closed", 0, 0, True))
+            self._deposits = {"A": 0, "B": 0}
+
+    def _resolve_locks(self, tx: TxRecord, payout_a: int, payout_b: int) -> None:
+        """The lock list the settle sent (decoded from its calldata), each lock checked against the secret
+        registry at the settle's block, and the recorded payouts plus the locks compared to what it paid."""
+        sent = self.chain.w3.eth.get_transaction(tx.tx_hash)  # type: ignore[arg-type]
+        _, arguments = self.contract.contract.decode_function_input(sent["input"])
+        packed = bytes(arguments["locks"])
+        recorded = self._recorded
+        if recorded is None or (not packed and not recorded["lockedA"] and not recorded["lockedB"]):
+            return
+        registry = self.contract.contract.functions.revealedAt
+        to_b = to_a = 0  # what the locks pay each receiver, per direction
+        for offset in range(0, len(packed) - LOCK_SIZE + 1, LOCK_SIZE):
+            chunk = packed[offset : offset + LOCK_SIZE]
+            direction, expiry = chunk[0], int.from_bytes(chunk[1:6], "big")
+            amount, lock_hash = int.from_bytes(chunk[6:38], "big"), chunk[38:70]
+            revealed_at = int(registry(lock_hash).call(block_identifier=tx.block))
+            paid = direction in (DIRECTION_A_PAYS_B, DIRECTION_B_PAYS_A) and 0 < revealed_at <= expiry
+            if direction == DIRECTION_A_PAYS_B:
+                sender, receiver = self.ledger.party_by_role("A").name, self.ledger.party_by_role("B").name
+                to_b += amount if paid else 0
+            elif direction == DIRECTION_B_PAYS_A:
+                sender, receiver = self.ledger.party_by_role("B").name, self.ledger.party_by_role("A").name
+                to_a += amount if paid else 0
+            else:
+                sender = receiver = "void"
+            self.ledger.settled_locks.append(
+                {
+                    "sender": sender,
+                    "receiver": receiver,
+                    "amount": amount,
+                    "expiry": expiry,
+                    "hashlock": "0x" + lock_hash.hex(),
+                    "revealed_at": revealed_at,
+                    "paid": paid,
+                }
+            )
+        # the contract's rule: what one direction's locks pay is capped at that side's locked total
+        to_b, to_a = min(to_b, recorded["lockedA"]), min(to_a, recorded["lockedB"])
+        expected_a = recorded["balanceA"] + recorded["lockedA"] - to_b + to_a
+        expected_b = recorded["balanceB"] + recorded["lockedB"] - to_a + to_b
+        self.ledger.lock_check = {
+            "recorded_a": recorded["balanceA"],
+            "recorded_b": recorded["balanceB"],
+            "locked_a": recorded["lockedA"],
+            "locked_b": recorded["lockedB"],
+            "expected_a": expected_a,
+            "expected_b": expected_b,
+            "paid_a": payout_a,
+            "paid_b": payout_b,
+            "matches": (expected_a, expected_b) == (payout_a, payout_b),
+        }
+
+    def _timeline_repeat(self, step: str) -> None:
+        """An on-chain step that moves no balance inside the channel: the last balances again."""
+        last = self.ledger.timeline[-1] if self.ledger.timeline else TimelinePoint("", 0, 0, True)
+        self.ledger.timeline.append(
+            TimelinePoint(step, last.balance_a, last.balance_b, True, last.locked_a, last.locked_b)
+        )
 
     def _timeline_onchain(self, step: str) -> None:
         parties = list(self.ledger.parties.values())
@@ -389,4 +715,6 @@ class LedgerRecorder:
             a += deposit["amount"]
         else:
             b += deposit["amount"]
-        self.ledger.timeline.append(TimelinePoint(step, a, b, True))
+        self.ledger.timeline.append(
+            TimelinePoint(step, a, b, True, last.locked_a if last else 0, last.locked_b if last else 0)
+        )

@@ -1,10 +1,11 @@
 """Charts of a channel's lifecycle: each participant's balance in the channel, step by step.
 
-``draw_balances(ledgers)`` draws one subplot per ``Ledger`` (``paychan demo`` passes the cooperative
-and the disputed lifecycle) from ``Ledger.timeline``: the deposits, every doubly-signed off-chain state, the
-unilateral close, the challenge and the payout. On-chain steps are filled markers, off-chain states hollow
-ones. ``plot_balances(ledgers, path)`` writes it as a PNG. matplotlib runs on its Agg backend (no
-display needed) and without pyplot's global state.
+``draw_balances(ledgers)`` draws one subplot per ``Ledger`` (``paychan demo`` passes all its lifecycles)
+from ``Ledger.timeline``: the deposits, every doubly-signed off-chain state, the unilateral close, the
+challenge, a penalty proof, a secret revealed, a withdrawal and the payout. On-chain steps are filled
+markers, off-chain states hollow ones; what a side has locked in pending conditional payments is a dashed
+line of its colour (drawn only when something is locked). ``plot_balances(ledgers, path)`` writes it as a
+PNG. matplotlib runs on its Agg backend (no display needed) and without pyplot's global state.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _plot_ledger(ax: Axes, ledger: Ledger) -> None:
         raise ValueError(f"ledger {ledger.title!r} has no timeline to plot")
     xs = list(range(len(points)))
     parties = {p.role: p for p in ledger.parties.values()}
-    handles = []
+    handles, locked_handles = [], []
     for role in ("A", "B"):
         name = parties[role].name if role in parties else role
         ys = [_eth(p.balance_a if role == "A" else p.balance_b) for p in points]
@@ -65,6 +66,13 @@ def _plot_ledger(ax: Axes, ledger: Ledger) -> None:
         off = [i for i, p in enumerate(points) if not p.onchain]
         ax.scatter(on, [ys[i] for i in on], color=COLOURS[role], marker="s", s=36, zorder=3)
         ax.scatter(off, [ys[i] for i in off], facecolors="white", edgecolors=COLOURS[role], s=26, zorder=3)
+        locked = [_eth(p.locked_a if role == "A" else p.locked_b) for p in points]
+        if any(locked):
+            (dashed,) = ax.step(
+                xs, locked, where="post", color=COLOURS[role], linewidth=1.1, linestyle="--", label=f"locked by {name}"
+            )
+            locked_handles.append(dashed)
+    handles += locked_handles
     handles.append(Line2D([], [], color="0.3", marker="s", linestyle="", label="on-chain transaction"))
     handles.append(
         Line2D(
@@ -118,6 +126,12 @@ def _label(point: TimelinePoint, ledger: Ledger) -> str | None:
         return f"unilateral\n{point.step}"
     if point.step.startswith("challenge ("):
         return point.step.replace(" (", "\n(")
+    if point.step == "revoked state proven":
+        return "revoked state\nproven"
+    if point.step == "secret revealed":
+        return "secret\nrevealed"
+    if point.step.startswith("withdrawal "):
+        return point.step
     if point.step in ("closed", "settled"):
         paid = "\n".join(f"{p['name']} {_eth(p['amount']):g} ETH" for p in ledger.payouts)
         how = "cooperative close" if point.step == "closed" else "settle"

@@ -1,4 +1,5 @@
-"""``paychan demo``: a cooperative and a disputed channel lifecycle, each explained as a ledger."""
+"""``paychan demo``: five channel lifecycles (cooperative, disputed, a cheater punished, a conditional
+payment settled on chain, a withdrawal while open), each explained as a ledger."""
 
 from __future__ import annotations
 
@@ -8,17 +9,18 @@ import sys
 
 from paychan.chain import EMBEDDED, connect, default_rpc_url
 from paychan.cli import add_chain_arguments
-from paychan.contract import PaychanContract
-from paychan.demo import run_cooperative, run_dispute
+from paychan.demo import run_all
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "demo",
-        help="run a cooperative and a disputed channel and print who paid what",
+        help="run five channel lifecycles (close, dispute, penalty, locks, withdraw) and print who paid what",
         description=(
-            "Deploys the contract, runs a cooperative lifecycle and a dispute, and prints for each a ledger "
-            "read from receipts, events and chain balances. It runs on --rpc-url, else $PAYCHAN_RPC_URL or "
+            "Deploys the contract and runs five channels: a cooperative lifecycle, a dispute, a cheater "
+            "punished (a close with a revoked state), a conditional payment settled on chain (a revealed "
+            "lock and an expired one) and a withdrawal while open; prints for each a ledger read from "
+            "receipts, events and chain balances. It runs on --rpc-url, else $PAYCHAN_RPC_URL or "
             f"$ETH_RPC_URL, else the embedded in-process chain (`--rpc-url {EMBEDDED}` forces that one)."
         ),
     )
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--plot",
         metavar="FILE.png",
         default=None,
-        help="also draw each party's channel balance over both lifecycles into this PNG (matplotlib)",
+        help="also draw each party's channel balance over every lifecycle into this PNG (matplotlib)",
     )
     parser.set_defaults(func=run)
 
@@ -44,9 +46,7 @@ def _positive(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     # the environment's URL when no --rpc-url was given (add_chain_arguments' default may already be it)
     chain = connect(args.rpc_url if args.rpc_url is not None else default_rpc_url())
-    cooperative = run_cooperative(chain, payments=args.payments)  # deploys the contract, recorded in the ledger
-    dispute = run_dispute(chain, PaychanContract(chain, cooperative.contract))
-    ledgers = [cooperative, dispute]
+    ledgers = run_all(chain, payments=args.payments)  # the first deploys the contract, recorded in its ledger
     if args.json:
         print(json.dumps([ledger.to_json() for ledger in ledgers], indent=2))
     else:
