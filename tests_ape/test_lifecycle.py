@@ -13,11 +13,12 @@ from .conftest import ETHER, PERIOD, key_of, signatures
 DEPOSITS = (5 * ETHER, 0)  # what `open_channel` deposits by default; `challenge` and `settle` take them back
 
 
-def record(receipt, event, balance_a: int, balance_b: int) -> tuple[int, ...]:
-    """The `Record` that `challenge` and `settle` pass back: the recorded balances, the deposits, and the
-    salt of the `ChannelClosed`/`ChallengeAccepted` event in ``receipt``."""
+def record(receipt, event, balance_a: int, balance_b: int, closer_nonce: int) -> tuple[object, ...]:
+    """The `Record` that `challenge` and `settle` pass back: the recorded balances (no locks), the deposits,
+    the withdrawal counter (0), the nonce the closer submitted and the salt of the
+    `ChannelClosed`/`ChallengeAccepted` event in ``receipt``."""
     (log,) = receipt.decode_logs(event)
-    return (balance_a, balance_b, *DEPOSITS, log.salt)
+    return (balance_a, balance_b, 0, 0, b"\x00" * 32, *DEPOSITS, 0, closer_nonce, log.salt)
 
 
 STATUS_NONE, STATUS_OPEN, STATUS_CLOSING = 0, 1, 2
@@ -63,18 +64,18 @@ def test_disputed_lifecycle_the_latest_state_wins_after_the_deadline(chain, payc
 
     challenged = paychan.challenge(
         opened.params.as_tuple(),
-        record(close, paychan.ChannelClosed, 4 * ETHER, ETHER),
+        record(close, paychan.ChannelClosed, 4 * ETHER, ETHER, 1),
         latest.state.as_tuple(),
         *signatures(latest),
         sender=bob,
     )
-    recorded = record(challenged, paychan.ChallengeAccepted, 2 * ETHER, 3 * ETHER)
+    recorded = record(challenged, paychan.ChallengeAccepted, 2 * ETHER, 3 * ETHER, 1)
     chain.pending_timestamp = deadline
     with ape.reverts(paychan.ChallengePeriodActive, deadline=deadline, timestamp=deadline):
-        paychan.settle(opened.params.as_tuple(), recorded, sender=carol)
+        paychan.settle(opened.params.as_tuple(), recorded, b"", sender=carol)
     chain.pending_timestamp = deadline + 1
     alice_before, bob_before = alice.balance, bob.balance
-    paychan.settle(opened.params.as_tuple(), recorded, sender=carol)  # anyone may settle
+    paychan.settle(opened.params.as_tuple(), recorded, b"", sender=carol)  # anyone may settle
     assert (alice.balance, bob.balance) == (alice_before + 2 * ETHER, bob_before + 3 * ETHER)
     assert paychan.getChannel(opened.a.channel_id)[0] == STATUS_NONE
     assert paychan.balance == 0
@@ -85,7 +86,7 @@ def test_a_challenge_with_an_older_state_reverts_with_both_nonces(paychan, open_
     older = opened.pay("A", ETHER)
     newer = opened.pay("A", ETHER)
     close = paychan.close(opened.params.as_tuple(), newer.state.as_tuple(), *signatures(newer), sender=alice)
-    recorded = record(close, paychan.ChannelClosed, 3 * ETHER, 2 * ETHER)
+    recorded = record(close, paychan.ChannelClosed, 3 * ETHER, 2 * ETHER, 2)
     with ape.reverts(paychan.StaleState, submittedNonce=1, recordedNonce=2):
         paychan.challenge(opened.params.as_tuple(), recorded, older.state.as_tuple(), *signatures(older), sender=bob)
     assert paychan.getChannel(opened.a.channel_id)[0] == STATUS_CLOSING
@@ -96,7 +97,7 @@ def test_a_challenge_after_the_deadline_reverts(chain, paychan, open_channel, al
     latest = opened.pay("A", ETHER)
     receipt = paychan.closeWithoutState(opened.params.as_tuple(), sender=alice)
     deadline = chain.blocks[receipt.block_number].timestamp + PERIOD
-    recorded = record(receipt, paychan.ChannelClosed, 5 * ETHER, 0)
+    recorded = record(receipt, paychan.ChannelClosed, 5 * ETHER, 0, 0)
     chain.pending_timestamp = deadline + 1
     with ape.reverts(paychan.ChallengePeriodOver, deadline=deadline, timestamp=deadline + 1):
         paychan.challenge(opened.params.as_tuple(), recorded, latest.state.as_tuple(), *signatures(latest), sender=bob)
