@@ -11,8 +11,8 @@ from paychan.exceptions import (
     BalancesNotConserved,
     ChallengePeriodOver,
     ChannelNotClosing,
-    InvalidSignature,
     FinalStateHasLocks,
+    InvalidSignature,
     RecordedBalancesMismatch,
     StaleState,
 )
@@ -283,7 +283,9 @@ def test_a_challenge_with_locks_is_recorded_unless_it_is_final_which_is_rejected
     with pytest.raises(FinalStateHasLocks) as e:
         contract.challenge(bob, pair.params, final)
     assert e.value == FinalStateHasLocks(0, ETHER, root)
-    contract.challenge(bob, pair.params, signed_state(pair.params, 9, 4 * ETHER, ETHER, locks_root=root, locked_b=ETHER))
+    contract.challenge(
+        bob, pair.params, signed_state(pair.params, 9, 4 * ETHER, ETHER, locks_root=root, locked_b=ETHER)
+    )
     recorded = contract.recorded_state(cid)
     assert (recorded.nonce, recorded.balance_a, recorded.balance_b, recorded.locked_b, recorded.locks_root) == (
         9,

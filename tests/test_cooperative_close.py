@@ -8,8 +8,8 @@ from paychan.contract import STATUS_NONE
 from paychan.exceptions import (
     BalancesNotConserved,
     ChannelNotOpen,
-    InvalidSignature,
     FinalStateHasLocks,
+    InvalidSignature,
     StateNotFinal,
 )
 from paychan.signing import recover_signer

@@ -74,7 +74,9 @@ def through_json(message: dict[str, Any]) -> dict[str, Any]:
 
 @settings(max_examples=60, deadline=None)
 @given(message=messages, domain=domains)
-def test_the_wallet_safe_form_hashes_to_the_message_digest_after_a_json_round_trip(message: Any, domain: Domain) -> None:
+def test_the_wallet_safe_form_hashes_to_the_message_digest_after_a_json_round_trip(
+    message: Any, domain: Domain
+) -> None:
     signable = encode_typed_data(full_message=through_json(typed_data(domain, message, wallet_safe=True)))
     assert _hash_eip191_message(signable) == message_digest(domain, message)
 

@@ -10,8 +10,8 @@ from paychan.contract import STATUS_CLOSING, RecordedState
 from paychan.exceptions import (
     BalancesNotConserved,
     ChannelNotOpen,
-    InvalidSignature,
     FinalStateHasLocks,
+    InvalidSignature,
     NotParticipant,
     StaleState,
 )
@@ -156,9 +156,13 @@ def test_a_close_with_locks_is_recorded_unless_the_state_is_final(contract, open
     pair = open_channel(2 * ETHER)
     root = b"\x01" + bytes(31)
     with pytest.raises(FinalStateHasLocks) as e:
-        contract.close(alice, pair.params, signed_state(pair.params, 1, ETHER, 0, True, locks_root=root, locked_a=ETHER))
+        contract.close(
+            alice, pair.params, signed_state(pair.params, 1, ETHER, 0, True, locks_root=root, locked_a=ETHER)
+        )
     assert e.value == FinalStateHasLocks(ETHER, 0, root)
-    receipt = contract.close(alice, pair.params, signed_state(pair.params, 1, ETHER, 0, locks_root=root, locked_a=ETHER))
+    receipt = contract.close(
+        alice, pair.params, signed_state(pair.params, 1, ETHER, 0, locks_root=root, locked_a=ETHER)
+    )
     cid = contract.channel_id(pair.params)
     fingerprint = _fingerprint(
         ETHER, 0, 2 * ETHER, 0, record_salt(contract, receipt), locked=(ETHER, 0), root=root, closer_nonce=1
