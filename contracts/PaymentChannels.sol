@@ -468,7 +468,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             // New channel deposits: the channel's minus what left each side (named minus what is left).
             channelDepositA -= withdrawal.depositA - takenA;
             channelDepositB -= withdrawal.depositB - takenB;
-            count += 1;
+            ++count;
         }
         _checkWithdrawalSigners(channelId, channel, withdrawal, sigA, sigB);
         _channels[channelId] = (uint256(_STATUS_OPEN) << 248) | (count << 232) | (channelDepositA << 116) | channelDepositB;
