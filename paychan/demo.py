@@ -7,10 +7,12 @@ each doubly-signed state with the signers recovered from its signatures, every o
 withdrawals, penalties, revealed secrets and payouts from the contract's events and the wallet balances read
 from the chain. Nothing in the ledger is computed by this module.
 
-The first two run the off-chain protocol through one ``Channel`` object per participant (each holding only
-its own key). The last three build their states directly (``ChannelState`` signed by both with
-``sign_message``, in ``_Lifecycle``'s ``_cosign``): locks, revocations and withdrawals as the contract
-sees them, one signed message at a time.
+Every scenario runs the off-chain protocol through one ``Channel`` object per participant (each holding
+only its own key), the SDK a user would use: payments (``propose_payment``/``receive_proposal``/
+``receive_countersignature``), conditional payments (``propose_lock``, ``propose_settle_lock``), revocations
+(``sign_revocation``/``receive_revocation``, ``check_close``) and withdrawals (``propose_withdrawal``/
+``receive_withdrawal``/``receive_withdrawal_countersignature``/``record_withdrawal``). The states and
+messages the contract is given are the ones these objects hold.
 
 ``scripts/`` and the CLI call these functions; they run on the embedded chain or on any JSON-RPC node.
 """
@@ -18,30 +20,17 @@ sees them, one signed message at a time.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from paychan.chain import Chain
-from paychan.channel import LOCK_EXPIRY_MARGIN, Channel, agree_final, pay
+from paychan.channel import LOCK_EXPIRY_MARGIN, Channel, PendingWithdrawal, agree_final, pay
 from paychan.contract import PaychanContract
-from paychan.exceptions import WithdrawalCountMismatch
+from paychan.exceptions import RevokedNonce, WithdrawalCountMismatch
 from paychan.ledger import Ledger, LedgerRecorder, format_eth
-from paychan.signing import sign_message
-from paychan.state import (
-    ChannelState,
-    Lock,
-    Nonce,
-    Revocation,
-    Signature,
-    SignedState,
-    Wei,
-    Withdrawal,
-    hashlock,
-    locked_totals,
-    locks_root,
-)
+from paychan.state import Lock, SignedState, hashlock
 
 ETHER = 10**18
 CHALLENGE_PERIOD = 3600  # one hour, the contract's minimum
@@ -98,12 +87,6 @@ class _Lifecycle:
                 "(one contract hosts every channel; opening a channel deploys nothing)"
             )
         self.channels: dict[str, Channel] = {}
-        self.deposits = {"A": 0, "B": 0}
-        # the states built directly (the cheater, conditional and withdraw runs)
-        self.latest: SignedState | None = None
-        self.locks: tuple[Lock, ...] = ()
-        self.withdrawals = 0
-        self.revocations: dict[str, tuple[Revocation, Signature]] = {}
 
     def open(self, deposit_a: int) -> None:
         alice, bob = self.cast.alice, self.cast.bob
@@ -111,7 +94,6 @@ class _Lifecycle:
         params, receipt = self.contract.open_channel(alice, bob.address, deposit_a, challenge_period=CHALLENGE_PERIOD)
         self.params = params
         self.channel_id = self.contract.channel_id(params)
-        self.deposits["A"] = deposit_a
         self.recorder.begin(params, before)
         self.recorder.record("open channel + deposit (alice)", alice.address, receipt)
         self.recorder.note(
@@ -127,7 +109,6 @@ class _Lifecycle:
         self.recorder.send(
             f"deposit ({name})", account, lambda: self.contract.deposit(account, self.params, account.address, amount)
         )
-        self.deposits[role] += amount
         for channel in self.channels.values():
             channel.record_deposit(role, amount)
         self.recorder.note(f"{name} deposited {format_eth(amount)}: the channel is now funded by both sides")
@@ -136,7 +117,9 @@ class _Lifecycle:
         """One off-chain payment: the payer signs the next state, the payee countersigns, the payer checks."""
         payee = "bob" if payer == "alice" else "alice"
         signed = pay(self.channels[payer], self.channels[payee], amount)
-        self.recorder.record_state(self.contract.domain, signed, f"{payer} pays {payee} {format_eth(amount)}")
+        self.recorder.record_state(
+            self.contract.domain, signed, f"{payer} pays {payee} {format_eth(amount)}", self.channels[payer].locks
+        )
         return signed
 
     def finalize(self) -> SignedState:
@@ -145,121 +128,72 @@ class _Lifecycle:
         self.recorder.record_state(self.contract.domain, signed, "final: both agree to close")
         return signed
 
-    # --- states built directly: ChannelState + sign_message, both keys ------------------------------
+    # --- the v2 messages, through both parties' Channel objects ----------------------------------------
 
-    def _state(self) -> ChannelState:
-        if self.latest is not None:
-            return self.latest.state
-        return ChannelState(
-            self.channel_id,
-            Nonce(0),
-            Wei(self.deposits["A"]),
-            Wei(self.deposits["B"]),
-            deposit_a=Wei(self.deposits["A"]),
-            deposit_b=Wei(self.deposits["B"]),
-        )
-
-    def _cosign(self, state: ChannelState, note: str, locks: tuple[Lock, ...] = ()) -> SignedState:
-        """Both sign ``state`` (EIP-712, each with its own key); it becomes the latest state both hold."""
-        domain = self.contract.domain
-        signed = SignedState(
-            state, sign_message(domain, state, self.cast.alice.key), sign_message(domain, state, self.cast.bob.key)
-        )
-        self.recorder.record_state(domain, signed, note, locks)
-        self.latest, self.locks = signed, locks
-        return signed
-
-    def _next(self, balance_a: int, balance_b: int, locks: tuple[Lock, ...], **changes: object) -> ChannelState:
-        locked_a, locked_b = locked_totals(locks)
-        state = replace(
-            self._state(),
-            nonce=Nonce(self._state().nonce + 1),
-            balance_a=Wei(balance_a),
-            balance_b=Wei(balance_b),
-            locked_a=Wei(locked_a),
-            locked_b=Wei(locked_b),
-            locks_root=locks_root(locks),
-            withdrawals=self.withdrawals,
-        )
-        return replace(state, **changes)  # type: ignore[arg-type]
-
-    def revoke_below(self, nonce: int) -> None:
-        """Each side, now holding the state ``nonce`` signed by both, revokes every nonce below it."""
-        for name in ("alice", "bob"):
-            revocation = Revocation(self.channel_id, nonce)
-            signature = sign_message(self.contract.domain, revocation, getattr(self.cast, name).key)
+    def revoke(self) -> None:
+        """Each side, now holding the latest state signed by both, revokes every nonce below it
+        (``sign_revocation``) and sends the revocation to the other, which keeps it (``receive_revocation``)."""
+        for name, peer in (("alice", "bob"), ("bob", "alice")):
+            signed = self.channels[name].sign_revocation()
+            if signed is None:
+                raise RuntimeError(f"{name} has nothing new to revoke")
+            revocation, signature = signed
+            self.channels[peer].receive_revocation(revocation, signature)
+            nonce = revocation.below_nonce
             self.recorder.record_message(
                 self.contract.domain,
                 revocation,
                 [signature],
                 f"{name} promises never to close below nonce {nonce} (both hold nonce {nonce})",
             )
-            self.revocations[name] = (revocation, signature)
 
-    def transfer(self, payer: str, amount: int, revoke: bool = False) -> SignedState:
-        """A payment as a state built directly; with ``revoke``, both then revoke every older nonce."""
-        payee = "bob" if payer == "alice" else "alice"
-        s = self._state()
-        moved = -amount if payer == "alice" else amount
-        signed = self._cosign(
-            self._next(s.balance_a + moved, s.balance_b - moved, self.locks),
-            f"{payer} pays {payee} {format_eth(amount)}",
-            self.locks,
+    def lock(self, sender: str, amount: int, lock_hash: bytes, expiry: int) -> Lock:
+        """A conditional payment: the sender proposes the lock (``propose_lock``), the receiver checks it
+        against the channel's rules at the chain's time and countersigns (``receive_proposal(lock=...)``)."""
+        receiver = "bob" if sender == "alice" else "alice"
+        now = self.chain.now()
+        proposal, lock = self.channels[sender].propose_lock(amount, lock_hash, expiry, now)
+        signed = self.channels[receiver].receive_proposal(proposal, lock=lock, now=now)
+        self.channels[sender].receive_countersignature(signed)
+        self.recorder.record_state(
+            self.contract.domain,
+            signed,
+            f"{sender} locks {format_eth(amount)} for {receiver} until {expiry}",
+            self.channels[sender].locks,
         )
-        if revoke:
-            self.revoke_below(signed.state.nonce)
-        return signed
+        return lock
 
-    def add_lock(self, lock: Lock, note: str) -> SignedState:
-        """The sender's balance lowered by the lock's amount, the lock added to the list the state commits to."""
-        s = self._state()
-        a = s.balance_a - (lock.amount if lock.sender == "A" else 0)
-        b = s.balance_b - (lock.amount if lock.sender == "B" else 0)
-        locks = (*self.locks, lock)
-        return self._cosign(self._next(a, b, locks), note, locks)
-
-    def final(self) -> SignedState:
-        s = self._state()
-        return self._cosign(self._next(s.balance_a, s.balance_b, (), is_final=True), "final: both agree to close")
-
-    def withdraw(self, name: str, amount: int) -> tuple[Withdrawal, Signature, Signature]:
-        """Both sign a ``Withdrawal`` of ``amount`` for ``name`` and the next state, which splits the deposits
-        the withdrawal leaves (``Withdrawal.deposits_after``) under the next withdrawal counter."""
-        role = self.params.role_of(getattr(self.cast, name).address)
-        s = self._state()
-        withdrawal = Withdrawal(
-            self.channel_id,
-            amount if role == "A" else 0,
-            amount if role == "B" else 0,
-            s.deposit_a,
-            s.deposit_b,
-            self.withdrawals,
-            self.chain.now() + CHALLENGE_PERIOD,
-        )
+    def withdraw(self, name: str, amount: int) -> tuple[SignedState, PendingWithdrawal]:
+        """``name`` proposes a withdrawal of ``amount`` of its balance with the state it leaves
+        (``propose_withdrawal``); the peer checks and countersigns both (``receive_withdrawal``); the proposer
+        checks the countersignatures (``receive_withdrawal_countersignature``). Returns the state from before
+        it (the one the chain accepts until the withdrawal is made) and the withdrawal signed by both."""
+        peer = "bob" if name == "alice" else "alice"
+        proposer, other = self.channels[name], self.channels[peer]
+        expiry = self.chain.now() + CHALLENGE_PERIOD
+        withdrawal, signature, proposal = proposer.propose_withdrawal(amount, expiry)
+        peer_signature, signed = other.receive_withdrawal(withdrawal, signature, proposal, self.chain.now())
+        proposer.receive_withdrawal_countersignature(peer_signature, signed)
+        pending = proposer.pending_withdrawal
+        assert pending is not None and pending.sig_a is not None and pending.sig_b is not None
         domain = self.contract.domain
-        sig_a = sign_message(domain, withdrawal, self.cast.alice.key)
-        sig_b = sign_message(domain, withdrawal, self.cast.bob.key)
         self.recorder.record_message(
             domain,
             withdrawal,
-            [sig_a, sig_b],
-            f"withdrawal {self.withdrawals + 1}: {name} takes {format_eth(amount)} out of the open channel "
+            [pending.sig_a, pending.sig_b],
+            f"withdrawal {withdrawal.withdrawals + 1}: {name} takes {format_eth(amount)} out of the open channel "
             f"(valid until {withdrawal.expiry})",
         )
-        deposit_a, deposit_b = withdrawal.deposits_after()
-        self.withdrawals += 1
-        self._cosign(
-            self._next(
-                s.balance_a - withdrawal.amount_a,
-                s.balance_b - withdrawal.amount_b,
-                self.locks,
-                deposit_a=Wei(deposit_a),
-                deposit_b=Wei(deposit_b),
-            ),
-            f"{name}'s balance after withdrawal {self.withdrawals}",
-            self.locks,
+        self.recorder.record_state(
+            domain, signed, f"{name}'s balance after withdrawal {withdrawal.withdrawals + 1}", proposer.locks
         )
-        return withdrawal, sig_a, sig_b
+        return pending.before, pending
+
+    def record_withdrawal(self) -> None:
+        """Both note the withdrawal the chain made: the channel's deposits and counter, read from its slot."""
+        onchain = self.contract.get_channel(self.channel_id)
+        for channel in self.channels.values():
+            channel.record_withdrawal(onchain.deposit_a, onchain.deposit_b, onchain.withdrawals)
 
 
 def run_cooperative(chain: Chain, contract: PaychanContract | None = None, payments: int = 20) -> Ledger:
@@ -320,16 +254,29 @@ def run_cheater(chain: Chain, contract: PaychanContract | None = None) -> Ledger
     life = _Lifecycle(chain, contract, TITLES["cheater"])
     life.open(4 * ETHER)
     life.deposit("bob", 1 * ETHER)
-    revoked = life.transfer("alice", 1 * ETHER)
-    life.transfer("alice", 1 * ETHER, revoke=True)
-    newest = life.transfer("bob", ETHER // 2, revoke=True)
+    revoked = life.pay("alice", 1 * ETHER)
+    life.pay("alice", 1 * ETHER)
+    life.revoke()
+    newest = life.pay("bob", ETHER // 2)
+    life.revoke()
     alice, bob, contract_, recorder = life.cast.alice, life.cast.bob, life.contract, life.recorder
-    revocation, signature = life.revocations["alice"]
+    held = life.channels["bob"].peer_revocation
+    assert held is not None
+    revocation, signature = held
     recorder.note(
-        f"after each newer state both signed a revocation of every older nonce: alice's latest promises never to "
-        f"close below nonce {revocation.below_nonce}, and bob holds it"
+        f"after each newer state both signed a revocation of every older nonce (Channel.sign_revocation) and "
+        f"sent it to the other (receive_revocation): alice's latest promises never to close below nonce "
+        f"{revocation.below_nonce}, and bob holds it"
     )
-
+    try:
+        life.channels["alice"].check_close(revoked)
+    except RevokedNonce as refused:
+        recorder.note(
+            f"alice's own Channel refuses to close with nonce {revoked.state.nonce}: check_close raises "
+            f"{refused}; she bypasses it and sends the close to the contract herself"
+        )
+    else:
+        raise RuntimeError("alice's channel would close below her own revocation")
     recorder.send("close with revoked state (alice)", alice, lambda: contract_.close(alice, life.params, revoked))
     deadline = contract_.get_channel(life.channel_id).deadline
     recorder.note(
@@ -362,25 +309,26 @@ def run_conditional(chain: Chain, contract: PaychanContract | None = None) -> Le
     life = _Lifecycle(chain, contract, TITLES["conditional"])
     life.open(3 * ETHER)
     life.deposit("bob", 1 * ETHER)
-    life.transfer("alice", ETHER // 2)
+    life.pay("alice", ETHER // 2)
     alice_pays, never_revealed = secrets.token_bytes(32), secrets.token_bytes(32)
     # the channel's rule: a lock expires before a close started now could settle, by LOCK_EXPIRY_MARGIN
-    expiry = chain.now() + CHALLENGE_PERIOD - LOCK_EXPIRY_MARGIN
-    paid = Lock("A", ETHER, expiry, hashlock(alice_pays))
-    expired = Lock("A", ETHER // 4, expiry, hashlock(never_revealed))
-    life.add_lock(paid, f"alice locks 1 ETH for bob until {expiry}")
-    life.add_lock(expired, f"alice locks 0.25 ETH for bob until {expiry}")
+    expiry = life.channels["alice"].latest_expiry(chain.now())
+    paid = life.lock("alice", ETHER, hashlock(alice_pays), expiry)
+    life.lock("alice", ETHER // 4, hashlock(never_revealed), expiry)
     bob, contract_, recorder = life.cast.bob, life.contract, life.recorder
-    latest = life.latest
-    assert latest is not None
+    bobs = life.channels["bob"]
+    latest = bobs.latest
     recorder.note(
-        f"alice locked 1 ETH and 0.25 ETH for bob, each payable against the secret of its hashlock (sha256) "
-        f"until {expiry} (at most now + the {CHALLENGE_PERIOD} s period - {LOCK_EXPIRY_MARGIN} s, the channel's rule); "
-        f"nonce {latest.state.nonce} commits to both locks (locksRoot) and their total (lockedA)"
+        f"alice locked 1 ETH and 0.25 ETH for bob (Channel.propose_lock; bob checked each with receive_proposal), "
+        f"each payable against the secret of its hashlock (sha256) until {expiry} (at most now + the "
+        f"{CHALLENGE_PERIOD} s period - {LOCK_EXPIRY_MARGIN} s, the channel's rule); nonce {latest.state.nonce} "
+        "commits to both locks (locksRoot) and their total (lockedA)"
     )
+    settle_offchain = bobs.propose_settle_lock(alice_pays)
     recorder.note(
-        "bob learned the secret of the 1 ETH lock (from the payment's recipient); alice disappeared before "
-        "signing the state that pays it to him off-chain; the secret of the 0.25 ETH lock never came"
+        f"bob learned the secret of the 1 ETH lock (from the payment's recipient) and proposed the state that pays "
+        f"it to him (propose_settle_lock, nonce {settle_offchain.state.nonce}, his signature only); alice "
+        "disappeared without countersigning it; the secret of the 0.25 ETH lock never came"
     )
     recorder.send("reveal secret (bob)", bob, lambda: contract_.reveal_secret(bob, alice_pays))
     revealed_at = contract_.revealed_at(paid.hashlock)
@@ -388,20 +336,21 @@ def run_conditional(chain: Chain, contract: PaychanContract | None = None) -> Le
         f"bob revealed the secret on chain at {revealed_at} (<= expiry {expiry}): the registry keeps the time, "
         "for every channel holding that hashlock"
     )
+    bobs.check_close(latest)
     recorder.send("close with latest state (bob)", bob, lambda: contract_.close(bob, life.params, latest))
     deadline = contract_.get_channel(life.channel_id).deadline
     recorder.note(
-        f"bob closed with nonce {latest.state.nonce}: the close records the locked totals and the root, not "
-        f"the list; the period runs until {deadline}, after both locks' expiry {expiry}"
+        f"bob closed with nonce {latest.state.nonce}, the latest state both signed: the close records the locked "
+        f"totals and the root, not the list; the period runs until {deadline}, after both locks' expiry {expiry}"
     )
     chain.time_travel(CHALLENGE_PERIOD + 1)
     settled = recorder.send(
-        "settle with 2 locks (bob)", bob, lambda: contract_.settle(bob, life.params, locks=life.locks)
+        "settle with 2 locks (bob)", bob, lambda: contract_.settle(bob, life.params, locks=bobs.locks)
     )
     recorder.note(
         f"bob settled after the period (block time {_block_time(chain, settled)} > deadline {deadline}) with "
-        "the lock list (its keccak256 is the recorded root): the revealed lock paid bob; the 0.25 ETH one, "
-        f"expired at {expiry} unrevealed, went back to alice"
+        "the lock list his Channel holds (its keccak256 is the recorded root): the revealed lock paid bob; the "
+        f"0.25 ETH one, expired at {expiry} unrevealed, went back to alice"
     )
     return recorder.finish()
 
@@ -411,21 +360,33 @@ def run_withdraw(chain: Chain, contract: PaychanContract | None = None) -> Ledge
     life = _Lifecycle(chain, contract, TITLES["withdraw"])
     life.open(3 * ETHER)
     life.deposit("bob", 1 * ETHER)
-    before = life.transfer("alice", 1 * ETHER)
+    life.pay("alice", 1 * ETHER)
     amount = 3 * ETHER // 2
-    withdrawal, sig_a, sig_b = life.withdraw("bob", amount)
+    before, pending = life.withdraw("bob", amount)
+    withdrawal = pending.withdrawal
     alice, bob, contract_, recorder = life.cast.alice, life.cast.bob, life.contract, life.recorder
     after_a, after_b = withdrawal.deposits_after()
     recorder.note(
-        f"both signed withdrawal {life.withdrawals} ({format_eth(amount)} to bob, out of his "
-        f"{format_eth(before.state.balance_b)} balance) and the state that goes with it, which splits what is "
-        f"left: A {format_eth(after_a)}, B {format_eth(after_b)} ({format_eth(withdrawal.deposit_b - after_b)} "
-        f"from bob's deposit, {format_eth(withdrawal.deposit_a - after_a)} from alice's), withdrawal counter 1"
+        f"bob proposed withdrawal {withdrawal.withdrawals + 1} (Channel.propose_withdrawal: "
+        f"{format_eth(amount)} out of his {format_eth(before.state.balance_b)} balance) with the state that goes "
+        f"with it, and alice checked and countersigned both (receive_withdrawal); the withdrawal names the "
+        f"deposits it is taken from (A {format_eth(withdrawal.deposit_a)}, B {format_eth(withdrawal.deposit_b)}) "
+        f"and the state splits what is left: A {format_eth(after_a)}, B {format_eth(after_b)} "
+        f"({format_eth(withdrawal.deposit_b - after_b)} from bob's deposit, "
+        f"{format_eth(withdrawal.deposit_a - after_a)} from alice's), withdrawal counter "
+        f"{withdrawal.withdrawals + 1}"
     )
+    assert pending.sig_a is not None and pending.sig_b is not None
+    sig_a, sig_b = pending.sig_a, pending.sig_b
     recorder.send(
         "withdraw while open (bob)", bob, lambda: contract_.withdraw(bob, life.params, withdrawal, sig_a, sig_b)
     )
-    recorder.note(f"bob withdrew {format_eth(amount)}; the channel stays open and single-use: the counter moved to 1")
+    life.record_withdrawal()
+    counter = contract_.get_channel(life.channel_id).withdrawals
+    recorder.note(
+        f"bob withdrew {format_eth(amount)}; the channel stays open and the withdrawal is single-use: the "
+        f"counter moved to {counter}; both Channels noted it (record_withdrawal)"
+    )
     try:
         contract_.close(alice, life.params, before)
     except WithdrawalCountMismatch as refused:
@@ -436,8 +397,8 @@ def run_withdraw(chain: Chain, contract: PaychanContract | None = None) -> Ledge
         )
     else:
         raise RuntimeError("the contract accepted a state signed before the withdrawal")
-    life.transfer("alice", ETHER // 2)
-    final = life.final()
+    life.pay("alice", ETHER // 2)
+    final = life.finalize()
     recorder.send("cooperative close (alice)", alice, lambda: contract_.cooperative_close(alice, life.params, final))
     recorder.note(
         f"alice submitted the final state (nonce {final.state.nonce}): it split the deposits left after the "

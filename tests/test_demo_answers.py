@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from paychan.channel import LOCK_EXPIRY_MARGIN
 from paychan.demo import CHALLENGE_PERIOD, run_cheater, run_conditional, run_withdraw
-from paychan.exceptions import WithdrawalCountMismatch
+from paychan.exceptions import RevokedNonce, WithdrawalCountMismatch
 from paychan.ledger import LedgerRecorder
 from paychan.signing import check_message_signer
 from paychan.state import Lock, Revocation, Signature, Withdrawal, hashlock, locks_root
@@ -50,6 +50,8 @@ def test_a_cheater_who_closes_with_a_revoked_state_loses_her_whole_deposit_to_bo
         account = alice if signer == "alice" else bob
         sig = Signature.from_bytes(bytes.fromhex(signature[2:]))
         check_message_signer(contract.domain, Revocation(cid, below), sig, account.address)
+    # alice's own Channel would not have closed below her revocation: she went round it
+    assert any(f"check_close raises {RevokedNonce(1, 3)}" in note for note in ledger.events)
     text = ledger.to_text()
     assert "penalty: alice's deposit of 4 ETH went to bob" in text
     assert "bob got back 5 ETH (pushed; the whole channel, as the penalty)" in text
@@ -124,6 +126,7 @@ def test_a_withdrawal_while_open_pays_bob_at_once_and_voids_the_older_states(cha
     assert [s.nonce for s in after] == [2, 3, 4]
     assert all((s.deposit_a, s.deposit_b) == (withdrawn["depositA"], withdrawn["depositB"]) for s in after)
     assert any(str(WithdrawalCountMismatch(0, 1)) in note for note in ledger.events)
+    assert any("the counter moved to 1; both Channels noted it (record_withdrawal)" in note for note in ledger.events)
     bob_party = ledger.parties["bob"]
     assert (bob_party.deposited, bob_party.withdrawn, bob_party.paid_out) == (ETHER, 3 * ETHER // 2, ETHER)
     assert {p["name"]: p["amount"] for p in ledger.payouts} == {"alice": 3 * ETHER // 2, "bob": ETHER}
