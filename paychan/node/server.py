@@ -58,13 +58,11 @@ from paychan.contract import PaychanContract
 from paychan.exceptions import (
     ChannelFinalized,
     InvalidAmount,
-    InvalidRevocation,
     InvalidSignature,
     MalformedMessage,
     NegativeBalance,
     PaychanError,
     ProposalPending,
-    RevokedNonce,
     StateRejected,
     UnexpectedNonce,
     UnknownChannel,
@@ -103,7 +101,7 @@ from paychan.node.store import (
     DoubleSignRefused,
     Store,
 )
-from paychan.signing import Domain, check_message_signer, check_signer, sign_message, sign_state, state_struct_hash
+from paychan.signing import Domain, check_signer, sign_message, sign_state, state_struct_hash
 from paychan.state import (
     ETH,
     MAX_NONCE,
@@ -273,12 +271,21 @@ class Runtime:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task[None] | None = None
     turn_wanted: int = 0  # turn requests of the peer waiting for our proposals to drain
-    own_revocation: int = 0  # the highest belowNonce we signed (0: none)
-    peer_revocation: SignedRevocation | None = None  # the peer's highest revocation, with its signature
 
     @property
     def cid(self) -> ChannelId:
         return self.record.channel_id
+
+    @property
+    def own_revocation(self) -> int:
+        """The highest belowNonce we signed (0: none): the channel keeps it (``Channel.sign_revocation``)."""
+        return self.channel.own_revocation
+
+    @property
+    def peer_revocation(self) -> SignedRevocation | None:
+        """The peer's highest revocation, with its signature (``Channel.receive_revocation`` keeps it)."""
+        held = self.channel.peer_revocation
+        return None if held is None else SignedRevocation(held[0].below_nonce, held[1])
 
     @property
     def role(self) -> str:
@@ -371,7 +378,18 @@ class Node:
         deposits = (record.deposit_a, record.deposit_b)
         if latest is not None:  # the newest known: the record's, or those a later state already splits
             deposits = (max(deposits[0], latest.state.deposit_a), max(deposits[1], latest.state.deposit_b))
-        channel = Channel(record.params, self.domain, self._key, deposits=deposits, latest=latest)
+        peer_revocation = None
+        if record.peer_revocation_sig is not None:
+            peer_revocation = (Revocation(record.channel_id, record.peer_revocation), record.peer_revocation_sig)
+        channel = Channel(
+            record.params,
+            self.domain,
+            self._key,
+            deposits=deposits,
+            latest=latest,
+            own_revocation=record.own_revocation,
+            peer_revocation=peer_revocation,
+        )
 
         def record_before_signing(proposal: SignedState) -> None:
             self.store.record_intent(proposal, peer_role)
@@ -380,9 +398,6 @@ class Node:
         channel.pending = inflight[0] if inflight else None
         old = self.runtimes.get(record.channel_id)
         runtime = Runtime(record, channel, record.turn_epoch, inflight)
-        runtime.own_revocation = record.own_revocation
-        if record.peer_revocation_sig is not None:
-            runtime.peer_revocation = SignedRevocation(record.peer_revocation, record.peer_revocation_sig)
         if old is not None:  # keep callers waiting on the rebuilt channel
             runtime.queue, runtime.waiters, runtime.lock = old.queue, old.waiters, old.lock
             runtime.wakeup, runtime.sender = old.wakeup, old.sender
@@ -528,13 +543,12 @@ class Node:
                         break
                 if fresh:
                     self.store.add_signatures(*fresh)
-                revoke_below = runtime.channel.nonce if runtime.channel.latest.is_complete else 0
-                if revoke_below > runtime.own_revocation:  # committed with the states it follows
-                    self.store.set_own_revocation(runtime.cid, revoke_below)
+                revocation = runtime.channel.sign_revocation()  # below the latest we now hold doubly signed
+                if revocation is not None:  # committed with the states it follows, before it is sent
+                    self.store.set_own_revocation(runtime.cid, revocation[0].below_nonce)
         except Exception:
             self._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
             raise
-        runtime.own_revocation = max(runtime.own_revocation, revoke_below)
         self.stats["batchesReceived"] += 1
         self.stats["statesCountersigned"] += len(accepted)
         return accepted, error
@@ -562,42 +576,32 @@ class Node:
         return SignedRevocation(runtime.own_revocation, sign_message(self.domain, revocation, self._key))
 
     def _revoke_latest(self, runtime: Runtime) -> SignedRevocation | None:
-        """Revokes every nonce below our latest doubly-signed state (stored durably already): recorded in
-        the store before the signature exists. None if there is nothing new to revoke."""
-        latest = runtime.channel.latest
-        below = latest.state.nonce if latest.is_complete else 0
-        if below <= runtime.own_revocation:
+        """Revokes every nonce below our latest doubly-signed state (stored durably already) with
+        ``Channel.sign_revocation``; recorded in the store before the signature leaves the process. None if
+        there is nothing new to revoke."""
+        channel = runtime.channel
+        held = channel.own_revocation
+        revocation = channel.sign_revocation()
+        if revocation is None:
             return None
-        self.store.set_own_revocation(runtime.cid, below)
-        runtime.own_revocation = below
-        return self.own_revocation(runtime)
+        try:
+            self.store.set_own_revocation(runtime.cid, revocation[0].below_nonce)
+        except Exception:
+            channel.own_revocation = held  # not stored: never sent
+            raise
+        return SignedRevocation(revocation[0].below_nonce, revocation[1])
 
     def _take_peer_revocation(self, runtime: Runtime, revocation: SignedRevocation) -> None:
-        """Checks the peer's revocation and keeps it if it is its highest (stored in the caller's transaction).
+        """Checks the peer's revocation with ``Channel.receive_revocation`` and keeps it if it is the peer's
+        highest (stored in the caller's transaction; the caller reloads the channel if that fails).
 
-        It must be signed by the peer and revoke nothing above our latest doubly-signed state: the peer
-        revokes only nonces below a state both of us hold."""
-        if runtime.peer_revocation is not None and revocation.below_nonce <= runtime.peer_revocation.below_nonce:
+        One no higher than the one held is ignored: the peer sends its highest with every message, and a
+        peer restored from an old backup may send an older one."""
+        held = runtime.channel.peer_revocation
+        if revocation.below_nonce <= (0 if held is None else held[0].below_nonce):
             return
-        if revocation.below_nonce > runtime.channel.nonce:
-            raise InvalidRevocation(
-                f"belowNonce {revocation.below_nonce} is above our latest state's nonce {runtime.channel.nonce}"
-            )
-        check_message_signer(
-            self.domain,
-            Revocation(runtime.cid, revocation.below_nonce),
-            revocation.signature,
-            runtime.channel.peer_address,
-        )
+        runtime.channel.receive_revocation(Revocation(runtime.cid, revocation.below_nonce), revocation.signature)
         self.store.set_peer_revocation(runtime.cid, revocation.below_nonce, revocation.signature)
-        runtime.peer_revocation = revocation
-
-    def check_close(self, runtime: Runtime, signed: SignedState | None) -> None:
-        """Raises ``RevokedNonce`` if closing with ``signed`` (None: closeWithoutState, nonce 0) would break
-        our own revocation (the peer could then take the whole channel)."""
-        nonce = 0 if signed is None else signed.state.nonce
-        if nonce < runtime.own_revocation:
-            raise RevokedNonce(nonce, runtime.own_revocation)
 
     def check_counterparty(self, runtime: Runtime, signer: str | None) -> None:
         """Refuses a request not signed by the channel's counterparty (``None``: checked by the caller)."""
@@ -1006,8 +1010,12 @@ class Node:
                 log.info("channel 0x%s: final state countersigned", runtime.cid.hex()[:12])
         revocation = parse_revocation(answer.get("revocation"))
         if revocation is not None:
-            with self.store.transaction():
-                self._take_peer_revocation(runtime, revocation)
+            try:
+                with self.store.transaction():
+                    self._take_peer_revocation(runtime, revocation)
+            except Exception:
+                self._reload(runtime.cid)  # not stored: the channel forgets it too
+                raise
         if problem is not None:
             raise problem
         error = answer.get("error")
@@ -1214,7 +1222,7 @@ class Node:
             raise ChannelNotOpen(runtime.record.status)
         latest = runtime.channel.latest
         signed = latest if latest.is_complete and latest.state.nonce > 0 else None
-        self.check_close(runtime, signed)
+        runtime.channel.check_close(signed)
         receipt = await self.on_chain(contract.close, self.account, runtime.record.params, signed)
         (closed,) = contract.contract.events.ChannelClosed().process_receipt(receipt, errors=DISCARD)
         args = closed["args"]

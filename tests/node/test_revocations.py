@@ -269,7 +269,7 @@ def test_a_revocation_for_a_nonce_above_our_latest_state_is_refused(store: Store
     signature = sign_message(DOMAIN, Revocation(CID, 1), KEY_A)  # type: ignore[arg-type]
     with pytest.raises(InvalidRevocation) as refused:  # bob holds only the nonce-0 state
         node._take_peer_revocation(node.runtimes[CID], SignedRevocation(1, signature))
-    assert refused.value.reason == "belowNonce 1 is above our latest state's nonce 0"
+    assert refused.value.reason == "revokes below 1, above our latest state 0"  # Channel.receive_revocation
     assert store.channel(CID).peer_revocation == 0  # type: ignore[union-attr]
 
 
