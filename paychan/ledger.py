@@ -23,13 +23,14 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from paychan.chain import Chain
-from paychan.contract import PaychanContract
+from paychan.contract import PaychanContract, RecordedState
 from paychan.signing import Domain, message_digest, recover_digest_signer, recover_signer
 from paychan.state import (
     DIRECTION_A_PAYS_B,
     DIRECTION_B_PAYS_A,
     ETH,
     LOCK_SIZE,
+    ChannelId,
     ChannelParams,
     Lock,
     Revocation,
@@ -422,7 +423,7 @@ class LedgerRecorder:
         self._start_block = int(chain.w3.eth.block_number)
         self._channel_id = b""
         self._deposits = {"A": 0, "B": 0}  # the channel's deposits, from Deposited and Withdrawn events
-        self._recorded: dict[str, Any] | None = None  # the last ChannelClosed/ChallengeAccepted record
+        self._recorded: RecordedState | None = None  # what the last close or challenge recorded
 
     def name(self, address: str) -> str:
         return self.names.get(address.lower(), address)
@@ -530,11 +531,9 @@ class LedgerRecorder:
     # --- events -----------------------------------------------------------------------------------
 
     def _record_events(self, receipt: TxReceipt, tx: TxRecord, timestamp: int) -> None:
-        events = self.contract.contract.events
         ledger = self.ledger
         block, tx_hash = tx.block, tx.tx_hash
-        for ev in events.Deposited().process_receipt(receipt, errors=DISCARD):
-            a = ev["args"]
+        for a in self._emitted(receipt, "Deposited"):
             name = self.name(a["participant"])
             ledger.deposits.append(
                 {
@@ -551,8 +550,7 @@ class LedgerRecorder:
                 party.deposited += a["amount"]
                 self._deposits[party.role] = a["total"]
             self._timeline_onchain(f"{name} deposits")
-        for ev in events.Withdrawn().process_receipt(receipt, errors=DISCARD):
-            a = ev["args"]
+        for a in self._emitted(receipt, "Withdrawn"):
             party_a, party_b = ledger.party_by_role("A"), ledger.party_by_role("B")
             party_a.withdrawn += a["amountA"]
             party_b.withdrawn += a["amountB"]
@@ -574,18 +572,24 @@ class LedgerRecorder:
             )
             self._deposits = {"A": a["depositA"], "B": a["depositB"]}
             self._timeline_repeat(f"withdrawal {a['withdrawals']}")
-        for kind in ("ChannelClosed", "ChallengeAccepted"):
-            for ev in getattr(events, kind)().process_receipt(receipt, errors=DISCARD):
-                a = ev["args"]
-                self._recorded = dict(a)
-                step = "close" if kind == "ChannelClosed" else "challenge"
-                ledger.timeline.append(
-                    TimelinePoint(
-                        f"{step} (nonce {a['nonce']})", a["balanceA"], a["balanceB"], True, a["lockedA"], a["lockedB"]
+        for kind, step in (("ChannelClosed", "close"), ("ChallengeAccepted", "challenge")):
+            if self._emitted(receipt, kind) and self._channel_id:
+                # what the close or challenge recorded, as the SDK reads it (the latest record: ``record`` is
+                # called right after each transaction)
+                recorded = self.contract.recorded_state(ChannelId(self._channel_id))
+                if recorded.deadline:  # still closing (a final state's challenge settles at once)
+                    self._recorded = recorded
+                    ledger.timeline.append(
+                        TimelinePoint(
+                            f"{step} (nonce {recorded.nonce})",
+                            recorded.balance_a,
+                            recorded.balance_b,
+                            True,
+                            recorded.locked_a,
+                            recorded.locked_b,
+                        )
                     )
-                )
-        for ev in events.SecretRevealed().process_receipt(receipt, errors=DISCARD):
-            a = ev["args"]
+        for a in self._emitted(receipt, "SecretRevealed"):
             ledger.secrets.append(
                 {
                     "hashlock": "0x" + bytes(a["hashlock"]).hex(),
@@ -597,8 +601,7 @@ class LedgerRecorder:
                 }
             )
             self._timeline_repeat("secret revealed")
-        for ev in events.RevokedStateProven().process_receipt(receipt, errors=DISCARD):
-            a = ev["args"]
+        for a in self._emitted(receipt, "RevokedStateProven"):
             cheater = ledger.parties[self.name(a["cheater"])]
             honest = next(p for p in ledger.parties.values() if p is not cheater)
             newest = max(ledger.states, key=lambda s: s.nonce, default=None)
@@ -618,12 +621,8 @@ class LedgerRecorder:
             total = self._deposits["A"] + self._deposits["B"]
             to_a = total if honest.role == "A" else 0
             ledger.timeline.append(TimelinePoint("revoked state proven", to_a, total - to_a, True))
-        for ev in events.ChannelSettled().process_receipt(receipt, errors=DISCARD):
-            a = ev["args"]
-            deferred = {
-                d["args"]["recipient"]: d["args"]["amount"]
-                for d in events.PayoutDeferred().process_receipt(receipt, errors=DISCARD)
-            }
+        for a in self._emitted(receipt, "ChannelSettled"):
+            deferred = {d["recipient"]: d["amount"] for d in self._emitted(receipt, "PayoutDeferred")}
             honest_names = {pen["honest"] for pen in ledger.penalties}
             for role, amount in (("A", a["payoutA"]), ("B", a["payoutB"])):
                 party = ledger.party_by_role(role)
@@ -644,6 +643,13 @@ class LedgerRecorder:
             ledger.timeline.append(TimelinePoint("settled" if not a["cooperative"] else "closed", 0, 0, True))
             self._deposits = {"A": 0, "B": 0}
 
+    def _emitted(self, receipt: TxReceipt, event: str) -> list[Any]:
+        """The arguments of each ``event`` the contract emitted in ``receipt`` (other logs are skipped)."""
+        return [
+            ev["args"]
+            for ev in getattr(self.contract.contract.events, event)().process_receipt(receipt, errors=DISCARD)
+        ]
+
     def _resolve_locks(self, tx: TxRecord, payout_a: int, payout_b: int) -> None:
         """The lock list the settle sent (decoded from its calldata), each lock checked against the secret
         registry at the settle's block, and the recorded payouts plus the locks compared to what it paid."""
@@ -651,7 +657,7 @@ class LedgerRecorder:
         _, arguments = self.contract.contract.decode_function_input(sent["input"])
         packed = bytes(arguments["locks"])
         recorded = self._recorded
-        if recorded is None or (not packed and not recorded["lockedA"] and not recorded["lockedB"]):
+        if recorded is None or (not packed and not recorded.locked_a and not recorded.locked_b):
             return
         registry = self.contract.contract.functions.revealedAt
         to_b = to_a = 0  # what the locks pay each receiver, per direction
@@ -681,14 +687,14 @@ class LedgerRecorder:
                 }
             )
         # the contract's rule: what one direction's locks pay is capped at that side's locked total
-        to_b, to_a = min(to_b, recorded["lockedA"]), min(to_a, recorded["lockedB"])
-        expected_a = recorded["balanceA"] + recorded["lockedA"] - to_b + to_a
-        expected_b = recorded["balanceB"] + recorded["lockedB"] - to_a + to_b
+        to_b, to_a = min(to_b, recorded.locked_a), min(to_a, recorded.locked_b)
+        expected_a = recorded.balance_a + recorded.locked_a - to_b + to_a
+        expected_b = recorded.balance_b + recorded.locked_b - to_a + to_b
         self.ledger.lock_check = {
-            "recorded_a": recorded["balanceA"],
-            "recorded_b": recorded["balanceB"],
-            "locked_a": recorded["lockedA"],
-            "locked_b": recorded["lockedB"],
+            "recorded_a": recorded.balance_a,
+            "recorded_b": recorded.balance_b,
+            "locked_a": recorded.locked_a,
+            "locked_b": recorded.locked_b,
             "expected_a": expected_a,
             "expected_b": expected_b,
             "paid_a": payout_a,
