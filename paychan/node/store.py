@@ -31,7 +31,19 @@ from typing import Any
 
 from paychan.exceptions import PaychanError
 from paychan.signing import state_struct_hash
-from paychan.state import ZERO_ROOT, ChannelId, ChannelParams, ChannelState, Nonce, Signature, SignedState, Wei
+from paychan.state import (
+    ZERO_ROOT,
+    ChannelId,
+    ChannelParams,
+    ChannelState,
+    Lock,
+    Nonce,
+    Signature,
+    SignedState,
+    Wei,
+    hashlock,
+    locks_root,
+)
 
 STATUS_OPEN = "open"
 STATUS_CLOSING = "closing"
@@ -141,6 +153,30 @@ MIGRATIONS: list[tuple[int, str, Sequence[str]]] = [
             "ALTER TABLE channels ADD COLUMN own_revocation INTEGER NOT NULL DEFAULT 0",
             "ALTER TABLE channels ADD COLUMN peer_revocation INTEGER NOT NULL DEFAULT 0",
             "ALTER TABLE channels ADD COLUMN peer_revocation_sig BLOB",
+        ),
+    ),
+    (
+        6,
+        "conditional payments: the lock list of every state signed, and the secrets the node knows",
+        (
+            # A state commits to its lock list by its root (keccak of the packed list): each list is kept
+            # under its root, written in the transaction of the first state signed with it, before the
+            # signature leaves. Settling a closed channel needs the list of the recorded state's root.
+            """CREATE TABLE lock_lists (
+                channel_id BLOB NOT NULL REFERENCES channels (channel_id),
+                locks_root BLOB NOT NULL CHECK (length(locks_root) = 32),
+                locks TEXT NOT NULL,
+                PRIMARY KEY (channel_id, locks_root)
+            ) WITHOUT ROWID""",
+            # Secrets (preimages of SHA-256 hashlocks) the node knows: its own, or learned from the peer's
+            # settlement. The contract's registry is shared by all channels, so they are kept by hashlock
+            # only; revealed_at is the timestamp the chain recorded once the watcher revealed it.
+            """CREATE TABLE secrets (
+                hashlock BLOB PRIMARY KEY CHECK (length(hashlock) = 32),
+                secret BLOB NOT NULL CHECK (length(secret) = 32),
+                learned_at REAL NOT NULL,
+                revealed_at INTEGER
+            ) WITHOUT ROWID""",
         ),
     ),
 ]
@@ -500,6 +536,61 @@ class Store:
     def set_challenged(self, cid: bytes, nonce: int) -> None:
         with self.transaction():
             self.conn.execute("UPDATE channels SET challenged_nonce = ? WHERE channel_id = ?", (nonce, cid))
+
+    # --- locks and secrets -----------------------------------------------------------------------
+
+    def put_lock_list(self, cid: bytes, locks: Sequence[Lock]) -> bytes:
+        """Keeps the lock list ``locks`` under its root (idempotent; nothing for the empty list); joins the
+        caller's transaction. Returns the root."""
+        root = locks_root(tuple(locks))
+        if locks:
+            with self.transaction():
+                self.conn.execute(
+                    "INSERT INTO lock_lists (channel_id, locks_root, locks) VALUES (?, ?, ?)"
+                    " ON CONFLICT (channel_id, locks_root) DO NOTHING",
+                    (cid, root, json.dumps([lock.to_json() for lock in locks])),
+                )
+        return root
+
+    def lock_list(self, cid: bytes, root: bytes) -> tuple[Lock, ...] | None:
+        """The lock list of root ``root`` (empty for the zero root), None if the store does not hold it."""
+        if root == ZERO_ROOT:
+            return ()
+        row = self.conn.execute(
+            "SELECT locks FROM lock_lists WHERE channel_id = ? AND locks_root = ?", (cid, root)
+        ).fetchone()
+        if row is None:
+            return None
+        locks = tuple(Lock.from_json(item) for item in json.loads(str(row[0])))
+        if locks_root(locks) != root:
+            raise StoreError(f"the lock list stored under root 0x{root.hex()} does not hash to it")
+        return locks
+
+    def add_secret(self, secret: bytes) -> bytes:
+        """Keeps a 32-byte secret (idempotent; joins the caller's transaction); returns its hashlock."""
+        if not isinstance(secret, bytes) or len(secret) != 32:
+            raise ValueError("a secret is 32 bytes")
+        lock_hash = hashlock(secret)
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO secrets (hashlock, secret, learned_at) VALUES (?, ?, ?) ON CONFLICT (hashlock) DO NOTHING",
+                (lock_hash, secret, time.time()),
+            )
+        return lock_hash
+
+    def secret(self, lock_hash: bytes) -> bytes | None:
+        """The secret of ``lock_hash``, if the node knows it."""
+        row = self.conn.execute("SELECT secret FROM secrets WHERE hashlock = ?", (lock_hash,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def secret_revealed_at(self, lock_hash: bytes) -> int | None:
+        """When the chain recorded our reveal of the secret of ``lock_hash`` (None: not revealed by us)."""
+        row = self.conn.execute("SELECT revealed_at FROM secrets WHERE hashlock = ?", (lock_hash,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def set_secret_revealed(self, lock_hash: bytes, revealed_at: int) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE secrets SET revealed_at = ? WHERE hashlock = ?", (revealed_at, lock_hash))
 
     # --- states ----------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ def test_migrations_are_recorded_once_in_order(tmp_path: Path) -> None:
     Store(tmp_path / "a.db").close()
     again = Store(tmp_path / "a.db")
     assert again.applied_migrations() == [(v, n) for v, n, _ in MIGRATIONS]
-    assert again.schema_version == SCHEMA_VERSION == 5
+    assert again.schema_version == SCHEMA_VERSION == 6
 
 
 def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None
     old.conn.commit()
     old.close()
     new = Store(tmp_path / "old.db")
-    assert new.schema_version == SCHEMA_VERSION == 5
+    assert new.schema_version == SCHEMA_VERSION == 6
     record = new.channel(CID)
     assert record is not None and record.close_nonce is None and record.challenged_nonce is None
     # migration 4: the URL was not set by a signed announce (any signed one replaces it); no close record
@@ -284,3 +284,31 @@ def test_revocations_are_stored_and_only_ever_go_up(store: Store) -> None:
     record = store.channel(CID)
     assert record is not None
     assert (record.own_revocation, record.peer_revocation, record.peer_revocation_sig) == (5, 7, signature)
+
+
+def test_a_store_of_schema_5_gains_lock_lists_and_secrets_kept_across_a_reopen(tmp_path: Path) -> None:
+    from paychan.state import Lock, hashlock, locks_root
+
+    old = Store(tmp_path / "v5.db", migrations=MIGRATIONS[:5])
+    old.add_channel(channel_record())
+    assert old.schema_version == 5
+    old.close()
+    new = Store(tmp_path / "v5.db")
+    assert new.applied_migrations()[-1] == (6, MIGRATIONS[5][1])
+    secret = bytes(range(32))
+    locks = (Lock("A", 5, 10_000, hashlock(secret)), Lock("B", 7, 20_000, b"\x22" * 32))
+    with new.transaction():
+        root = new.put_lock_list(CID, locks)
+        assert new.add_secret(secret) == hashlock(secret)
+    new.put_lock_list(CID, locks)  # idempotent
+    new.close()
+    again = Store(tmp_path / "v5.db")
+    assert root == locks_root(locks)
+    assert again.lock_list(CID, root) == locks
+    assert again.lock_list(CID, b"\x00" * 32) == ()
+    assert again.lock_list(CID, b"\x33" * 32) is None  # a root the store never saw
+    assert again.secret(hashlock(secret)) == secret and again.secret(b"\x22" * 32) is None
+    assert again.secret_revealed_at(hashlock(secret)) is None
+    again.set_secret_revealed(hashlock(secret), 1_234)
+    assert again.secret_revealed_at(hashlock(secret)) == 1_234
+    again.close()
