@@ -40,10 +40,11 @@ from benchmarks.gas import RESULTS_PATH as GAS_RESULTS
 from benchmarks.gas import readme_block as gas_page_block
 from paychan.chain import embedded_chain
 from paychan.cli import main
-from paychan.demo import run_cooperative, run_dispute
+from paychan.demo import TITLES, run_cooperative, run_dispute
 from paychan.devnet import free_port
 from paychan.ledger import WEI_PER_ETH, Ledger
 from paychan.plot import draw_balances
+from paychan.state import Withdrawal
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "guide.md"
@@ -198,6 +199,7 @@ QUESTIONS = (
     "Do both sides pay fees?",
     "What does each off-chain payment cost?",
     "How can the channel be closed, and by whom?",
+    "How do I take money out without closing?",
     "What is left of the deposit at the end, and who earned the part that is gone?",
     "Is a payment channel a smart contract?",
 )
@@ -272,6 +274,99 @@ def test_every_function_the_guide_names_exists_where_it_points():
         assert path.is_file(), f"docs/guide.md links `{name}` to {target}, which does not exist"
         pattern = DEFINITION[path.suffix].format(name=re.escape(name.split(".")[-1]))
         assert re.search(pattern, path.read_text(), flags=re.M), f"`{name}` is not defined in {target}"
+
+
+# The answers about contract v2 (a penalty, the one contract, a withdrawal): their figures come from a real
+# demo run, never from the test.
+V2_ANSWERS = (
+    "How do I take money out without closing?",
+    "What is left of the deposit at the end, and who earned the part that is gone?",
+    "Is a payment channel a smart contract?",
+)
+ETH_FIGURE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ETH\b")
+
+
+def prose(text: str) -> str:
+    """``text`` without its fenced blocks."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+
+
+@pytest.mark.parametrize("question", V2_ANSWERS)
+def test_every_eth_figure_a_v2_answer_names_is_in_the_demo_output_it_quotes(question, command_runs):
+    """Each ``N ETH`` the answer's text names is in the lines of ``paychan demo`` it quotes, and those lines
+    are in today's run of it (in order): the text's figures are the demo's."""
+    body = guide_sections()[question]
+    quoted = [q for q in quoted_commands(body, question) if q.command == "paychan demo"]
+    assert quoted, f"'{question}' quotes no `paychan demo` output"
+    run = command_runs["paychan demo"]
+    for q in quoted:
+        assert not missing_lines(run.output, q.lines), f"'{question}' quotes lines `paychan demo` no longer prints"
+    shown = " ".join(" ".join(line.split()) for q in quoted for line in q.lines)
+    for figure in sorted(set(ETH_FIGURE.findall(prose(body)))):
+        assert re.search(rf"(?<![\w.]){re.escape(figure)} ETH\b", shown), (
+            f"'{question}' names {figure} ETH, which none of the demo output it quotes shows"
+        )
+
+
+@pytest.fixture(scope="module")
+def demo_ledgers(command_runs: dict[str, Run]) -> dict[str, dict]:
+    """The JSON ledgers of today's ``paychan demo --json`` run (the one the guide quotes), by scenario."""
+    run = command_runs["paychan demo --json"]
+    assert run.returncode == 0, run.output[-3000:]
+    by_title = {ledger["title"]: ledger for ledger in json.loads(run.output)}
+    return {key: by_title[title] for key, title in TITLES.items()}
+
+
+def test_the_guides_one_contract_hosts_every_channel_of_the_demo(demo_ledgers):
+    """ "One smart contract hosts every channel": every ledger names the same contract, each its own channel,
+    as many as the channels the answer quotes being opened."""
+    assert len({ledger["contract"] for ledger in demo_ledgers.values()}) == 1
+    assert len({ledger["channel_id"] for ledger in demo_ledgers.values()}) == len(demo_ledgers)
+    body = guide_sections()["Is a payment channel a smart contract?"]
+    opened = re.findall(r"alice opened channel #(\d+)", body)
+    assert sorted(map(int, opened)) == list(range(1, len(demo_ledgers) + 1))
+    deployed = [tx for ledger in demo_ledgers.values() for tx in ledger["transactions"] if tx["sender"] == "deployer"]
+    assert [tx["label"] for tx in deployed] == ["deploy PaymentChannels"]
+
+
+def test_the_guides_penalty_answer_holds_in_the_demo_the_cheaters_deposit_went_to_the_honest_side(demo_ledgers):
+    """Gas came out of each sender's wallet, the penalty out of the channel: the honest side was paid every wei
+    the channel held, the cheater nothing, and each wallet moved by its channel result minus its own fees."""
+    ledger = demo_ledgers["cheater"]
+    (penalty,) = ledger["penalties"]
+    cheater, honest = ledger["parties"][penalty["cheater"]], ledger["parties"][penalty["honest"]]
+    payouts = {p["name"]: p["amount"] for p in ledger["payouts"]}
+    conservation = ledger["conservation"]
+    assert payouts == {penalty["cheater"]: 0, penalty["honest"]: conservation["deposited"]}
+    assert cheater["channel_result"] == -cheater["deposited"] == -honest["channel_result"]
+    assert conservation["deposited"] == conservation["paid_out"] and conservation["holds"]
+    for party in (cheater, honest):
+        assert party["fees"] > 0 and party["wallet_change"] == party["channel_result"] - party["fees"]
+    newest = max(ledger["states"], key=lambda s: s["nonce"])
+    assert penalty["newest_nonce"] == newest["nonce"] and penalty["closer_nonce"] < penalty["below_nonce"]
+    assert penalty["forfeited"] == newest["balance_a" if cheater["role"] == "A" else "balance_b"]
+
+
+def test_the_guides_withdrawal_answer_holds_in_the_demo_paid_at_once_and_the_channel_stayed_open(demo_ledgers):
+    """The withdrawal both signed names the deposits it is taken from; the Withdrawn event left what
+    ``Withdrawal.deposits_after`` says, the states after it split exactly that, and the channel went on."""
+    ledger = demo_ledgers["withdraw"]
+    (message,) = [m for m in ledger["messages"] if m["kind"] == "withdrawal"]
+    m = message["message"]
+    withdrawal = Withdrawal(
+        bytes.fromhex(ledger["channel_id"][2:]),
+        *(int(m[key]) for key in ("amountA", "amountB", "depositA", "depositB", "withdrawals", "expiry")),
+    )
+    (made,) = ledger["withdrawals"]
+    assert (made["deposit_a"], made["deposit_b"]) == withdrawal.deposits_after()
+    assert (made["deposit_a_before"], made["deposit_b_before"]) == (withdrawal.deposit_a, withdrawal.deposit_b)
+    assert (made["amount_a"], made["amount_b"]) == (withdrawal.amount_a, withdrawal.amount_b)
+    after = [s for s in ledger["states"] if s["withdrawals"] == withdrawal.withdrawals + 1]
+    assert len(after) >= 2, "they paid again after the withdrawal"
+    assert all((s["deposit_a"], s["deposit_b"]) == withdrawal.deposits_after() for s in after)
+    assert ledger["states"][-1]["is_final"] and message["signed_by"] == ["alice", "bob"]
+    c = ledger["conservation"]
+    assert c["deposited"] == c["paid_out"] + c["withdrawn"] and c["withdrawn"] == sum(withdrawal.as_tuple()[:2])
 
 
 def test_the_guide_has_a_mermaid_sequence_diagram_for_each_of_the_five_flows():
