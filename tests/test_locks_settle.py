@@ -329,28 +329,32 @@ LOCKED_OVERFLOWS = [
 ]
 
 
-@pytest.mark.parametrize(("balance_a", "balance_b", "locked_a", "locked_b"), LOCKED_OVERFLOWS)
 def test_locked_totals_that_overflow_to_look_conserved_revert_balances_not_conserved(
-    chain, contract, open_channel, signed_state, alice, bob, balance_a, balance_b, locked_a, locked_b
+    chain, contract, open_channel, signed_state, alice, bob
 ):
     pair = open_channel(5 * ETHER)
     cid = contract.channel_id(pair.params)
-    assert (balance_a + balance_b + locked_a + locked_b) % 2**256 == 5 * ETHER
-    forged = signed_state(
-        pair.params, 1, balance_a, balance_b, locks_root=b"\x77" * 32, locked_a=locked_a, locked_b=locked_b
-    )
+    forged = []
+    for balance_a, balance_b, locked_a, locked_b in LOCKED_OVERFLOWS:
+        assert (balance_a + balance_b + locked_a + locked_b) % 2**256 == 5 * ETHER
+        state = signed_state(
+            pair.params, 1, balance_a, balance_b, locks_root=b"\x77" * 32, locked_a=locked_a, locked_b=locked_b
+        )
+        forged.append(((balance_a, balance_b), state))
     before = snapshot(chain, contract, cid, alice, bob)
-    with pytest.raises(BalancesNotConserved) as e:
-        contract.close(alice, pair.params, forged)
-    assert e.value == BalancesNotConserved(balance_a, balance_b, 5 * ETHER)
-    assert snapshot(chain, contract, cid, alice, bob) == before
+    for (balance_a, balance_b), state in forged:
+        with pytest.raises(BalancesNotConserved) as e:
+            contract.close(alice, pair.params, state)
+        assert e.value == BalancesNotConserved(balance_a, balance_b, 5 * ETHER)
+        assert snapshot(chain, contract, cid, alice, bob) == before
     # and as a challenge of a close
     contract.close(alice, pair.params)
     before = snapshot(chain, contract, cid, alice, bob)
-    with pytest.raises(BalancesNotConserved) as e:
-        contract.challenge(bob, pair.params, forged)
-    assert e.value == BalancesNotConserved(balance_a, balance_b, 5 * ETHER)
-    assert snapshot(chain, contract, cid, alice, bob) == before
+    for (balance_a, balance_b), state in forged:
+        with pytest.raises(BalancesNotConserved) as e:
+            contract.challenge(bob, pair.params, state)
+        assert e.value == BalancesNotConserved(balance_a, balance_b, 5 * ETHER)
+        assert snapshot(chain, contract, cid, alice, bob) == before
 
 
 def test_a_final_state_keeping_a_pending_lock_reverts_final_state_has_locks_and_the_lock_still_settles(
