@@ -23,6 +23,10 @@ class PeerUnavailable(PaychanError):
     """Raised when the peer's node does not answer (refused, reset, timed out, not JSON)."""
 
 
+class PeerUnreachable(PeerUnavailable):
+    """Raised when no connection to the peer's node could be made: the request never left this node."""
+
+
 class PeerRefused(PaychanError):
     """Raised when the peer's node answers with an error; ``error`` is its error object."""
 
@@ -90,6 +94,8 @@ class PeerClient:
                     if size > MAX_BODY_BYTES:
                         break
                 body = b"".join(chunks)
+        except aiohttp.ClientConnectorError as exc:  # the connection failed: nothing was sent
+            raise PeerUnreachable(f"{method} {url}: {type(exc).__name__}: {exc}") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise PeerUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from None
         if len(body) > MAX_BODY_BYTES:

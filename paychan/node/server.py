@@ -67,6 +67,7 @@ from paychan.exceptions import (
     UnexpectedNonce,
     UnknownChannel,
 )
+from paychan.node import withdraw
 from paychan.node.auth import (
     Limits,
     PeerGate,
@@ -1171,8 +1172,11 @@ class Node:
         runtime = self.runtimes.get(cid)
         if runtime is None:
             return
+        known = runtime.record.withdrawals
         self.store.set_withdrawn(cid, withdrawals, deposit_a, deposit_b)
         runtime.record = self.store.channel(cid) or runtime.record
+        if withdrawals > known:
+            withdraw.apply_withdrawn(runtime, withdrawals, deposit_a, deposit_b)
         log.info(
             "channel 0x%s: withdrawal %d: deposits now A %d, B %d", cid.hex()[:12], withdrawals, deposit_a, deposit_b
         )
@@ -1474,6 +1478,7 @@ class Node:
         app.router.add_post("/peer/propose", self._peer_propose)
         app.router.add_post("/peer/turn", self._peer_turn)
         app.router.add_post("/peer/channels", self._peer_announce)
+        app.router.add_post("/peer/withdraw", self._peer_withdraw)
         app.router.add_get("/peer/channels/{cid}/latest", self._peer_latest)
         return app
 
@@ -1506,6 +1511,9 @@ class Node:
         record = self.handle_announce(parse_announce(request[BODY]), request[SIGNER], request[SIGNED_AT])
         return _json({"type": "announced", "channelId": "0x" + record.channel_id.hex(), "peerUrl": record.peer_url})
 
+    async def _peer_withdraw(self, request: web.Request) -> web.Response:
+        return _json(withdraw.countersign(self, withdraw.parse_withdraw(request[BODY]), request[SIGNER]))
+
     async def _peer_latest(self, request: web.Request) -> web.Response:
         runtime = self.runtime(parse_channel_id(request.match_info["cid"]))
         self.check_counterparty(runtime, request[SIGNER])
@@ -1521,6 +1529,7 @@ class Node:
         app.router.add_post("/settle", self._control_settle)
         app.router.add_post("/claim", self._control_claim)
         app.router.add_post("/deposit", self._control_deposit)
+        app.router.add_post("/withdraw", self._control_withdraw)
         app.router.add_get("/token/{address}", self._control_token)
         return app
 
@@ -1624,6 +1633,12 @@ class Node:
         token = Token(self._require_contract().chain, address)
         decimals, symbol = await self.on_chain(lambda: (token.decimals(), token.symbol()))
         return _json({"address": address, "decimals": decimals, "symbol": symbol})
+
+    async def _control_withdraw(self, request: web.Request) -> web.Response:
+        data = await self._control_json(request)
+        runtime = self.resolve(_channel_name(data))
+        expires_in = _int(data.get("expiresIn", withdraw.DEFAULT_EXPIRES_IN))
+        return _json(await withdraw.withdraw(self, runtime.cid, _int(data.get("amount")), expires_in))
 
     async def _control_deposit(self, request: web.Request) -> web.Response:
         data = await self._control_json(request)

@@ -1,0 +1,307 @@
+"""Withdrawing while the channel stays open, between two nodes (``POST /peer/withdraw``).
+
+The node that withdraws (the proposer) holds the turn, like any proposer. Under the channel's lock it checks
+the amount against its balance, asks the peer's node whether it answers at all (nothing is signed before),
+then signs with ``Channel.propose_withdrawal`` the ``Withdrawal`` of its own balance and the next state (our
+balance lowered, the deposits the withdrawal leaves, the next withdrawal counter), recording the state as
+an intent first. The peer checks both with ``Channel.receive_withdrawal`` (its own view of balances and
+deposits, the expiry within ``MAX_WITHDRAWAL_WINDOW`` of its chain time), records, countersigns, commits and
+answers both signatures. The proposer checks them (``receive_withdrawal_countersignature``), stores the
+state, submits ``withdraw`` and waits for the receipt; the channel's deposits and counter then come from the
+chain (``get_channel``), and each node's ``Channel`` records the withdrawal (``note_withdrawn``: the proposer
+from its receipt, the peer from the ``Withdrawn`` event its watcher sees). Until then neither side signs a
+state on top of the withdrawal.
+
+A refusal (the peer answered an error) or a peer that cannot be connected to leaves nothing: the state we
+signed never left the node, so its intent is forgotten and the channel is as before. A peer that was reached
+but did not answer may have countersigned: then the withdrawal stays pending and the user is told so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from paychan.exceptions import (
+    InvalidAmount,
+    MalformedMessage,
+    PaychanError,
+    ProposalPending,
+    StateRejected,
+    WithdrawalRejected,
+)
+from paychan.node.messages import (
+    _HEX64,
+    PROTOCOL_VERSION,
+    _check_header,
+    _fields,
+    _integer,
+    _uint256,
+    decode_json,
+    encode_signed,
+    parse_channel_id,
+    parse_signed,
+)
+from paychan.node.peer import PeerRefused, PeerUnavailable, PeerUnreachable
+from paychan.node.store import STATUS_OPEN
+from paychan.signing import state_struct_hash
+from paychan.state import MAX_UINT40, ChannelId, Signature, SignedState, Withdrawal
+
+if TYPE_CHECKING:
+    from paychan.node.server import Node, Runtime
+
+MAX_WITHDRAWAL_WINDOW = 3600  # a node countersigns withdrawals expiring at most this long after its chain time
+MIN_EXPIRES_IN = 60  # the least a proposer gives its withdrawal's transaction to be mined
+MAX_EXPIRES_IN = 30 * 24 * 3600  # the most a proposer asks for (its peer may accept less)
+DEFAULT_EXPIRES_IN = 600
+
+
+class WithdrawalFailed(PaychanError):
+    """Raised when a withdrawal did not happen and left nothing behind (no state, no transaction)."""
+
+
+class WithdrawalUnanswered(PaychanError):
+    """Raised when the peer was sent our signed withdrawal but did not answer: it may have countersigned."""
+
+
+class WithdrawalNotMade(PaychanError):
+    """Raised when both signed the withdrawal but its transaction failed."""
+
+
+@dataclass(frozen=True)
+class WithdrawMessage:
+    """The proposer's signed withdrawal and the signed state it leaves (``POST /peer/withdraw``)."""
+
+    channel_id: ChannelId
+    epoch: int
+    withdrawal: Withdrawal
+    signature: Signature
+    state: SignedState
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "withdraw",
+            "version": PROTOCOL_VERSION,
+            "channelId": "0x" + self.channel_id.hex(),
+            "epoch": self.epoch,
+            "withdrawal": self.withdrawal.to_json(),
+            "signature": "0x" + self.signature.to_bytes().hex(),
+            "state": encode_signed(self.state),
+        }
+
+
+def _signature(value: Any, what: str) -> Signature:
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise MalformedMessage(f"{what} must be 0x and 128 hex digits")
+    return Signature.from_bytes(bytes.fromhex(value[2:]))
+
+
+def parse_withdrawal(obj: Any) -> Withdrawal:
+    data = _fields(
+        obj, "withdrawal", {"channelId", "amountA", "amountB", "depositA", "depositB", "withdrawals", "expiry"}
+    )
+    return Withdrawal(
+        ChannelId(parse_channel_id(data["channelId"])),
+        _uint256(data["amountA"], "amountA"),
+        _uint256(data["amountB"], "amountB"),
+        _uint256(data["depositA"], "depositA"),
+        _uint256(data["depositB"], "depositB"),
+        _integer(data["withdrawals"], "withdrawals", 0xFFFF),
+        _integer(data["expiry"], "expiry", MAX_UINT40),
+    )
+
+
+def parse_withdraw(body: bytes) -> WithdrawMessage:
+    data = _fields(
+        decode_json(body), "withdraw", {"type", "version", "channelId", "epoch", "withdrawal", "signature", "state"}
+    )
+    _check_header(data, "withdraw")
+    return WithdrawMessage(
+        parse_channel_id(data["channelId"]),
+        _integer(data["epoch"], "epoch", 2**62),
+        parse_withdrawal(data["withdrawal"]),
+        _signature(data["signature"], "signature"),
+        parse_signed(data["state"]),
+    )
+
+
+def parse_countersigned(data: dict[str, Any]) -> tuple[Signature, SignedState]:
+    """The peer's answer: its signature of the withdrawal and the state both signed."""
+    answer = _fields(data, "withdrawal answer", {"type", "signature", "state"})
+    if answer["type"] != "withdrawalCountersigned":
+        raise MalformedMessage("expected a withdrawalCountersigned answer")
+    return _signature(answer["signature"], "signature"), parse_signed(answer["state"])
+
+
+# --- the peer's side ---------------------------------------------------------------------------
+
+
+def countersign(node: Node, message: WithdrawMessage, signer: str | None) -> dict[str, Any]:
+    """Checks the peer's withdrawal and its state, records, countersigns and commits them; the answer.
+
+    Runs without awaiting (no other handler interleaves); nothing is stored unless everything checks out. A
+    withdrawal re-sent after we countersigned it is answered with the same signatures."""
+    from paychan.node.server import ChannelNotOpen, NotSynced, NotYourTurn
+
+    runtime = node.runtime(message.channel_id)
+    node.check_counterparty(runtime, signer)
+    if runtime.cid in node._unsynced:
+        raise NotSynced(runtime.cid)
+    if runtime.record.status != STATUS_OPEN:
+        raise ChannelNotOpen(runtime.record.status)
+    channel = runtime.channel
+    pending = channel.pending_withdrawal
+    if (
+        pending is not None
+        and pending.is_complete
+        and pending.withdrawal == message.withdrawal
+        and channel.latest.state == message.state.state
+    ):
+        own = pending.sig_a if runtime.role == "A" else pending.sig_b
+        assert own is not None
+        return _answer(own, channel.latest)
+    if runtime.has_turn():
+        raise NotYourTurn(runtime.epoch)
+    now = max(node.chain_time or 0, int(time.time()))  # the chain's time as last seen, at least the clock's
+    if message.withdrawal.expiry > now + MAX_WITHDRAWAL_WINDOW:
+        raise WithdrawalRejected(
+            f"it expires at {message.withdrawal.expiry}, more than {MAX_WITHDRAWAL_WINDOW} s after now ({now})"
+        )
+    try:
+        with node.store.transaction():  # the intent (before_sign) and our signature commit together
+            own, signed = channel.receive_withdrawal(message.withdrawal, message.signature, message.state, now)
+            node.store.add_signatures(signed)
+    except Exception:
+        node._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
+        raise
+    return _answer(own, signed)
+
+
+def _answer(signature: Signature, signed: SignedState) -> dict[str, Any]:
+    return {
+        "type": "withdrawalCountersigned",
+        "signature": "0x" + signature.to_bytes().hex(),
+        "state": encode_signed(signed),
+    }
+
+
+# --- the proposer's side -----------------------------------------------------------------------
+
+
+def forget_own_intent(node: Node, runtime: Runtime, proposal: SignedState) -> None:
+    """Deletes the intent of our own proposal that never reached the peer (or that it refused): its row
+    carries our signature alone, so the nonce is free again for another state."""
+    peer_column = "sig_b" if runtime.role == "A" else "sig_a"
+    state = proposal.state
+    with node.store.transaction():
+        node.store.conn.execute(
+            f"DELETE FROM states WHERE channel_id = ? AND nonce = ? AND state_hash = ? AND proposer = ?"
+            f" AND {peer_column} IS NULL",
+            (state.channel_id, state.nonce, state_struct_hash(state), runtime.role),
+        )
+
+
+def apply_withdrawn(runtime: Runtime, withdrawals: int, deposit_a: int, deposit_b: int) -> None:
+    """Notes in the channel object a withdrawal made on chain (the channel's counter is now ``withdrawals``)."""
+    channel = runtime.channel
+    if channel.withdrawals != withdrawals:
+        return  # our latest state is from another counter: the store's record holds the chain's view
+    if channel.pending_withdrawal is not None:
+        channel.record_withdrawal(deposit_a, deposit_b, withdrawals)
+    else:
+        channel.deposits = (deposit_a, deposit_b)
+
+
+async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int = DEFAULT_EXPIRES_IN) -> dict[str, Any]:
+    """Withdraws ``amount`` of our balance from the open channel, valid ``expires_in`` s; what happened."""
+    from paychan.node.server import ChainLost, ChannelNotOpen, InsufficientBalance, NotSynced
+
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidAmount(amount)
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int)
+        or not (MIN_EXPIRES_IN <= expires_in <= MAX_EXPIRES_IN)
+    ):
+        raise WithdrawalFailed(
+            f"a withdrawal valid for {expires_in} s would expire before its transaction is safely mined, or is "
+            f"too long: give --expires-in from {MIN_EXPIRES_IN} to {MAX_EXPIRES_IN} s; nothing was withdrawn"
+        )
+    contract = node._require_contract()
+    runtime = node.runtime(cid)
+    if runtime.record.status != STATUS_OPEN:
+        raise ChannelNotOpen(runtime.record.status)
+    if node.chain_lost is not None:
+        raise ChainLost(node.chain_lost)
+    if runtime.cid in node._unsynced:
+        raise NotSynced(runtime.cid)
+    async with runtime.lock:
+        runtime = node.runtimes[runtime.cid]
+        channel = runtime.channel
+        mine = channel.balance()
+        if amount > mine:
+            raise InsufficientBalance(mine, amount)
+        if runtime.inflight or channel.pending is not None:
+            raise ProposalPending(channel.nonce + 1)
+        peer_url = runtime.record.peer_url
+        try:  # nothing is signed before the peer's node answers
+            await node.peer.get(peer_url + "/peer/info")
+            await node._acquire_turn(runtime)
+        except (PeerUnavailable, PeerRefused) as exc:
+            raise WithdrawalFailed(
+                f"the peer's node at {peer_url or '(no URL yet)'} does not answer ({exc}): nothing was signed, "
+                "nothing was withdrawn"
+            ) from None
+        now = await node.on_chain(contract.chain.now)
+        role = runtime.role
+
+        def record_own_intent(signed: SignedState) -> None:  # our proposal: recorded as ours before we sign
+            node.store.record_intent(signed, role)
+
+        hooks = channel.before_sign
+        channel.before_sign = [record_own_intent]
+        try:
+            withdrawal, signature, proposal = channel.propose_withdrawal(amount, now + expires_in)
+        finally:
+            channel.before_sign = hooks
+        message = WithdrawMessage(runtime.cid, runtime.epoch, withdrawal, signature, proposal)
+        try:
+            answer = await node.peer.post(peer_url + "/peer/withdraw", message.to_json(), channel.peer_address)
+            peer_signature, countersigned = parse_countersigned(answer)
+            channel.receive_withdrawal_countersignature(peer_signature, countersigned)
+        except (PeerRefused, PeerUnreachable) as exc:  # our signatures never reached the peer, or it refused
+            forget_own_intent(node, runtime, proposal)
+            node._reload(runtime.cid)
+            reason = exc.error.get("message", exc) if isinstance(exc, PeerRefused) else exc
+            raise WithdrawalFailed(f"the peer refused the withdrawal: {reason}; nothing was withdrawn") from None
+        except (PeerUnavailable, StateRejected) as exc:
+            raise WithdrawalUnanswered(
+                f"the withdrawal of {amount} was sent to the peer but not countersigned ({exc}): nothing was "
+                f"withdrawn; the channel waits for it until {withdrawal.expiry}"
+            ) from None
+        node.store.add_signatures(channel.latest)
+        pending = channel.pending_withdrawal
+        assert pending is not None and pending.sig_a is not None and pending.sig_b is not None
+        try:
+            receipt = await node.on_chain(
+                contract.withdraw, node.account, runtime.record.params, withdrawal, pending.sig_a, pending.sig_b
+            )
+        except PaychanError as exc:
+            raise WithdrawalNotMade(
+                f"both signed the withdrawal of {amount}, but its transaction failed ({exc}): nothing was "
+                f"withdrawn; it can be submitted until {withdrawal.expiry}"
+            ) from None
+        onchain = await node.on_chain(contract.get_channel, runtime.cid)
+        node.note_withdrawn(runtime.cid, onchain.withdrawals, onchain.deposit_a, onchain.deposit_b)
+        runtime = node.runtimes[runtime.cid]
+        return {
+            "channelId": "0x" + runtime.cid.hex(),
+            "amount": str(amount),
+            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
+            "depositA": str(onchain.deposit_a),
+            "depositB": str(onchain.deposit_b),
+            "withdrawals": onchain.withdrawals,
+            "nonce": runtime.channel.nonce,
+            "myBalance": str(runtime.channel.balance()),
+        }
