@@ -5,9 +5,11 @@ Every peer message is one JSON object with a ``type`` and a protocol ``version``
 isFinal}, "sigA": "0x…" | null, "sigB": …}``: byte strings as ``0x`` hex of exact length, the nonce and the
 withdrawal counter as JSON integers, balances, locked totals and deposits as decimal strings (they are uint256).
 Every field is required (all our nodes speak contract v2). A revocation travels as ``{"belowNonce": n,
-"signature": "0x…"}``. Parsing refuses anything else — unknown or duplicate keys, floats, NaN,
-wrong lengths, too many
-states — with ``MalformedMessage``; the HTTP layer limits the body size before anything is parsed.
+"signature": "0x…"}``. A proposal that adds, settles or expires a lock says so in ``ops``, a list beside
+``states`` (same length; ``null`` for a plain payment): ``{"lock": {sender, amount, expiry, hashlock}}``,
+``{"settle": "0x<secret>"}`` or ``{"expire": "0x<hashlock>"}``; a message without locks omits ``ops``.
+Parsing refuses anything else — unknown or duplicate keys, floats, NaN, wrong lengths, too many states — with
+``MalformedMessage``; the HTTP layer limits the body size before anything is parsed.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from paychan.node.auth import recover_digest_signer, sign_digest
 from paychan.signing import Domain
 from paychan.state import (
     MAX_NONCE,
+    MAX_UINT40,
     MAX_UINT256,
     ChannelId,
     ChannelParams,
     ChannelState,
+    Lock,
     Nonce,
     Signature,
     SignedState,
@@ -196,14 +200,78 @@ def parse_revocation(obj: Any) -> SignedRevocation | None:
 
 
 @dataclass(frozen=True)
+class AddLock:
+    """The proposal adds ``lock`` (from the proposer's balance; ``Channel.receive_proposal(lock=...)``)."""
+
+    lock: Lock
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lock": self.lock.to_json()}
+
+
+@dataclass(frozen=True)
+class SettleLock:
+    """The proposal moves the lock of ``hashlock(secret)`` to its receiver (``receive_proposal(settle=...)``)."""
+
+    secret: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"settle": "0x" + self.secret.hex()}
+
+
+@dataclass(frozen=True)
+class ExpireLock:
+    """The proposal gives the proposer's expired lock of ``hashlock`` back (``receive_proposal(expire=...)``)."""
+
+    hashlock: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"expire": "0x" + self.hashlock.hex()}
+
+
+LockOp = AddLock | SettleLock | ExpireLock
+
+
+def parse_op(obj: Any) -> LockOp | None:
+    """One entry of a proposal's ``ops``: null, or exactly one of lock, settle, expire."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict) or len(obj) != 1:
+        raise MalformedMessage("an op is null or an object with one of lock, settle, expire")
+    if "lock" in obj:
+        data = _fields(obj["lock"], "lock", {"sender", "amount", "expiry", "hashlock"})
+        if data["sender"] not in ("A", "B"):
+            raise MalformedMessage("a lock's sender is 'A' or 'B'")
+        return AddLock(
+            Lock(
+                str(data["sender"]),
+                _uint256(data["amount"], "amount"),
+                _integer(data["expiry"], "expiry", MAX_UINT40),
+                _hex(data["hashlock"], _HEX32, "hashlock"),
+            )
+        )
+    if "settle" in obj:
+        return SettleLock(_hex(obj["settle"], _HEX32, "secret"))
+    if "expire" in obj:
+        return ExpireLock(_hex(obj["expire"], _HEX32, "hashlock"))
+    raise MalformedMessage(f"unknown op {next(iter(obj))!r}")
+
+
+@dataclass(frozen=True)
 class Propose:
     """States the sender signed, in nonce order, for the receiver to countersign (``POST /peer/propose``),
-    with the sender's revocation below the last nonce it completed (if it has a new one)."""
+    with the sender's revocation below the last nonce it completed (if it has a new one), and what each
+    state does to the locks (``ops``, beside ``states``; empty: plain payments only)."""
 
     channel_id: ChannelId
     epoch: int
     states: list[SignedState]
     revocation: SignedRevocation | None = None
+    ops: tuple[LockOp | None, ...] = ()
+
+    def op(self, index: int) -> LockOp | None:
+        """What the ``index``-th state does to the locks (None: a plain payment)."""
+        return self.ops[index] if self.ops else None
 
     def to_json(self) -> dict[str, Any]:
         body = {
@@ -215,6 +283,10 @@ class Propose:
         }
         if self.revocation is not None:
             body["revocation"] = self.revocation.to_json()
+        if any(op is not None for op in self.ops):
+            if len(self.ops) != len(self.states):
+                raise ValueError("one op (or None) per state")
+            body["ops"] = [None if op is None else op.to_json() for op in self.ops]
         return body
 
 
@@ -287,16 +359,22 @@ def _check_header(data: dict[str, Any], kind: str) -> None:
 
 
 def parse_propose(body: bytes) -> Propose:
-    data = _fields(decode_json(body), "propose", {"type", "version", "channelId", "epoch", "states"}, {"revocation"})
+    data = _fields(
+        decode_json(body), "propose", {"type", "version", "channelId", "epoch", "states"}, {"revocation", "ops"}
+    )
     _check_header(data, "propose")
     states = data["states"]
     if not isinstance(states, list) or not 1 <= len(states) <= MAX_STATES_PER_MESSAGE:
         raise MalformedMessage(f"states must be a list of 1 to {MAX_STATES_PER_MESSAGE} signed states")
+    ops = data.get("ops", [])
+    if "ops" in data and (not isinstance(ops, list) or len(ops) != len(states)):
+        raise MalformedMessage("ops must be a list with one entry (null or an op) per state")
     return Propose(
         parse_channel_id(data["channelId"]),
         _integer(data["epoch"], "epoch", 2**62),
         [parse_signed(s) for s in states],
         parse_revocation(data.get("revocation")),
+        tuple(parse_op(op) for op in ops),
     )
 
 

@@ -53,10 +53,11 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from web3.logs import DISCARD
 
-from paychan.channel import Channel
+from paychan.channel import LOCK_EXPIRY_MARGIN, Channel
 from paychan.contract import PaychanContract
 from paychan.exceptions import (
     ChannelFinalized,
+    FinalStateHasLocks,
     InvalidAmount,
     InvalidSignature,
     MalformedMessage,
@@ -78,8 +79,12 @@ from paychan.node.auth import (
 )
 from paychan.node.messages import (
     MAX_BODY_BYTES,
+    AddLock,
     Announce,
+    ExpireLock,
+    LockOp,
     Propose,
+    SettleLock,
     SignedRevocation,
     TurnMessage,
     decode_json,
@@ -101,19 +106,24 @@ from paychan.node.store import (
     ClosedBy,
     DoubleSignRefused,
     Store,
+    StoreError,
 )
 from paychan.signing import Domain, check_signer, sign_message, sign_state, state_struct_hash
 from paychan.state import (
     ETH,
     MAX_NONCE,
+    MAX_UINT40,
+    MAX_UINT256,
     ChannelId,
     ChannelParams,
     ChannelState,
+    Lock,
     Nonce,
     Revocation,
     SignedState,
     Wei,
     channel_id,
+    hashlock,
 )
 from paychan.token import Token, ensure_allowance
 
@@ -210,11 +220,13 @@ class PaymentTimeout(PaychanError):
 
 @dataclass
 class Request:
-    """A queued payment (or, with ``final``, the closing state) and the future its caller waits on."""
+    """A queued payment (or, with ``final``, the closing state; with ``op``, a lock added, settled or
+    expired) and the future its caller waits on."""
 
     amount: int
     final: bool
     future: asyncio.Future[SignedState]
+    op: LockOp | None = None
 
 
 @dataclass
@@ -272,6 +284,7 @@ class Runtime:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task[None] | None = None
     turn_wanted: int = 0  # turn requests of the peer waiting for our proposals to drain
+    ops: dict[int, LockOp] = field(default_factory=dict)  # what our proposals in flight do to the locks
 
     @property
     def cid(self) -> ChannelId:
@@ -345,6 +358,7 @@ class Node:
         # Why the node stopped trusting its chain (``ChainLost``), or None; set by the watcher.
         self.chain_lost: str | None = None
         self.chain_time: int | None = None  # the latest block's timestamp the watcher saw
+        self._chain_time_at = 0.0  # time.monotonic() when chain_time was seen
         self._tasks: set[asyncio.Future[Any]] = set()
         # Channels loaded from the store: each first adopts the peer's newer doubly-signed state, if any,
         # before signing anything new (after a restore from an old backup we may have signed a nonce the
@@ -388,17 +402,21 @@ class Node:
             self._key,
             deposits=deposits,
             latest=latest,
+            locks=() if latest is None else self.lock_list(record.channel_id, latest.state.locks_root),
             own_revocation=record.own_revocation,
             peer_revocation=peer_revocation,
         )
 
         def record_before_signing(proposal: SignedState) -> None:
-            self.store.record_intent(proposal, peer_role)
+            # the peer's proposal carries its signature; ours (``Channel.propose_*``) none yet
+            self.store.record_intent(proposal, peer_role if proposal.signature_of(peer_role) else role)
 
         channel.before_sign.append(record_before_signing)
         channel.pending = inflight[0] if inflight else None
         old = self.runtimes.get(record.channel_id)
         runtime = Runtime(record, channel, record.turn_epoch, inflight)
+        if inflight:
+            self._restore_ops(runtime)
         if old is not None:  # keep callers waiting on the rebuilt channel
             runtime.queue, runtime.waiters, runtime.lock = old.queue, old.waiters, old.lock
             runtime.wakeup, runtime.sender = old.wakeup, old.sender
@@ -410,6 +428,39 @@ class Node:
         if inflight:
             runtime.wakeup.set()
         return runtime
+
+    def lock_list(self, cid: bytes, root: bytes) -> tuple[Lock, ...]:
+        """The lock list a state of root ``root`` commits to (the store keeps every one we signed)."""
+        locks = self.store.lock_list(cid, root)
+        if locks is None:
+            raise StoreError(f"channel 0x{cid.hex()}: the store lacks the lock list of root 0x{root.hex()}")
+        return locks
+
+    def _restore_ops(self, runtime: Runtime) -> None:
+        """After a restart: what each of our proposals in flight does to the locks, from the lock lists of
+        consecutive states (one lock more: added; one less: settled if its receiver was paid, else expired),
+        and the lock list the first one leaves (what the channel adopts once it is countersigned)."""
+        channel, previous = runtime.channel, runtime.channel.latest.state
+        for index, proposal in enumerate(runtime.inflight):
+            state = proposal.state
+            if state.locks_root != previous.locks_root:
+                before = self.lock_list(runtime.cid, previous.locks_root)
+                after = self.lock_list(runtime.cid, state.locks_root)
+                if index == 0:
+                    channel._pending_locks = after  # what Channel.propose_* had noted before the restart
+                if len(after) == len(before) + 1:
+                    runtime.ops[state.nonce] = AddLock(after[-1])
+                else:
+                    (gone,) = [lock for lock in before if lock not in after]
+                    side = 0 if gone.receiver == "A" else 1
+                    paid = previous.payouts(state.deposit_a, state.deposit_b)  # before, with these deposits
+                    receiver_gained = (state.balance_a, state.balance_b)[side] - paid[side]
+                    secret = self.store.secret(gone.hashlock)
+                    if receiver_gained >= gone.amount and secret is not None:
+                        runtime.ops[state.nonce] = SettleLock(secret)
+                    else:
+                        runtime.ops[state.nonce] = ExpireLock(gone.hashlock)
+            previous = state
 
     def _reload(self, cid: bytes) -> Runtime:
         record = self.store.channel(cid)
@@ -444,6 +495,9 @@ class Node:
         check_signer(self.domain, theirs.state, theirs.sig_b, params.participant_b)
         if theirs.state.total != runtime.channel.total:
             return False
+        if self.store.lock_list(runtime.cid, theirs.state.locks_root) is None:  # locks we never signed
+            log.error("channel 0x%s: the peer's newer state has locks this store never saw", runtime.cid.hex()[:12])
+            return False
         self.store.record_intent(theirs, runtime.peer_role)
         self._reload(runtime.cid)
         log.warning("channel 0x%s: adopted the peer's newer state %d", runtime.cid.hex()[:12], theirs.state.nonce)
@@ -472,6 +526,25 @@ class Node:
         await self.peer.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._watch_executor.shutdown(wait=False, cancel_futures=True)
+
+    def note_chain_time(self, timestamp: int) -> None:
+        """The latest block's timestamp, just read from the chain (by the watcher or a control action)."""
+        self.chain_time, self._chain_time_at = int(timestamp), time.monotonic()
+
+    def chain_now(self) -> int:
+        """The chain's time as the node knows it: the latest block timestamp seen plus the time since (the
+        wall clock before any was seen). Locks are checked against it, with no chain call: the watcher
+        keeps it fresh while locks are pending; the window a lock's expiry must fall in is wide enough
+        (``MIN_LOCK_TIME`` to the challenge period minus ``LOCK_EXPIRY_MARGIN``) for a few seconds' skew."""
+        if self.chain_time is None:
+            return int(time.time())
+        return self.chain_time + int(time.monotonic() - self._chain_time_at)
+
+    async def refresh_chain_time(self) -> int:
+        """Reads the latest block's timestamp (a control action's chain call; none without a chain)."""
+        if self.contract is not None:
+            self.note_chain_time(await self.on_chain(self.contract.chain.now))
+        return self.chain_now()
 
     async def on_chain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Runs a blocking chain call for the control API (the user's own actions) on its chain thread."""
@@ -536,9 +609,9 @@ class Node:
             with self.store.transaction():
                 if message.revocation is not None:
                     self._take_peer_revocation(runtime, message.revocation)
-                for proposal in message.states:
+                for index, proposal in enumerate(message.states):
                     try:
-                        accepted.append(self._countersign(runtime, proposal, fresh))
+                        accepted.append(self._countersign(runtime, proposal, fresh, message.op(index)))
                     except (StateRejected, DoubleSignRefused) as exc:
                         error = exc
                         break
@@ -554,7 +627,9 @@ class Node:
         self.stats["statesCountersigned"] += len(accepted)
         return accepted, error
 
-    def _countersign(self, runtime: Runtime, proposal: SignedState, fresh: list[SignedState]) -> SignedState:
+    def _countersign(
+        self, runtime: Runtime, proposal: SignedState, fresh: list[SignedState], op: LockOp | None = None
+    ) -> SignedState:
         state = proposal.state
         if state.channel_id == runtime.cid and state.nonce <= runtime.channel.nonce:
             row = self.store.state_at(runtime.cid, state.nonce)
@@ -563,7 +638,20 @@ class Node:
                 check_signer(self.domain, state, proposal.signature_of(runtime.peer_role), runtime.channel.peer_address)
                 return self._own_signature(row.signed, runtime.role)
             raise UnexpectedNonce(state.nonce, runtime.channel.nonce + 1)
-        signed = runtime.channel.receive_proposal(proposal)  # validates; before_sign records the intent
+        channel = runtime.channel
+        # Channel validates (the lock window against our chain time, duplicates, totals, root, balances, the
+        # signature) before before_sign records the intent: a refused proposal writes nothing
+        if isinstance(op, AddLock):
+            signed = channel.receive_proposal(proposal, lock=op.lock, now=self.chain_now())
+        elif isinstance(op, SettleLock):
+            signed = channel.receive_proposal(proposal, settle=op.secret)
+            self.store.add_secret(op.secret)  # learned: it pays whoever locked towards us under this hashlock
+        elif isinstance(op, ExpireLock):
+            signed = channel.receive_proposal(proposal, expire=op.hashlock, now=self.chain_now())
+        else:
+            signed = channel.receive_proposal(proposal)
+        if op is not None:
+            self.store.put_lock_list(runtime.cid, channel.locks)  # in the caller's transaction, before we answer
         fresh.append(signed)
         return signed
 
@@ -827,6 +915,8 @@ class Node:
                 backoff = 0.02
             except (PeerUnavailable, PeerRefused, StateRejected, DoubleSignRefused) as exc:
                 log.warning("channel 0x%s: %s", cid.hex()[:12], exc)
+                if isinstance(exc, PeerRefused):
+                    self._op_refused(self.runtimes[cid], exc)
                 if isinstance(exc, PeerRefused) and exc.type == "UnknownChannel" and runtime.role == "A":
                     await self._announce_quietly(runtime)  # our announcement after opening was lost
                 await asyncio.sleep(backoff)
@@ -893,8 +983,17 @@ class Node:
                 await asyncio.sleep(0.01)
 
     def _build_batch(self, runtime: Runtime) -> None:
-        """Turns queued requests into the next states, records them as intents (one commit), signs them."""
+        """Turns queued requests into the next states, records them as intents (one commit), signs them.
+
+        Payments keep the locks of the state they follow. A lock added, settled or expired (``op``) is
+        built by ``Channel`` alone, once nothing is in flight, and goes in a batch of its own."""
         channel = runtime.channel
+        while runtime.queue and runtime.queue[0].future.done():
+            runtime.queue.popleft()
+        if runtime.queue and runtime.queue[0].op is not None:
+            if not runtime.inflight:
+                self._build_op(runtime, runtime.queue.popleft())
+            return
         if runtime.inflight:  # continue after the states already in flight
             last = runtime.inflight[-1].state
             balance_a, balance_b, nonce, final = (
@@ -905,12 +1004,15 @@ class Node:
             )
             deposit_a, deposit_b = int(last.deposit_a), int(last.deposit_b)
         else:
+            last = channel.latest.state
             balance_a, balance_b = channel.balances()
             nonce, final = channel.nonce, channel.is_final
             deposit_a, deposit_b = channel.deposits
         states: list[ChannelState] = []
         owners: list[Request] = []
         while runtime.queue and len(states) < self.max_batch and not final:
+            if runtime.queue[0].op is not None:
+                break  # a lock operation waits until these are countersigned
             request = runtime.queue.popleft()
             if request.future.done():
                 continue
@@ -919,6 +1021,9 @@ class Node:
                 continue
             if nonce + 1 > MAX_NONCE:
                 request.future.set_exception(UnexpectedNonce(nonce + 1, MAX_NONCE))
+                continue
+            if request.final and (last.locked_a or last.locked_b):
+                request.future.set_exception(FinalStateHasLocks(last.locked_a, last.locked_b, last.locks_root))
                 continue
             if request.final:
                 final = True
@@ -938,9 +1043,12 @@ class Node:
                     Nonce(nonce),
                     Wei(balance_a),
                     Wei(balance_b),
+                    last.locks_root,
                     is_final=request.final,
                     deposit_a=Wei(deposit_a),
                     deposit_b=Wei(deposit_b),
+                    locked_a=last.locked_a,
+                    locked_b=last.locked_b,
                     withdrawals=runtime.record.withdrawals,
                 )
             )
@@ -966,9 +1074,50 @@ class Node:
             runtime.waiters[state.nonce] = request
         channel.pending = runtime.inflight[0]
 
+    def _build_op(self, runtime: Runtime, request: Request) -> None:
+        """Signs the state adding, settling or expiring a lock with ``Channel.propose_lock`` /
+        ``propose_settle_lock`` / ``propose_expire_lock`` (which check it first: a refusal signs and stores
+        nothing). Its intent, its lock list (and a secret we settle with) commit in one transaction before
+        it is sent; ``request``'s future gets the countersigned state, or the refusal."""
+        channel, op = runtime.channel, request.op
+        assert op is not None
+        try:
+            if runtime.record.status != STATUS_OPEN:
+                raise ChannelNotOpen(runtime.record.status)
+            if self.chain_lost is not None:
+                raise ChainLost(self.chain_lost)
+            with self.store.transaction():
+                self.store.set_turn_epoch(runtime.cid, runtime.epoch)
+                if isinstance(op, AddLock):
+                    lock = op.lock
+                    signed, _ = channel.propose_lock(lock.amount, lock.hashlock, lock.expiry, self.chain_now())
+                    locks = (*channel.locks, lock)
+                else:
+                    if isinstance(op, SettleLock):
+                        signed = channel.propose_settle_lock(op.secret)
+                        self.store.add_secret(op.secret)
+                        gone = hashlock(op.secret)
+                    else:
+                        signed = channel.propose_expire_lock(op.hashlock, self.chain_now())
+                        gone = op.hashlock
+                    locks = tuple(x for x in channel.locks if x.hashlock != gone)
+                if self.store.put_lock_list(runtime.cid, locks) != signed.state.locks_root:
+                    raise StoreError("the lock list noted is not the one the proposal commits to")
+        except Exception as exc:
+            if channel.pending is not None:  # signed, but the transaction rolled back: forget it
+                self._reload(runtime.cid)
+            request.future.set_exception(exc)
+            if not isinstance(exc, (PaychanError, ValueError)):
+                raise
+            return
+        runtime.inflight.append(signed)
+        runtime.ops[signed.state.nonce] = op
+        runtime.waiters[signed.state.nonce] = request
+
     async def _send(self, runtime: Runtime, states: list[SignedState]) -> dict[str, Any]:
         revocation = self._revoke_latest(runtime) or self.own_revocation(runtime)  # our highest, every time
-        message = Propose(runtime.cid, runtime.epoch, states, revocation)
+        ops = tuple(runtime.ops.get(s.state.nonce) for s in states) if runtime.ops else ()
+        message = Propose(runtime.cid, runtime.epoch, states, revocation, ops)
         return await self.peer.post(
             runtime.record.peer_url + "/peer/propose", message.to_json(), runtime.channel.peer_address
         )
@@ -1004,6 +1153,7 @@ class Node:
                 self._reload(runtime.cid)
                 raise
             for signed in done:
+                runtime.ops.pop(signed.state.nonce, None)
                 request = runtime.waiters.pop(signed.state.nonce, None)
                 if request is not None and not request.future.done():
                     request.future.set_result(signed)
@@ -1022,6 +1172,15 @@ class Node:
         error = answer.get("error")
         if runtime.inflight and isinstance(error, dict):
             raise PeerRefused(200, error)
+
+    def _op_refused(self, runtime: Runtime, refusal: PeerRefused) -> None:
+        """The peer refused our lock operation in flight: its caller learns why at once. The state stays
+        signed and is sent again (we never sign another at its nonce): it completes if the peer accepts it
+        later (e.g. an expiry its clock had not reached yet)."""
+        if runtime.inflight and runtime.inflight[0].state.nonce in runtime.ops:
+            request = runtime.waiters.get(runtime.inflight[0].state.nonce)
+            if request is not None and not request.future.done():
+                request.future.set_exception(refusal)
 
     # --- chain actions ---------------------------------------------------------------------------
 
@@ -1255,7 +1414,8 @@ class Node:
                 f"the challenge period runs until {recorded.deadline} ({recorded.deadline - now} s from now): "
                 "settle after it (the node settles by itself unless started with --no-auto-settle)"
             )
-        receipt = await self.on_chain(contract.settle, self.account, runtime.record.params, recorded)
+        locks = self.lock_list(runtime.cid, recorded.locks_root)  # resolved against the secret registry
+        receipt = await self.on_chain(contract.settle, self.account, runtime.record.params, recorded, locks=locks)
         if runtime.record.status != STATUS_CLOSED:
             self.mark_closed(runtime)
         return self._settled(runtime, receipt, recorded.nonce)
@@ -1348,6 +1508,74 @@ class Node:
         self.store.set_status(runtime.cid, STATUS_CLOSING, nonce, deadline)
         runtime.record = self.store.channel(runtime.cid) or runtime.record
 
+    # --- conditional payments (locks) ------------------------------------------------------------
+
+    def new_secret(self, secret: bytes | None = None) -> tuple[bytes, bytes]:
+        """Keeps ``secret`` (by default a fresh random one) durably, for a lock the peer adds towards us;
+        returns it with its hashlock (``sha256(secret)``), which the payer locks under."""
+        secret = secrets.token_bytes(32) if secret is None else secret
+        return secret, self.store.add_secret(secret)
+
+    async def add_lock(
+        self, cid: bytes | None, amount: int, lock_hash: bytes, expiry: int | None = None
+    ) -> SignedState:
+        """Locks ``amount`` of our balance towards the peer under ``lock_hash`` until ``expiry`` (chain time;
+        by default halfway through the window a lock may expire in); returns the countersigned state."""
+        runtime = self.runtime(cid)
+        now = await self.refresh_chain_time()
+        if expiry is None:
+            expiry = now + (runtime.record.params.challenge_period - LOCK_EXPIRY_MARGIN) // 2
+        return await self.lock_op(runtime.cid, AddLock(Lock(runtime.role, amount, expiry, lock_hash)))
+
+    async def settle_lock(self, cid: bytes | None, secret: bytes) -> SignedState:
+        """Moves the pending lock of ``sha256(secret)`` to its receiver (either side may propose it)."""
+        return await self.lock_op(cid, SettleLock(secret))
+
+    async def expire_lock(self, cid: bytes | None, lock_hash: bytes) -> SignedState:
+        """Gives our expired lock of ``lock_hash`` back to us (once the chain's time is past its expiry)."""
+        await self.refresh_chain_time()
+        return await self.lock_op(cid, ExpireLock(lock_hash))
+
+    async def lock_op(self, cid: bytes | None, op: LockOp) -> SignedState:
+        """Queues a lock operation behind the payments before it and waits for the peer's countersignature
+        (at most ``payment_timeout`` s). ``Channel`` refuses an invalid one before anything is signed."""
+        runtime = self.runtime(cid)
+        if runtime.record.status != STATUS_OPEN:
+            raise ChannelNotOpen(runtime.record.status)
+        if self.chain_lost is not None:
+            raise ChainLost(self.chain_lost)
+        request = Request(0, False, asyncio.get_running_loop().create_future(), op)
+        runtime.queue.append(request)
+        runtime.wakeup.set()
+        done, _ = await asyncio.wait([request.future], timeout=self.payment_timeout)
+        if done:
+            return request.future.result()
+        if any(w is request for w in runtime.waiters.values()):
+            raise PaymentTimeout(
+                f"the lock operation is signed and sent, not countersigned within {self.payment_timeout:g} s: it "
+                "completes when the peer answers; check with `paychan status`"
+            )
+        runtime.queue = deque(r for r in runtime.queue if r is not request)
+        request.future.cancel()
+        raise PaymentTimeout(f"the lock operation was not signed within {self.payment_timeout:g} s: it will not happen")
+
+    def _lock_json(self, runtime: Runtime, lock: Lock) -> dict[str, Any]:
+        return {
+            **lock.to_json(),
+            "direction": "outgoing" if lock.sender == runtime.role else "incoming",
+            "secretKnown": self.store.secret(lock.hashlock) is not None,
+            "revealedAt": self.store.secret_revealed_at(lock.hashlock),
+        }
+
+    def _lock_answer(self, runtime: Runtime, signed: SignedState) -> dict[str, Any]:
+        return {
+            "channelId": "0x" + runtime.cid.hex(),
+            "nonce": signed.state.nonce,
+            "myBalance": str(runtime.channel.balance()),
+            "locks": [self._lock_json(runtime, lock) for lock in runtime.channel.locks],
+            "state": encode_signed(signed),
+        }
+
     # --- reporting -------------------------------------------------------------------------------
 
     def phase(self, runtime: Runtime) -> tuple[str, str]:
@@ -1407,7 +1635,8 @@ class Node:
                     "withdrawals": record.withdrawals,
                     "ownRevocation": runtime.own_revocation,
                     "peerRevocation": 0 if runtime.peer_revocation is None else runtime.peer_revocation.below_nonce,
-                    "pendingLocks": 0,
+                    "pendingLocks": len(channel.locks),
+                    "locks": [self._lock_json(runtime, lock) for lock in channel.locks],
                     "latest": encode_signed(channel.latest),
                 }
             )
@@ -1417,6 +1646,7 @@ class Node:
             "contract": self.domain.verifying_contract,
             "stats": dict(self.stats),
             "chainLost": self.chain_lost,
+            "chainTime": self.chain_now(),
             "channels": channels,
         }
 
@@ -1529,6 +1759,10 @@ class Node:
         app.router.add_post("/settle", self._control_settle)
         app.router.add_post("/claim", self._control_claim)
         app.router.add_post("/deposit", self._control_deposit)
+        app.router.add_post("/locks/secret", self._control_lock_secret)
+        app.router.add_post("/locks/add", self._control_lock_add)
+        app.router.add_post("/locks/settle", self._control_lock_settle)
+        app.router.add_post("/locks/expire", self._control_lock_expire)
         app.router.add_post("/withdraw", self._control_withdraw)
         app.router.add_get("/token/{address}", self._control_token)
         return app
@@ -1640,6 +1874,38 @@ class Node:
         expires_in = _int(data.get("expiresIn", withdraw.DEFAULT_EXPIRES_IN))
         return _json(await withdraw.withdraw(self, runtime.cid, _int(data.get("amount")), expires_in))
 
+    async def _control_lock_secret(self, request: web.Request) -> web.Response:
+        """Keeps a secret (given, or a fresh one) for a lock the peer is to add; answers it and its hashlock."""
+        data = await self._control_json(request)
+        given = data.get("secret")
+        secret, lock_hash = self.new_secret(None if given is None else _bytes32(given, "secret"))
+        return _json({"secret": "0x" + secret.hex(), "hashlock": "0x" + lock_hash.hex()})
+
+    async def _control_lock_add(self, request: web.Request) -> web.Response:
+        data = await self._control_json(request)
+        runtime = self.resolve(_channel_name(data))
+        amount = _int(data.get("amount"))
+        if not 0 < amount <= MAX_UINT256:
+            raise InvalidAmount(amount)
+        lock_hash = _bytes32(data.get("hashlock"), "hashlock")
+        expiry = None if data.get("expiry") is None else _int(data["expiry"])
+        if expiry is not None and not 0 < expiry <= MAX_UINT40:
+            raise MalformedMessage(f"expiry {expiry} is not a timestamp (uint40)")
+        signed = await self.add_lock(runtime.cid, amount, lock_hash, expiry)
+        return _json(self._lock_answer(runtime, signed))
+
+    async def _control_lock_settle(self, request: web.Request) -> web.Response:
+        data = await self._control_json(request)
+        runtime = self.resolve(_channel_name(data))
+        signed = await self.settle_lock(runtime.cid, _bytes32(data.get("secret"), "secret"))
+        return _json(self._lock_answer(runtime, signed))
+
+    async def _control_lock_expire(self, request: web.Request) -> web.Response:
+        data = await self._control_json(request)
+        runtime = self.resolve(_channel_name(data))
+        signed = await self.expire_lock(runtime.cid, _bytes32(data.get("hashlock"), "hashlock"))
+        return _json(self._lock_answer(runtime, signed))
+
     async def _control_deposit(self, request: web.Request) -> web.Response:
         data = await self._control_json(request)
         runtime = self.resolve(_channel_name(data))
@@ -1665,6 +1931,12 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise MalformedMessage(f"expected an integer, got {value!r}") from None
+
+
+def _bytes32(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
+        raise MalformedMessage(f"{what} must be 0x and 64 hex digits, got {str(value)[:80]!r}")
+    return bytes.fromhex(value[2:])
 
 
 def _channel_name(data: dict[str, Any]) -> Any:

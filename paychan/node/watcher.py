@@ -22,15 +22,23 @@ From the events the node learns:
 Then ``decide`` (no I/O) says what to do about each closing channel: prove that the peer closed with a
 state it revoked (``ContractSendProveRevoked``, preferred over anything else: settling then pays us the
 whole channel), challenge with our newer doubly-signed state before the deadline (when it pays us more),
-settle after the deadline (when the record pays us something; ``auto_settle``). The watcher's chain calls
-run on a thread of their own: nothing a peer or the user does queues before them.
+settle after the deadline (when the record pays us something, or holds locks; ``auto_settle``), passing the
+recorded state's lock list, which the contract resolves against its secret registry. The watcher's chain
+calls run on a thread of their own: nothing a peer or the user does queues before them.
+
+Locks. While a channel has pending locks the watcher also reads the head block's timestamp each new block
+(``Node.chain_now``: what the node checks lock expiries against). For an incoming lock whose secret the node
+knows (``reveals``, no I/O), it reveals the secret on chain (``revealSecret``) once the lock is within
+``REVEAL_MARGIN`` seconds of its expiry and the peer has still not settled it off chain, or at once when the
+channel is closing (nothing settles off chain any more). The contract pays a lock to its receiver only if
+its secret was revealed at or before its expiry, so the reveal must be mined by then: see ``REVEAL_MARGIN``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,8 +48,8 @@ from web3.logs import DISCARD
 from paychan.chain import genesis_hash
 from paychan.contract import RecordedState
 from paychan.node.server import Node
-from paychan.node.store import STATUS_CLOSED, STATUS_CLOSING, ChannelRecord
-from paychan.state import ChannelParams, Signature, SignedState
+from paychan.node.store import STATUS_CLOSED, STATUS_CLOSING, STATUS_OPEN, ChannelRecord, Store
+from paychan.state import ChannelParams, Lock, Signature, SignedState
 
 log = logging.getLogger("paychan.node.watcher")
 T = TypeVar("T")
@@ -55,6 +63,12 @@ EVENTS = (
     "RevokedStateProven",
     "ChannelSettled",
 )
+# Seconds before an incoming lock's expiry at which the watcher reveals its secret on chain if the peer has
+# not settled the lock off chain by then. The reveal must be mined in a block stamped at or before the expiry;
+# 120 s cover a few polls (1 s each by default), a slow RPC, and about ten 12-second blocks for inclusion. A
+# lock that arrives nearer its expiry than this (a lock may expire as soon as MIN_LOCK_TIME, 60 s, after it is
+# added) is revealed at the first poll that finds it still pending.
+REVEAL_MARGIN = 120
 CURSOR_KEY = "watcher.nextBlock"  # node_meta: the first block not processed yet
 GENESIS_KEY = "genesisHash"  # node_meta: the hash of block 0 of the node's chain
 
@@ -81,10 +95,11 @@ class ContractSendChallenge:
 
 @dataclass(frozen=True)
 class ContractSendSettle:
-    """Settle the recorded state after the deadline."""
+    """Settle the recorded state after the deadline, with its lock list (``locks``, in order)."""
 
     channel_id: bytes
     recorded: RecordedState
+    locks: tuple[Lock, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,7 +139,9 @@ def recorded_state(record: ChannelRecord) -> RecordedState | None:
     )
 
 
-def decide(record: ChannelRecord, latest: SignedState, now: int, auto_settle: bool = True) -> Action | None:
+def decide(
+    record: ChannelRecord, latest: SignedState, now: int, auto_settle: bool = True, locks: Sequence[Lock] = ()
+) -> Action | None:
     """What to do about a channel closing on chain, at chain time ``now``: prove, challenge, settle or nothing.
 
     If the peer closed with a nonce below the revocation of the peer's we hold, prove it (at any time until
@@ -132,7 +149,8 @@ def decide(record: ChannelRecord, latest: SignedState, now: int, auto_settle: bo
     if that pays us (the honest side gets the whole channel); nothing can be challenged any more.
     Otherwise challenge while ``now <= deadline`` if we hold a newer doubly-signed state that pays us more
     than the record (and have not sent that one yet); settle once ``now > deadline`` if the record pays us
-    anything (a record paying us nothing is the other side's to settle: we spend no gas on it).
+    anything (a record paying us nothing is the other side's to settle: we spend no gas on it) or holds
+    locks (``locks``: the recorded state's list, which settling resolves: each goes to us or to the peer).
     """
     recorded = recorded_state(record)
     if recorded is None:
@@ -143,7 +161,7 @@ def decide(record: ChannelRecord, latest: SignedState, now: int, auto_settle: bo
         if record.closed_by == record.role:
             return None  # we are the proven cheater (a restored old store?): the peer gets everything
         if now > recorded.deadline and auto_settle:
-            return ContractSendSettle(record.channel_id, recorded)
+            return ContractSendSettle(record.channel_id, recorded, tuple(locks))
         return None
     if (
         record.closed_by == peer_role
@@ -161,9 +179,25 @@ def decide(record: ChannelRecord, latest: SignedState, now: int, auto_settle: bo
         if newer_payout <= recorded_payout:
             return None
         return ContractSendChallenge(record.channel_id, latest, recorded)
-    if auto_settle and recorded_payout > 0:
-        return ContractSendSettle(record.channel_id, recorded)
+    if auto_settle and (recorded_payout > 0 or locks):
+        return ContractSendSettle(record.channel_id, recorded, tuple(locks))
     return None
+
+
+def reveals(role: str, locks: Sequence[Lock], store: Store, now: int, closing: bool) -> list[bytes]:
+    """The secrets to reveal on chain now, for ``locks`` of a channel where we are ``role``: those of
+    incoming locks whose secret we know and have not revealed, not expired yet (a later reveal pays nothing),
+    once within ``REVEAL_MARGIN`` of the expiry (at once when the channel is ``closing``)."""
+    due = []
+    for lock in locks:
+        if lock.receiver != role or now > lock.expiry:
+            continue
+        if not closing and now < lock.expiry - REVEAL_MARGIN:
+            continue  # the peer may still settle it off chain
+        secret = store.secret(lock.hashlock)
+        if secret is not None and store.secret_revealed_at(lock.hashlock) is None:
+            due.append(secret)
+    return due
 
 
 class Watcher:
@@ -189,6 +223,7 @@ class Watcher:
         self.challenges = 0
         self.settlements = 0
         self.proofs = 0
+        self.reveals = 0
         self._outage: str | None = None  # what failed, while the RPC keeps failing (logged once)
         contract = self.contract.contract
         self._events = {bytes(HexBytes(getattr(contract.events, name)().topic)): name for name in EVENTS}
@@ -199,6 +234,10 @@ class Watcher:
 
     async def run(self) -> None:
         backoff = self.interval
+        try:  # the chain's time once, for locks the peer proposes before any is pending (no call per poll)
+            self.node.note_chain_time(await self._chain(self.contract.chain.now))
+        except Exception as exc:
+            log.warning("reading the chain's time failed (%s): locks are checked by the wall clock until then", exc)
         while True:
             try:
                 await self.poll()
@@ -327,14 +366,41 @@ class Watcher:
     # --- acting ----------------------------------------------------------------------------------
 
     async def act(self, head: int) -> None:
-        """Challenges or settles what ``decide`` says, for every closing channel."""
-        closing = [r for r in self.node.runtimes.values() if r.record.status == STATUS_CLOSING]
-        if not closing:
+        """Reveals the secrets ``reveals`` says, then challenges or settles what ``decide`` says, for every
+        closing channel (and, for reveals, every open one with locks)."""
+        node = self.node
+        closing = [r for r in node.runtimes.values() if r.record.status == STATUS_CLOSING]
+        locked = [r for r in node.runtimes.values() if r.record.status == STATUS_OPEN and r.channel.locks]
+        if not closing and not locked:
             return
         block = await self._chain(self.contract.chain.w3.eth.get_block, head)
-        now = self.node.chain_time = int(block["timestamp"])
+        now = int(block["timestamp"])
+        node.note_chain_time(now)
+        recorded_locks: dict[bytes, tuple[Lock, ...]] = {}
+        due: list[bytes] = []
+        for runtime in locked:
+            due += reveals(runtime.role, runtime.channel.locks, node.store, now, closing=False)
         for runtime in closing:
-            action = decide(runtime.record, runtime.channel.latest, now, self.auto_settle)
+            recorded = recorded_state(runtime.record)
+            if recorded is None:
+                continue
+            locks = node.store.lock_list(runtime.cid, recorded.locks_root)
+            if locks is None:
+                log.error("channel 0x%s: the lock list of the recorded state is unknown", runtime.cid.hex()[:12])
+                continue
+            recorded_locks[runtime.cid] = locks
+            due += reveals(runtime.role, locks, node.store, now, closing=True)
+        if due:
+            try:
+                await self.reveal(list(dict.fromkeys(due)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # retried at the next poll
+                log.warning("revealing %d secret(s) failed: %s", len(due), exc)
+        for runtime in closing:
+            if runtime.cid not in recorded_locks:
+                continue
+            action = decide(runtime.record, runtime.channel.latest, now, self.auto_settle, recorded_locks[runtime.cid])
             if action is None:
                 continue
             try:
@@ -343,6 +409,22 @@ class Watcher:
                 raise
             except Exception as exc:  # e.g. the peer challenged too: the next poll's events tell
                 log.warning("channel 0x%s: %s failed: %s", action.channel_id.hex()[:12], type(action).__name__, exc)
+
+    async def reveal(self, secrets: list[bytes]) -> None:
+        """Reveals ``secrets`` on chain (one transaction) and stores when the chain recorded each."""
+        node = self.node
+        if len(secrets) == 1:
+            await self._chain(self.contract.reveal_secret, node.account, secrets[0])
+        else:
+            await self._chain(self.contract.reveal_secrets, node.account, secrets)
+        for secret in secrets:
+            lock_hash = node.store.add_secret(secret)
+            revealed_at = await self._chain(self.contract.revealed_at, lock_hash)
+            if revealed_at == 0:
+                raise RuntimeError(f"the reveal of hashlock 0x{lock_hash.hex()} is not recorded on chain")
+            node.store.set_secret_revealed(lock_hash, revealed_at)
+            self.reveals += 1
+            log.warning("revealed the secret of hashlock 0x%s on chain at %d", lock_hash.hex()[:12], revealed_at)
 
     async def execute(self, action: Action) -> None:
         node = self.node
@@ -375,7 +457,7 @@ class Watcher:
                 action.signed.state.nonce,
             )
         else:
-            await self._chain(self.contract.settle, node.account, params, action.recorded)
+            await self._chain(self.contract.settle, node.account, params, action.recorded, None, action.locks)
             if runtime.record.status != STATUS_CLOSED:
                 node.mark_closed(runtime)
             self.settlements += 1
