@@ -6,6 +6,7 @@ the closed channel with the lock list pays the receiver."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -75,13 +76,17 @@ def test_a_lock_added_by_alice_is_settled_off_chain_by_bobs_secret_and_the_close
 ) -> None:
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     cid = open_channel(alice, bob)
-    made = bob.control("POST", "/locks/secret", {})  # bob's invoice: he keeps the secret, alice gets the hashlock
+    # bob's invoice: he keeps the secret, alice gets the hashlock
+    code, out, _ = paychan(capsys, "lock", "secret", "--db", str(bob.db), "--json")
+    made = json.loads(out)
     secret = bytes.fromhex(made["secret"][2:])
-    assert made["hashlock"] == "0x" + hashlock(secret).hex() and known_secret(bob, hashlock(secret)) == secret
+    assert code == 0 and made["hashlock"] == "0x" + hashlock(secret).hex()
+    assert known_secret(bob, hashlock(secret)) == secret
 
-    added = alice.control("POST", "/locks/add", {"amount": str(LOCKED), "hashlock": made["hashlock"]})
+    code, out, _ = paychan(capsys, "lock", "add", "0.3ether", made["hashlock"], "--db", str(alice.db), "--json")
+    added = json.loads(out)
     (lock,) = added["locks"]
-    assert (added["nonce"], added["myBalance"]) == (1, str(DEPOSIT - LOCKED))
+    assert code == 0 and (added["nonce"], added["myBalance"]) == (1, str(DEPOSIT - LOCKED))
     assert (lock["sender"], lock["amount"], lock["hashlock"], lock["direction"]) == (
         "A",
         str(LOCKED),
@@ -96,9 +101,14 @@ def test_a_lock_added_by_alice_is_settled_off_chain_by_bobs_secret_and_the_close
     assert (status["balanceA"], status["balanceB"], status["nonce"]) == (str(DEPOSIT - LOCKED), "0", 1)
     code, out, _ = paychan(capsys, "status", "--db", str(bob.db))
     assert code == 0 and "; pending locks 1\n" in out
+    code, out, _ = paychan(capsys, "lock", "list", "--db", str(bob.db))
+    assert code == 0 and out == (
+        f"channel 0x{cid.hex()}: pending locks 1\n"
+        f"  incoming 0.3 ETH under {made['hashlock']}, expires at {lock['expiry']} (secret known)\n"
+    )
 
-    settled = bob.control("POST", "/locks/settle", {"secret": made["secret"]})
-    assert (settled["nonce"], settled["myBalance"], settled["locks"]) == (2, str(LOCKED), [])
+    code, out, _ = paychan(capsys, "lock", "settle", made["secret"], "--db", str(bob.db))
+    assert code == 0 and out == f"settled: channel 0x{cid.hex()} nonce 2, my balance 0.3 ETH\npending locks 0\n"
     wait_for(lambda: alice.status()["nonce"] == 2, "alice to hold the settled state")
     status = alice.status()
     assert (status["balanceA"], status["balanceB"], status["pendingLocks"]) == (str(DEPOSIT - LOCKED), str(LOCKED), 0)
@@ -113,7 +123,10 @@ def test_a_lock_added_by_alice_is_settled_off_chain_by_bobs_secret_and_the_close
 
 
 def test_a_lock_whose_secret_never_comes_is_expired_back_to_alice_once_the_chain_is_past_its_expiry(
-    node_processes: Callable[[str, bytes], NodeProcess], devnet: Any, devnet_contract: PaychanContract
+    node_processes: Callable[[str, bytes], NodeProcess],
+    devnet: Any,
+    devnet_contract: PaychanContract,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     open_channel(alice, bob)
@@ -127,6 +140,8 @@ def test_a_lock_whose_secret_never_comes_is_expired_back_to_alice_once_the_chain
         alice.control("POST", "/locks/expire", {"hashlock": "0x" + lock_hash.hex()})
     assert early.value.type == "LockNotExpired" and early.value.fields["expiry"] == expiry
     assert early.value.fields["now"] <= expiry
+    code, _, err = paychan(capsys, "lock", "expire", "0x" + lock_hash.hex(), "--db", str(alice.db))
+    assert code == 1 and err.startswith(f"paychan: error: LockNotExpired(expiry={expiry}, now=")
     assert (alice.status()["nonce"], alice.status()["pendingLocks"]) == (1, 1)
     with pytest.raises(ControlError) as unknown:  # bob cannot expire alice's lock
         bob.control("POST", "/locks/expire", {"hashlock": "0x" + lock_hash.hex()})
