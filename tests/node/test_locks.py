@@ -327,3 +327,29 @@ def test_the_watcher_reveals_a_known_secret_inside_the_margin_and_at_once_when_c
     store.set_secret_revealed(hashlock(SECRET), 4_990)
     assert reveals("B", (incoming,), store, now=4_999, closing=True) == []  # revealed already
     store.close()
+
+
+def test_a_lock_proposal_left_in_flight_by_a_crash_is_sent_again_with_its_lock_after_the_restart(
+    node_processes: Callable[[str, bytes], NodeProcess], devnet_contract: PaychanContract
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    open_channel(alice, bob)
+    bob.stop()
+    lock_hash = hashlock(SECRET)
+    with pytest.raises(ControlError) as timed_out:  # signed and sent, never answered
+        alice.control("POST", "/locks/add", {"amount": str(LOCKED), "hashlock": "0x" + lock_hash.hex()})
+    assert timed_out.value.type == "PaymentTimeout" and "signed and sent" in str(timed_out.value)
+    assert (alice.status()["inflight"], alice.status()["pendingLocks"]) == (1, 0)
+    alice.kill()  # the lock it added lives only in its store: the state's intent and its lock list
+
+    bob.start()
+    alice.start()
+    wait_for(lambda: bob.status()["pendingLocks"] == 1, "bob to countersign the lock sent again")
+    wait_for(lambda: alice.status()["pendingLocks"] == 1, "alice to adopt the lock once countersigned")
+    for node in (alice, bob):
+        status = node.status()
+        assert (status["nonce"], status["inflight"], status["balanceA"]) == (1, 0, str(DEPOSIT - LOCKED))
+        assert [(lock["sender"], lock["amount"], lock["hashlock"]) for lock in status["locks"]] == [
+            ("A", str(LOCKED), "0x" + lock_hash.hex())
+        ]
+    assert alice.status()["latest"] == bob.status()["latest"]
