@@ -16,6 +16,16 @@ Protocol between two nodes (``messages`` has the wire format):
   records and signs the next batch (at most two batches are open). A state re-sent after a crash is
   answered with the state already countersigned (idempotent); any other state at a used nonce is refused.
   While the peer waits for the turn, the holder signs no new batch, so neither side starves the other.
+- **Locks.** Adding, settling or expiring a lock (control ``/locks/add``, ``/locks/settle``,
+  ``/locks/expire``) is queued behind the payments before it and proposed on its own, once nothing is in
+  flight: ``Channel.propose_lock`` / ``propose_settle_lock`` / ``propose_expire_lock`` check and sign it,
+  and the proposal carries what it does (``ops``: the lock, the secret or the hashlock). The peer checks it
+  with ``Channel.receive_proposal(lock=/settle=/expire=)`` against its own chain time (``chain_now``) before
+  anything is written, so a bad one is refused with its reason and changes nothing. Both store the state's
+  lock list under its root (and a secret used to settle) in the transaction of the signature; payments keep
+  the locks of the state they follow. After a crash, what a proposal in flight does is read back from the
+  lock lists. The watcher reveals the secret of an incoming lock on chain if the peer does not settle it
+  off chain in time (``watcher.REVEAL_MARGIN``), and settles a closed channel with its lock list.
 - **Announce.** Each side tells the other where its node listens (``POST /peer/channels``). A node learns of
   its channels from the chain (``ChannelOpened`` events naming its address, see ``watcher``), never from a
   peer: an announce only sets the URL of a channel the node already knows, and only when signed by that
@@ -27,8 +37,9 @@ node checks the claim, the sender's budget and the signature before it parses th
 does anything else, and answers each request from the channel's counterparty only. No peer request causes a
 chain call: the chain is read by the watcher alone, on its own thread.
 
-The control API (``/status``, ``/open``, ``/pay``, ``/close``) listens on 127.0.0.1 only and needs the bearer
-token the node writes to ``<db>.control.json`` (mode 0600), which the ``paychan`` CLI reads.
+The control API (``/status``, ``/open``, ``/pay``, ``/close``, ``/locks/...``, ...) listens on 127.0.0.1
+only and needs the bearer token the node writes to ``<db>.control.json`` (mode 0600), which the ``paychan``
+CLI reads.
 """
 
 from __future__ import annotations
