@@ -24,6 +24,7 @@ from pathlib import Path
 
 from paychan.cli.node import lock_store
 from paychan.exceptions import PaychanError
+from paychan.node.restored import mark_restored
 from paychan.node.store import (
     SQLITE_HEADER,
     ChannelStates,
@@ -291,6 +292,7 @@ def restore_over(
     staged = db.parent / f".{db.name}.restoring-{os.getpid()}"
     try:
         copy_read_only(backup, staged, "WAL")
+        mark_staged_restored(staged)
         if summarize_store(staged).channels != source.channels:
             raise RestoreRefused(f"the copy of {backup} does not hold all its states; nothing was changed")
         kept = keep_replaced(db, current) if existed else None
@@ -301,6 +303,16 @@ def restore_over(
         return kept
     finally:
         staged.unlink(missing_ok=True)
+
+
+def mark_staged_restored(staged: Path) -> None:
+    """Marks the restored copy (``paychan.node.restored``): the node closes none of its channels unilaterally
+    before it has synced with the peer."""
+    conn = sqlite3.connect(str(staged))
+    try:
+        mark_restored(conn)
+    finally:
+        conn.close()
 
 
 def restore_report(
@@ -328,4 +340,8 @@ def restore_report(
             "states signed after the backup are not in the restored store: the node fetches the peer's latest "
             "state when it starts"
         )
+    lines.append(
+        "the node closes no channel unilaterally before it has synced it with the peer (`paychan close "
+        "--unilateral --i-lost-data` overrides that if the peer is gone for good)"
+    )
     return lines

@@ -126,6 +126,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_db(close)
     _add_channel(close)
     close.add_argument("--unilateral", action="store_true", help="close without the peer (challenge period)")
+    close.add_argument(
+        "--i-lost-data",
+        dest="lost_data",
+        action="store_true",
+        help="with --unilateral, on a store restored from a backup that has not synced with the peer (gone for "
+        "good): close with the latest state this node has; if you signed newer states after the backup, the "
+        "peer can take the whole channel (README: I lost data and my peer is gone)",
+    )
     _add_json(close)
     close.set_defaults(func=run_close)
 
@@ -529,7 +537,9 @@ def run_pay(args: argparse.Namespace) -> int:
 def run_close(args: argparse.Namespace) -> int:
     channel = _channel_of(args)
     info = _asset_info(args.db, channel["asset"])
-    payload = {"channel": channel["channelId"], "unilateral": args.unilateral}
+    if args.lost_data and not args.unilateral:
+        raise PaychanError("--i-lost-data only goes with --unilateral (a cooperative close needs the peer anyway)")
+    payload = {"channel": channel["channelId"], "unilateral": args.unilateral, "lostData": args.lost_data}
     try:
         with waiting(
             "closing (unilaterally)" if args.unilateral else "waiting for the peer to countersign the final state"

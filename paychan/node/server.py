@@ -109,6 +109,7 @@ from paychan.node.messages import (
     parse_turn,
 )
 from paychan.node.peer import PeerClient, PeerRefused, PeerUnavailable
+from paychan.node.restored import check_may_close, is_restored, mark_synced
 from paychan.node.store import (
     STATUS_CLOSED,
     STATUS_CLOSING,
@@ -526,6 +527,7 @@ class Node:
                 raise
         except DoubleSignRefused as exc:  # the peer's state conflicts with one we signed: keep ours
             log.error("channel 0x%s: the peer's latest state conflicts with ours: %s", cid.hex()[:12], exc)
+        mark_synced(self.store, cid)  # after a restore: the channel may close unilaterally again
         self._unsynced.discard(cid)
 
     async def stop(self) -> None:
@@ -1275,6 +1277,8 @@ class Node:
             record = ChannelRecord(cid, params, params.role_of(self.address), "", 0, 0)
             self.store.add_channel(record)
             log.info("channel 0x%s: opened on chain with %s", cid.hex()[:12], record.params.participant_a)
+        if is_restored(self.store):  # the backup may predate states we signed in it: sync first
+            self._unsynced.add(cid)
         return self._load(record)
 
     def note_deposits(self, cid: bytes, deposit_a: int, deposit_b: int) -> None:
@@ -1387,13 +1391,15 @@ class Node:
             "depositB": str(runtime.record.deposit_b),
         }
 
-    async def close_unilaterally(self, cid: bytes | None) -> dict[str, Any]:
+    async def close_unilaterally(self, cid: bytes | None, lost_data: bool = False) -> dict[str, Any]:
         """Starts a unilateral close with our latest doubly-signed state (no peer needed); the watcher
-        settles after the challenge period."""
+        settles after the challenge period. A channel of a restored store must have synced with the peer
+        first, unless ``lost_data`` (the user's override: the peer is gone for good)."""
         contract = self._require_contract()
         runtime = self.runtime(cid)
         if runtime.record.status != STATUS_OPEN:
             raise ChannelNotOpen(runtime.record.status)
+        check_may_close(self.store, runtime.cid, lost_data)
         latest = runtime.channel.latest
         signed = latest if latest.is_complete and latest.state.nonce > 0 else None
         runtime.channel.check_close(signed)
@@ -1859,7 +1865,7 @@ class Node:
         data = await self._control_json(request)
         runtime = self.resolve(_channel_name(data))
         if data.get("unilateral"):
-            return _json(await self.close_unilaterally(runtime.cid))
+            return _json(await self.close_unilaterally(runtime.cid, lost_data=data.get("lostData") is True))
         return _json(await self.close(runtime.cid))
 
     async def _control_settle(self, request: web.Request) -> web.Response:

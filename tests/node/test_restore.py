@@ -14,6 +14,7 @@ import pytest
 
 from paychan.cli import main
 from paychan.cli.node import lock_store
+from paychan.node.restored import RESTORED_KEY, mark_synced, needs_sync, synced_key
 from paychan.node.store import MIGRATIONS, ChannelRecord, Store
 
 from .conftest import CID, PARAMS, channel_record, make_state, sign_both
@@ -166,6 +167,8 @@ def test_an_older_backup_over_a_newer_store_with_force_replaces_it_and_keeps_eve
         f"the replaced store (31 states) is kept as {kept}",
         "states signed after the backup are not in the restored store: the node fetches the peer's latest state "
         "when it starts",
+        "the node closes no channel unilaterally before it has synced it with the peer (`paychan close --unilateral "
+        "--i-lost-data` overrides that if the peer is gone for good)",
     ]
     assert state_counts(db) == {CID: 11}
     assert state_counts(kept) == {CID: 31}
@@ -224,6 +227,8 @@ def test_restore_into_a_missing_store_creates_it_from_the_backup(
     assert out.splitlines()[1:] == [
         f"  channel 0x{CID.hex()}: before no channel, after 11 states (nonce 10)",
         f"there was no store at {db} before",
+        "the node closes no channel unilaterally before it has synced it with the peer (`paychan close --unilateral "
+        "--i-lost-data` overrides that if the peer is gone for good)",
     ]
     assert not list(tmp_path.glob("fresh.db.replaced-*"))
     assert state_counts(db) == state_counts(backup) == {CID: 11}
@@ -306,3 +311,24 @@ def test_restore_over_a_file_that_is_not_a_store_needs_force_and_keeps_the_file(
     assert code == 0 and f"the replaced store (not a paychan store) is kept as {kept}" in out
     assert kept.read_text() == "notes I should not have saved here\n"
     assert state_counts(db) == {CID: 4}
+
+
+def test_a_restored_store_is_marked_restored_with_every_channel_unsynced_and_a_backup_is_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = make_store(tmp_path / "node.db", 3)
+    store = Store(db)
+    store.set_meta(synced_key(CID), "2026-01-01T00:00:00Z")  # synced after an earlier restore
+    store.close()
+    backup = tmp_path / "node.backup"
+    assert paychan(capsys, "backup", "--db", str(db), "--out", str(backup))[0] == 0
+    assert paychan(capsys, "restore", "--backup", str(backup), "--db", str(db))[0] == 0
+    restored, copy = Store(db), Store(backup)
+    try:
+        assert restored.get_meta(RESTORED_KEY) is not None and needs_sync(restored, CID)
+        assert copy.get_meta(RESTORED_KEY) is None and not needs_sync(copy, CID)
+        mark_synced(restored, CID)
+        assert not needs_sync(restored, CID)
+    finally:
+        restored.close()
+        copy.close()
