@@ -13,14 +13,17 @@ from paychan.channel import Channel
 from paychan.exceptions import MalformedMessage
 from paychan.node.messages import (
     MAX_STATES_PER_MESSAGE,
+    AddLock,
+    ExpireLock,
     Propose,
+    SettleLock,
     SignedRevocation,
     decode_json,
     error_body,
     parse_propose,
 )
 from paychan.signing import sign_state
-from paychan.state import MAX_NONCE, MAX_UINT256, ChannelState, Nonce, SignedState, Wei
+from paychan.state import MAX_NONCE, MAX_UINT256, ChannelState, Lock, Nonce, SignedState, Wei
 
 from .conftest import CID, DEPOSIT_A, DOMAIN, KEY_A, KEY_B, PARAMS, make_state
 
@@ -101,6 +104,48 @@ def test_a_state_without_the_v2_fields_is_refused() -> None:
 def test_a_malformed_revocation_is_refused(revocation: dict[str, object], reason: str) -> None:
     body = Propose(CID, 0, [SignedState(make_state(1, 1, 1), SIG)]).to_json()  # type: ignore[arg-type]
     body["revocation"] = revocation
+    with pytest.raises(MalformedMessage) as refused:
+        parse_propose(json.dumps(body).encode())
+    assert str(refused.value) == reason
+
+
+LOCK = Lock("A", 5, 1_900_000_000, b"\x33" * 32)
+
+
+def test_lock_ops_decode_to_exactly_what_was_encoded_and_a_message_without_them_omits_ops() -> None:
+    states = [SignedState(make_state(n, 1, 1), SIG) for n in (1, 2, 3, 4)]  # type: ignore[arg-type]
+    ops = (AddLock(LOCK), None, SettleLock(b"\x44" * 32), ExpireLock(b"\x55" * 32))
+    message = Propose(CID, 2, states, None, ops)  # type: ignore[arg-type]
+    body = message.to_json()
+    assert body["ops"][1] is None and body["ops"][0] == {"lock": LOCK.to_json()}
+    assert parse_propose(json.dumps(body).encode()) == message
+    plain = Propose(CID, 2, states, None, (None,) * 4)  # type: ignore[arg-type]
+    assert "ops" not in plain.to_json()
+    assert parse_propose(json.dumps(plain.to_json()).encode()).ops == ()
+
+
+@pytest.mark.parametrize(
+    ("ops", "reason"),
+    [
+        ([], "ops must be a list with one entry (null or an op) per state"),
+        ({"lock": None}, "ops must be a list with one entry (null or an op) per state"),
+        ([{"pay": "1"}], "unknown op 'pay'"),
+        (
+            [{"settle": "0x" + "44" * 32, "expire": "0x" + "55" * 32}],
+            "an op is null or an object with one of lock, settle, expire",
+        ),
+        ([{"settle": "0x44"}], "secret must be 0x-prefixed hex of the right length"),
+        ([{"expire": 5}], "hashlock must be 0x-prefixed hex of the right length"),
+        ([{"lock": {**LOCK.to_json(), "extra": 1}}], "lock has unknown field(s) extra"),
+        ([{"lock": {**LOCK.to_json(), "sender": "C"}}], "a lock's sender is 'A' or 'B'"),
+        ([{"lock": {**LOCK.to_json(), "amount": 5}}], "amount must be a decimal string"),
+        ([{"lock": {**LOCK.to_json(), "expiry": 2**40}}], f"expiry must be an integer in [0, {2**40 - 1}]"),
+        ([{"lock": {**LOCK.to_json(), "hashlock": "0x33"}}], "hashlock must be 0x-prefixed hex of the right length"),
+    ],
+)
+def test_a_malformed_lock_op_is_refused(ops: object, reason: str) -> None:
+    body = Propose(CID, 0, [SignedState(make_state(1, 1, 1), SIG)]).to_json()  # type: ignore[arg-type]
+    body["ops"] = ops
     with pytest.raises(MalformedMessage) as refused:
         parse_propose(json.dumps(body).encode())
     assert str(refused.value) == reason
