@@ -107,6 +107,13 @@ def test_a_lock_added_by_alice_is_settled_off_chain_by_bobs_secret_and_the_close
         f"  incoming 0.3 ETH under {made['hashlock']}, expires at {lock['expiry']} (secret known)\n"
     )
 
+    with pytest.raises(ControlError) as pending:  # a final state cannot hold a lock: nothing is signed
+        alice.control("POST", "/close", {})
+    assert (pending.value.type, pending.value.fields) == (
+        "FinalStateHasLocks",
+        {"lockedA": str(LOCKED), "lockedB": 0, "locksRoot": "0x" + locks_root((Lock.from_json(lock),)).hex()},
+    )
+    assert (alice.status()["nonce"], alice.status()["status"]) == (1, "open")
     code, out, _ = paychan(capsys, "lock", "settle", made["secret"], "--db", str(bob.db))
     assert code == 0 and out == f"settled: channel 0x{cid.hex()} nonce 2, my balance 0.3 ETH\npending locks 0\n"
     wait_for(lambda: alice.status()["nonce"] == 2, "alice to hold the settled state")
