@@ -64,7 +64,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from web3.logs import DISCARD
 
-from paychan.channel import LOCK_EXPIRY_MARGIN, Channel
+from paychan.channel import LOCK_EXPIRY_MARGIN, MAX_LOCKS, Channel
 from paychan.contract import PaychanContract
 from paychan.exceptions import (
     ChannelFinalized,
@@ -136,6 +136,7 @@ from paychan.state import (
     Wei,
     channel_id,
     hashlock,
+    locks_root,
 )
 from paychan.token import Token, ensure_allowance
 
@@ -507,10 +508,15 @@ class Node:
         check_signer(self.domain, theirs.state, theirs.sig_b, params.participant_b)
         if theirs.state.total != runtime.channel.total:
             return False
-        if self.store.lock_list(runtime.cid, theirs.state.locks_root) is None:  # locks we never signed
-            log.error("channel 0x%s: the peer's newer state has locks this store never saw", runtime.cid.hex()[:12])
-            return False
-        self.store.record_intent(theirs, runtime.peer_role)
+        locks = self.store.lock_list(runtime.cid, theirs.state.locks_root)
+        if locks is None:  # a lock added after our backup: the peer's list, if it is the one the state commits to
+            locks = _parse_locks(answer.get("locks"))
+            if locks_root(locks) != theirs.state.locks_root:
+                log.error("channel 0x%s: the peer's lock list is not its state's", runtime.cid.hex()[:12])
+                return False
+        with self.store.transaction():
+            self.store.put_lock_list(runtime.cid, locks)
+            self.store.record_intent(theirs, runtime.peer_role)
         self._reload(runtime.cid)
         log.warning("channel 0x%s: adopted the peer's newer state %d", runtime.cid.hex()[:12], theirs.state.nonce)
         return True
@@ -1764,7 +1770,9 @@ class Node:
     async def _peer_latest(self, request: web.Request) -> web.Response:
         runtime = self.runtime(parse_channel_id(request.match_info["cid"]))
         self.check_counterparty(runtime, request[SIGNER])
-        return _json({"type": "latest", "state": encode_signed(runtime.channel.latest)})
+        channel = runtime.channel
+        locks = [lock.to_json() for lock in channel.locks]  # what the state's root commits to
+        return _json({"type": "latest", "state": encode_signed(channel.latest), "locks": locks})
 
     def control_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024, middlewares=[_errors_as_json, self._authorize])
@@ -1948,6 +1956,18 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise MalformedMessage(f"expected an integer, got {value!r}") from None
+
+
+def _parse_locks(value: Any) -> tuple[Lock, ...]:
+    """A peer's lock list (``GET /peer/channels/{cid}/latest``): at most ``MAX_LOCKS`` locks."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_LOCKS:
+        raise MalformedMessage(f"locks must be a list of at most {MAX_LOCKS} locks")
+    try:
+        return tuple(Lock.from_json(item) for item in value)
+    except ValueError as exc:
+        raise MalformedMessage(f"a lock is malformed: {exc}") from None
 
 
 def _bytes32(value: Any, what: str) -> bytes:

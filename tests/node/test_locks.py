@@ -360,3 +360,35 @@ def test_a_lock_proposal_left_in_flight_by_a_crash_is_sent_again_with_its_lock_a
             ("A", str(LOCKED), "0x" + lock_hash.hex())
         ]
     assert alice.status()["latest"] == bob.status()["latest"]
+
+
+def test_a_node_back_on_a_store_from_before_a_lock_adopts_the_peers_state_with_its_lock_list(
+    node_processes: Callable[[str, bytes], NodeProcess], devnet_contract: PaychanContract
+) -> None:
+    import shutil
+
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    cid = open_channel(alice, bob)
+    alice.stop()
+    old = alice.db.with_name("alice-before-the-lock.db")
+    shutil.copy(alice.db, old)  # stopped: the WAL is checkpointed into the file
+    alice.start()
+    lock_hash = hashlock(SECRET)
+    alice.control("POST", "/locks/add", {"amount": str(LOCKED), "hashlock": "0x" + lock_hash.hex()})
+    wait_for(lambda: bob.status()["pendingLocks"] == 1, "bob to hold the lock")
+    alice.stop()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{alice.db}{suffix}").unlink(missing_ok=True)
+    shutil.copy(old, alice.db)  # alice's store knows neither the lock's state nor its lock list
+
+    alice.start()
+    wait_for(lambda: alice.status()["nonce"] == 1, "alice to adopt bob's state")
+    status = alice.status()
+    assert status["latest"] == bob.status()["latest"] and status["channelId"] == "0x" + cid.hex()
+    assert [(lock["sender"], lock["amount"], lock["hashlock"]) for lock in status["locks"]] == [
+        ("A", str(LOCKED), "0x" + lock_hash.hex())
+    ]
+    kept = Lock.from_json(status["locks"][0])
+    assert alice.control("POST", "/pay", {"amount": "1"})["nonce"] == 2  # and the channel goes on, lock kept
+    wait_for(lambda: bob.status()["nonce"] == 2, "bob to countersign the payment")
+    assert bob.status()["locks"][0]["hashlock"] == "0x" + kept.hashlock.hex()

@@ -313,7 +313,7 @@ def test_only_the_counterparty_gets_the_latest_state(tmp_path: Path) -> None:
         assert str(latest["sigA"]) not in json.dumps(answer) and str(latest["sigB"]) not in json.dumps(answer)
         await expect_refused(victim, LATEST, b"", None, 401, "Unauthenticated", NOT_SIGNED, method="GET")
         status, answer = await send_signed(victim, LATEST, method="GET")
-        assert (status, answer) == (200, {"type": "latest", "state": latest})
+        assert (status, answer) == (200, {"type": "latest", "state": latest, "locks": []})
         assert answer["state"]["state"]["nonce"] == 2
 
     run_against_victim(tmp_path, attack)
