@@ -426,6 +426,7 @@ class Node:
 
         channel.before_sign.append(record_before_signing)
         channel.pending = inflight[0] if inflight else None
+        withdraw.restore_pending(self.store, record, channel, lambda signed: self._own_signature(signed, role))
         old = self.runtimes.get(record.channel_id)
         runtime = Runtime(record, channel, record.turn_epoch, inflight)
         if inflight:
@@ -1406,7 +1407,7 @@ class Node:
         if runtime.record.status != STATUS_OPEN:
             raise ChannelNotOpen(runtime.record.status)
         check_may_close(self.store, runtime.cid, lost_data)
-        latest = runtime.channel.latest
+        latest = runtime.channel.state_for_chain(runtime.record.withdrawals)  # not one of a withdrawal unmade
         signed = latest if latest.is_complete and latest.state.nonce > 0 else None
         runtime.channel.check_close(signed)
         receipt = await self.on_chain(contract.close, self.account, runtime.record.params, signed)

@@ -19,10 +19,13 @@ but did not answer may have countersigned: then the withdrawal stays pending and
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from paychan.channel import Channel, PendingWithdrawal
 from paychan.exceptions import (
     InvalidAmount,
     MalformedMessage,
@@ -44,7 +47,7 @@ from paychan.node.messages import (
     parse_signed,
 )
 from paychan.node.peer import PeerRefused, PeerUnavailable, PeerUnreachable
-from paychan.node.store import STATUS_OPEN
+from paychan.node.store import STATUS_OPEN, ChannelRecord, Store
 from paychan.signing import state_struct_hash
 from paychan.state import MAX_UINT40, ChannelId, Signature, SignedState, Withdrawal
 
@@ -172,6 +175,7 @@ def countersign(node: Node, message: WithdrawMessage, signer: str | None) -> dic
         with node.store.transaction():  # the intent (before_sign) and our signature commit together
             own, signed = channel.receive_withdrawal(message.withdrawal, message.signature, message.state, now)
             node.store.add_signatures(signed)
+            keep_pending(node.store, channel)
     except Exception:
         node._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
         raise
@@ -200,6 +204,44 @@ def forget_own_intent(node: Node, runtime: Runtime, proposal: SignedState) -> No
             f" AND {peer_column} IS NULL",
             (state.channel_id, state.nonce, state_struct_hash(state), runtime.role),
         )
+
+
+def pending_key(cid: bytes) -> str:
+    """The ``node_meta`` key of a channel's withdrawal both signed (made on chain or not)."""
+    return f"pendingWithdrawal:0x{cid.hex()}"
+
+
+def keep_pending(store: Store, channel: Channel) -> None:
+    """Stores the channel's withdrawal both signed, with the nonce of the state before it (joins the caller's
+    transaction): after a restart the node still knows that state is the one the chain accepts until the
+    withdrawal is made, revokes nothing above it and closes with it."""
+    pending = channel.pending_withdrawal
+    assert pending is not None and pending.sig_a is not None and pending.sig_b is not None
+    value = {
+        "withdrawal": pending.withdrawal.to_json(),
+        "sigA": "0x" + pending.sig_a.to_bytes().hex(),
+        "sigB": "0x" + pending.sig_b.to_bytes().hex(),
+        "before": pending.before.state.nonce,
+    }
+    store.set_meta(pending_key(channel.channel_id), json.dumps(value, separators=(",", ":")))
+
+
+def restore_pending(
+    store: Store, record: ChannelRecord, channel: Channel, own_signature: Callable[[SignedState], SignedState]
+) -> None:
+    """Gives a channel loaded from the store its withdrawal both signed and not made on chain yet (if any)."""
+    text = store.get_meta(pending_key(record.channel_id))
+    if text is None:
+        return
+    data = json.loads(text)
+    withdrawal = parse_withdrawal(data["withdrawal"])
+    if withdrawal.withdrawals != record.withdrawals or channel.withdrawals != withdrawal.withdrawals + 1:
+        return  # made on chain already (or not the withdrawal our latest state follows)
+    row = store.state_at(record.channel_id, int(data["before"]))
+    if row is None:
+        return
+    sig_a, sig_b = _signature(data["sigA"], "sigA"), _signature(data["sigB"], "sigB")
+    channel.pending_withdrawal = PendingWithdrawal(withdrawal, own_signature(row.signed), sig_a, sig_b)
 
 
 def apply_withdrawn(runtime: Runtime, withdrawals: int, deposit_a: int, deposit_b: int) -> None:
@@ -254,17 +296,8 @@ async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int =
                 "nothing was withdrawn"
             ) from None
         now = await node.on_chain(contract.chain.now)
-        role = runtime.role
-
-        def record_own_intent(signed: SignedState) -> None:  # our proposal: recorded as ours before we sign
-            node.store.record_intent(signed, role)
-
-        hooks = channel.before_sign
-        channel.before_sign = [record_own_intent]
-        try:
-            withdrawal, signature, proposal = channel.propose_withdrawal(amount, now + expires_in)
-        finally:
-            channel.before_sign = hooks
+        # the node's before_sign hook records our proposal (as ours) before it is signed
+        withdrawal, signature, proposal = channel.propose_withdrawal(amount, now + expires_in)
         message = WithdrawMessage(runtime.cid, runtime.epoch, withdrawal, signature, proposal)
         try:
             answer = await node.peer.post(peer_url + "/peer/withdraw", message.to_json(), channel.peer_address)
@@ -280,7 +313,9 @@ async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int =
                 f"the withdrawal of {amount} was sent to the peer but not countersigned ({exc}): nothing was "
                 f"withdrawn; the channel waits for it until {withdrawal.expiry}"
             ) from None
-        node.store.add_signatures(channel.latest)
+        with node.store.transaction():
+            node.store.add_signatures(channel.latest)
+            keep_pending(node.store, channel)
         pending = channel.pending_withdrawal
         assert pending is not None and pending.sig_a is not None and pending.sig_b is not None
         try:

@@ -29,6 +29,7 @@ from .conftest import (
     KEY_C,
     NodeProcess,
     announce_until_known,
+    carol_pays_bob_three_times,
     paychan,
     signed_request,
     wait_for,
@@ -178,9 +179,17 @@ def test_a_withdrawal_of_nothing_too_much_too_short_refused_by_the_peer_or_with_
 
 
 def carol_withdrawal(
-    contract: PaychanContract, cid: bytes, deposit: int, amount_a: int, amount_b: int, expiry: int
+    contract: PaychanContract,
+    cid: bytes,
+    deposit: int,
+    amount_a: int,
+    amount_b: int,
+    expiry: int,
+    paid: int = 0,
+    nonce: int = 1,
 ) -> WithdrawMessage:
-    """KEY_C (A, sole depositor of ``deposit``) proposes a withdrawal as the next state after nonce 0."""
+    """KEY_C (A, sole depositor of ``deposit``, who paid bob ``paid``) proposes a withdrawal with the state
+    at ``nonce``."""
     withdrawal = Withdrawal(cid, amount_a, amount_b, deposit, 0, 0, expiry)  # type: ignore[arg-type]
     try:
         left_a, left_b = withdrawal.deposits_after()
@@ -188,9 +197,9 @@ def carol_withdrawal(
         left_a, left_b = 0, 0
     state = ChannelState(
         cid,  # type: ignore[arg-type]
-        Nonce(1),
-        Wei(max(0, deposit - amount_a - amount_b)),
-        Wei(0),
+        Nonce(nonce),
+        Wei(max(0, deposit - paid - amount_a)),
+        Wei(max(0, paid - amount_b)),
         deposit_a=Wei(left_a),
         deposit_b=Wei(left_b),
         withdrawals=1,
@@ -249,3 +258,37 @@ def test_a_node_refuses_an_expired_a_foreign_or_a_malformed_withdrawal_before_si
     assert (onchain.deposit_a, onchain.withdrawals) == (deposit - 10**16, 1)
     wait_for(lambda: bob.status()["withdrawals"] == 1, "bob's node to see the withdrawal")
     assert bob.status()["depositA"] == str(deposit - 10**16)
+
+
+@pytest.mark.anvil
+def test_a_node_restarted_with_a_countersigned_withdrawal_never_made_closes_with_the_state_before_it(
+    node_processes: Callable[..., NodeProcess],
+    capsys: pytest.CaptureFixture[str],
+    devnet: Any,
+    devnet_contract: PaychanContract,
+) -> None:
+    bob = node_processes("bob", KEY_B)
+    bob.start()
+    carol = rpc_chain(devnet.url, ["0x" + KEY_C.hex()]).accounts[0]
+    params, _ = devnet_contract.open_channel(carol, ADDRESS_B, ETHER, challenge_period=3600)
+    cid = devnet_contract.channel_id(params)
+    domain = devnet_contract.domain
+    announce_until_known(bob.peer_url, params, KEY_C, ADDRESS_B, domain)
+    wait_for(lambda: bob.status()["depositA"] == str(ETHER), "bob's node to see carol's deposit")
+    carol_pays_bob_three_times(bob.peer_url, cid, ETHER, domain)  # bob holds 0.3 ETH at nonce 3
+    message = carol_withdrawal(
+        devnet_contract, cid, ETHER, 2 * 10**17, 0, devnet_contract.chain.now() + 600, paid=3 * 10**17, nonce=4
+    )
+    signed_request(bob.peer_url + "/peer/withdraw", message.to_json(), KEY_C, ADDRESS_B, domain)
+    assert bob.status()["nonce"] == 4  # countersigned; carol never submits it
+    bob.stop()
+    bob.start()
+    status = bob.status()
+    assert (status["nonce"], status["withdrawals"], status["ownRevocation"]) == (4, 0, 3)
+    code, out, err = paychan(capsys, "close", "--db", str(bob.db), "--unilateral")
+    assert code == 0, err
+    assert "unilaterally with nonce 3 (A 0.7 ETH, B 0.3 ETH)" in out  # the state the chain accepts
+    recorded = devnet_contract.recorded_state(cid)
+    assert (recorded.nonce, recorded.balance_a, recorded.balance_b, recorded.withdrawals) == (
+        3, 7 * 10**17, 3 * 10**17, 0,
+    )  # fmt: skip
