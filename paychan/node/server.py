@@ -26,6 +26,10 @@ Protocol between two nodes (``messages`` has the wire format):
   the locks of the state they follow. After a crash, what a proposal in flight does is read back from the
   lock lists. The watcher reveals the secret of an incoming lock on chain if the peer does not settle it
   off chain in time (``watcher.REVEAL_MARGIN``), and settles a closed channel with its lock list.
+- **Withdraw.** The turn holder withdraws part of its balance while the channel stays open (control
+  ``/withdraw``, ``POST /peer/withdraw``; ``withdraw`` has the exchange): both sign the ``Withdrawal`` and the
+  state it leaves, the proposer submits it; until the chain makes it neither side signs on top of it, and
+  both keep it with the state before it, the one they close with meanwhile.
 - **Announce.** Each side tells the other where its node listens (``POST /peer/channels``). A node learns of
   its channels from the chain (``ChannelOpened`` events naming its address, see ``watcher``), never from a
   peer: an announce only sets the URL of a channel the node already knows, and only when signed by that

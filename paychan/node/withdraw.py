@@ -4,13 +4,17 @@ The node that withdraws (the proposer) holds the turn, like any proposer. Under 
 the amount against its balance, asks the peer's node whether it answers at all (nothing is signed before),
 then signs with ``Channel.propose_withdrawal`` the ``Withdrawal`` of its own balance and the next state (our
 balance lowered, the deposits the withdrawal leaves, the next withdrawal counter), recording the state as
-an intent first. The peer checks both with ``Channel.receive_withdrawal`` (its own view of balances and
-deposits, the expiry within ``MAX_WITHDRAWAL_WINDOW`` of its chain time), records, countersigns, commits and
-answers both signatures. The proposer checks them (``receive_withdrawal_countersignature``), stores the
-state, submits ``withdraw`` and waits for the receipt; the channel's deposits and counter then come from the
-chain (``get_channel``), and each node's ``Channel`` records the withdrawal (``note_withdrawn``: the proposer
-from its receipt, the peer from the ``Withdrawn`` event its watcher sees). Until then neither side signs a
-state on top of the withdrawal.
+an intent first (the node's ``before_sign`` hook). The peer checks both with ``Channel.receive_withdrawal``
+(its own view of balances and deposits, the expiry within ``MAX_WITHDRAWAL_WINDOW`` of its chain time),
+records, countersigns, commits and answers both signatures. The proposer checks them
+(``receive_withdrawal_countersignature``), stores the state, submits ``withdraw`` and waits for the receipt;
+the channel's deposits and counter then come from the chain (``get_channel``), and each node's ``Channel``
+records the withdrawal (``note_withdrawn``: the proposer from its receipt, the peer from the ``Withdrawn``
+event its watcher sees). Until then neither side signs a
+state on top of the withdrawal. Both keep the withdrawal both signed in the store (``keep_pending``, in the
+transaction of the state's signature), so a restarted node still knows the state before it is the one the
+chain accepts until the withdrawal is made (``restore_pending``): it revokes nothing above it and closes
+with it.
 
 A refusal (the peer answered an error) or a peer that cannot be connected to leaves nothing: the state we
 signed never left the node, so its intent is forgotten and the channel is as before. A peer that was reached
@@ -20,7 +24,6 @@ but did not answer may have countersigned: then the withdrawal stays pending and
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -166,7 +169,7 @@ def countersign(node: Node, message: WithdrawMessage, signer: str | None) -> dic
         return _answer(own, channel.latest)
     if runtime.has_turn():
         raise NotYourTurn(runtime.epoch)
-    now = max(node.chain_time or 0, int(time.time()))  # the chain's time as last seen, at least the clock's
+    now = node.chain_now()
     if message.withdrawal.expiry > now + MAX_WITHDRAWAL_WINDOW:
         raise WithdrawalRejected(
             f"it expires at {message.withdrawal.expiry}, more than {MAX_WITHDRAWAL_WINDOW} s after now ({now})"
