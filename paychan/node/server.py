@@ -922,6 +922,10 @@ class Node:
                 runtime.wakeup.clear()
                 await runtime.wakeup.wait()
                 continue
+            if not runtime.inflight and runtime.channel.pending_withdrawal is not None:
+                runtime.wakeup.clear()  # nothing on top of a withdrawal not made yet: note_withdrawn wakes us
+                await runtime.wakeup.wait()
+                continue
             try:
                 if not runtime.inflight and runtime.turn_wanted and runtime.has_turn():
                     await asyncio.sleep(0.002)  # the peer is about to get the turn: let it

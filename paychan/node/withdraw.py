@@ -254,6 +254,7 @@ def apply_withdrawn(runtime: Runtime, withdrawals: int, deposit_a: int, deposit_
         return  # our latest state is from another counter: the store's record holds the chain's view
     if channel.pending_withdrawal is not None:
         channel.record_withdrawal(deposit_a, deposit_b, withdrawals)
+        runtime.wakeup.set()  # the payments queued meanwhile go now
     else:
         channel.deposits = (deposit_a, deposit_b)
 

@@ -122,6 +122,30 @@ def test_both_sides_withdraw_while_open_and_get_exactly_their_amounts_then_the_c
     assert w3.eth.get_balance(devnet_contract.address) == 0
 
 
+@pytest.mark.anvil
+def test_a_payment_the_peer_makes_before_its_watcher_has_seen_our_withdrawal_waits_for_it_and_goes_through(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet_contract: PaychanContract
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B, poll_interval=4.0)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "1ether")
+    assert paychan(capsys, "pay", "--db", str(alice.db), "0.3ether")[0] == 0
+    assert paychan(capsys, "withdraw", "--db", str(alice.db), "0.2ether")[0] == 0
+    # bob's node still holds the withdrawal as not made (its watcher polls every 4 s): it signs nothing on
+    # top of it until it sees it made, then pays with the deposits and counter it left
+    code, out, err = paychan(capsys, "pay", "--db", str(bob.db), "0.05ether")
+    assert code == 0, (out, err)
+    assert "nonce 3, my balance 0.25 ETH" in out
+    for node in (alice, bob):
+        status = node.status()
+        assert (status["nonce"], status["balanceA"], status["balanceB"], status["withdrawals"]) == (
+            3, str(55 * 10**16), str(25 * 10**16), 1,
+        )  # fmt: skip
+        assert (status["depositA"], status["depositB"], status["inflight"]) == (str(8 * 10**17), "0", 0)
+    assert devnet_contract.get_channel(cid).withdrawals == 1  # type: ignore[arg-type]
+
+
 def snapshot(contract: PaychanContract, cid: bytes, nodes: list[NodeProcess]) -> tuple[Any, ...]:
     onchain = contract.get_channel(cid)  # type: ignore[arg-type]
     return (
