@@ -39,7 +39,7 @@ from web3.types import TxReceipt
 from paychan.chain import Chain, embedded_chain
 from paychan.channel import Channel, agree_final, pay
 from paychan.compile import Artifact, compile_contracts
-from paychan.contract import RECORD_SALT_WORD, PaychanContract
+from paychan.contract import OUTCOME_SALT_WORD, RECORD_HASH_WORD, PaychanContract
 from paychan.signing import sign_message
 from paychan.state import (
     ETH,
@@ -168,17 +168,21 @@ def calldata_gas(data: bytes) -> int:
     return zeros * CALLDATA_ZERO + (len(data) - zeros) * CALLDATA_NONZERO
 
 
-# `challenge` and `settle` pass back the record's salt, a uint64 in the low 8 bytes of its calldata word.
-# The salt is drawn from the recording block, so its zero bytes (4 gas instead of 16) vary from run to run.
-SALT_BYTES = slice(RECORD_SALT_WORD.stop - 8, RECORD_SALT_WORD.stop)
-SALTED_CALLS = ("challenge", "settle", "proveRevoked")
+# `settle` passes back the outcome's salt, a uint64 in the low 8 bytes of its calldata word; `challenge` and
+# `proveRevoked` pass back the outcome's hash, a whole word. Both are drawn from the recording block, so
+# their zero bytes (4 gas instead of 16) vary from run to run.
+RANDOM_BYTES = {
+    "settle": slice(OUTCOME_SALT_WORD.stop - 8, OUTCOME_SALT_WORD.stop),
+    "challenge": RECORD_HASH_WORD,
+    "proveRevoked": RECORD_HASH_WORD,
+}
 
 
-def with_worst_case_salt(data: bytes) -> bytes:
-    """``data`` with each zero byte of the salt made nonzero: the calldata of the dearest salt, so a
-    measurement does not depend on the salt the run happened to draw."""
-    salt = bytes(b or 1 for b in data[SALT_BYTES])
-    return data[: SALT_BYTES.start] + salt + data[SALT_BYTES.stop :]
+def with_worst_case_salt(data: bytes, random: slice) -> bytes:
+    """``data`` with each zero byte of its ``random`` part (the salt, or the hash it makes random) made
+    nonzero: the calldata of the dearest draw, so a measurement does not depend on the one the run got."""
+    worst = bytes(b or 1 for b in data[random])
+    return data[: random.start] + worst + data[random.stop :]
 
 
 def calldata_tokens(data: bytes) -> int:
@@ -219,13 +223,19 @@ SIGNATURES = (
     _keccak(66, "EIP-712 digest: keccak256(0x1901 || domain separator || struct hash)"),
     Cost(2 * (ECRECOVER + WARM_ACCESS), "ecrecover of both participants' signatures (2 x 3,000 + 2 x 100 warm call)"),
 )
-FINGERPRINT = _keccak(
-    160,
-    "fingerprint of the record: two 120-bit balances, two 120-bit deposits, a 40-bit deadline and a 48-bit "
-    "nonce do not fit one slot, so the closing record keeps keccak256(balanceA, balanceB, depositA, depositB, "
-    "salt); the per-side deposits let a challenge give back deposits a state does not know of, and the salt "
-    "drawn in the recording block means forging a record takes a 160-bit preimage, not an 80-bit collision",
+OUTCOME_HASH = _keccak(
+    6 * 32,
+    "hash of the recorded outcome: two payouts, two locked totals, the locks root and the salt do not fit "
+    "the slot, so the record keeps keccak256(Outcome); the salt drawn in the recording block means forging a "
+    "record takes a 160-bit preimage, not an 80-bit collision",
 )
+RECORD_CHECK = _keccak(
+    3 * 32,
+    "fingerprint of the record: keccak256(outcome hash, funds, closer's nonce); the funds word (deposits and "
+    "withdrawal counter) lets a challenge give back deposits a state does not know of, the closer's nonce "
+    "keeps a revocation provable after a challenge; two levels, so a challenge passes 3 words, not 9",
+)
+FINGERPRINT = Cost(OUTCOME_HASH.gas + RECORD_CHECK.gas, "fingerprint of the new record: " + OUTCOME_HASH.why)
 SALT = Cost(
     BLOCKHASH + PREVRANDAO,
     "draw the record's salt: PREVRANDAO (2) xor BLOCKHASH of the parent block (20), unknown before the block",
@@ -341,7 +351,8 @@ def floor_close(data: bytes) -> Floor:
             1,
             5,
             "one event (channelId topic + nonce, balanceA, balanceB, deadline, salt): the balances and salt "
-            "are not stored, so the other party and watchtowers learn them here",
+            "are not stored, so the other party and watchtowers learn them here (paychan also logs the closer, "
+            "the locked totals and the locks root)",
         ),
     ]
     return Floor(tuple(costs), calldata_tokens=calldata_tokens(data))
@@ -365,10 +376,10 @@ def floor_challenge(data: bytes) -> Floor:
         *_intrinsic(data),
         CHANNEL_ID,
         SLOT_READ,
-        Cost(FINGERPRINT.gas, "check the record passed in (balances, deposits, salt) against the fingerprint"),
+        Cost(RECORD_CHECK.gas, "check the record passed in (outcome hash, funds, closer's nonce): " + RECORD_CHECK.why),
         *SIGNATURES,
         SALT,
-        Cost(FINGERPRINT.gas, "fingerprint of the new record (new balances and salt, the same deposits)"),
+        Cost(FINGERPRINT.gas, "fingerprint of the new record (new outcome and salt, the same funds)"),
         Cost(SSTORE_RESET, "write the new nonce and fingerprint (nonzero -> nonzero)"),
         _log(
             1,
@@ -385,7 +396,7 @@ def floor_settle(data: bytes, token: bool = False) -> Floor:
         *_intrinsic(data),
         CHANNEL_ID,
         SLOT_READ,
-        Cost(FINGERPRINT.gas, "check the record passed in (balances, deposits, salt) against the fingerprint"),
+        Cost(FINGERPRINT.gas, "check the outcome passed in (balances, locks, salt) and the rest of the record"),
         Cost(SSTORE_RESET, "clear the channel's slot"),
         _log(1, 2, "one event (channelId topic + both payouts)"),
         *(_token_payouts() if token else _eth_payouts(cold_recipients=1)),
@@ -438,7 +449,7 @@ def floor_prove_revoked(data: bytes) -> Floor:
         *_intrinsic(data),
         CHANNEL_ID,
         SLOT_READ,
-        Cost(FINGERPRINT.gas, "check the record passed in against the fingerprint"),
+        Cost(RECORD_CHECK.gas, "check the record passed in (outcome hash, funds, closer's nonce)"),
         _keccak(3 * 32, "EIP-712 struct hash of the Revocation (typehash + channel id + belowNonce)"),
         _keccak(66, "EIP-712 digest"),
         Cost(ECRECOVER + WARM_ACCESS, "ecrecover of the closer's revocation (3,000 + a warm 100 call)"),
@@ -689,17 +700,21 @@ class Bench:
             if log["address"] == self.contract.address
         )
         data, gas = bytes(tx["input"]), int(receipt["gasUsed"])
-        if data[:4] in self.salted_selectors:  # report the dearest salt (it is random, see SALT_BYTES)
-            worst = with_worst_case_salt(data)
+        random = self.salted_selectors.get(data[:4])
+        if random is not None:  # report the dearest draw (it is random, see RANDOM_BYTES)
+            worst = with_worst_case_salt(data, random)
             data, gas = worst, gas + calldata_gas(worst) - calldata_gas(data)
         self.measured[key] = Measurement(key, gas, data, events)
         return receipt
 
     @cached_property
-    def salted_selectors(self) -> frozenset[bytes]:
-        """The selectors of the calls whose calldata carries a salt (computed once per bench)."""
+    def salted_selectors(self) -> dict[bytes, slice]:
+        """The selectors of the calls whose calldata carries a random part, and where (computed once)."""
         functions = self.contract.contract.functions
-        return frozenset(function_signature_to_4byte_selector(getattr(functions, n).signature) for n in SALTED_CALLS)
+        return {
+            function_signature_to_4byte_selector(getattr(functions, n).signature): part
+            for n, part in RANDOM_BYTES.items()
+        }
 
 
 def _send_call(chain: Chain, sender: LocalAccount, fn: Any, gas: int = 200_000) -> TxReceipt:

@@ -13,9 +13,10 @@ import {SafeTransferLib} from "solady/utils/SafeTransferLib.sol";
 ///   contract recomputes `channelId = keccak256(abi.encode(chainid, this, channel))`, which is the storage
 ///   key. Parameters that do not match an existing channel simply find no channel.
 /// - Each channel takes exactly one storage slot. While open it holds both deposits; once closing it holds
-///   the deadline, the recorded nonce and a 160-bit fingerprint of the recorded balances, of the channel's
-///   (now final) deposits and of a salt drawn when the record was written, which `challenge` and `settle`
-///   take back as calldata (`Record`). The salt is unknown until the recording block, so no fingerprint
+///   the deadline, the recorded nonce and a 160-bit fingerprint of the record: the recorded outcome (payouts
+///   before locks, locks, and a salt drawn when it was written), the channel's (now final) deposits and the
+///   closer's nonce, which `challenge`, `proveRevoked` (as `Record`) and `settle` (as `Outcome` and the
+///   rest) take back as calldata. The salt is unknown until the recording block, so no fingerprint
 ///   collision can be searched for in advance: forging a record needs a 160-bit preimage.
 /// - A state commits to the deposits it splits (`depositA`, `depositB`, per side): its balances sum to
 ///   them, and each may be below the channel's deposit on that side (a deposit made after the state was
@@ -69,23 +70,29 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bool isFinal;
     }
 
-    /// @dev What `challenge`, `proveRevoked` and `settle` pass back about a closing channel, as the slot's
-    /// fingerprint proves it: the recorded payouts before locks (each balance plus the side's deposits
-    /// the state did not know of), the recorded state's locked totals and locks root, the salt (all from
-    /// the last `ChannelClosed`/`ChallengeAccepted` event), the channel's deposits (final once closing),
-    /// its withdrawal counter (`ChannelClosed.withdrawals`) and the nonce the closer submitted
-    /// (`ChannelClosed.nonce`: a challenge keeps it, so a proof of revocation still applies after one).
-    struct Record {
+    /// @dev What settling a closing channel pays before its locks resolve: the recorded payouts (each
+    /// balance plus the side's deposits the state did not know of), the recorded state's locked totals and
+    /// locks root, and the salt drawn in the recording block. All from the last `ChannelClosed` or
+    /// `ChallengeAccepted` event; `settle` passes it back.
+    struct Outcome {
         uint256 balanceA;
         uint256 balanceB;
         uint256 lockedA;
         uint256 lockedB;
         bytes32 locksRoot;
-        uint256 depositA;
-        uint256 depositB;
-        uint16 withdrawals;
-        uint48 closerNonce;
         uint64 salt;
+    }
+
+    /// @dev A closing channel's record, as `challenge` and `proveRevoked` pass it back (the slot's
+    /// fingerprint proves it): `outcomeHash = keccak256(abi.encode(outcome))`, the channel's `funds` as
+    /// its open slot last held them (`[withdrawals:16][depositA:116][depositB:116]`, final once closing;
+    /// from its `Deposited` and `Withdrawn` events) and the nonce the closer submitted (`ChannelClosed.nonce`: a challenge
+    /// keeps it, so a proof of revocation still applies after one). Three words instead of the outcome's
+    /// six plus three: a challenge replaces the outcome and never needs its parts.
+    struct Record {
+        bytes32 outcomeHash;
+        uint256 funds;
+        uint48 closerNonce;
     }
 
     /// @dev A withdrawal while open, signed by both as EIP-712 `Withdrawal` (with the channel id):
@@ -162,8 +169,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     error StateNotFinal(uint48 nonce);
     /// @dev The submitted state is not newer than the recorded one.
     error StaleState(uint48 submittedNonce, uint48 recordedNonce);
-    /// @dev The record passed in (balances, deposits, salt) is not the recorded one.
-    error RecordedBalancesMismatch(uint256 balanceA, uint256 balanceB);
+    /// @dev The record passed in fingerprints to `passed`, not to the slot's `recorded` fingerprint.
+    error RecordMismatch(bytes20 recorded, bytes20 passed);
     /// @dev The challenge period ended at `deadline`; it is now `timestamp`.
     error ChallengePeriodOver(uint256 deadline, uint256 timestamp);
     /// @dev The challenge period runs until `deadline` (inclusive); it is now `timestamp`.
@@ -191,8 +198,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes32 indexed channelId, address indexed participant, address depositor, uint256 amount, uint256 total
     );
     /// @dev `closer` started a unilateral close with the state `nonce`; settlement opens after `deadline`.
-    /// The balances are the payouts before locks; with `lockedA`, `lockedB`, `locksRoot`, `withdrawals`,
-    /// the nonce (as `closerNonce`) and `salt` they are the record that later calls pass back.
+    /// `balanceA` .. `salt` are the record's `Outcome` (the payouts before locks, the locked totals, the
+    /// locks root and the salt) and `nonce` is `Record.closerNonce`; `Record.funds` is what the channel's
+    /// `Deposited` and `Withdrawn` events left (its deposits and withdrawal counter, final now).
     event ChannelClosed(
         bytes32 indexed channelId,
         address indexed closer,
@@ -202,14 +210,14 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         uint256 lockedA,
         uint256 lockedB,
         bytes32 locksRoot,
-        uint16 withdrawals,
-        uint40 deadline,
-        uint64 salt
+        uint64 salt,
+        uint256 deadline
     );
-    /// @dev `challenger` replaced the recorded state with the newer state `nonce` (and the record's salt).
+    /// @dev A challenge replaced the recorded state with the newer state `nonce`, whose `Outcome` is
+    /// `balanceA` .. `salt` (the record's funds and closer's nonce do not change). Who challenged is the
+    /// transaction's sender; it is not needed to settle, so it is not logged.
     event ChallengeAccepted(
         bytes32 indexed channelId,
-        address indexed challenger,
         uint48 nonce,
         uint256 balanceA,
         uint256 balanceB,
@@ -284,6 +292,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     uint256 internal constant _HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
     uint256 internal constant _MASK_116 = (1 << 116) - 1;
     uint256 internal constant _MASK_160 = (1 << 160) - 1;
+    uint256 internal constant _MASK_248 = (1 << 248) - 1;
     /// @dev solady's `ReentrancyGuardTransient` slot: `uint32(bytes4(keccak256("Reentrancy()"))) | 1 << 71`.
     uint256 internal constant _GUARD_SLOT = 0x8000000000ab143c06;
 
@@ -300,11 +309,12 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     ///   closing: [status:8 = 2..5][deadline:40][nonce:48][fingerprint:160]
     /// Closing status: 2 A closed, 3 B closed; 4 and 5 the same once the closer is proven to have closed
     /// with a state it revoked (`proveRevoked`). `nonce` is the recorded state's (the closer's or a newer
-    /// challenger's). fingerprint = low 160 bits of keccak256(abi.encode(Record)): the recorded payouts
-    /// before locks, locked totals and locks root, the channel's deposits and withdrawal counter (which
-    /// can no longer change once it is closing), the closer's nonce and a 64-bit salt from the recording
-    /// block (`_salt`), so a record cannot be forged by a collision found in advance. The caller passes
-    /// the record back (`Record`, from the events), as the fingerprint proves.
+    /// challenger's). fingerprint = low 160 bits of keccak256(abi.encode(Record)), where `Record` holds
+    /// keccak256(abi.encode(Outcome)) (the recorded payouts before locks, locked totals, locks root and a
+    /// 64-bit salt from the recording block, `_salt`, so a record cannot be forged by a collision found in
+    /// advance), the channel's deposits and withdrawal counter (which can no longer change once it is
+    /// closing) and the closer's nonce. The caller passes the record back (from the events), as the
+    /// fingerprint proves: two levels, so a challenge passes three words instead of nine.
     /// A settled channel's slot is cleared (its id is never reused).
     mapping(bytes32 channelId => uint256 packed) internal _channels;
 
@@ -525,7 +535,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         State calldata state,
         Signature calldata sigA,
         Signature calldata sigB
-    ) external nonReentrant {
+    ) external {
         bytes32 channelId = _channelId(channel);
         uint256 packed = _checkRecorded(channelId, recorded);
         uint256 status = packed >> 248;
@@ -537,25 +547,32 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             uint48 recordedNonce = uint48(packed >> 160);
             if (state.nonce <= recordedNonce) revert StaleState(state.nonce, recordedNonce);
         }
-        uint256 funds = _recordedFunds(recorded);
+        uint256 funds = recorded.funds;
         (uint256 balanceA, uint256 balanceB) = _checkState(channelId, channel, state, sigA, sigB, funds);
         uint64 salt = _salt();
         // Emitted once for both outcomes (the last check has passed, nothing below can revert): one copy of
         // the event's code keeps the deployment under its gas target.
         emit ChallengeAccepted(
-            channelId, msg.sender, state.nonce, balanceA, balanceB, state.lockedA, state.lockedB, state.locksRoot, salt
+            channelId, state.nonce, balanceA, balanceB, state.lockedA, state.lockedB, state.locksRoot, salt
         );
         if (state.isFinal && msg.sender == (status == _STATUS_CLOSING ? channel.participantB : channel.participantA)) {
+            // Only this branch pays out, so only it takes the reentrancy guard (a plain challenge writes
+            // one slot and calls nothing).
+            _enterGuard();
             delete _channels[channelId];
             emit ChannelSettled(channelId, state.nonce, balanceA, balanceB, true);
             _payout(channelId, channel.asset, channel.participantA, balanceA);
             _payout(channelId, channel.asset, channel.participantB, balanceB);
+            /// @solidity memory-safe-assembly
+            assembly {
+                tstore(_GUARD_SLOT, 0)
+            }
             return;
         }
+        bytes32 outcomeHash =
+            _outcomeHash(balanceA, balanceB, state.lockedA, state.lockedB, state.locksRoot, salt);
         _channels[channelId] = (packed & ~(uint256(0xFFFFFFFFFFFF) << 160 | _MASK_160)) | (uint256(state.nonce) << 160)
-            | _fingerprint(
-                balanceA, balanceB, state.lockedA, state.lockedB, state.locksRoot, funds, recorded.closerNonce, salt
-            );
+            | _fingerprint(outcomeHash, funds, recorded.closerNonce);
     }
 
     /// @dev Proves that the closer of a closing channel had revoked the state it closed with: `sig` is
@@ -586,7 +603,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
 
     /// @dev After the deadline, pays out the recorded state and resolves its locks. Anyone may call it.
-    /// `recorded` is the channel's record, as for `challenge`; `locks` is the recorded state's lock list,
+    /// `outcome` is the recorded outcome (from the last `ChannelClosed`/`ChallengeAccepted`), `funds` and
+    /// `closerNonce` the rest of the record (from `ChannelClosed`); `locks` is the recorded state's lock list,
     /// packed as `LOCK_SIZE`-byte entries `(uint8 direction, uint40 expiry, uint256 amount, bytes32
     /// hashlock)` in the order they were added, whose `keccak256` is the recorded `locksRoot` (empty for a
     /// zero root). A lock whose secret was revealed (`revealedAt`) at or before its expiry pays its
@@ -594,9 +612,15 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// to its sender. What one direction's locks pay is capped at that side's locked total, so the
     /// payouts always add up to the channel's deposits. If the closer was proven to have closed with a
     /// revoked state, the other participant receives the whole channel and `locks` is ignored.
-    function settle(Channel calldata channel, Record calldata recorded, bytes calldata locks) external nonReentrant {
+    function settle(
+        Channel calldata channel,
+        Outcome calldata outcome,
+        uint256 funds,
+        uint48 closerNonce,
+        bytes calldata locks
+    ) external nonReentrant {
         bytes32 channelId = _channelId(channel);
-        uint256 packed = _checkRecorded(channelId, recorded);
+        uint256 packed = _checkFingerprint(channelId, _fingerprint(_outcomeHash(outcome), funds, closerNonce));
         uint256 deadline = packed >> 208 & 0xFFFFFFFFFF;
         if (block.timestamp <= deadline) revert ChallengePeriodActive(deadline, block.timestamp);
         uint256 payoutA;
@@ -605,11 +629,11 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         if (status >= _STATUS_PENALIZED) {
             unchecked {
                 // Both deposits fit 116 bits.
-                uint256 total = recorded.depositA + recorded.depositB;
+                uint256 total = ((funds >> 116) & _MASK_116) + (funds & _MASK_116);
                 (payoutA, payoutB) = status == _STATUS_PENALIZED ? (uint256(0), total) : (total, uint256(0));
             }
         } else {
-            (payoutA, payoutB) = _resolveLocks(recorded, locks);
+            (payoutA, payoutB) = _resolveLocks(outcome, locks);
         }
         delete _channels[channelId];
         emit ChannelSettled(channelId, uint48(packed >> 160), payoutA, payoutB, false);
@@ -849,18 +873,22 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             // from what is left only once it is known to fit, so no locked total near 2**256 can wrap the
             // sum into looking conserved; a payout is then at most the channel's total.
             uint256 total = depositA + depositB;
+            uint256 balanceA = state.balanceA;
+            uint256 lockedA = state.lockedA;
+            uint256 lockedB = state.lockedB;
+            // No part may exceed what is left: `left` never wraps, and the sum is exact.
             uint256 left = total;
-            bool conserved = state.balanceA <= left;
-            left -= conserved ? state.balanceA : 0;
-            conserved = conserved && state.lockedA <= left;
-            left -= conserved ? state.lockedA : 0;
-            conserved = conserved && state.lockedB <= left;
-            left -= conserved ? state.lockedB : 0;
+            bool conserved = balanceA <= left;
+            left -= conserved ? balanceA : 0;
+            conserved = conserved && lockedA <= left;
+            left -= conserved ? lockedA : 0;
+            conserved = conserved && lockedB <= left;
+            left -= conserved ? lockedB : 0;
             if (!conserved || state.balanceB != left) {
-                revert BalancesNotConserved(state.balanceA, state.balanceB, total);
+                revert BalancesNotConserved(balanceA, state.balanceB, total);
             }
-            payoutA = state.balanceA + (channelDepositA - depositA);
-            payoutB = state.balanceB + (channelDepositB - depositB);
+            payoutA = balanceA + (channelDepositA - depositA);
+            payoutB = left + (channelDepositB - depositB);
         }
         if (state.isFinal && (state.lockedA | state.lockedB | uint256(state.locksRoot)) != 0) {
             revert FinalStateHasLocks(state.lockedA, state.lockedB, state.locksRoot);
@@ -887,24 +915,26 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /// @dev Checks that the channel is closing (penalized or not) with this record; returns its slot.
-    function _checkRecorded(bytes32 channelId, Record calldata recorded) internal view returns (uint256 packed) {
-        packed = _channels[channelId];
-        if (packed >> 248 < _STATUS_CLOSING) revert ChannelNotClosing(channelId);
+    function _checkRecorded(bytes32 channelId, Record calldata recorded) internal view returns (uint256) {
         uint256 fingerprint;
         /// @solidity memory-safe-assembly
         assembly {
-            // The record's ten words as passed (a dirty word hashes differently and is refused).
+            // The record's three words as passed (a dirty word hashes differently and is refused).
             let m := mload(0x40)
-            calldatacopy(m, recorded, 0x140)
-            fingerprint := and(keccak256(m, 0x140), _MASK_160)
+            calldatacopy(m, recorded, 0x60)
+            fingerprint := and(keccak256(m, 0x60), _MASK_160)
         }
-        if (packed & _MASK_160 != fingerprint) revert RecordedBalancesMismatch(recorded.balanceA, recorded.balanceB);
+        return _checkFingerprint(channelId, fingerprint);
     }
 
-    /// @dev A proven record's withdrawal counter and deposits, laid out as in the open slot.
-    function _recordedFunds(Record calldata recorded) internal pure returns (uint256) {
-        // The fingerprint proved them equal to what the slot held: 16 and 116 bits.
-        return (uint256(recorded.withdrawals) << 232) | (recorded.depositA << 116) | recorded.depositB;
+    /// @dev Checks that the channel is closing (penalized or not) and that its slot holds `fingerprint`;
+    /// returns the slot.
+    function _checkFingerprint(bytes32 channelId, uint256 fingerprint) internal view returns (uint256 packed) {
+        packed = _channels[channelId];
+        if (packed >> 248 < _STATUS_CLOSING) revert ChannelNotClosing(channelId);
+        if (packed & _MASK_160 != fingerprint) {
+            revert RecordMismatch(bytes20(uint160(packed)), bytes20(uint160(fingerprint)));
+        }
     }
 
     /// @dev Writes the closing slot and emits `ChannelClosed`: status 2 if A closed, 3 if B did.
@@ -919,33 +949,26 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         uint256 lockedB,
         bytes32 locksRoot
     ) internal {
-        uint40 deadline;
+        uint256 deadline;
         unchecked {
-            // `block.timestamp` < 2**40 for the next 30,000 years; the period is at most 30 days.
-            deadline = uint40(block.timestamp + channel.challengePeriod);
+            // `block.timestamp` < 2**40 for the next 30,000 years and the period is at most 30 days: the
+            // deadline fits its 40 bits of the slot without a mask.
+            deadline = block.timestamp + channel.challengePeriod;
         }
         uint64 salt = _salt();
         uint256 status = msg.sender == channel.participantA ? _STATUS_CLOSING : _STATUS_CLOSING + 1;
+        // The open slot without its status byte: the withdrawal counter and both deposits.
+        uint256 funds = packed & _MASK_248;
         _channels[channelId] = (status << 248) | (uint256(deadline) << 208) | (uint256(nonce) << 160)
-            | _fingerprint(balanceA, balanceB, lockedA, lockedB, locksRoot, packed, nonce, salt);
+            | _fingerprint(_outcomeHash(balanceA, balanceB, lockedA, lockedB, locksRoot, salt), funds, nonce);
         emit ChannelClosed(
-            channelId,
-            msg.sender,
-            nonce,
-            balanceA,
-            balanceB,
-            lockedA,
-            lockedB,
-            locksRoot,
-            uint16(packed >> 232),
-            deadline,
-            salt
+            channelId, msg.sender, nonce, balanceA, balanceB, lockedA, lockedB, locksRoot, salt, deadline
         );
     }
 
     /// @dev The recorded payouts after resolving `locks` (see `settle`); reverts if the list does not hash
     /// to the recorded root.
-    function _resolveLocks(Record calldata recorded, bytes calldata locks)
+    function _resolveLocks(Outcome calldata recorded, bytes calldata locks)
         internal
         view
         returns (uint256 payoutA, uint256 payoutB)
@@ -1007,18 +1030,15 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev The low 160 bits of the keccak256 of the `Record` these make (`funds` gives its deposits and
-    /// withdrawal counter, laid out as in the open slot), the hash `_checkRecorded` recomputes.
-    function _fingerprint(
+    /// @dev `keccak256(abi.encode(Outcome(...)))` of these values.
+    function _outcomeHash(
         uint256 balanceA,
         uint256 balanceB,
         uint256 lockedA,
         uint256 lockedB,
         bytes32 locksRoot,
-        uint256 funds,
-        uint48 closerNonce,
         uint64 salt
-    ) internal pure returns (uint256 result) {
+    ) internal pure returns (bytes32 result) {
         /// @solidity memory-safe-assembly
         assembly {
             let m := mload(0x40)
@@ -1027,12 +1047,35 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             mstore(add(m, 0x40), lockedA)
             mstore(add(m, 0x60), lockedB)
             mstore(add(m, 0x80), locksRoot)
-            mstore(add(m, 0xa0), and(shr(116, funds), _MASK_116))
-            mstore(add(m, 0xc0), and(funds, _MASK_116))
-            mstore(add(m, 0xe0), and(shr(232, funds), 0xFFFF))
-            mstore(add(m, 0x100), closerNonce)
-            mstore(add(m, 0x120), salt)
-            result := and(keccak256(m, 0x140), _MASK_160)
+            mstore(add(m, 0xa0), salt)
+            result := keccak256(m, 0xc0)
+        }
+    }
+
+    /// @dev `keccak256(abi.encode(outcome))` of the six words as passed (a dirty word hashes differently).
+    function _outcomeHash(Outcome calldata outcome) internal pure returns (bytes32 result) {
+        /// @solidity memory-safe-assembly
+        assembly {
+            let m := mload(0x40)
+            calldatacopy(m, outcome, 0xc0)
+            result := keccak256(m, 0xc0)
+        }
+    }
+
+    /// @dev The low 160 bits of `keccak256(abi.encode(Record(outcomeHash, funds, closerNonce)))`, the
+    /// fingerprint a closing slot holds.
+    function _fingerprint(bytes32 outcomeHash, uint256 funds, uint256 closerNonce)
+        internal
+        pure
+        returns (uint256 result)
+    {
+        /// @solidity memory-safe-assembly
+        assembly {
+            let m := mload(0x40)
+            mstore(m, outcomeHash)
+            mstore(add(m, 0x20), funds)
+            mstore(add(m, 0x40), closerNonce)
+            result := and(keccak256(m, 0x60), _MASK_160)
         }
     }
 

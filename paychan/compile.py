@@ -16,7 +16,9 @@ from typing import Any
 
 SOLC_VERSION = "0.8.30"
 EVM_VERSION = "prague"
-OPTIMIZER_RUNS = 200
+# 150 runs: the most that keeps the deployment under its 2,200,000 gas target (issue 13); 200 made
+# closes ~40 gas cheaper and the deployment 20,000 dearer.
+OPTIMIZER_RUNS = 150
 # The IR pipeline: 15% smaller runtime code than the legacy one (what brings deployment under 1.5M gas)
 # and cheaper calls (benchmarks/gas.py). ape-config.yaml sets the same (`via_ir: true`).
 VIA_IR = True

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from eth_abi.abi import decode
+from eth_abi.abi import decode, encode
 from eth_account.signers.local import LocalAccount
 from eth_utils.abi import function_abi_to_4byte_selector
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.logs import DISCARD
@@ -54,9 +55,13 @@ STATUS_NAMES = {STATUS_NONE: "none", STATUS_OPEN: "open", STATUS_CLOSING: "closi
 # The contract's raw closing statuses: 2 + the closer's side (0 A, 1 B), plus 2 once the closer is proven
 # to have closed with a state it revoked.
 _RAW_PENALIZED = 4
-# Where `challenge`, `proveRevoked` and `settle` calldata carry the record's salt (a uint64 in a 32-byte
-# word): after the selector, the Channel's 5 words and the Record's first 9 words.
-RECORD_SALT_WORD = slice(4 + 14 * 32, 4 + 15 * 32)
+# Where `settle` calldata carries the outcome's salt (a uint64 in a 32-byte word): after the selector, the
+# Channel's 5 words and the Outcome's first 5 words.
+OUTCOME_SALT_WORD = slice(4 + 10 * 32, 4 + 11 * 32)
+# Where `challenge` and `proveRevoked` calldata carry the record's outcome hash (which the salt makes
+# random): after the selector and the Channel's 5 words.
+RECORD_HASH_WORD = slice(4 + 5 * 32, 4 + 6 * 32)
+_MASK_116 = (1 << 116) - 1
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,13 @@ class OnchainChannel:
 
 @dataclass(frozen=True)
 class RecordedState:
-    """The state recorded by the last unilateral close or accepted challenge (from its event: nonce,
-    payouts before locks, locked totals, locks root, salt), the deadline, the channel's deposits (final
-    once it is closing; from its ``Deposited``/``Withdrawn`` events), its withdrawal counter and the nonce
-    the closer submitted (both from ``ChannelClosed``). ``challenge``, ``prove_revoked`` and ``settle``
-    pass back :meth:`as_record`, which the contract checks against the fingerprint in the channel's slot."""
+    """The record of a closing channel: the state recorded by the last unilateral close or accepted
+    challenge (from its event: nonce, payouts before locks, locked totals, locks root, salt), the deadline
+    and the nonce the closer submitted (from ``ChannelClosed``), the channel's deposits and withdrawal
+    counter (final once it is closing; from its ``Deposited``/``Withdrawn`` events). ``challenge`` and
+    ``prove_revoked`` pass back :meth:`as_record`, ``settle`` :meth:`as_outcome` with :attr:`funds` and the
+    closer's nonce; the contract checks them against the fingerprint in the channel's slot
+    (:meth:`fingerprint`)."""
 
     nonce: int
     balance_a: int
@@ -108,20 +115,47 @@ class RecordedState:
     withdrawals: int = 0
     closer_nonce: int = 0
 
-    def as_record(self) -> tuple[int, int, int, int, bytes, int, int, int, int, int]:
-        """The contract's ``Record``."""
-        return (
-            self.balance_a,
-            self.balance_b,
-            self.locked_a,
-            self.locked_b,
-            self.locks_root,
-            self.deposit_a,
-            self.deposit_b,
-            self.withdrawals,
-            self.closer_nonce,
-            self.salt,
+    @classmethod
+    def from_events(cls, closed: Any, latest: Any, funds: tuple[int, int, int]) -> RecordedState:
+        """The record from the args of the channel's ``ChannelClosed`` event (``closed``), of its latest
+        ``ChannelClosed`` or ``ChallengeAccepted`` event (``latest``; the same one if none followed) and
+        the channel's ``funds`` (deposit A, deposit B, withdrawal counter) as its last ``Deposited`` and
+        ``Withdrawn`` events left them (:meth:`PaychanContract.funds_from_events`)."""
+        deposit_a, deposit_b, withdrawals = funds
+        return cls(
+            int(latest["nonce"]),
+            int(latest["balanceA"]),
+            int(latest["balanceB"]),
+            int(closed["deadline"]),
+            deposit_a,
+            deposit_b,
+            int(latest["salt"]),
+            locked_a=int(latest["lockedA"]),
+            locked_b=int(latest["lockedB"]),
+            locks_root=bytes(latest["locksRoot"]),
+            withdrawals=withdrawals,
+            closer_nonce=int(closed["nonce"]),
         )
+
+    @property
+    def funds(self) -> int:
+        """The contract's ``Record.funds``: the open slot's withdrawal counter and deposits, packed."""
+        return (self.withdrawals << 232) | (self.deposit_a << 116) | self.deposit_b
+
+    def as_outcome(self) -> tuple[int, int, int, int, bytes, int]:
+        """The contract's ``Outcome``."""
+        return (self.balance_a, self.balance_b, self.locked_a, self.locked_b, self.locks_root, self.salt)
+
+    def outcome_hash(self) -> bytes:
+        return keccak(encode(["uint256", "uint256", "uint256", "uint256", "bytes32", "uint64"], self.as_outcome()))
+
+    def as_record(self) -> tuple[bytes, int, int]:
+        """The contract's ``Record``."""
+        return (self.outcome_hash(), self.funds, self.closer_nonce)
+
+    def fingerprint(self) -> bytes:
+        """The 20-byte fingerprint the closing slot holds for this record (``RecordMismatch`` values)."""
+        return keccak(encode(["bytes32", "uint256", "uint48"], self.as_record()))[-20:]
 
 
 class ErrorDecoder:
@@ -409,7 +443,9 @@ class PaychanContract:
         lock list, in order; or its packed bytes) against the secret registry."""
         recorded = recorded or self.recorded_state(self.channel_id(params))
         packed = locks if isinstance(locks, bytes) else pack_locks(list(locks))
-        fn = self.contract.functions.settle(params.as_tuple(), recorded.as_record(), packed)
+        fn = self.contract.functions.settle(
+            params.as_tuple(), recorded.as_outcome(), recorded.funds, recorded.closer_nonce, packed
+        )
         return self._transact(sender, fn, 0, gas)
 
     def prove_revoked(
@@ -489,38 +525,31 @@ class PaychanContract:
         closes = self._logs("ChannelClosed", cid)
         records = [*closes, *self._logs("ChallengeAccepted", cid)]
         records.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
-        args = records[-1]["args"]
         close = max(closes, key=lambda e: (e["blockNumber"], e["logIndex"]))["args"]
-        deposit_a, deposit_b = self.deposits_from_events(cid)
-        return RecordedState(
-            args["nonce"],
-            args["balanceA"],
-            args["balanceB"],
-            onchain.deadline,
-            deposit_a,
-            deposit_b,
-            args["salt"],
-            locked_a=args["lockedA"],
-            locked_b=args["lockedB"],
-            locks_root=bytes(args["locksRoot"]),
-            withdrawals=close["withdrawals"],
-            closer_nonce=close["nonce"],
-        )
+        return RecordedState.from_events(close, records[-1]["args"], self.funds_from_events(cid))
 
     def deposits_from_events(self, cid: ChannelId) -> tuple[int, int]:
         """The channel's deposits (A, B): the ``total`` of each participant's last ``Deposited`` event, or
         the deposits a later ``Withdrawn`` event left."""
+        deposit_a, deposit_b, _ = self.funds_from_events(cid)
+        return deposit_a, deposit_b
+
+    def funds_from_events(self, cid: ChannelId) -> tuple[int, int, int]:
+        """The channel's deposits (A, B) and withdrawal counter, as its ``Deposited`` and ``Withdrawn``
+        events left them (the record's ``funds`` once it is closing)."""
         participant_a = self.find_params(cid).participant_a
         totals = {"A": 0, "B": 0}
+        withdrawals = 0
         logs = [*self._logs("Deposited", cid), *self._logs("Withdrawn", cid)]
         logs.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
         for log in logs:
             args = log["args"]
             if log["event"] == "Withdrawn":
                 totals = {"A": args["depositA"], "B": args["depositB"]}
+                withdrawals = int(args["withdrawals"])
             else:
                 totals["A" if args["participant"] == participant_a else "B"] = args["total"]
-        return totals["A"], totals["B"]
+        return totals["A"], totals["B"], withdrawals
 
     def find_params(self, cid: ChannelId) -> ChannelParams:
         """The parameters of channel ``cid``, from its ``ChannelOpened`` event."""

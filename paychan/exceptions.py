@@ -410,11 +410,11 @@ class StaleState(ContractCustomError):
     fields = ("submittedNonce", "recordedNonce")
 
 
-class RecordedBalancesMismatch(ContractCustomError):
+class RecordMismatch(ContractCustomError):
     """Raised when the record passed to ``challenge``/``proveRevoked``/``settle`` does not match
-    the fingerprint of the closing channel; carries the balances passed."""
+    the fingerprint of the closing channel; carries the slot's fingerprint and that of the record passed."""
 
-    fields = ("balanceA", "balanceB")
+    fields = ("recorded", "passed")
 
 
 class ChallengePeriodOver(ContractCustomError):

@@ -25,8 +25,8 @@ from paychan import chain as chain_module
 from paychan.chain import Chain
 from paychan.channel import Channel, agree_final, pay
 from paychan.compile import Artifact, compile_contracts
-from paychan.contract import STATUS_CLOSING, STATUS_OPEN, PaychanContract
-from paychan.exceptions import UnknownChannel
+from paychan.contract import STATUS_CLOSING, STATUS_OPEN, PaychanContract, RecordedState
+from paychan.exceptions import RecordMismatch, UnknownChannel
 from paychan.signing import sign_state
 from paychan.state import ETH, ChannelParams, ChannelState, Nonce, SignedState, Wei
 
@@ -169,6 +169,12 @@ def record_salt(contract: PaychanContract, receipt: Any) -> int:
     """The salt of the record that the close or challenge in ``receipt`` wrote (from its event)."""
     (event,) = [*tx_events(contract, receipt, "ChannelClosed"), *tx_events(contract, receipt, "ChallengeAccepted")]
     return int(event["salt"])
+
+
+def record_mismatch(contract: PaychanContract, params: ChannelParams, passed: RecordedState) -> RecordMismatch:
+    """The ``RecordMismatch`` a call passing ``passed`` as the record of ``params``' closing channel reverts with:
+    the slot's fingerprint and that of the record passed."""
+    return RecordMismatch(contract.get_channel(contract.channel_id(params)).fingerprint, passed.fingerprint())
 
 
 def next_block_at(chain: Chain, timestamp: int) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from web3.logs import DISCARD
 
-from paychan.contract import RECORD_SALT_WORD, STATUS_CLOSING, STATUS_NONE, PaychanContract
+from paychan.contract import OUTCOME_SALT_WORD, STATUS_CLOSING, STATUS_NONE, PaychanContract, RecordedState
 from paychan.exceptions import (
     BalancesNotConserved,
     ChallengePeriodActive,
@@ -30,7 +30,7 @@ from paychan.exceptions import (
     NothingToClaim,
     NotParticipant,
     PayoutFailed,
-    RecordedBalancesMismatch,
+    RecordMismatch,
     Reentrancy,
     StaleState,
     StateNotFinal,
@@ -41,7 +41,7 @@ from paychan.exceptions import (
 from paychan.signing import Domain, recover_signer, sign_state
 from paychan.state import EMPTY_SIGNATURE, ETH, ChannelState, Nonce, Signature, SignedState, Wei, channel_id
 
-from .conftest import ETHER, PERIOD, assert_conservation, deploy_test_contract, send_fn
+from .conftest import ETHER, PERIOD, assert_conservation, deploy_test_contract, record_mismatch, send_fn
 
 MAX_DEPOSIT = 2**116 - 1
 HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
@@ -73,6 +73,11 @@ def reentries(attacker: Any, receipt: Any) -> list[tuple[bool, bytes]]:
 
 def fee_of(receipt: Any) -> int:
     return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+
+
+def settle_args(recorded: RecordedState) -> tuple[Any, ...]:
+    """``settle``'s arguments after the channel: the recorded outcome, funds, closer's nonce and no locks."""
+    return recorded.as_outcome(), recorded.funds, recorded.closer_nonce, b""
 
 
 def encode(contract: PaychanContract, fn: str, *args: Any) -> str:
@@ -310,21 +315,21 @@ def test_closing_with_a_signed_nonce_zero_state_reverts_stale_state(contract, op
     assert e.value == StaleState(0, 0)
 
 
-def test_settling_with_forged_recorded_balances_reverts_recorded_balances_mismatch(
-    chain, contract, open_channel, alice, carol
-):
+def test_settling_with_forged_recorded_balances_reverts_record_mismatch(chain, contract, open_channel, alice, carol):
     pair = open_channel(5 * ETHER)
     contract.close(alice, pair.params)
     chain.time_travel(PERIOD + 1)
     salt = contract.recorded_state(contract.channel_id(pair.params)).salt
-    forged = (0, 5 * ETHER, 0, 0, bytes(32), 5 * ETHER, 0, 0, 0, salt)  # B paid what A deposited
-    fn = contract.contract.functions.settle(pair.params.as_tuple(), forged, b"")
-    with pytest.raises(RecordedBalancesMismatch) as e:
+    forged = RecordedState(0, 0, 5 * ETHER, 0, 5 * ETHER, 0, salt)  # B paid what A deposited
+    fn = contract.contract.functions.settle(
+        pair.params.as_tuple(), forged.as_outcome(), forged.funds, forged.closer_nonce, b""
+    )
+    with pytest.raises(RecordMismatch) as e:
         contract._transact(carol, fn)
-    assert e.value == RecordedBalancesMismatch(0, 5 * ETHER)
+    assert e.value == record_mismatch(contract, pair.params, forged)
 
 
-def test_a_record_whose_salt_word_has_dirty_high_bits_reverts_recorded_balances_mismatch(
+def test_a_record_whose_salt_word_has_dirty_high_bits_reverts_record_mismatch(
     chain, contract, open_channel, alice, carol
 ):
     """The record is hashed as passed: the right salt with bits above its 64 set does not verify."""
@@ -332,18 +337,21 @@ def test_a_record_whose_salt_word_has_dirty_high_bits_reverts_recorded_balances_
     contract.close(alice, pair.params)
     chain.time_travel(PERIOD + 1)
     recorded = contract.recorded_state(contract.channel_id(pair.params))
-    settle = contract.contract.functions.settle(pair.params.as_tuple(), recorded.as_record(), b"")
+    settle = contract.contract.functions.settle(
+        pair.params.as_tuple(), recorded.as_outcome(), recorded.funds, recorded.closer_nonce, b""
+    )
     clean = bytes.fromhex(settle._encode_transaction_data().removeprefix("0x"))
-    word = RECORD_SALT_WORD
+    word = OUTCOME_SALT_WORD
     dirty = clean[: word.start] + (recorded.salt | 1 << 64).to_bytes(32, "big") + clean[word.stop :]
     call = {"from": carol.address, "to": contract.address}
     assert chain.w3.eth.call({**call, "data": clean}, "pending") == b""  # the clean record settles
-    with pytest.raises(RecordedBalancesMismatch) as e:
+    with pytest.raises(RecordMismatch) as e:
         try:
             chain.w3.eth.call({**call, "data": dirty}, "pending")
         except Exception as exc:
             contract.errors.reraise(exc)
-    assert e.value == RecordedBalancesMismatch(5 * ETHER, 0)
+    fingerprint = contract.get_channel(contract.channel_id(pair.params)).fingerprint
+    assert e.value.recorded == fingerprint != e.value.passed
 
 
 def test_cooperative_close_with_a_non_final_state_reverts_state_not_final(contract, open_channel, carol):
@@ -596,7 +604,7 @@ def test_reentrancy_from_a_recipient_into_settle_during_payout_reverts_reentranc
 ):
     receiver, params = receiver_channel
     settle_again = encode(
-        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record(), b""
+        contract, "settle", params.as_tuple(), *settle_args(contract.recorded_state(contract.channel_id(params)))
     )
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, False))
     before = chain.balance(alice.address)
@@ -627,7 +635,7 @@ def test_reentrancy_from_a_rejecting_recipient_defers_its_payout_and_still_pays_
 ):
     receiver, params = receiver_channel
     settle_again = encode(
-        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record(), b""
+        contract, "settle", params.as_tuple(), *settle_args(contract.recorded_state(contract.channel_id(params)))
     )
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, True))
     before = chain.balance(alice.address)
@@ -644,7 +652,7 @@ def test_reentrancy_from_a_recipient_into_claim_during_claim_reverts_reentrancy_
 ):
     receiver, params = receiver_channel
     settle_again = encode(
-        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record(), b""
+        contract, "settle", params.as_tuple(), *settle_args(contract.recorded_state(contract.channel_id(params)))
     )
     send_fn(chain, carol, receiver.functions.setAttack(contract.address, settle_again, True))
     contract.settle(carol, params, gas=GAS)
@@ -699,7 +707,7 @@ def test_reentrancy_from_a_token_transfer_hook_during_payout_reverts_reentrancy_
     contract.close(alice, params)
     chain.time_travel(PERIOD + 1)
     settle_again = encode(
-        contract, "settle", params.as_tuple(), contract.recorded_state(contract.channel_id(params)).as_record(), b""
+        contract, "settle", params.as_tuple(), *settle_args(contract.recorded_state(contract.channel_id(params)))
     )
     send_fn(chain, carol, token.functions.setAttack(contract.address, settle_again, False))
     before = token_balance(token, alice.address), token_balance(token, bob.address)

@@ -13,11 +13,11 @@ from paychan.exceptions import (
     ChannelNotClosing,
     FinalStateHasLocks,
     InvalidSignature,
-    RecordedBalancesMismatch,
+    RecordMismatch,
     StaleState,
 )
 
-from .conftest import ETHER, PERIOD, block_time, next_block_at, record_salt, tx_events, tx_fee
+from .conftest import ETHER, PERIOD, block_time, next_block_at, record_mismatch, record_salt, tx_events, tx_fee
 
 
 @pytest.fixture
@@ -43,7 +43,6 @@ def test_a_newer_state_replaces_the_recorded_one_and_keeps_the_deadline(chain, c
     (accepted,) = tx_events(contract, receipt, "ChallengeAccepted")
     assert dict(accepted) == {
         "channelId": cid,
-        "challenger": bob.address,
         "nonce": 2,
         "balanceA": 3 * ETHER,
         "balanceB": 3 * ETHER,
@@ -62,9 +61,9 @@ def test_a_challenge_draws_a_new_salt_and_the_old_record_no_longer_verifies(chai
     after = contract.recorded_state(cid)
     assert after.salt == record_salt(contract, receipt) != before.salt
     stale_salt = replace(after, salt=before.salt)
-    with pytest.raises(RecordedBalancesMismatch) as e:
+    with pytest.raises(RecordMismatch) as e:
         contract.challenge(bob, pair.params, states[2], recorded=stale_salt)
-    assert e.value == RecordedBalancesMismatch(3 * ETHER, 3 * ETHER)
+    assert e.value == record_mismatch(contract, pair.params, stale_salt)
     assert tx_events(contract, receipt, "ChannelSettled") == []
 
 
@@ -80,7 +79,7 @@ def test_a_watchtower_may_challenge_for_an_offline_participant(contract, dispute
     pair, states = disputed
     receipt = contract.challenge(watchtower, pair.params, states[2])
     (accepted,) = tx_events(contract, receipt, "ChallengeAccepted")
-    assert (accepted["challenger"], accepted["nonce"]) == (watchtower.address, 3)
+    assert (receipt["from"], accepted["nonce"]) == (watchtower.address, 3)
 
 
 def test_successive_challenges_each_need_a_higher_nonce(contract, disputed, alice, bob):
@@ -253,9 +252,9 @@ def test_a_challenge_with_wrong_recorded_balances_is_rejected(contract, disputed
     pair, states = disputed
     salt = contract.recorded_state(contract.channel_id(pair.params)).salt
     wrong = RecordedState(1, 3 * ETHER, 3 * ETHER, 0, 5 * ETHER, ETHER, salt)  # the balances of nonce 2, not of 1
-    with pytest.raises(RecordedBalancesMismatch) as e:
+    with pytest.raises(RecordMismatch) as e:
         contract.challenge(bob, pair.params, states[2], recorded=wrong)
-    assert e.value == RecordedBalancesMismatch(3 * ETHER, 3 * ETHER)
+    assert e.value == record_mismatch(contract, pair.params, wrong)
 
 
 def test_a_challenge_with_the_recorded_balances_but_other_deposits_is_rejected(contract, disputed, bob):
@@ -263,9 +262,9 @@ def test_a_challenge_with_the_recorded_balances_but_other_deposits_is_rejected(c
     recorded = contract.recorded_state(contract.channel_id(pair.params))
     for deposits in ((6 * ETHER, 0), (5 * ETHER, ETHER + 1)):
         wrong = RecordedState(1, recorded.balance_a, recorded.balance_b, 0, *deposits, recorded.salt)
-        with pytest.raises(RecordedBalancesMismatch) as e:
+        with pytest.raises(RecordMismatch) as e:
             contract.challenge(bob, pair.params, states[2], recorded=wrong)
-        assert e.value == RecordedBalancesMismatch(recorded.balance_a, recorded.balance_b)
+        assert e.value == record_mismatch(contract, pair.params, wrong)
 
 
 def test_a_challenge_with_unconserved_balances_is_rejected(contract, disputed, signed_state, bob):

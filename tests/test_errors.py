@@ -20,6 +20,7 @@ ABI_ERRORS = sorted((item for item in ABI if item["type"] == "error"), key=lambd
 SAMPLES = {
     "address": lambda i: to_checksum_address(f"0x{i + 1:040x}"),
     "bytes32": lambda i: bytes([i + 1]) * 32,
+    "bytes20": lambda i: bytes([i + 1]) * 20,
     "uint256": lambda i: 2**200 + i,
     "uint48": lambda i: 2**47 + i,
     "uint16": lambda i: 2**15 + i,
@@ -61,7 +62,7 @@ def test_the_abi_declares_the_errors_the_contract_documents():
         "WithdrawalLimitReached",
         "StateNotFinal",
         "StaleState",
-        "RecordedBalancesMismatch",
+        "RecordMismatch",
         "ChallengePeriodOver",
         "ChallengePeriodActive",
         "NothingToClaim",

@@ -54,28 +54,7 @@ def test_no_operation_costs_more_gas_than_its_snapshot(bench, snapshot):
     )
 
 
-# Contract v2 (issue 13, still open) made these dearer than +5% of their figures before it (the Record and
-# the state carry five and three more words): a known miss, shown as such on the gas page, until the
-# contract wins it back. Strict: the day one of them meets its target, this test fails until the entry goes.
-MISSED_TARGETS = {"eth.close", "erc20.close", "eth.challenge", "erc20.challenge"}
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        pytest.param(
-            key,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known miss, issue 13: v2 close/challenge pass 3 more state and 5 more record words"
-                " (over +5% of v1)",
-            ),
-        )
-        if key in MISSED_TARGETS
-        else key
-        for key in sorted(TARGETS)
-    ],
-)
+@pytest.mark.parametrize("key", sorted(TARGETS))
 def test_deploy_and_eth_operations_stay_within_their_gas_targets(bench, key):
     assert bench.measured[key].gas <= TARGETS[key]
 

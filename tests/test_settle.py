@@ -12,10 +12,10 @@ from paychan.exceptions import (
     ChannelNotClosing,
     ChannelNotOpen,
     OutOfGas,
-    RecordedBalancesMismatch,
+    RecordMismatch,
 )
 
-from .conftest import ETHER, PERIOD, block_time, next_block_at, tx_events, tx_fee
+from .conftest import ETHER, PERIOD, block_time, next_block_at, record_mismatch, tx_events, tx_fee
 
 
 @pytest.fixture
@@ -142,25 +142,29 @@ def test_settling_with_balances_other_than_the_recorded_ones_is_rejected(chain, 
     recorded = contract.recorded_state(contract.channel_id(pair.params))
     next_block_at(chain, deadline + 1)
     for balance_a, balance_b in ((6 * ETHER, 0), (3 * ETHER + ETHER // 2, 2 * ETHER + ETHER // 2 + 1)):
-        with pytest.raises(RecordedBalancesMismatch) as e:
-            contract.settle(carol, pair.params, recorded=replace(recorded, balance_a=balance_a, balance_b=balance_b))
-        assert e.value == RecordedBalancesMismatch(balance_a, balance_b)
+        wrong = replace(recorded, balance_a=balance_a, balance_b=balance_b)
+        with pytest.raises(RecordMismatch) as e:
+            contract.settle(carol, pair.params, recorded=wrong)
+        assert e.value == record_mismatch(contract, pair.params, wrong)
     other_deposits = ((recorded.deposit_a + 1, recorded.deposit_b), (recorded.deposit_b, recorded.deposit_a))
     for deposit_a, deposit_b in other_deposits:
-        with pytest.raises(RecordedBalancesMismatch) as e:
-            contract.settle(carol, pair.params, recorded=replace(recorded, deposit_a=deposit_a, deposit_b=deposit_b))
-        assert e.value == RecordedBalancesMismatch(recorded.balance_a, recorded.balance_b)
+        wrong = replace(recorded, deposit_a=deposit_a, deposit_b=deposit_b)
+        with pytest.raises(RecordMismatch) as e:
+            contract.settle(carol, pair.params, recorded=wrong)
+        assert e.value == record_mismatch(contract, pair.params, wrong)
     for salt in (recorded.salt ^ 1, (recorded.salt + 1) % 2**64):
-        with pytest.raises(RecordedBalancesMismatch) as e:
-            contract.settle(carol, pair.params, recorded=replace(recorded, salt=salt))
-        assert e.value == RecordedBalancesMismatch(recorded.balance_a, recorded.balance_b)
+        wrong = replace(recorded, salt=salt)
+        with pytest.raises(RecordMismatch) as e:
+            contract.settle(carol, pair.params, recorded=wrong)
+        assert e.value == record_mismatch(contract, pair.params, wrong)
 
 
 def test_settle_checks_the_recorded_balances_before_the_deadline(contract, closing, carol):
     pair, _ = closing
-    with pytest.raises(RecordedBalancesMismatch) as e:
-        contract.settle(carol, pair.params, recorded=RecordedState(2, 1, 2, 0, 1, 2, 0))
-    assert e.value == RecordedBalancesMismatch(1, 2)
+    wrong = RecordedState(2, 1, 2, 0, 1, 2, 0)
+    with pytest.raises(RecordMismatch) as e:
+        contract.settle(carol, pair.params, recorded=wrong)
+    assert e.value == record_mismatch(contract, pair.params, wrong)
 
 
 def test_settling_a_close_without_state_returns_the_deposits(chain, contract, open_channel, alice, bob):

@@ -23,10 +23,11 @@ from .conftest import ETHER, PERIOD, block_time, record_salt, tx_events
 def _fingerprint(
     balance_a, balance_b, deposit_a, deposit_b, salt, *, locked=(0, 0), root=bytes(32), withdrawals=0, closer_nonce=0
 ):
-    """The low 160 bits of keccak256(abi.encode(Record)), as the contract's slot keeps them."""
-    types = ["uint256"] * 4 + ["bytes32", "uint256", "uint256", "uint16", "uint48", "uint64"]
-    values = [balance_a, balance_b, *locked, root, deposit_a, deposit_b, withdrawals, closer_nonce, salt]
-    return keccak(encode(types, values))[-20:]
+    """The low 160 bits of keccak256(abi.encode(Record(keccak256(abi.encode(Outcome)), funds, closerNonce))),
+    as the contract's slot keeps them (funds: the open slot's counter and deposits, packed)."""
+    outcome = keccak(encode(["uint256"] * 4 + ["bytes32", "uint64"], [balance_a, balance_b, *locked, root, salt]))
+    funds = withdrawals << 232 | deposit_a << 116 | deposit_b
+    return keccak(encode(["bytes32", "uint256", "uint48"], [outcome, funds, closer_nonce]))[-20:]
 
 
 def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_channel, alice):
@@ -54,7 +55,6 @@ def test_a_close_records_the_state_nonce_and_deadline(chain, contract, open_chan
         "lockedA": 0,
         "lockedB": 0,
         "locksRoot": bytes(32),
-        "withdrawals": 0,
         "deadline": deadline,
         "salt": salt,
     }
@@ -110,7 +110,6 @@ def test_a_close_without_state_records_the_deposits_as_nonce_zero(chain, contrac
         "lockedA": 0,
         "lockedB": 0,
         "locksRoot": bytes(32),
-        "withdrawals": 0,
         "deadline": deadline,
         "salt": salt,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ape
 
+from paychan.contract import RecordedState
 from paychan.signing import sign_state, state_digest
 from paychan.state import ETH, SignedState
 
@@ -13,12 +14,17 @@ from .conftest import ETHER, PERIOD, key_of, signatures
 DEPOSITS = (5 * ETHER, 0)  # what `open_channel` deposits by default; `challenge` and `settle` take them back
 
 
-def record(receipt, event, balance_a: int, balance_b: int, closer_nonce: int) -> tuple[object, ...]:
-    """The `Record` that `challenge` and `settle` pass back: the recorded balances (no locks), the deposits,
-    the withdrawal counter (0), the nonce the closer submitted and the salt of the
-    `ChannelClosed`/`ChallengeAccepted` event in ``receipt``."""
+def record(receipt, event, balance_a: int, balance_b: int, closer_nonce: int) -> RecordedState:
+    """The record that `challenge` (`as_record()`) and `settle` (`settle_args`) pass back: the recorded
+    balances (no locks), the deposits, the withdrawal counter (0), the nonce the closer submitted and the
+    salt of the `ChannelClosed`/`ChallengeAccepted` event in ``receipt``."""
     (log,) = receipt.decode_logs(event)
-    return (balance_a, balance_b, 0, 0, b"\x00" * 32, *DEPOSITS, 0, closer_nonce, log.salt)
+    return RecordedState(0, balance_a, balance_b, 0, *DEPOSITS, log.salt, closer_nonce=closer_nonce)
+
+
+def settle_args(recorded: RecordedState) -> tuple[object, ...]:
+    """`settle`'s arguments after the channel: the outcome, the funds, the closer's nonce, no locks."""
+    return recorded.as_outcome(), recorded.funds, recorded.closer_nonce, b""
 
 
 STATUS_NONE, STATUS_OPEN, STATUS_CLOSING = 0, 1, 2
@@ -64,7 +70,7 @@ def test_disputed_lifecycle_the_latest_state_wins_after_the_deadline(chain, payc
 
     challenged = paychan.challenge(
         opened.params.as_tuple(),
-        record(close, paychan.ChannelClosed, 4 * ETHER, ETHER, 1),
+        record(close, paychan.ChannelClosed, 4 * ETHER, ETHER, 1).as_record(),
         latest.state.as_tuple(),
         *signatures(latest),
         sender=bob,
@@ -72,10 +78,10 @@ def test_disputed_lifecycle_the_latest_state_wins_after_the_deadline(chain, payc
     recorded = record(challenged, paychan.ChallengeAccepted, 2 * ETHER, 3 * ETHER, 1)
     chain.pending_timestamp = deadline
     with ape.reverts(paychan.ChallengePeriodActive, deadline=deadline, timestamp=deadline):
-        paychan.settle(opened.params.as_tuple(), recorded, b"", sender=carol)
+        paychan.settle(opened.params.as_tuple(), *settle_args(recorded), sender=carol)
     chain.pending_timestamp = deadline + 1
     alice_before, bob_before = alice.balance, bob.balance
-    paychan.settle(opened.params.as_tuple(), recorded, b"", sender=carol)  # anyone may settle
+    paychan.settle(opened.params.as_tuple(), *settle_args(recorded), sender=carol)  # anyone may settle
     assert (alice.balance, bob.balance) == (alice_before + 2 * ETHER, bob_before + 3 * ETHER)
     assert paychan.getChannel(opened.a.channel_id)[0] == STATUS_NONE
     assert paychan.balance == 0
@@ -88,7 +94,9 @@ def test_a_challenge_with_an_older_state_reverts_with_both_nonces(paychan, open_
     close = paychan.close(opened.params.as_tuple(), newer.state.as_tuple(), *signatures(newer), sender=alice)
     recorded = record(close, paychan.ChannelClosed, 3 * ETHER, 2 * ETHER, 2)
     with ape.reverts(paychan.StaleState, submittedNonce=1, recordedNonce=2):
-        paychan.challenge(opened.params.as_tuple(), recorded, older.state.as_tuple(), *signatures(older), sender=bob)
+        paychan.challenge(
+            opened.params.as_tuple(), recorded.as_record(), older.state.as_tuple(), *signatures(older), sender=bob
+        )
     assert paychan.getChannel(opened.a.channel_id)[0] == STATUS_CLOSING
 
 
@@ -100,7 +108,9 @@ def test_a_challenge_after_the_deadline_reverts(chain, paychan, open_channel, al
     recorded = record(receipt, paychan.ChannelClosed, 5 * ETHER, 0, 0)
     chain.pending_timestamp = deadline + 1
     with ape.reverts(paychan.ChallengePeriodOver, deadline=deadline, timestamp=deadline + 1):
-        paychan.challenge(opened.params.as_tuple(), recorded, latest.state.as_tuple(), *signatures(latest), sender=bob)
+        paychan.challenge(
+            opened.params.as_tuple(), recorded.as_record(), latest.state.as_tuple(), *signatures(latest), sender=bob
+        )
 
 
 def test_cooperative_close_with_a_state_not_marked_final_reverts(paychan, open_channel, bob):

@@ -48,7 +48,8 @@ def test_a_stale_unilateral_close_is_challenged_by_the_node_and_the_newest_state
     (accepted,) = contract.contract.events.ChallengeAccepted().get_logs(
         from_block=0, argument_filters={"channelId": cid}
     )
-    assert (accepted["args"]["challenger"], accepted["args"]["nonce"]) == (ADDRESS_B, 3)
+    challenger = contract.chain.w3.eth.get_transaction(accepted["transactionHash"])["from"]
+    assert (challenger, accepted["args"]["nonce"]) == (ADDRESS_B, 3)
     wait_for(lambda: bob.status()["closeNonce"] == 3, "bob to record the accepted challenge")
     status = bob.status()
     assert (status["status"], status["closeNonce"], status["challengedNonce"]) == ("closing", 3, 3)
