@@ -1318,7 +1318,9 @@ class Node:
         closed = None
         if name == "ChannelClosed":
             role = runtime.record.params.role_of(to_checksum_address(args["closer"]))
-            closed = ClosedBy(role, int(args["nonce"]), int(args["withdrawals"]))
+            # The counter the channel closed under: the last ``Withdrawn`` event the watcher applied (a channel
+            # cannot withdraw while closing, and events are applied in order).
+            closed = ClosedBy(role, int(args["nonce"]), runtime.record.withdrawals)
         self.store.set_close_record(
             cid,
             int(args["nonce"]),
