@@ -33,7 +33,6 @@ from paychan.exceptions import (
     InvalidAmount,
     MalformedMessage,
     PaychanError,
-    ProposalPending,
     StateRejected,
     WithdrawalRejected,
 )
@@ -52,7 +51,7 @@ from paychan.node.messages import (
 from paychan.node.peer import PeerRefused, PeerUnavailable, PeerUnreachable
 from paychan.node.store import STATUS_OPEN, ChannelRecord, Store
 from paychan.signing import state_struct_hash
-from paychan.state import MAX_UINT40, ChannelId, Signature, SignedState, Withdrawal
+from paychan.state import ETH, MAX_UINT40, ChannelId, Signature, SignedState, Withdrawal
 
 if TYPE_CHECKING:
     from paychan.node.server import Node, Runtime
@@ -285,11 +284,17 @@ async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int =
     async with runtime.lock:
         runtime = node.runtimes[runtime.cid]
         channel = runtime.channel
+        pending = channel.pending_withdrawal
+        if pending is not None and pending.is_complete:  # both signed it, the chain has not made it yet
+            return await _submit_again(node, runtime, amount)
+        if runtime.inflight or channel.pending is not None:
+            raise WithdrawalFailed(
+                f"a state of this node (nonce {channel.nonce + 1}) waits for the peer's countersignature: try "
+                "again once it is answered (`paychan status` shows what is in flight); nothing was withdrawn"
+            )
         mine = channel.balance()
         if amount > mine:
             raise InsufficientBalance(mine, amount)
-        if runtime.inflight or channel.pending is not None:
-            raise ProposalPending(channel.nonce + 1)
         peer_url = runtime.record.peer_url
         try:  # nothing is signed before the peer's node answers
             await node.peer.get(peer_url + "/peer/info")
@@ -320,27 +325,68 @@ async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int =
         with node.store.transaction():
             node.store.add_signatures(channel.latest)
             keep_pending(node.store, channel)
-        pending = channel.pending_withdrawal
-        assert pending is not None and pending.sig_a is not None and pending.sig_b is not None
-        try:
-            receipt = await node.on_chain(
-                contract.withdraw, node.account, runtime.record.params, withdrawal, pending.sig_a, pending.sig_b
-            )
-        except PaychanError as exc:
-            raise WithdrawalNotMade(
-                f"both signed the withdrawal of {amount}, but its transaction failed ({exc}): nothing was "
-                f"withdrawn; it can be submitted until {withdrawal.expiry}"
-            ) from None
-        onchain = await node.on_chain(contract.get_channel, runtime.cid)
-        node.note_withdrawn(runtime.cid, onchain.withdrawals, onchain.deposit_a, onchain.deposit_b)
-        runtime = node.runtimes[runtime.cid]
-        return {
-            "channelId": "0x" + runtime.cid.hex(),
-            "amount": str(amount),
-            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
-            "depositA": str(onchain.deposit_a),
-            "depositB": str(onchain.deposit_b),
-            "withdrawals": onchain.withdrawals,
-            "nonce": runtime.channel.nonce,
-            "myBalance": str(runtime.channel.balance()),
-        }
+        return await _submit(node, runtime, amount)
+
+
+async def _submit_again(node: Node, runtime: Runtime, amount: int) -> dict[str, Any]:
+    """Submits the withdrawal both signed earlier (its transaction failed, or the node stopped before it),
+    if it is the one asked for and still valid."""
+    pending = runtime.channel.pending_withdrawal
+    assert pending is not None
+    withdrawal = pending.withdrawal
+    ours = withdrawal.amount_a if runtime.role == "A" else withdrawal.amount_b
+    what = f"the withdrawal of {_amount_text(runtime, withdrawal.amount_a + withdrawal.amount_b)} both signed"
+    now = await node.on_chain(node._require_contract().chain.now)
+    if now > withdrawal.expiry:
+        raise WithdrawalFailed(
+            f"{what} expired at {withdrawal.expiry} without being made: nothing was withdrawn, and the channel "
+            "signs no new state on top of it; close it (the node closes with the state before the withdrawal)"
+        )
+    if ours == 0:
+        raise WithdrawalFailed(
+            f"{what} (the peer's) is not made yet: this node signs nothing new until it is made or expires at "
+            f"{withdrawal.expiry}; nothing was withdrawn"
+        )
+    if amount != ours:
+        raise WithdrawalFailed(
+            f"{what} is not made yet: run `paychan withdraw` with that amount to submit it (until "
+            f"{withdrawal.expiry}); nothing was withdrawn"
+        )
+    return await _submit(node, runtime, amount)
+
+
+def _amount_text(runtime: Runtime, amount: int) -> str:
+    from paychan.units import format_amount
+
+    return format_amount(amount) if runtime.record.params.asset == ETH else f"{amount} token units"
+
+
+async def _submit(node: Node, runtime: Runtime, amount: int) -> dict[str, Any]:
+    """Submits the channel's withdrawal both signed, waits for the receipt and records what it left."""
+    contract = node._require_contract()
+    pending = runtime.channel.pending_withdrawal
+    assert pending is not None and pending.sig_a is not None and pending.sig_b is not None
+    withdrawal = pending.withdrawal
+    try:
+        receipt = await node.on_chain(
+            contract.withdraw, node.account, runtime.record.params, withdrawal, pending.sig_a, pending.sig_b
+        )
+    except Exception as exc:  # the chain refused or failed it: it stays signed, to be submitted again
+        raise WithdrawalNotMade(
+            f"both signed the withdrawal of {_amount_text(runtime, amount)}, but its transaction failed "
+            f"({type(exc).__name__}: {exc}): nothing was withdrawn; run `paychan withdraw` with the same amount "
+            f"to submit it again (until {withdrawal.expiry})"
+        ) from None
+    onchain = await node.on_chain(contract.get_channel, runtime.cid)
+    node.note_withdrawn(runtime.cid, onchain.withdrawals, onchain.deposit_a, onchain.deposit_b)
+    runtime = node.runtimes[runtime.cid]
+    return {
+        "channelId": "0x" + runtime.cid.hex(),
+        "amount": str(amount),
+        "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
+        "depositA": str(onchain.deposit_a),
+        "depositB": str(onchain.deposit_b),
+        "withdrawals": onchain.withdrawals,
+        "nonce": runtime.channel.nonce,
+        "myBalance": str(runtime.channel.balance()),
+    }

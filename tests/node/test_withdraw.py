@@ -146,6 +146,46 @@ def test_a_payment_the_peer_makes_before_its_watcher_has_seen_our_withdrawal_wai
     assert devnet_contract.get_channel(cid).withdrawals == 1  # type: ignore[arg-type]
 
 
+@pytest.mark.anvil
+def test_a_withdrawal_whose_transaction_failed_blocks_new_states_and_is_submitted_when_asked_again_after_a_restart(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet_contract: PaychanContract
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "1ether")
+    assert paychan(capsys, "pay", "--db", str(alice.db), "0.3ether")[0] == 0
+    chain = devnet_contract.chain
+    chain.rpc("anvil_setBalance", [ADDRESS_A, "0x0"])  # alice cannot pay for the transaction
+    failed = one_error(*paychan(capsys, "withdraw", "--db", str(alice.db), "0.2ether"))
+    assert failed.startswith("both signed the withdrawal of 0.2 ETH, but its transaction failed (")
+    assert re.search(r"\): nothing was withdrawn; run `paychan withdraw` with the same amount to submit it again "
+                     r"\(until \d+\)$", failed), failed  # fmt: skip
+    onchain = devnet_contract.get_channel(cid)  # type: ignore[arg-type]
+    assert (onchain.deposit_a, onchain.withdrawals) == (ETHER, 0)
+    code, out, err = paychan(capsys, "pay", "--db", str(alice.db), "0.1ether")  # nothing on top of it
+    assert code == 1 and "1 cancelled before they were signed: they will not happen" in err
+    assert [states_in(node, cid) for node in (alice, bob)] == [2, 2]
+
+    chain.rpc("anvil_setBalance", [ADDRESS_A, hex(10 * ETHER)])
+    alice.stop()
+    alice.start()  # the withdrawal both signed is still known after the restart
+    assert one_error(*paychan(capsys, "withdraw", "--db", str(alice.db), "0.1ether")).startswith(
+        "the withdrawal of 0.2 ETH both signed is not made yet: run `paychan withdraw` with that amount to submit "
+        "it (until "
+    )
+    code, out, err = paychan(capsys, "withdraw", "--db", str(alice.db), "0.2ether", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert chain.w3.eth.get_balance(ADDRESS_A) == 10 * ETHER + 2 * 10**17 - fee_of(devnet_contract, data["transaction"])
+    onchain = devnet_contract.get_channel(cid)  # type: ignore[arg-type]
+    assert (onchain.deposit_a, onchain.deposit_b, onchain.withdrawals) == (8 * 10**17, 0, 1)
+    wait_for(lambda: bob.status()["withdrawals"] == 1, "bob's node to see the withdrawal")
+    assert paychan(capsys, "pay", "--db", str(alice.db), "0.1ether")[0] == 0
+    assert [node.status()["balanceB"] for node in (alice, bob)] == [str(4 * 10**17)] * 2
+    assert [states_in(node, cid) for node in (alice, bob)] == [3, 3]
+
+
 def snapshot(contract: PaychanContract, cid: bytes, nodes: list[NodeProcess]) -> tuple[Any, ...]:
     onchain = contract.get_channel(cid)  # type: ignore[arg-type]
     return (
