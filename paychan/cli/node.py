@@ -451,6 +451,18 @@ def run_status(args: argparse.Namespace) -> int:
                 f"  the closer ({ch['closedBy']}) was proven to have closed with nonce {ch['closerNonce']}, which it"
                 " revoked: settling pays the whole channel to the other side"
             )
+        pending = ch.get("pendingWithdrawal")
+        if pending:
+            signed = "signed by both" if pending["bothSigned"] else "signed by this node only"
+            lines.append(
+                f"  withdrawal not made on chain yet ({signed}): A {_fmt(pending['amountA'], info)}, "
+                f"B {_fmt(pending['amountB'], info)}, valid until {pending['expiry']}; no new state until it is made"
+            )
+        if ch.get("restoredUnsynced"):
+            lines.append(
+                "  restored from a backup and not synced with the peer yet: no unilateral close until it is "
+                "(or `paychan close --unilateral --i-lost-data`)"
+            )
         lines.append(f"  next: {ch['next']}")
     _print(args, data, "\n".join(lines))
     return EXIT_OK

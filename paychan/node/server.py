@@ -113,7 +113,7 @@ from paychan.node.messages import (
     parse_turn,
 )
 from paychan.node.peer import PeerClient, PeerRefused, PeerUnavailable
-from paychan.node.restored import check_may_close, is_restored, mark_synced
+from paychan.node.restored import check_may_close, is_restored, mark_synced, needs_sync
 from paychan.node.store import (
     STATUS_CLOSED,
     STATUS_CLOSING,
@@ -1667,6 +1667,8 @@ class Node:
                     "closerNonce": record.closer_nonce,
                     "penalized": record.penalized,
                     "withdrawals": record.withdrawals,
+                    "pendingWithdrawal": withdraw.pending_status(channel),
+                    "restoredUnsynced": needs_sync(self.store, runtime.cid),
                     "ownRevocation": runtime.own_revocation,
                     "peerRevocation": 0 if runtime.peer_revocation is None else runtime.peer_revocation.below_nonce,
                     "pendingLocks": len(channel.locks),

@@ -355,6 +355,20 @@ async def _submit_again(node: Node, runtime: Runtime, amount: int) -> dict[str, 
     return await _submit(node, runtime, amount)
 
 
+def pending_status(channel: Channel) -> dict[str, Any] | None:
+    """A withdrawal signed and not made yet, for ``status``: amounts, expiry, whether both signed it."""
+    pending = channel.pending_withdrawal
+    if pending is None:
+        return None
+    withdrawal = pending.withdrawal
+    return {
+        "amountA": str(withdrawal.amount_a),
+        "amountB": str(withdrawal.amount_b),
+        "expiry": withdrawal.expiry,
+        "bothSigned": pending.is_complete,
+    }
+
+
 def _amount_text(runtime: Runtime, amount: int) -> str:
     from paychan.units import format_amount
 

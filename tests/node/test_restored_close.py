@@ -74,10 +74,13 @@ def test_a_restored_node_refuses_to_close_unilaterally_until_it_has_synced_then_
         "--i-lost-data only goes with --unilateral (a cooperative close needs the peer anyway)"
     )
     assert devnet_contract.get_channel(cid).status == 1  # type: ignore[arg-type]
-    assert alice.status()["nonce"] == 1
+    assert (alice.status()["nonce"], alice.status()["restoredUnsynced"]) == (1, True)
+    code, out, _ = paychan(capsys, "status", "--db", str(alice.db))
+    assert "  restored from a backup and not synced with the peer yet: no unilateral close until it is" in out
 
     bob.start()
     wait_for(lambda: alice.status()["nonce"] == 4, "alice's node to adopt bob's latest state")
+    wait_for(lambda: not alice.status()["restoredUnsynced"], "alice's node to note the sync")
     code, out, err = paychan(capsys, "close", "--db", str(alice.db), "--unilateral")
     assert code == 0, err
     assert "unilaterally with nonce 4 (A 0.6 ETH, B 0.4 ETH)" in out

@@ -163,6 +163,13 @@ def test_a_withdrawal_whose_transaction_failed_blocks_new_states_and_is_submitte
                      r"\(until \d+\)$", failed), failed  # fmt: skip
     onchain = devnet_contract.get_channel(cid)  # type: ignore[arg-type]
     assert (onchain.deposit_a, onchain.withdrawals) == (ETHER, 0)
+    pending = alice.status()["pendingWithdrawal"]
+    assert (pending["amountA"], pending["amountB"], pending["bothSigned"]) == (str(2 * 10**17), "0", True)
+    code, out, _ = paychan(capsys, "status", "--db", str(alice.db))
+    assert (
+        f"  withdrawal not made on chain yet (signed by both): A 0.2 ETH, B 0 ETH, valid until {pending['expiry']}; "
+        "no new state until it is made\n" in out
+    )
     code, out, err = paychan(capsys, "pay", "--db", str(alice.db), "0.1ether")  # nothing on top of it
     assert code == 1 and "1 cancelled before they were signed: they will not happen" in err
     assert [states_in(node, cid) for node in (alice, bob)] == [2, 2]
@@ -181,6 +188,7 @@ def test_a_withdrawal_whose_transaction_failed_blocks_new_states_and_is_submitte
     onchain = devnet_contract.get_channel(cid)  # type: ignore[arg-type]
     assert (onchain.deposit_a, onchain.deposit_b, onchain.withdrawals) == (8 * 10**17, 0, 1)
     wait_for(lambda: bob.status()["withdrawals"] == 1, "bob's node to see the withdrawal")
+    assert alice.status()["pendingWithdrawal"] is None and bob.status()["pendingWithdrawal"] is None
     assert paychan(capsys, "pay", "--db", str(alice.db), "0.1ether")[0] == 0
     assert [node.status()["balanceB"] for node in (alice, bob)] == [str(4 * 10**17)] * 2
     assert [states_in(node, cid) for node in (alice, bob)] == [3, 3]
