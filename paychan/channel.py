@@ -42,7 +42,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from paychan.exceptions import (
@@ -72,7 +71,8 @@ from paychan.exceptions import (
     WithdrawalRejected,
     WrongChannel,
 )
-from paychan.signing import Domain, check_message_signer, check_signer, sign_message, sign_state
+from paychan.signers import Signer, as_signer
+from paychan.signing import Domain, check_message_signer, check_signer
 from paychan.state import (
     MAX_NONCE,
     MAX_UINT40,
@@ -127,7 +127,7 @@ class Channel:
         self,
         params: ChannelParams,
         domain: Domain,
-        private_key: bytes | LocalAccount,
+        private_key: bytes | LocalAccount | Signer,
         deposits: tuple[int, int] | None = None,
         latest: SignedState | None = None,
         pending: SignedState | None = None,
@@ -136,7 +136,9 @@ class Channel:
         peer_revocation: tuple[Revocation, Signature] | None = None,
         pending_withdrawal: PendingWithdrawal | None = None,
     ) -> None:
-        """``private_key``: this party's key (or its ``LocalAccount``). ``deposits``: the on-chain deposits
+        """``private_key``: who signs for this party: a ``paychan.signers.Signer`` (a keystore, a wallet over
+        JSON-RPC, an Ape account, an ERC-1271 wallet's owner, ...), or a raw key or ``LocalAccount`` (a
+        ``LocalKeySigner``, as fast as before signers). ``deposits``: the on-chain deposits
         (A, B) this party knows of; by default those ``latest`` splits (nothing deposited since), or (0, 0)
         for a new channel. ``latest``: the newest doubly-signed state; by default the nonce-0 state
         splitting ``deposits`` as they stand. ``locks``: the pending locks of ``latest`` (checked against
@@ -144,8 +146,8 @@ class Channel:
         restores them); ``pending_withdrawal``: a withdrawal signed but not yet made on chain."""
         self.params = params
         self.domain = domain
-        self._key = bytes(private_key.key) if isinstance(private_key, LocalAccount) else bytes(private_key)
-        self.address: str = Account.from_key(self._key).address
+        self.signer: Signer = as_signer(private_key, check=False)
+        self.address: str = self.signer.address
         self.role = params.role_of(self.address)
         self.peer_role = "B" if self.role == "A" else "A"
         self.peer_address = params.participant_b if self.role == "A" else params.participant_a
@@ -177,7 +179,7 @@ class Channel:
         self.before_sign: list[BeforeSign] = []
 
     @classmethod
-    def from_chain(cls, contract: PaychanContract, params: ChannelParams, account: LocalAccount) -> Channel:
+    def from_chain(cls, contract: PaychanContract, params: ChannelParams, account: LocalAccount | Signer) -> Channel:
         """``account``'s side of the open channel ``params`` on ``contract``, with the deposits read from chain."""
         onchain = contract.get_channel(contract.channel_id(params))
         if onchain.status != 1:
@@ -234,7 +236,7 @@ class Channel:
         if below <= self.own_revocation or not self.latest.is_complete:
             return None
         revocation = Revocation(self.channel_id, below)
-        signature = sign_message(self.domain, revocation, self._key)
+        signature = self.signer.sign_typed(self.domain, revocation)
         self.own_revocation = below
         return revocation, signature
 
@@ -361,7 +363,7 @@ class Channel:
             raise NegativeBalance(mine - amount)
         withdrawal = self._withdrawal(amount if self.role == "A" else 0, amount if self.role == "B" else 0, expiry)
         state = self._withdrawal_state(withdrawal)
-        signature = sign_message(self.domain, withdrawal, self._key)
+        signature = self.signer.sign_typed(self.domain, withdrawal)
         proposal = self._propose(state, self.locks)
         sigs = (signature, None) if self.role == "A" else (None, signature)
         self.pending_withdrawal = PendingWithdrawal(withdrawal, self.latest, *sigs)
@@ -401,8 +403,8 @@ class Channel:
         check_signer(self.domain, proposal.state, proposal.signature_of(self.peer_role), self.peer_address)
         for hook in self.before_sign:
             hook(proposal)
-        own_signature = sign_message(self.domain, withdrawal, self._key)
-        signed = proposal.with_signature(self.role, sign_state(self.domain, expected, self._key))
+        own_signature = self.signer.sign_typed(self.domain, withdrawal)
+        signed = proposal.with_signature(self.role, self.signer.sign_typed(self.domain, expected))
         sigs = (own_signature, signature) if self.role == "A" else (signature, own_signature)
         self.pending_withdrawal = PendingWithdrawal(withdrawal, self.latest, *sigs)
         self._accept(signed, self.locks)
@@ -461,7 +463,7 @@ class Channel:
         state = self._check_proposal(proposal, locks, minimum)
         for hook in self.before_sign:
             hook(proposal)
-        signed = proposal.with_signature(self.role, sign_state(self.domain, state, self._key))
+        signed = proposal.with_signature(self.role, self.signer.sign_typed(self.domain, state))
         self._accept(signed, locks)
         return signed
 
@@ -584,7 +586,7 @@ class Channel:
     def _propose(self, state: ChannelState, locks: tuple[Lock, ...] | None = None) -> SignedState:
         for hook in self.before_sign:
             hook(SignedState(state))
-        signed = SignedState(state).with_signature(self.role, sign_state(self.domain, state, self._key))
+        signed = SignedState(state).with_signature(self.role, self.signer.sign_typed(self.domain, state))
         self.pending = signed
         self._pending_locks = locks
         self._nonce_floor = max(self._nonce_floor, state.nonce)

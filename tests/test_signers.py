@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_utils.address import to_checksum_address
 
+from paychan.channel import Channel, pay
 from paychan.devnet import Devnet, dev_accounts, free_port, start_devnet
 from paychan.signers import (
     ApeSigner,
@@ -42,7 +45,7 @@ from paychan.signing import (
     sign_message,
     typed_data,
 )
-from paychan.state import ChannelState, Revocation, Signature, Withdrawal
+from paychan.state import ETH, ChannelParams, ChannelState, Revocation, Signature, Withdrawal, hashlock
 
 ABOVE_2_53 = 2**53 + 1
 DOMAIN = Domain(31337, "0x" + "5f" * 20)
@@ -391,3 +394,77 @@ def test_as_signer_turns_a_raw_key_or_a_local_account_into_a_local_key_signer_an
         assert isinstance(converted, LocalKeySigner) and converted.address == OWNER.address
     with pytest.raises(TypeError):
         as_signer(12)
+
+
+# --- a Channel signing through a signer ----------------------------------------------------------------
+
+NOW = 1_000_000
+CHANNEL_DEPOSITS = (3 * 2**60, 2**60)  # above 2**53 wei on both sides
+
+
+def run_channel(signer_a: Any, signer_b: Any) -> list[Any]:
+    """Payments above 2**53, a lock, a revocation and a withdrawal between two ``Channel`` objects signing
+    with ``signer_a``/``signer_b``; returns every signed message, in order."""
+    params = ChannelParams(OWNER.address, OTHER.address, ETH, 3600, 7)
+    a = Channel(params, DOMAIN, signer_a, deposits=CHANNEL_DEPOSITS)
+    b = Channel(params, DOMAIN, signer_b, deposits=CHANNEL_DEPOSITS)
+    signed: list[Any] = [pay(a, b, ABOVE_2_53), pay(b, a, 2**54 + 5)]
+    proposal, lock = a.propose_lock(2**53 + 7, hashlock(b"\x42" * 32), NOW + 1800, NOW)
+    signed.append(b.receive_proposal(proposal, lock=lock, now=NOW))
+    a.receive_countersignature(signed[-1])
+    signed.append(b.receive_proposal(a.propose_settle_lock(b"\x42" * 32), settle=b"\x42" * 32))
+    a.receive_countersignature(signed[-1])
+    signed += [a.sign_revocation(), b.sign_revocation()]
+    withdrawal, signature, proposal = a.propose_withdrawal(2**60, NOW + 600)
+    b_signature, state = b.receive_withdrawal(withdrawal, signature, proposal, NOW)
+    signed += [withdrawal, signature, b_signature, a.receive_withdrawal_countersignature(b_signature, state)]
+    assert a.latest == b.latest and a.latest.is_complete
+    return signed
+
+
+@pytest.mark.anvil
+def test_a_channel_signing_through_a_json_rpc_wallet_and_a_keystore_signs_what_raw_keys_sign(
+    devnet: Devnet,
+) -> None:
+    expected = run_channel(OWNER.key, OTHER)  # a raw key and a LocalAccount, as before signers
+    rpc_a = JsonRpcSigner(devnet.url, OWNER.address)
+    assert run_channel(rpc_a, KeystoreSigner(keystore_of(OTHER.key), PASSWORD)) == expected
+    assert run_channel(LocalKeySigner(OWNER.key), JsonRpcSigner(devnet.url, OTHER.address)) == expected
+
+
+def test_a_channel_signing_through_an_ape_account_signs_what_its_raw_key_signs(ape_account: Any) -> None:
+    assert run_channel(ApeSigner(ape_account), OTHER.key) == run_channel(OWNER.key, OTHER.key)
+
+
+def test_a_channel_whose_wallet_signs_with_another_key_refuses_to_propose_and_is_unchanged(
+    fake_wallet: FakeWallet,
+) -> None:
+    params = ChannelParams(OWNER.address, OTHER.address, ETH, 3600, 7)
+    a = Channel(params, DOMAIN, JsonRpcSigner(fake_wallet.url, OWNER.address), deposits=CHANNEL_DEPOSITS)
+    before = (a.latest, a.pending, a.nonce, a.balances)
+    state = replace(a.latest.state, nonce=1, balance_a=CHANNEL_DEPOSITS[0] - 5, balance_b=CHANNEL_DEPOSITS[1] + 5)
+    fake_wallet.reply = signature_reply(signed_by(OTHER.key, state))
+    with pytest.raises(WrongSigner) as raised:
+        a.propose_payment(5)
+    assert raised.value == WrongSigner(OWNER.address, OTHER.address, message_digest(DOMAIN, state))
+    assert (a.latest, a.pending, a.nonce, a.balances) == before
+
+
+def test_a_channel_of_an_erc1271_wallet_takes_its_role_from_the_wallet_and_signs_with_the_owner_key() -> None:
+    wallet = to_checksum_address("0x" + "c0" * 20)
+    params = ChannelParams(wallet, OTHER.address, ETH, 3600, 7)
+    a = Channel(params, DOMAIN, Erc1271Signer(wallet, LocalKeySigner(WALLET_OWNER.key)), deposits=(10, 0))
+    assert (a.address, a.role) == (wallet, "A")
+    proposal = a.propose_payment(4)
+    assert proposal.sig_a == sign_message(DOMAIN, proposal.state, WALLET_OWNER.key)
+    assert recover_digest_signer(message_digest(DOMAIN, proposal.state), proposal.sig_a) == WALLET_OWNER.address
+
+
+def test_a_channel_given_a_raw_key_or_a_local_account_signs_with_an_unchecked_local_key_signer() -> None:
+    params = ChannelParams(OWNER.address, OTHER.address, ETH, 3600, 7)
+    for key in (OWNER.key, OWNER):
+        channel = Channel(params, DOMAIN, key, deposits=(10, 0))
+        assert isinstance(channel.signer, LocalKeySigner) and not channel.signer.check
+        assert channel.address == OWNER.address
+    checked = LocalKeySigner(OWNER.key)
+    assert Channel(params, DOMAIN, checked, deposits=(10, 0)).signer is checked and checked.check
