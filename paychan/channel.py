@@ -71,7 +71,7 @@ from paychan.exceptions import (
     WithdrawalRejected,
     WrongChannel,
 )
-from paychan.signers import Signer, as_signer
+from paychan.signers import LocalKeySigner, Signer, as_signer
 from paychan.signing import Domain, check_message_signer, check_signer
 from paychan.state import (
     MAX_NONCE,
@@ -187,6 +187,14 @@ class Channel:
         return cls(params, contract.domain, account, deposits=(onchain.deposit_a, onchain.deposit_b))
 
     # --- reading ---------------------------------------------------------------------------------
+
+    @property
+    def _key(self) -> bytes:
+        """The raw private key, for callers of the attribute Channel had before signers; only a
+        ``LocalKeySigner`` (or keystore) has one."""
+        if not isinstance(self.signer, LocalKeySigner):
+            raise AttributeError(f"{self.signer!r} holds no raw key")
+        return self.signer.key
 
     @property
     def nonce(self) -> int:

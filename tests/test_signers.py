@@ -460,11 +460,17 @@ def test_a_channel_of_an_erc1271_wallet_takes_its_role_from_the_wallet_and_signs
     assert recover_digest_signer(message_digest(DOMAIN, proposal.state), proposal.sig_a) == WALLET_OWNER.address
 
 
-def test_a_channel_given_a_raw_key_or_a_local_account_signs_with_an_unchecked_local_key_signer() -> None:
+def test_a_channel_given_a_raw_key_or_a_local_account_signs_with_an_unchecked_local_key_signer(
+    fake_wallet: FakeWallet,
+) -> None:
     params = ChannelParams(OWNER.address, OTHER.address, ETH, 3600, 7)
     for key in (OWNER.key, OWNER):
         channel = Channel(params, DOMAIN, key, deposits=(10, 0))
         assert isinstance(channel.signer, LocalKeySigner) and not channel.signer.check
         assert channel.address == OWNER.address
+        assert channel._key == OWNER.key  # the attribute callers read before signers
     checked = LocalKeySigner(OWNER.key)
     assert Channel(params, DOMAIN, checked, deposits=(10, 0)).signer is checked and checked.check
+    remote = Channel(params, DOMAIN, JsonRpcSigner(fake_wallet.url, OWNER.address), deposits=(10, 0))
+    with pytest.raises(AttributeError):
+        _ = remote._key
