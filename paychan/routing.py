@@ -259,6 +259,11 @@ class ChannelGraph:
         """The newest announcement of ``node`` for ``cid`` (to relay it), if any."""
         return self._channel(cid).fees.get(to_checksum_address(node))
 
+    def fee_announcements(self) -> list[FeeAnnouncement]:
+        """The newest announcement of each node for each channel in the graph (what a node relays to a peer
+        that connects)."""
+        return [announcement for channel in self._channels.values() for announcement in channel.fees.values()]
+
     def fee_policy(self, cid: ChannelId, node: str) -> FeePolicy | None:
         """What ``node`` charges to forward over ``cid``, if it announced it."""
         announcement = self.fee_announcement(cid, node)

@@ -267,7 +267,9 @@ def test_of_two_equally_cheap_routes_the_shorter_comes_first() -> None:
 
 def test_a_closed_channel_leaves_the_graph_and_its_route() -> None:
     graph, cids = two_routes()
+    assert [a.update.channel_id for a in graph.fee_announcements()] == [cids["bd"], cids["cd"]]
     assert graph.close_channel(cids["cd"]) is True
+    assert [a.update.channel_id for a in graph.fee_announcements()] == [cids["bd"]]  # nothing relayed for it
     assert cids["cd"] not in graph and len(graph) == 3
     assert [route.nodes for route in graph.routes(A, D, 100_000, k=3)] == [(A, B, D)]
     assert graph.close_channel(cids["cd"]) is False  # the settlement after the close: nothing more
