@@ -38,6 +38,18 @@ class RestoredNotSynced(PaychanError):
         )
 
 
+class SyncDeferred(PaychanError):
+    """Raised when the peer's newer state splits other funds than this node knows of yet (a deposit or
+    withdrawal its watcher has not seen): the node syncs again later and signs nothing new meanwhile."""
+
+    def __init__(self, channel_id: bytes, nonce: int, theirs: int, ours: int) -> None:
+        self.channel_id, self.nonce, self.theirs, self.ours = channel_id, nonce, theirs, ours
+        super().__init__(
+            f"channel 0x{channel_id.hex()}: the peer's newer state {nonce} splits {theirs}, this node knows of "
+            f"{ours}: syncing again once the chain's deposits are seen"
+        )
+
+
 def mark_restored(conn: sqlite3.Connection) -> str:
     """Marks the store open on ``conn`` as restored now (every channel unsynced again); returns the time."""
     restored_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -113,7 +113,7 @@ from paychan.node.messages import (
     parse_turn,
 )
 from paychan.node.peer import PeerClient, PeerRefused, PeerUnavailable
-from paychan.node.restored import check_may_close, is_restored, mark_synced, needs_sync
+from paychan.node.restored import SyncDeferred, check_may_close, is_restored, mark_synced, needs_sync
 from paychan.node.store import (
     STATUS_CLOSED,
     STATUS_CLOSING,
@@ -500,6 +500,8 @@ class Node:
         """Adopts the peer's latest state if it is newer and signed by both (after a restore from backup).
 
         Returns whether anything changed. A state conflicting with one we signed is refused (and logged).
+        A newer state splitting other funds than we know of yet raises ``SyncDeferred``: the sender syncs
+        again later (a restored store's channel is not synced before).
         """
         runtime = self.runtime(cid)
         answer = await self.peer.get(
@@ -512,7 +514,7 @@ class Node:
         check_signer(self.domain, theirs.state, theirs.sig_a, params.participant_a)
         check_signer(self.domain, theirs.state, theirs.sig_b, params.participant_b)
         if theirs.state.total != runtime.channel.total:
-            return False
+            raise SyncDeferred(runtime.cid, theirs.state.nonce, theirs.state.total, runtime.channel.total)
         locks = self.store.lock_list(runtime.cid, theirs.state.locks_root)
         if locks is None:  # a lock added after our backup: the peer's list, if it is the one the state commits to
             locks = _parse_locks(answer.get("locks"))

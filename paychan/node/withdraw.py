@@ -24,6 +24,7 @@ but did not answer may have countersigned: then the withdrawal stays pending and
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -168,7 +169,9 @@ def countersign(node: Node, message: WithdrawMessage, signer: str | None) -> dic
         return _answer(own, channel.latest)
     if runtime.has_turn():
         raise NotYourTurn(runtime.epoch)
-    now = node.chain_now()
+    # the next block's time is at least the chain's as last seen and, on a chain stamping blocks by the clock
+    # (anvil between blocks, or any public chain), at least the clock's
+    now = max(node.chain_now(), int(time.time()))
     if message.withdrawal.expiry > now + MAX_WITHDRAWAL_WINDOW:
         raise WithdrawalRejected(
             f"it expires at {message.withdrawal.expiry}, more than {MAX_WITHDRAWAL_WINDOW} s after now ({now})"

@@ -8,15 +8,18 @@ user may override it (``--i-lost-data``) and close with nonce 1, at the risk the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from paychan.cli import main
 from paychan.contract import PaychanContract
+from paychan.node.restored import needs_sync
 
-from .conftest import KEY_A, KEY_B, NodeProcess, paychan, wait_for
+from .conftest import CID, DEPOSIT_A, KEY_A, KEY_B, NodeProcess, free_port, paychan, start_live_node, wait_for
 
 
 def one_error(code: int, out: str, err: str) -> str:
@@ -107,3 +110,42 @@ def test_with_the_peer_gone_the_lost_data_override_closes_with_the_backups_state
     wait_for(lambda: bob.status()["penalized"], "bob's node to prove alice's revoked close")
     onchain = devnet_contract.get_channel(cid)  # type: ignore[arg-type]
     assert (onchain.status, onchain.penalized) == (2, True)  # closing, settled later: the whole channel to bob
+
+
+def test_a_restored_node_whose_peer_splits_a_deposit_it_has_not_seen_yet_stays_unsynced_until_its_watcher_sees_it(
+    tmp_path: Path,
+) -> None:
+    """In process, no chain: what the watcher would report is noted by hand."""
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await asyncio.sleep(0.025)
+        raise AssertionError("timed out")
+
+    async def scenario() -> None:
+        port_a, port_b = free_port(), free_port()
+        alice = await start_live_node(tmp_path / "a.db", KEY_A, "A", port_a, port_b)
+        bob = await start_live_node(tmp_path / "b.db", KEY_B, "B", port_b, port_a)
+        try:
+            await alice.node.pay(CID, 100)
+            alice.node.store.backup(tmp_path / "a.backup")
+            for node in (alice, bob):
+                node.node.note_deposits(CID, DEPOSIT_A, 500)  # bob's top-up, seen by both watchers
+            await alice.node.pay(CID, 100)  # nonce 2 splits it
+            await alice.stop()
+            backup, db = str(tmp_path / "a.backup"), str(tmp_path / "a.db")
+            assert main(["restore", "--backup", backup, "--db", db, "--force"]) == 0
+            alice = await start_live_node(tmp_path / "a.db", KEY_A, "A", port_a, port_b)
+            await asyncio.sleep(0.5)  # alice asked bob: his state 2 splits 500 more than she knows of
+            assert (alice.channel.nonce, needs_sync(alice.node.store, CID)) == (1, True)
+            assert CID in alice.node._unsynced
+            alice.node.note_deposits(CID, DEPOSIT_A, 500)  # her watcher catches up with the chain
+            await until(lambda: alice.channel.nonce == 2 and not needs_sync(alice.node.store, CID))
+            assert alice.channel.latest == bob.channel.latest and CID not in alice.node._unsynced
+        finally:
+            await alice.stop()
+            await bob.stop()
+
+    asyncio.run(scenario())
