@@ -10,8 +10,9 @@ messages (``State``, ``Revocation``, ``Withdrawal``) for a domain, wherever its 
   as hex), so a JavaScript wallet signs balances above 2**53 wei exactly.
 - ``ApeSigner``: any Ape ``AccountAPI`` (test accounts, keyfile accounts, the Ledger and Trezor plugins):
   ``account.sign_message`` of the EIP-712 ``SignableMessage`` (version ``0x01``: header the domain
-  separator, body the struct hash), the form every Ape account plugin accepts for typed data (Ape itself
-  turns an ``eip712.EIP712Message`` into exactly this). Ape is never imported here.
+  separator, body the struct hash): Ape's keyfile and test accounts sign it as eth-account does, and
+  ape-ledger sends its header and body to the device as EIP-712 (an ``eip712.EIP712Message`` is turned into
+  exactly this message first). Ape is never imported here.
 - ``Erc1271Signer``: a contract participant (an ERC-1271 wallet) whose owner key signs: ``address`` is the
   wallet, the signature is the owner's signature of the same digest (what a minimal owner-signed wallet's
   ``isValidSignature(digest, signature)`` checks). The contract does not accept ERC-1271 signatures yet;
