@@ -14,8 +14,10 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
+from paychan.channel import Channel
 from paychan.exceptions import PaychanError
-from paychan.node.store import Store
+from paychan.node.store import ChannelRecord, Store
+from paychan.state import ChannelState
 
 RESTORED_KEY = "restoredAt"  # node_meta: when ``paychan restore`` wrote this store (UTC, ISO 8601)
 
@@ -48,6 +50,19 @@ class SyncDeferred(PaychanError):
             f"channel 0x{channel_id.hex()}: the peer's newer state {nonce} splits {theirs}, this node knows of "
             f"{ours}: syncing again once the chain's deposits are seen"
         )
+
+
+def splits_known_funds(record: ChannelRecord, channel: Channel, state: ChannelState) -> bool:
+    """Whether a newer state the peer holds splits the funds this node knows the channel holds: the same
+    total as our latest state, or, after withdrawals our latest predates, the chain's withdrawal counter and
+    no more than its deposits (as the watcher reported them)."""
+    if state.total == channel.total:
+        return True
+    return (
+        state.withdrawals == record.withdrawals > channel.withdrawals
+        and state.deposit_a <= record.deposit_a
+        and state.deposit_b <= record.deposit_b
+    )
 
 
 def mark_restored(conn: sqlite3.Connection) -> str:

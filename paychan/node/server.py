@@ -113,7 +113,14 @@ from paychan.node.messages import (
     parse_turn,
 )
 from paychan.node.peer import PeerClient, PeerRefused, PeerUnavailable
-from paychan.node.restored import SyncDeferred, check_may_close, is_restored, mark_synced, needs_sync
+from paychan.node.restored import (
+    SyncDeferred,
+    check_may_close,
+    is_restored,
+    mark_synced,
+    needs_sync,
+    splits_known_funds,
+)
 from paychan.node.store import (
     STATUS_CLOSED,
     STATUS_CLOSING,
@@ -513,7 +520,7 @@ class Node:
         params = runtime.record.params
         check_signer(self.domain, theirs.state, theirs.sig_a, params.participant_a)
         check_signer(self.domain, theirs.state, theirs.sig_b, params.participant_b)
-        if theirs.state.total != runtime.channel.total:
+        if not splits_known_funds(runtime.record, runtime.channel, theirs.state):
             raise SyncDeferred(runtime.cid, theirs.state.nonce, theirs.state.total, runtime.channel.total)
         locks = self.store.lock_list(runtime.cid, theirs.state.locks_root)
         if locks is None:  # a lock added after our backup: the peer's list, if it is the one the state commits to

@@ -112,6 +112,39 @@ def test_with_the_peer_gone_the_lost_data_override_closes_with_the_backups_state
     assert (onchain.status, onchain.penalized) == (2, True)  # closing, settled later: the whole channel to bob
 
 
+@pytest.mark.anvil
+def test_a_node_restored_from_before_a_withdrawal_adopts_the_peers_state_after_it_and_closes_with_that(
+    node_processes: Callable[..., NodeProcess],
+    capsys: pytest.CaptureFixture[str],
+    devnet_contract: PaychanContract,
+    tmp_path: Path,
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    code, out, err = paychan(
+        capsys, "open", "--db", str(alice.db), "--peer", bob.peer_url, "--deposit", "1ether", "--json"
+    )
+    assert code == 0, err
+    cid = bytes.fromhex(json.loads(out)["channelId"][2:])
+    assert paychan(capsys, "pay", "--db", str(alice.db), "0.1ether")[0] == 0
+    backup = tmp_path / "alice.backup"
+    assert paychan(capsys, "backup", "--db", str(alice.db), "--out", str(backup))[0] == 0
+    assert paychan(capsys, "withdraw", "--db", str(alice.db), "0.2ether")[0] == 0  # nonce 2, deposits 0.8
+    alice.stop()
+    assert paychan(capsys, "restore", "--backup", str(backup), "--db", str(alice.db), "--force")[0] == 0
+    alice.start()
+    wait_for(
+        lambda: (alice.status()["nonce"], alice.status()["restoredUnsynced"]) == (2, False),
+        "alice's node to adopt bob's state after the withdrawal once its watcher has seen the withdrawal",
+    )
+    code, out, err = paychan(capsys, "close", "--db", str(alice.db), "--unilateral")
+    assert code == 0, err
+    assert "unilaterally with nonce 2 (A 0.7 ETH, B 0.1 ETH)" in out
+    recorded = devnet_contract.recorded_state(cid)  # type: ignore[arg-type]
+    assert (recorded.nonce, recorded.withdrawals, recorded.deposit_a) == (2, 1, 8 * 10**17)
+
+
 def test_a_restored_node_whose_peer_splits_a_deposit_it_has_not_seen_yet_stays_unsynced_until_its_watcher_sees_it(
     tmp_path: Path,
 ) -> None:
