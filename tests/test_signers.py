@@ -6,6 +6,7 @@ no signature, is refused with a named exception."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -474,3 +475,10 @@ def test_a_channel_given_a_raw_key_or_a_local_account_signs_with_an_unchecked_lo
     remote = Channel(params, DOMAIN, JsonRpcSigner(fake_wallet.url, OWNER.address), deposits=(10, 0))
     with pytest.raises(AttributeError):
         _ = remote._key
+
+
+def test_the_signers_pages_example_runs_and_prints_the_lines_it_quotes(capsys: pytest.CaptureFixture[str]) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "signers.md").read_text()
+    code, printed = re.search(r"```python\n(.*?)```\n\nprints\n\n```text\n(.*?)```", page, flags=re.S).groups()
+    exec(compile(code, "docs/signers.md", "exec"), {})  # noqa: S102 - the page's own example
+    assert capsys.readouterr().out == printed
