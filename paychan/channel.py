@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 
 from paychan.exceptions import (
     BalancesNotConserved,
@@ -135,6 +136,8 @@ class Channel:
         own_revocation: int = 0,
         peer_revocation: tuple[Revocation, Signature] | None = None,
         pending_withdrawal: PendingWithdrawal | None = None,
+        *,
+        peer_signing_address: str | None = None,
     ) -> None:
         """``private_key``: who signs for this party: a ``paychan.signers.Signer`` (a keystore, a wallet over
         JSON-RPC, an Ape account, an ERC-1271 wallet's owner, ...), or a raw key or ``LocalAccount`` (a
@@ -143,7 +146,10 @@ class Channel:
         for a new channel. ``latest``: the newest doubly-signed state; by default the nonce-0 state
         splitting ``deposits`` as they stand. ``locks``: the pending locks of ``latest`` (checked against
         its root). ``own_revocation``/``peer_revocation``: the highest revocations signed so far (a store
-        restores them); ``pending_withdrawal``: a withdrawal signed but not yet made on chain."""
+        restores them); ``pending_withdrawal``: a withdrawal signed but not yet made on chain.
+        ``peer_signing_address``: the key whose signatures count as the peer's: by default the peer's
+        address; for a peer that is an owner-signed ERC-1271 wallet, its owner (known out of band). The
+        contract does not accept ERC-1271 signatures yet, so such a channel is off-chain only for now."""
         self.params = params
         self.domain = domain
         self.signer: Signer = as_signer(private_key, check=False)
@@ -151,6 +157,7 @@ class Channel:
         self.role = params.role_of(self.address)
         self.peer_role = "B" if self.role == "A" else "A"
         self.peer_address = params.participant_b if self.role == "A" else params.participant_a
+        self.peer_signing_address: str = to_checksum_address(peer_signing_address or self.peer_address)
         self.channel_id: ChannelId = channel_id(params, domain.chain_id, domain.verifying_contract)
         if deposits is None:
             deposits = (latest.state.deposit_a, latest.state.deposit_b) if latest else (0, 0)
@@ -263,7 +270,7 @@ class Channel:
         held = self.peer_revocation[0].below_nonce if self.peer_revocation else 0
         if below < held:
             raise InvalidRevocation(f"revokes below {below}, under the {held} already held")
-        check_message_signer(self.domain, revocation, signature, self.peer_address)
+        check_message_signer(self.domain, revocation, signature, self.peer_signing_address)
         if below > held:
             self.peer_revocation = (revocation, signature)
 
@@ -407,8 +414,8 @@ class Channel:
         if not isinstance(proposal, SignedState) or proposal.state != expected:
             raise WithdrawalRejected("the state sent with it is not the one the withdrawal leaves")
         self._check_can_sign(proposal.state)
-        check_message_signer(self.domain, withdrawal, signature, self.peer_address)
-        check_signer(self.domain, proposal.state, proposal.signature_of(self.peer_role), self.peer_address)
+        check_message_signer(self.domain, withdrawal, signature, self.peer_signing_address)
+        check_signer(self.domain, proposal.state, proposal.signature_of(self.peer_role), self.peer_signing_address)
         for hook in self.before_sign:
             hook(proposal)
         own_signature = self.signer.sign_typed(self.domain, withdrawal)
@@ -423,7 +430,7 @@ class Channel:
         pending = self.pending_withdrawal
         if pending is None or pending.is_complete:
             raise NoPendingProposal(signed.state.nonce if isinstance(signed, SignedState) else -1)
-        check_message_signer(self.domain, pending.withdrawal, signature, self.peer_address)
+        check_message_signer(self.domain, pending.withdrawal, signature, self.peer_signing_address)
         self.receive_countersignature(signed)
         if self.peer_role == "A":
             self.pending_withdrawal = replace(pending, sig_a=signature)
@@ -481,7 +488,7 @@ class Channel:
             raise MalformedMessage(f"expected a SignedState, got {type(signed).__name__}")
         if self.pending is None or signed.state != self.pending.state:
             raise NoPendingProposal(signed.state.nonce if isinstance(signed.state.nonce, int) else -1)
-        check_signer(self.domain, signed.state, signed.signature_of(self.peer_role), self.peer_address)
+        check_signer(self.domain, signed.state, signed.signature_of(self.peer_role), self.peer_signing_address)
         own = self.pending.signature_of(self.role)
         assert own is not None
         locks = self._pending_locks if self._pending_locks is not None else self.locks
@@ -649,7 +656,7 @@ class Channel:
         proposed = payout_a if self.role == "A" else payout_b
         if proposed < minimum:
             raise UnfavourableState(minimum, proposed)
-        check_signer(self.domain, state, proposal.signature_of(self.peer_role), self.peer_address)
+        check_signer(self.domain, state, proposal.signature_of(self.peer_role), self.peer_signing_address)
         return state
 
     def _accept(self, signed: SignedState, locks: tuple[Lock, ...]) -> None:

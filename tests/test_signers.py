@@ -19,8 +19,9 @@ from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_utils.address import to_checksum_address
 
-from paychan.channel import Channel, pay
+from paychan.channel import Channel, agree_final, pay
 from paychan.devnet import Devnet, dev_accounts, free_port, start_devnet
+from paychan.exceptions import InvalidSignature
 from paychan.signers import (
     ApeSigner,
     Erc1271Signer,
@@ -482,3 +483,43 @@ def test_the_signers_pages_example_runs_and_prints_the_lines_it_quotes(capsys: p
     code, printed = re.search(r"```python\n(.*?)```\n\nprints\n\n```text\n(.*?)```", page, flags=re.S).groups()
     exec(compile(code, "docs/signers.md", "exec"), {})  # noqa: S102 - the page's own example
     assert capsys.readouterr().out == printed
+
+
+def test_an_erc1271_wallets_channel_runs_off_chain_with_a_peer_that_knows_the_owner_key() -> None:
+    wallet = to_checksum_address("0x" + "c0" * 20)
+    params = ChannelParams(wallet, OTHER.address, ETH, 3600, 7)
+    a = Channel(params, DOMAIN, Erc1271Signer(wallet, LocalKeySigner(WALLET_OWNER.key)), deposits=CHANNEL_DEPOSITS)
+    b = Channel(params, DOMAIN, OTHER.key, deposits=CHANNEL_DEPOSITS, peer_signing_address=WALLET_OWNER.address)
+    pay(a, b, ABOVE_2_53)
+    pay(b, a, 5)
+    proposal, lock = a.propose_lock(2**53 + 7, hashlock(b"\x42" * 32), NOW + 1800, NOW)
+    a.receive_countersignature(b.receive_proposal(proposal, lock=lock, now=NOW))
+    a.receive_countersignature(b.receive_proposal(a.propose_settle_lock(b"\x42" * 32), settle=b"\x42" * 32))
+    revocation = a.sign_revocation()
+    assert revocation is not None
+    b.receive_revocation(*revocation)
+    withdrawal, signature, proposal = a.propose_withdrawal(2**60, NOW + 600)
+    b_signature, state = b.receive_withdrawal(withdrawal, signature, proposal, NOW)
+    a.receive_withdrawal_countersignature(b_signature, state)
+    for side in (a, b):
+        side.record_withdrawal(*withdrawal.deposits_after(), 1)
+    final = agree_final(a, b)
+    assert a.latest == b.latest == final and final.state.is_final
+    assert (final.state.balance_a, final.state.balance_b) == (
+        CHANNEL_DEPOSITS[0] - ABOVE_2_53 + 5 - (2**53 + 7) - 2**60,
+        CHANNEL_DEPOSITS[1] + ABOVE_2_53 - 5 + 2**53 + 7,
+    )
+    assert recover_digest_signer(message_digest(DOMAIN, final.state), final.sig_a) == WALLET_OWNER.address
+    assert b.peer_revocation == revocation
+
+
+def test_a_peer_that_checks_an_erc1271_wallets_address_by_ecrecover_refuses_its_state_unchanged() -> None:
+    wallet = to_checksum_address("0x" + "c0" * 20)
+    params = ChannelParams(wallet, OTHER.address, ETH, 3600, 7)
+    a = Channel(params, DOMAIN, Erc1271Signer(wallet, LocalKeySigner(WALLET_OWNER.key)), deposits=(10, 0))
+    b = Channel(params, DOMAIN, OTHER.key, deposits=(10, 0))
+    before = (b.latest, b.pending, b.nonce, b.balances)
+    with pytest.raises(InvalidSignature) as raised:
+        b.receive_proposal(a.propose_payment(4))
+    assert raised.value == InvalidSignature(expected=wallet, recovered=WALLET_OWNER.address)
+    assert (b.latest, b.pending, b.nonce, b.balances) == before
