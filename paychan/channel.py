@@ -453,8 +453,12 @@ class Channel:
             return
         if now <= pending.withdrawal.expiry:
             raise WithdrawalRejected(f"the withdrawal can still be made until {pending.withdrawal.expiry}")
-        if self.pending is not None and self.pending.state.withdrawals != pending.before.state.withdrawals:
-            self.pending = None
+        # no later state may reuse the nonce of the withdrawal's state (both signed it) or of a proposal
+        self._nonce_floor = max(self._nonce_floor, self.latest.state.nonce)
+        if self.pending is not None:
+            self._nonce_floor = max(self._nonce_floor, self.pending.state.nonce)
+            if self.pending.state.withdrawals != pending.before.state.withdrawals:
+                self.pending = None
         self.latest = pending.before
         self.pending_withdrawal = None
 
@@ -510,6 +514,12 @@ class Channel:
         self._check_no_withdrawal_pending()
         if self._next_nonce > MAX_NONCE:
             raise UnexpectedNonce(self._next_nonce, self.nonce)
+
+    @property
+    def signed_nonce(self) -> int:
+        """The highest nonce this channel signed or countersigned, the latest state's or above it (a state
+        a dropped withdrawal named, a proposal not answered): the next state takes a higher one."""
+        return max(self.nonce, self._nonce_floor)
 
     @property
     def _next_nonce(self) -> int:

@@ -1043,7 +1043,8 @@ class Node:
         else:
             last = channel.latest.state
             balance_a, balance_b = channel.balances()
-            nonce, final = channel.nonce, channel.is_final
+            # above every nonce signed: after a dropped withdrawal its state's nonce stays taken
+            nonce, final = channel.signed_nonce, channel.is_final
             deposit_a, deposit_b = channel.deposits
         states: list[ChannelState] = []
         owners: list[Request] = []

@@ -47,6 +47,7 @@ from web3.logs import DISCARD
 
 from paychan.chain import genesis_hash
 from paychan.contract import RecordedState
+from paychan.node import withdraw
 from paychan.node.server import Node
 from paychan.node.store import STATUS_CLOSED, STATUS_CLOSING, STATUS_OPEN, ChannelRecord, Store
 from paychan.state import ChannelParams, Lock, Signature, SignedState
@@ -366,16 +367,22 @@ class Watcher:
     # --- acting ----------------------------------------------------------------------------------
 
     async def act(self, head: int) -> None:
-        """Reveals the secrets ``reveals`` says, then challenges or settles what ``decide`` says, for every
-        closing channel (and, for reveals, every open one with locks)."""
+        """Drops withdrawals both signed that expired unmade (``withdraw.abandon_expired``), reveals the
+        secrets ``reveals`` says, then challenges or settles what ``decide`` says, for every closing channel
+        (and, for reveals, every open one with locks)."""
         node = self.node
         closing = [r for r in node.runtimes.values() if r.record.status == STATUS_CLOSING]
         locked = [r for r in node.runtimes.values() if r.record.status == STATUS_OPEN and r.channel.locks]
-        if not closing and not locked:
+        withdrawing = [
+            r for r in node.runtimes.values() if r.record.status == STATUS_OPEN and r.channel.pending_withdrawal
+        ]
+        if not closing and not locked and not withdrawing:
             return
         block = await self._chain(self.contract.chain.w3.eth.get_block, head)
         now = int(block["timestamp"])
         node.note_chain_time(now)
+        for runtime in withdrawing:  # the events of every block up to ``head`` are applied
+            withdraw.abandon_expired(node, runtime, now)
         recorded_locks: dict[bytes, tuple[Lock, ...]] = {}
         due: list[bytes] = []
         for runtime in locked:

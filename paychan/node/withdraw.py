@@ -24,6 +24,7 @@ but did not answer may have countersigned: then the withdrawal stays pending and
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,11 +55,17 @@ from paychan.node.store import STATUS_OPEN, ChannelRecord, Store
 from paychan.signing import state_struct_hash
 from paychan.state import ETH, MAX_UINT40, ChannelId, Signature, SignedState, Withdrawal
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from paychan.node.server import Node, Runtime
 
 MAX_WITHDRAWAL_WINDOW = 3600  # a node countersigns withdrawals expiring at most this long after its chain time
 MIN_EXPIRES_IN = 60  # the least a proposer gives its withdrawal's transaction to be mined
+# a node countersigns no withdrawal expiring this soon after its chain time: its estimate of the chain's time
+# (the latest block seen plus the time since) may lag a devnet mining several blocks a second, and a
+# withdrawal that cannot be mined in time would only block the channel until it expires
+MIN_WITHDRAWAL_LEAD = MIN_EXPIRES_IN // 2
 MAX_EXPIRES_IN = 30 * 24 * 3600  # the most a proposer asks for (its peer may accept less)
 DEFAULT_EXPIRES_IN = 600
 
@@ -172,6 +179,11 @@ def countersign(node: Node, message: WithdrawMessage, signer: str | None) -> dic
     # the next block's time is at least the chain's as last seen and, on a chain stamping blocks by the clock
     # (anvil between blocks, or any public chain), at least the clock's
     now = max(node.chain_now(), int(time.time()))
+    if message.withdrawal.expiry <= now + MIN_WITHDRAWAL_LEAD:
+        raise WithdrawalRejected(
+            f"it expires at {message.withdrawal.expiry}, {MIN_WITHDRAWAL_LEAD} s or less after now ({now}): too "
+            "soon to be made"
+        )
     if message.withdrawal.expiry > now + MAX_WITHDRAWAL_WINDOW:
         raise WithdrawalRejected(
             f"it expires at {message.withdrawal.expiry}, more than {MAX_WITHDRAWAL_WINDOW} s after now ({now})"
@@ -245,8 +257,42 @@ def restore_pending(
     row = store.state_at(record.channel_id, int(data["before"]))
     if row is None:
         return
+    if data.get("abandoned"):
+        # it expired unmade (``abandon_expired``): the state before it is the latest; the nonce floor stays
+        # at the withdrawal's state, so no later state reuses its nonce
+        channel.latest = own_signature(row.signed)
+        return
     sig_a, sig_b = _signature(data["sigA"], "sigA"), _signature(data["sigB"], "sigB")
     channel.pending_withdrawal = PendingWithdrawal(withdrawal, own_signature(row.signed), sig_a, sig_b)
+
+
+def abandon_expired(node: Node, runtime: Runtime, now: int) -> bool:
+    """Drops the channel's withdrawal both signed once it expired unmade, so the channel signs states again
+    (on the counter before it). ``now`` must be the timestamp of a block whose events the watcher applied:
+    every block up to the expiry is then processed, so a withdrawal made in time would already show in the
+    record's counter. The store keeps the withdrawal, marked abandoned, so a restart does not revive it."""
+    channel = runtime.channel
+    pending = channel.pending_withdrawal
+    if pending is None or now <= pending.withdrawal.expiry:
+        return False
+    if runtime.record.withdrawals != pending.withdrawal.withdrawals:
+        return False  # made on chain: the watcher's Withdrawn event records it
+    with node.store.transaction():
+        text = node.store.get_meta(pending_key(runtime.cid))
+        if text is not None:
+            data = json.loads(text)
+            data["abandoned"] = True
+            node.store.set_meta(pending_key(runtime.cid), json.dumps(data, separators=(",", ":")))
+        channel.abandon_withdrawal(now)
+    runtime.wakeup.set()  # the payments queued meanwhile go now
+    log.warning(
+        "channel 0x%s: withdrawal %d expired at %d without being made; back to the state before it (nonce %d)",
+        runtime.cid.hex()[:12],
+        pending.withdrawal.withdrawals + 1,
+        pending.withdrawal.expiry,
+        channel.nonce,
+    )
+    return True
 
 
 def apply_withdrawn(runtime: Runtime, withdrawals: int, deposit_a: int, deposit_b: int) -> None:
@@ -342,8 +388,8 @@ async def _submit_again(node: Node, runtime: Runtime, amount: int) -> dict[str, 
     now = await node.on_chain(node._require_contract().chain.now)
     if now > withdrawal.expiry:
         raise WithdrawalFailed(
-            f"{what} expired at {withdrawal.expiry} without being made: nothing was withdrawn, and the channel "
-            "signs no new state on top of it; close it (the node closes with the state before the withdrawal)"
+            f"{what} expired at {withdrawal.expiry} without being made: nothing was withdrawn; once the watcher "
+            "has seen a block past its expiry the channel goes on from the state before it (run this again then)"
         )
     if ours == 0:
         raise WithdrawalFailed(

@@ -194,6 +194,38 @@ def test_a_withdrawal_whose_transaction_failed_blocks_new_states_and_is_submitte
     assert [states_in(node, cid) for node in (alice, bob)] == [3, 3]
 
 
+@pytest.mark.anvil
+def test_a_withdrawal_both_signed_that_expires_unmade_is_dropped_by_both_nodes_and_the_channel_pays_again(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet_contract: PaychanContract
+) -> None:
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "1ether")
+    assert paychan(capsys, "pay", "--db", str(alice.db), "0.3ether")[0] == 0
+    chain = devnet_contract.chain
+    chain.rpc("anvil_setBalance", [ADDRESS_A, "0x0"])  # alice cannot pay for the transaction
+    failed = one_error(*paychan(capsys, "withdraw", "--db", str(alice.db), "0.2ether", "--expires-in", "60"))
+    assert failed.startswith("both signed the withdrawal of 0.2 ETH, but its transaction failed (")
+    chain.rpc("anvil_setBalance", [ADDRESS_A, hex(10 * ETHER)])
+    expiry = alice.status()["pendingWithdrawal"]["expiry"]
+    assert bob.status()["pendingWithdrawal"]["expiry"] == expiry
+    chain.time_travel(expiry - chain.now() + 2)  # a block past the expiry: the withdrawal can never be made
+    for node in (alice, bob):
+        wait_for(lambda node=node: node.status()["pendingWithdrawal"] is None, f"{node.name} to drop the withdrawal")
+    assert [node.status()["nonce"] for node in (alice, bob)] == [1, 1]  # the state before it, again
+    code, out, err = paychan(capsys, "pay", "--db", str(alice.db), "0.1ether")
+    assert code == 0, err
+    assert [node.status()["nonce"] for node in (alice, bob)] == [3, 3]  # above the withdrawal's nonce 2
+    alice.stop()
+    alice.start()  # the dropped withdrawal stays dropped
+    assert alice.status()["pendingWithdrawal"] is None
+    assert paychan(capsys, "pay", "--db", str(alice.db), "0.1ether")[0] == 0
+    assert [node.status()["balanceB"] for node in (alice, bob)] == [str(5 * 10**17)] * 2
+    onchain = devnet_contract.get_channel(cid)  # type: ignore[arg-type]
+    assert (onchain.deposit_a, onchain.withdrawals) == (ETHER, 0)
+
+
 def snapshot(contract: PaychanContract, cid: bytes, nodes: list[NodeProcess]) -> tuple[Any, ...]:
     onchain = contract.get_channel(cid)  # type: ignore[arg-type]
     return (
@@ -305,7 +337,10 @@ def test_a_node_refuses_an_expired_a_foreign_or_a_malformed_withdrawal_before_si
     expired = carol_withdrawal(devnet_contract, cid, deposit, 10**16, 0, now - 1)
     code, error = refused(expired.to_json())
     assert (code, error["type"]) == (422, "WithdrawalRejected")
-    assert re.fullmatch(rf"WithdrawalRejected\(expiry {now - 1} is not after now \(\d+\)\)", error["message"])
+    assert re.fullmatch(
+        rf"WithdrawalRejected\(it expires at {now - 1}, 30 s or less after now \(\d+\): too soon to be made\)",
+        error["message"],
+    )
     bobs = carol_withdrawal(devnet_contract, cid, deposit, 0, 10**16, now + 600)  # from bob's side
     code, error = refused(bobs.to_json())
     assert (code, error["message"]) == (422, "WithdrawalRejected(it withdraws from our side: only we propose that)")
