@@ -17,8 +17,11 @@ machine's own fields are a small Python reference of what the contract should do
   ``RecordedState.fingerprint``), and change nothing but the sender's gas;
 - after every step, every actor's ETH and token balance (gas included, to the wei), the contract's
   balances, ``owed``, the touched channels' slots (status, closer, penalty, deadline, nonce, deposits,
-  withdrawal counter) and records (``recorded_state``, which the model's own record must also pass as
-  calldata), the touched hashlocks' ``revealedAt`` and ``nextChannelNumber`` equal the model's. So the
+  withdrawal counter) and records (the model's own ``RecordedState``, its salt taken from the recording
+  receipt, must match the slot's fingerprint: passed as calldata to a ``proveRevoked`` call that revokes
+  nothing, it gets past the record check; the first few are also compared with the SDK's
+  ``recorded_state``, which reads the events, too slow on eth-tester for every step), the touched
+  hashlocks' ``revealedAt`` and ``nextChannelNumber`` equal the model's. So the
   contract's balance always equals what open and closing channels hold plus what is owed, and for each
   channel what was deposited equals what it holds (balances plus locked amounts once closing) plus what
   its withdrawals and payouts paid;
@@ -113,6 +116,7 @@ LIVE_CHANNELS = 2  # open or closing channels at once: more steps go to what hap
 MAX_MODEL_LOCKS = 4  # pending locks per channel the model adds (the contract has no bound; settle cost grows)
 
 OUTCOMES: Counter[str] = Counter()  # how often each call ended how, over the whole run
+SDK_RECORD_CHECKS = 3  # records compared with `recorded_state` (about a second each on eth-tester)
 
 amounts = st.one_of(st.integers(0, 30).map(lambda n: n * UNIT), st.integers(0, 3 * 10**18))
 indexes = st.integers(0, 10**6)
@@ -675,12 +679,14 @@ class ChannelMachine(RuleBasedStateMachine):
         then=st.sampled_from(["replay", "expired", "wrong counter", "one party"]),
         stale=indexes,
         closer=sides,
+        end=st.sampled_from(["cooperative close", "stay open"]),
     )
     def withdraw_story(
-        self, index: int, share_a: int, share_b: int, submitter: int, then: str, stale: int, closer: str
+        self, index: int, share_a: int, share_b: int, submitter: int, then: str, stale: int, closer: str, end: str
     ) -> None:
         """A withdrawal is made; then a bad one is submitted (the same again, an expired one, one for another
-        counter, one signed by one party), and one side tries to close with a state from before it."""
+        counter, one signed by one party), one side tries to close with a state from before it, and maybe
+        both then close cooperatively with a final state signed under the new counter."""
         open_channels = [c for c in self.channels if c.status == STATUS_OPEN]
         ch = open_channels[index % len(open_channels)]
         self.touched.append(ch)
@@ -690,6 +696,9 @@ class ChannelMachine(RuleBasedStateMachine):
         self._withdraw(ch, sender, then, share_b, share_a)
         if before and stale % 2:
             self._close(ch, self._role(ch, closer), before[stale % len(before)])
+        if end == "cooperative close" and ch.status == STATUS_OPEN:
+            self._sign(ch, share_a, True, "none")
+            self._cooperative_close(ch, ch.states[-1], sender)
 
     def _withdraw(self, ch: ModelChannel, sender: Any, variant: str, share_a: int, share_b: int) -> None:
         now = self._pending_timestamp()
@@ -761,8 +770,9 @@ class ChannelMachine(RuleBasedStateMachine):
         ch = self._pick(index, STATUS_OPEN, need_states=True)
         if fresh and ch.status == STATUS_OPEN:
             self._sign(ch, share, True, "none")
-        ms = self._state_of(ch, which)
-        sender = self._actor(submitter)
+        self._cooperative_close(ch, self._state_of(ch, which), self._actor(submitter))
+
+    def _cooperative_close(self, ch: ModelChannel, ms: ModelState, sender: Any) -> None:
         expect: ContractCustomError | None = None
         if ch.status != STATUS_OPEN:
             expect = ChannelNotOpen(ch.cid)
@@ -1298,6 +1308,9 @@ class ChannelMachine(RuleBasedStateMachine):
                     lambda: k.prove_revoked(proof, ch.params, 0, EMPTY_SIGNATURE, ch.record, gas=GAS)  # noqa: B023
                 )
                 assert got == (ChannelPenalized(ch.cid) if ch.penalized else NotRevoked(ch.record.closer_nonce, 0))
+                if OUTCOMES["record: compared with recorded_state"] < SDK_RECORD_CHECKS:
+                    assert k.recorded_state(ch.cid) == ch.record
+                    OUTCOMES["record: compared with recorded_state"] += 1
         for hashlock in self.touched_hashlocks:
             assert k.view(k.contract.functions.revealedAt(hashlock)) == (self.revealed.get(hashlock, 0),)
         if any(c.params.number == self.next_number - 1 for c in self.touched):
@@ -1357,6 +1370,7 @@ NEEDED = [
     "lock: revealed late, back to the sender",
     "lock: never revealed, back to the sender",
     "settle: the cheater's whole channel to the other side",
+    "record: compared with recorded_state",
 ]
 
 
