@@ -15,7 +15,8 @@ machine's own fields are a small Python reference of what the contract should do
 - a call the model rejects must revert with exactly the custom error and values the model predicts (for
   ``RecordMismatch``: the fingerprints of the model's record and of the one passed, by
   ``RecordedState.fingerprint``), and change nothing but the sender's gas;
-- after every step, every actor's ETH and token balance (gas included, to the wei), the contract's
+- after every step, every actor's ETH balance (gas included, to the wei), the token balance of every actor
+  the step paid or charged, the contract's
   balances, ``owed``, the touched channels' slots (status, closer, penalty, deadline, nonce, deposits,
   withdrawal counter) and records (the model's own ``RecordedState``, its salt taken from the recording
   receipt, must match the slot's fingerprint: passed as calldata to a ``proveRevoked`` call that revokes
@@ -35,7 +36,10 @@ Examples: ``PAYCHAN_FUZZ_EXAMPLES`` (default 50, the CI number) of up to ``PAYCH
 examples are derandomized (the same in every CI run); with it, hypothesis explores new ones. Transactions
 pass ``gas`` explicitly (no estimation). The outcome counts are printed at the end (``pytest -s``), and a
 default run must reach every outcome that matters (successful and refused closes, challenges, settlements,
-lock payouts both ways, penalties and withdrawals).
+lock payouts both ways, penalties and withdrawals). A few rules are stories of several transactions (a
+dispute with its proofs and settlement, locks from close to settle, a withdrawal and its bad twins) so that
+these outcomes are reached in few steps; the derandomized examples follow the machine's code, so an edit
+can move what the default run reaches, and the check then names what is missing.
 """
 
 from __future__ import annotations
