@@ -38,15 +38,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="conditional payments: add a lock under a hashlock, settle it by its secret, expire it",
         description="Conditional payments (hashlocks) in an open channel, through the running node.",
     )
-    commands = lock.add_subparsers(dest="lock_command", required=True, metavar="COMMAND")
+    commands = lock.add_subparsers(
+        dest="lock_command", required=True, metavar="COMMAND", help="secret, add, settle, expire or list"
+    )
 
-    secret = commands.add_parser("secret", help="keep a secret for a lock the peer is to add; print its hashlock")
+    secret = commands.add_parser(
+        "secret",
+        help="keep a secret for a lock the peer is to add; print its hashlock",
+        description="Keep a secret for a lock the peer is to add; print its hashlock.",
+    )
     _add_db(secret)
     secret.add_argument("--secret", default=None, help="the secret (0x and 64 hex digits; default: a fresh one)")
     _add_json(secret)
     secret.set_defaults(func=run_secret)
 
-    add = commands.add_parser("add", help="lock AMOUNT of your balance towards the peer under HASHLOCK")
+    add = commands.add_parser(
+        "add",
+        help="lock AMOUNT of your balance towards the peer under HASHLOCK",
+        description="Lock AMOUNT of your balance towards the peer under HASHLOCK.",
+    )
     _add_db(add)
     add.add_argument("amount", help="1ether, 0.5gwei, 1e15, 2500wei or plain wei; in a token channel: token units")
     add.add_argument("hashlock", help="sha256 of the secret (0x and 64 hex digits), from the payee")
@@ -55,21 +65,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_json(add)
     add.set_defaults(func=run_add)
 
-    settle = commands.add_parser("settle", help="move the lock of sha256(SECRET) to its receiver")
+    settle = commands.add_parser(
+        "settle",
+        help="move the lock of sha256(SECRET) to its receiver",
+        description="Move the lock of sha256(SECRET) to its receiver.",
+    )
     _add_db(settle)
     settle.add_argument("secret", help="the secret (0x and 64 hex digits)")
     _add_channel(settle)
     _add_json(settle)
     settle.set_defaults(func=run_settle)
 
-    expire = commands.add_parser("expire", help="take your expired lock of HASHLOCK back")
+    expire = commands.add_parser(
+        "expire", help="take your expired lock of HASHLOCK back", description="Take your expired lock of HASHLOCK back."
+    )
     _add_db(expire)
     expire.add_argument("hashlock", help="the lock's hashlock (0x and 64 hex digits)")
     _add_channel(expire)
     _add_json(expire)
     expire.set_defaults(func=run_expire)
 
-    listing = commands.add_parser("list", help="the channel's pending locks")
+    listing = commands.add_parser(
+        "list", help="the channel's pending locks", description="The channel's pending locks."
+    )
     _add_db(listing)
     _add_channel(listing)
     _add_json(listing)
