@@ -5,6 +5,7 @@ import {ECDSA} from "solady/utils/ECDSA.sol";
 import {EIP712} from "solady/utils/EIP712.sol";
 import {ReentrancyGuardTransient} from "solady/utils/ReentrancyGuardTransient.sol";
 import {SafeTransferLib} from "solady/utils/SafeTransferLib.sol";
+import {SignatureCheckerLib} from "solady/utils/SignatureCheckerLib.sol";
 
 /// @title PaymentChannels
 /// @notice Many two-party payment channels (ETH or one ERC-20 each) held by one contract.
@@ -266,6 +267,13 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// hooks it calls) needing more is credited for `claim` instead, so no party can make settling a
     /// channel cost more than two bounded pushes. A plain ERC-20 `transfer` needs well under half of it.
     uint256 public constant PAYOUT_GAS = 100_000;
+    /// @dev Gas given to a contract participant's ERC-1271 check (the self-call that runs solady's
+    /// `isValidERC1271SignatureNow`; the wallet gets 63/64 of what is left of it): enough for an
+    /// owner-signed wallet (~5,000), a Safe (~15,000 to 30,000 with its fallback handler) or an ERC-4337
+    /// account with a nested ERC-7739 check, and a bound on what a wallet that burns gas can make a
+    /// `close`, `challenge`, `cooperativeClose`, `withdraw` or `proveRevoked` cost its submitter: a
+    /// wallet needing more is refused with `InvalidSignature`. Internal: no getter, so no new selector.
+    uint256 internal constant _ERC1271_GAS = 100_000;
     /// @dev The EIP-712 type of a balance state.
     bytes32 public constant STATE_TYPEHASH = keccak256(
         "State(bytes32 channelId,uint48 nonce,uint256 balanceA,uint256 balanceB,uint256 lockedA,uint256 lockedB,uint256 depositA,uint256 depositB,uint16 withdrawals,bytes32 locksRoot,bool isFinal)"
@@ -902,7 +910,29 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes32 s = bytes32(uint256(sig.vs) & ~(uint256(1) << 255));
         if (uint256(s) > _HALF_N) revert MalleableSignature(s);
         address recovered = ECDSA.tryRecover(digest, sig.r, sig.vs);
-        if (recovered != expected) revert InvalidSignature(expected, recovered);
+        if (recovered != expected) _checkERC1271(digest, sig, expected, recovered);
+    }
+
+    /// @dev The ERC-1271 fallback of `_checkSigner`: reverts unless `expected` has code and accepts `sig`
+    /// within `_ERC1271_GAS`. The first line never runs (it is only called with `recovered != expected`):
+    /// it makes the function recursive, which keeps the optimizer from inlining a copy of it into every
+    /// `_checkSigner` (200 bytes each).
+    function _checkERC1271(bytes32 digest, Signature calldata sig, address expected, address recovered) private view {
+        if (recovered == expected) return _checkERC1271(digest, sig, expected, address(0));
+        if (expected.code.length == 0 || !this.isValidERC1271Signature{gas: _ERC1271_GAS}(expected, digest, sig)) {
+            revert InvalidSignature(expected, recovered);
+        }
+    }
+
+    /// @dev Whether the contract `signer` accepts `sig` for `digest` by ERC-1271 (`isValidSignature`
+    /// called with the 65-byte `(r, s, v)` form), through solady's `SignatureCheckerLib`. What
+    /// `_checkSigner` calls, with at most `_ERC1271_GAS`, when a participant with code does not recover.
+    function isValidERC1271Signature(address signer, bytes32 digest, Signature calldata sig)
+        external
+        view
+        returns (bool)
+    {
+        return SignatureCheckerLib.isValidERC1271SignatureNow(signer, digest, sig.r, sig.vs);
     }
 
     /// @dev Checks that the caller may close `channel` and that it is open; returns its slot.
