@@ -145,7 +145,8 @@ def test_a_revocation_signed_by_the_wallet_owner_proves_the_wallet_closed_with_a
     receipt = contract.prove_revoked(bob, params, 2, revocation)
     (proven,) = tx_events(contract, receipt, "RevokedStateProven")
     assert (proven["cheater"], proven["closerNonce"], proven["belowNonce"]) == (wallet.address, 1, 2)
-    assert contract.get_channel(cid).status == STATUS_CLOSING + 2  # A closed, proven to have cheated
+    onchain = contract.get_channel(cid)
+    assert (onchain.status, onchain.closed_by, onchain.penalized) == (STATUS_CLOSING, "A", True)
 
 
 @pytest.mark.parametrize("mode", [GARBAGE, REVERTS, BURNS_GAS], ids=["garbage", "reverts", "burns-gas"])
