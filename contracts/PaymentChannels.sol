@@ -337,8 +337,13 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /*                        CONSTRUCTOR                         */
     /*.•°:°.´+˚.*°.˚:*.´•*.+°.•°:´*.´•*.•°.•°:°.´:•˚°.*°.˚:*.´+°.•*/
 
+    /// @dev The EIP-712 domain separator of the deployment's chain, what every digest uses (see
+    /// `_hashTypedData`).
+    bytes32 internal immutable _DOMAIN_SEPARATOR_AT_DEPLOYMENT;
+
     constructor() {
         nextChannelNumber = 1;
+        _DOMAIN_SEPARATOR_AT_DEPLOYMENT = _domainSeparator();
     }
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
@@ -740,9 +745,10 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         return _withdrawalDigest(_channelId(channel), withdrawal);
     }
 
-    /// @dev The EIP-712 domain separator (name "paychan", version "1").
+    /// @dev The EIP-712 domain separator (name "paychan", version "1", the deployment's chain id), the one
+    /// every digest uses.
     function DOMAIN_SEPARATOR() external view returns (bytes32) {
-        return _domainSeparator();
+        return _DOMAIN_SEPARATOR_AT_DEPLOYMENT;
     }
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
@@ -755,6 +761,25 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         if (revealedAt[hashlock] != 0) return;
         revealedAt[hashlock] = block.timestamp;
         emit SecretRevealed(hashlock, secret);
+    }
+
+    /// @dev solady's `_hashTypedData` with the separator cached at deployment only: solady's also rebuilds
+    /// it when the chain id or the address differ from the deployment's (a fork, a delegatecall). Neither
+    /// can replay a state here: every signed message holds the channel id, `keccak256(chainid, this,
+    /// channel)` computed by the contract at the call, so a message signed on one chain (or for one
+    /// contract) names a channel that does not exist on a fork (or elsewhere), whatever the separator.
+    /// One immutable instead of three per digest copy: what pays for the bounded ERC-1271 check.
+    function _hashTypedData(bytes32 structHash) internal view override returns (bytes32 digest) {
+        digest = _DOMAIN_SEPARATOR_AT_DEPLOYMENT;
+        /// @solidity memory-safe-assembly
+        assembly {
+            mstore(0x00, 0x1901000000000000) // Store "\x19\x01".
+            mstore(0x1a, digest) // Store the domain separator.
+            mstore(0x3a, structHash) // Store the struct hash.
+            digest := keccak256(0x18, 0x42)
+            // Restore the part of the free memory slot that was overwritten.
+            mstore(0x3a, 0)
+        }
     }
 
     function _domainNameAndVersion() internal pure override returns (string memory, string memory) {
