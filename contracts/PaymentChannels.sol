@@ -339,11 +339,13 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
 
     /// @dev The EIP-712 domain separator of the deployment's chain, what every digest uses (see
     /// `_hashTypedData`).
-    bytes32 internal immutable _DOMAIN_SEPARATOR_AT_DEPLOYMENT;
+    /// (mixedCase, as slither's `naming-convention` wants of an immutable; solhint wants SNAKE_CASE.)
+    // solhint-disable-next-line immutable-vars-naming
+    bytes32 internal immutable _deploymentSeparator;
 
     constructor() {
         nextChannelNumber = 1;
-        _DOMAIN_SEPARATOR_AT_DEPLOYMENT = _domainSeparator();
+        _deploymentSeparator = _domainSeparator();
     }
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
@@ -748,7 +750,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @dev The EIP-712 domain separator (name "paychan", version "1", the deployment's chain id), the one
     /// every digest uses.
     function DOMAIN_SEPARATOR() external view returns (bytes32) {
-        return _DOMAIN_SEPARATOR_AT_DEPLOYMENT;
+        return _deploymentSeparator;
     }
 
     /*´:°•.°+.*•´.*:˚.°*.˚•´.°:°•.°•.*•´.*:˚.°*.˚•´.°:°•.°+.*•´.*:*/
@@ -770,7 +772,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// contract) names a channel that does not exist on a fork (or elsewhere), whatever the separator.
     /// One immutable instead of three per digest copy: what pays for the bounded ERC-1271 check.
     function _hashTypedData(bytes32 structHash) internal view override returns (bytes32 digest) {
-        digest = _DOMAIN_SEPARATOR_AT_DEPLOYMENT;
+        digest = _deploymentSeparator;
         /// @solidity memory-safe-assembly
         assembly {
             mstore(0x00, 0x1901000000000000) // Store "\x19\x01".

@@ -12,19 +12,19 @@ import {ECDSA} from "solady/utils/ECDSA.sol";
 /// a hash only if the owner's key made it (65-byte `r || s || v` or 64-byte EIP-2098 form).
 contract OwnedWallet1271 {
     /// @dev The key whose signatures this wallet accepts and who may make it call.
-    address public immutable owner;
+    address public immutable OWNER;
 
     error NotOwner(address caller);
 
     constructor(address owner_) payable {
-        owner = owner_;
+        OWNER = owner_;
     }
 
     receive() external payable {}
 
     /// @dev Makes a call as this wallet, sending `value` of its ETH; bubbles a revert.
     function execute(address target, uint256 value, bytes calldata data) external returns (bytes memory result) {
-        if (msg.sender != owner) revert NotOwner(msg.sender);
+        if (msg.sender != OWNER) revert NotOwner(msg.sender);
         bool success;
         (success, result) = target.call{value: value}(data);
         if (!success) {
@@ -37,6 +37,6 @@ contract OwnedWallet1271 {
     /// @dev ERC-1271: the magic value `0x1626ba7e` for a signature of `hash` by the owner, else `0xffffffff`.
     function isValidSignature(bytes32 hash, bytes calldata signature) external view returns (bytes4) {
         address signer = ECDSA.tryRecoverCalldata(hash, signature);
-        return signer == owner && signer != address(0) ? bytes4(0x1626ba7e) : bytes4(0xffffffff);
+        return signer == OWNER && signer != address(0) ? bytes4(0x1626ba7e) : bytes4(0xffffffff);
     }
 }
