@@ -36,6 +36,16 @@ import {SignatureCheckerLib} from "solady/utils/SignatureCheckerLib.sol";
 ///   hook that needs more gas) is credited to the recipient and collected later with `claim`, which
 ///   forwards all the gas it is given, so it never blocks the other party's payout nor makes settling
 ///   dearer than two bounded pushes.
+/// - A participant's signature is checked by `ecrecover` first. Only if it recovers to someone else and
+///   the participant has code is the participant asked by ERC-1271 (`isValidSignature(digest, r||s||v)`,
+///   solady's `SignatureCheckerLib`, with at most `_ERC1271_GAS` gas): a smart account (a Safe with one
+///   owner, an ERC-4337 account, an owner-signed wallet) can be either participant, and an EIP-7702
+///   delegated EOA signs with its key as before (its own signature recovers to it; its delegate is asked
+///   only for a signature that does not). A contract signature is revocable and is whatever the wallet
+///   says: a wallet that accepts anything lets anyone sign as it (its counterparty could close with a
+///   state paying itself everything), and a wallet that later refuses a signature it accepted makes that
+///   state unusable on chain. A counterparty should accept a contract participant only if it trusts its
+///   code to keep accepting what its owner signed.
 /// - The secret registry (`revealSecret`, `revealSecrets`) is contract-wide and open to anyone: the first
 ///   reveal of a secret records its block timestamp under `sha256(secret)` for every channel; a repeated
 ///   reveal is a no-op, never a revert. It holds no funds and calls nothing but the SHA-256 precompile.
@@ -110,6 +120,11 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /// @dev An EIP-2098 compact signature: `vs` holds `s` in its low 255 bits and `v - 27` in its top bit.
+    /// A contract participant's signature is the same two words, passed to its `isValidSignature` as the
+    /// 65 bytes `r || s || v` (what an owner-signed wallet or a one-owner Safe checks). Not `bytes`: a
+    /// dynamic signature would cost every EOA call two more calldata words per signature and its length
+    /// checks, for wallets (a Safe with several owners, a passkey account) whose signatures do not fit 65
+    /// bytes; those can be a participant through an owner-signed wallet in front of them.
     struct Signature {
         bytes32 r;
         bytes32 vs;
@@ -139,7 +154,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     error ChannelNotClosing(bytes32 channelId);
     /// @dev A signature's `s` is in the upper half of the curve order (malleable).
     error MalleableSignature(bytes32 s);
-    /// @dev The signature recovers to `recovered`, not to the participant `expected`.
+    /// @dev The signature recovers to `recovered`, not to the participant `expected` (and `expected` has no
+    /// code, or did not accept it by ERC-1271 within `_ERC1271_GAS`).
     error InvalidSignature(address expected, address recovered);
     /// @dev The state's balances do not add up to the deposits it splits (`total = depositA + depositB`).
     error BalancesNotConserved(uint256 balanceA, uint256 balanceB, uint256 total);
@@ -933,6 +949,11 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         _checkSigner(digest, sigB, channel.participantB);
     }
 
+    /// @dev Reverts unless `sig` is `expected`'s over `digest`: by `ecrecover` (low `s` only, for every
+    /// participant), else, for a participant with code, by its ERC-1271 `isValidSignature`. An EOA's
+    /// path is the same instructions as without the fallback: the fallback runs only where the EOA path
+    /// would have reverted. Replay protection is the digest's (EIP-712, the channel id, the nonce or the
+    /// withdrawal counter), for a wallet as for a key.
     function _checkSigner(bytes32 digest, Signature calldata sig, address expected) internal view {
         bytes32 s = bytes32(uint256(sig.vs) & ~(uint256(1) << 255));
         if (uint256(s) > _HALF_N) revert MalleableSignature(s);
