@@ -187,14 +187,42 @@ def test_a_wallet_that_accepts_anything_lets_its_counterparty_close_with_a_state
 
 
 def test_the_erc1271_path_costs_a_bounded_amount_above_the_eoa_path(
-    chain, contract, wallet, carol, alice, bob, signed_state, open_channel
+    chain, contract, wallet, carol, alice, bob, watchtower, signed_state, open_channel
 ):
-    """The gas of a close with A a wallet beside the same close with A an EOA (printed for the record)."""
-    eoa = open_channel(5 * ETHER, 0)
-    eoa_state = signed_state(eoa.params, 1, 4 * ETHER, ETHER)
-    eoa_gas = contract.close(bob, eoa.params, eoa_state)["gasUsed"]
-    params = open_from_wallet(chain, contract, wallet, carol, bob.address, 5 * ETHER)
-    wallet_state = signed_state(params, 1, 4 * ETHER, ETHER, key_a=carol.key)
-    wallet_gas = contract.close(bob, params, wallet_state)["gasUsed"]
-    print(f"close by B, A an EOA: {eoa_gas:,} gas; A an OwnedWallet1271: {wallet_gas:,} (+{wallet_gas - eoa_gas:,})")
-    assert 0 < wallet_gas - eoa_gas < 15_000
+    """Each operation that checks A's signature, with A a wallet beside A an EOA (alice); gas printed."""
+    chain.send(carol, {"to": wallet.address, "value": 10 * ETHER, "gas": 50_000})  # three channels of 5
+
+    def channel(is_wallet: bool) -> ChannelParams:
+        if is_wallet:
+            return open_from_wallet(chain, contract, wallet, carol, bob.address, 5 * ETHER)
+        return open_channel(5 * ETHER, 0).params
+
+    def a_key(is_wallet: bool) -> bytes:
+        return bytes(carol.key if is_wallet else alice.key)
+
+    gas: dict[str, list[int]] = {}
+    for is_wallet in (False, True):
+        params, key = channel(is_wallet), a_key(is_wallet)
+        close = contract.close(bob, params, signed_state(params, 1, 4 * ETHER, ETHER, key_a=key))
+        challenge = contract.challenge(watchtower, params, signed_state(params, 2, 3 * ETHER, 2 * ETHER, key_a=key))
+        params = channel(is_wallet)
+        stale = signed_state(params, 1, 4 * ETHER, ETHER, key_a=key)
+        if is_wallet:
+            close_from_wallet(chain, contract, wallet, carol, params, stale)
+        else:
+            contract.close(alice, params, stale)
+        revocation = sign_digest(contract.onchain_revocation_digest(params, 2), key)
+        prove = contract.prove_revoked(watchtower, params, 2, revocation)
+        params = channel(is_wallet)
+        final = signed_state(params, 1, 3 * ETHER, 2 * ETHER, is_final=True, key_a=key)
+        cooperative = contract.cooperative_close(watchtower, params, final)
+        for name, receipt in [
+            ("close", close),
+            ("challenge", challenge),
+            ("prove revoked", prove),
+            ("cooperative close", cooperative),
+        ]:
+            gas.setdefault(name, []).append(int(receipt["gasUsed"]))
+    for name, (eoa_gas, wallet_gas) in gas.items():
+        print(f"{name}: A an EOA {eoa_gas:,} gas, A an OwnedWallet1271 {wallet_gas:,} (+{wallet_gas - eoa_gas:,})")
+        assert 0 < wallet_gas - eoa_gas < 15_000, name
