@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from paychan.chain import Chain
@@ -226,3 +227,41 @@ def test_the_erc1271_path_costs_a_bounded_amount_above_the_eoa_path(
     for name, (eoa_gas, wallet_gas) in gas.items():
         print(f"{name}: A an EOA {eoa_gas:,} gas, A an OwnedWallet1271 {wallet_gas:,} (+{wallet_gas - eoa_gas:,})")
         assert 0 < wallet_gas - eoa_gas < 15_000, name
+
+
+def test_an_eip7702_delegated_eoa_signs_with_its_own_key_and_its_delegate_accepts_another(
+    chain, contract, deployer, artifacts, alice, bob, watchtower, signed_state
+):
+    """An EOA delegated (EIP-7702) to an `OwnedWallet1271` whose owner is the watchtower's key: its own
+    signature recovers to it (the EOA path), the watchtower key's is accepted by its code, bob's by neither."""
+    implementation = deploy_test_contract(chain, deployer, artifacts["OwnedWallet1271"], watchtower.address)
+    delegated = Account.create()
+    auth = delegated.sign_authorization({"chainId": chain.chain_id, "address": implementation.address, "nonce": 0})
+    tx = {
+        "type": 4,
+        "chainId": chain.chain_id,
+        "nonce": chain.next_nonce(deployer.address),
+        "to": delegated.address,
+        "value": 0,
+        "gas": 100_000,
+        "data": b"",
+        "authorizationList": [auth],
+        **chain.fee_fields(),
+    }
+    tx_hash = chain.w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction)
+    assert chain.w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+    designator = b"\xef\x01\x00" + bytes.fromhex(implementation.address[2:])  # EIP-7702 delegation
+    assert bytes(chain.w3.eth.get_code(delegated.address)) == designator
+    params, _ = contract.open_channel(alice, delegated.address, 5 * ETHER)
+    cid = contract.channel_id(params)
+    own = signed_state(params, 1, 4 * ETHER, ETHER, key_b=bytes(delegated.key))
+    by_owner_key = signed_state(params, 2, 3 * ETHER, 2 * ETHER, key_b=bytes(watchtower.key))
+    by_bob = signed_state(params, 3, 2 * ETHER, 3 * ETHER, key_b=bytes(bob.key))
+    with pytest.raises(InvalidSignature) as e:
+        contract.close(alice, params, by_bob)
+    assert e.value == InvalidSignature(delegated.address, bob.address)
+    assert contract.get_channel(cid).status == STATUS_OPEN
+    contract.close(alice, params, own)
+    contract.challenge(alice, params, by_owner_key)
+    recorded = contract.recorded_state(cid)
+    assert (recorded.nonce, recorded.balance_a, recorded.balance_b) == (2, 3 * ETHER, 2 * ETHER)
