@@ -60,6 +60,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_false",
         help="do not settle closed channels after their deadline (default: the watcher settles them)",
     )
+    node.add_argument(
+        "--signer-url",
+        default=None,
+        help="sign the node's off-chain messages (states, revocations, withdrawals) with eth_signTypedData_v4 "
+        "for the keystore's address at this JSON-RPC URL (a wallet, a remote signer, a node's unlocked account); "
+        "every signature is checked to recover to that address. The keystore's key still signs the node's "
+        "on-chain transactions and authenticates its peer requests (default: the keystore's key signs all)",
+    )
+    node.add_argument(
+        "--signer-timeout", type=float, default=10.0, help="seconds to wait for --signer-url's answer (default 10)"
+    )
     node.add_argument("--max-batch", type=int, default=256, help="most states proposed in one message")
     node.add_argument("--payment-timeout", type=float, default=60.0, help="seconds a pay request waits")
     node.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -260,6 +271,13 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
     from paychan.node.server import Node, serve, write_control_file
     from paychan.node.watcher import Watcher
 
+    signer = None
+    if args.signer_url:
+        from eth_account import Account
+
+        from paychan.signers import JsonRpcSigner
+
+        signer = JsonRpcSigner(args.signer_url, Account.from_key(key).address, timeout=args.signer_timeout)
     node = Node(
         store,
         key,
@@ -268,6 +286,7 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         public_url=args.public_url,
         max_batch=args.max_batch,
         payment_timeout=args.payment_timeout,
+        signer=signer,
     )
     try:
         peer_runner, control_runner, peer_url, control_url = await serve(node, args.host, args.port, args.control_port)

@@ -131,7 +131,8 @@ from paychan.node.store import (
     Store,
     StoreError,
 )
-from paychan.signing import Domain, check_signer, sign_message, sign_state, state_struct_hash
+from paychan.signers import LocalKeySigner, Signer, SignerError, SignerUnavailable
+from paychan.signing import Domain, check_signer, state_struct_hash
 from paychan.state import (
     ETH,
     MAX_NONCE,
@@ -143,6 +144,7 @@ from paychan.state import (
     Lock,
     Nonce,
     Revocation,
+    Signature,
     SignedState,
     Wei,
     channel_id,
@@ -353,11 +355,22 @@ class Node:
         payment_timeout: float = 60.0,
         limits: Limits | None = None,
         announce_patience: float = 10.0,
+        signer: Signer | None = None,
     ) -> None:
+        """``private_key``: the node's key: it signs the node's transactions and authenticates its peer
+        requests and turn messages. ``signer``: who signs the node's off-chain messages (states, revocations,
+        withdrawals) for the node's address: by default a ``LocalKeySigner`` of ``private_key`` without the
+        recovery check (the fastest); e.g. a ``JsonRpcSigner`` for a wallet or remote signer holding the
+        same account. A signer failure refuses the operation (``SignerError``) and stores nothing as signed."""
         self.store = store
         self._key = bytes(private_key)
         self.account: LocalAccount = Account.from_key(self._key)
         self.address = self.account.address
+        self.signer: Signer = signer if signer is not None else LocalKeySigner(self._key, check=False)
+        if self.signer.address != self.address:
+            raise ValueError(f"the signer signs for {self.signer.address}, not for the node's address {self.address}")
+        # our signed revocation of the nonces below each channel's stored revocation, signed once
+        self._revocations: dict[bytes, SignedRevocation] = {}
         self.domain = domain
         self.contract = contract
         self.public_url = public_url
@@ -400,7 +413,7 @@ class Node:
     def _own_signature(self, signed: SignedState, role: str) -> SignedState:
         if signed.signature_of(role) is not None:
             return signed
-        return signed.with_signature(role, sign_state(self.domain, signed.state, self._key))
+        return signed.with_signature(role, self.signer.sign_typed(self.domain, signed.state))
 
     def _load(self, record: ChannelRecord) -> Runtime:
         """(Re)builds a channel's runtime from the store: latest countersigned state, our open proposals."""
@@ -423,7 +436,7 @@ class Node:
         channel = Channel(
             record.params,
             self.domain,
-            self._key,
+            self.signer,
             deposits=deposits,
             latest=latest,
             locks=() if latest is None else self.lock_list(record.channel_id, latest.state.locks_root),
@@ -638,6 +651,7 @@ class Node:
         accepted: list[SignedState] = []
         fresh: list[SignedState] = []  # countersigned now: our signature goes to the store with them
         error: Exception | None = None
+        revocation: tuple[Revocation, Signature] | None = None
         try:
             with self.store.transaction():
                 if message.revocation is not None:
@@ -656,6 +670,8 @@ class Node:
         except Exception:
             self._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
             raise
+        if revocation is not None:
+            self._revocations[runtime.cid] = SignedRevocation(revocation[0].below_nonce, revocation[1])
         self.stats["batchesReceived"] += 1
         self.stats["statesCountersigned"] += len(accepted)
         return accepted, error
@@ -694,8 +710,13 @@ class Node:
         """Our signed revocation of every nonce below our stored revocation (``own_revocation``), or None."""
         if runtime.own_revocation == 0:
             return None
+        held = self._revocations.get(runtime.cid)
+        if held is not None and held.below_nonce == runtime.own_revocation:
+            return held
         revocation = Revocation(runtime.cid, runtime.own_revocation)
-        return SignedRevocation(runtime.own_revocation, sign_message(self.domain, revocation, self._key))
+        signed = SignedRevocation(runtime.own_revocation, self.signer.sign_typed(self.domain, revocation))
+        self._revocations[runtime.cid] = signed
+        return signed
 
     def _revoke_latest(self, runtime: Runtime) -> SignedRevocation | None:
         """Revokes every nonce below our latest doubly-signed state (stored durably already) with
@@ -711,7 +732,9 @@ class Node:
         except Exception:
             channel.own_revocation = held  # not stored: never sent
             raise
-        return SignedRevocation(revocation[0].below_nonce, revocation[1])
+        signed = SignedRevocation(revocation[0].below_nonce, revocation[1])
+        self._revocations[runtime.cid] = signed
+        return signed
 
     def _take_peer_revocation(self, runtime: Runtime, revocation: SignedRevocation) -> None:
         """Checks the peer's revocation with ``Channel.receive_revocation`` and keeps it if it is the peer's
@@ -1098,15 +1121,26 @@ class Node:
         if not states:
             return
         try:
+            # signed inside the transaction of their intents: a signer that fails (refuses, is unreachable,
+            # answers with another key's signature) rolls the intents back, and nothing was signed
             with self.store.transaction():
                 self.store.set_turn_epoch(runtime.cid, runtime.epoch)
                 for state in states:
                     self.store.record_intent(SignedState(state), runtime.role)
-        except DoubleSignRefused as exc:
+                signer, domain = self.signer, self.domain
+                signed = [SignedState(s).with_signature(runtime.role, signer.sign_typed(domain, s)) for s in states]
+        except (DoubleSignRefused, SignerError) as exc:
             for request in owners:
                 request.future.set_exception(exc)
+            if isinstance(exc, SignerError):
+                log.warning(
+                    "channel 0x%s: the signer failed, %d states not signed: %s",
+                    runtime.cid.hex()[:12],
+                    len(states),
+                    exc,
+                )
+                return
             raise
-        signed = [SignedState(s).with_signature(runtime.role, sign_state(self.domain, s, self._key)) for s in states]
         runtime.inflight.extend(signed)
         for state, request in zip(states, owners, strict=True):
             runtime.waiters[state.nonce] = request
@@ -1153,7 +1187,11 @@ class Node:
         runtime.waiters[signed.state.nonce] = request
 
     async def _send(self, runtime: Runtime, states: list[SignedState]) -> dict[str, Any]:
-        revocation = self._revoke_latest(runtime) or self.own_revocation(runtime)  # our highest, every time
+        try:
+            revocation = self._revoke_latest(runtime) or self.own_revocation(runtime)  # our highest, every time
+        except SignerError as exc:  # the states are signed already: send them with the revocation we hold
+            log.warning("channel 0x%s: the signer did not sign our revocation: %s", runtime.cid.hex()[:12], exc)
+            revocation = self._revocations.get(runtime.cid)
         ops = tuple(runtime.ops.get(s.state.nonce) for s in states) if runtime.ops else ()
         message = Propose(runtime.cid, runtime.epoch, states, revocation, ops)
         return await self.peer.post(
@@ -1771,7 +1809,11 @@ class Node:
             raise error
         runtime = self.runtimes[message.channel_id]
         body: dict[str, Any] = {"type": "countersigned", "states": [encode_signed(s) for s in accepted]}
-        revocation = self.own_revocation(runtime)  # below the latest we hold doubly signed (committed)
+        try:
+            revocation = self.own_revocation(runtime)  # below the latest we hold doubly signed (committed)
+        except SignerError as exc:  # the states are committed countersigned: answer them without it
+            log.warning("channel 0x%s: the signer did not sign our revocation: %s", runtime.cid.hex()[:12], exc)
+            revocation = None
         if revocation is not None:
             body["revocation"] = revocation.to_json()
         if error is not None:
@@ -2035,6 +2077,7 @@ STATUS_OF: list[tuple[type[BaseException], int]] = [
     (PaymentTimeout, 504),
     (PeerUnavailable, 502),
     (PeerRefused, 502),
+    (SignerUnavailable, 502),
     (PaychanError, 400),
 ]
 

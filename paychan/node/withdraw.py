@@ -52,6 +52,7 @@ from paychan.node.messages import (
 )
 from paychan.node.peer import PeerRefused, PeerUnavailable, PeerUnreachable
 from paychan.node.store import STATUS_OPEN, ChannelRecord, Store
+from paychan.signers import SignerError
 from paychan.signing import state_struct_hash
 from paychan.state import ETH, MAX_UINT40, ChannelId, Signature, SignedState, Withdrawal
 
@@ -354,8 +355,14 @@ async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int =
                 "nothing was withdrawn"
             ) from None
         now = await node.on_chain(contract.chain.now)
-        # the node's before_sign hook records our proposal (as ours) before it is signed
-        withdrawal, signature, proposal = channel.propose_withdrawal(amount, now + expires_in)
+        # the node's before_sign hook records our proposal (as ours) before it is signed, in the transaction
+        # of the signing: a signer that fails leaves no intent, and the channel is reloaded as it was
+        try:
+            with node.store.transaction():
+                withdrawal, signature, proposal = channel.propose_withdrawal(amount, now + expires_in)
+        except SignerError as exc:
+            node._reload(runtime.cid)
+            raise WithdrawalFailed(f"the signer did not sign the withdrawal ({exc}): nothing was withdrawn") from None
         message = WithdrawMessage(runtime.cid, runtime.epoch, withdrawal, signature, proposal)
         try:
             answer = await node.peer.post(peer_url + "/peer/withdraw", message.to_json(), channel.peer_address)

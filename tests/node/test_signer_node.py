@@ -1,0 +1,241 @@
+"""``paychan node --signer-url``: a node process whose off-chain messages (states, revocations, withdrawals)
+are signed by an external JSON-RPC signer (``eth_signTypedData_v4``) on anvil, here anvil's own unlocked
+account of the node's address, reached through a small proxy in this test that counts (and can corrupt) the
+signing requests. A signer that answers with another key's signature, refuses or is down refuses the payment
+with one error and stores nothing; the channel pays again once the signer is back."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paychan.contract import PaychanContract
+from paychan.node.store import Store
+from paychan.signing import check_message_signer, check_signer
+from paychan.state import Revocation
+
+from .conftest import (
+    ADDRESS_A,
+    ADDRESS_B,
+    ADDRESS_C,
+    KEY_A,
+    KEY_B,
+    PASSWORD,
+    NodeProcess,
+    free_port,
+    paychan,
+    wait_for,
+)
+
+ETHER = 10**18
+pytestmark = pytest.mark.anvil
+
+
+class SignerProxy:
+    """A JSON-RPC endpoint on 127.0.0.1 forwarding to anvil. ``mode``: ``honest`` forwards as is; ``other-key``
+    asks anvil to sign ``eth_signTypedData_v4`` as ADDRESS_C instead (a wallet that picked another account);
+    ``refuse`` answers the user's rejection (4001); ``down`` answers HTTP 503. Records the signing requests."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream, self.mode = upstream, "honest"
+        self.signed: list[str] = []  # the address of every eth_signTypedData_v4 request, as sent by the node
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = json.loads(body)
+                if request.get("method") == "eth_signTypedData_v4":
+                    proxy.signed.append(request["params"][0])
+                    if proxy.mode == "down":
+                        self.send_error(503)
+                        return
+                    if proxy.mode == "refuse":
+                        refusal = {"code": 4001, "message": "User rejected the request."}
+                        self._answer(json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": refusal}).encode())
+                        return
+                    if proxy.mode == "other-key":
+                        request["params"][0] = ADDRESS_C
+                        body = json.dumps(request).encode()
+                upstream = urllib.request.Request(proxy.upstream, body, {"Content-Type": "application/json"})
+                with urllib.request.urlopen(upstream, timeout=10) as response:
+                    self._answer(response.read())
+
+            def _answer(self, body: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def signer_proxy(devnet: Any) -> Iterator[SignerProxy]:
+    proxy = SignerProxy(devnet.url)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, devnet: Any, devnet_contract: PaychanContract) -> Iterator[Callable[..., NodeProcess]]:
+    """Factory of node processes (``signer_url``: the node's ``--signer-url``); each stopped by PID after."""
+    started: list[NodeProcess] = []
+
+    def make(name: str, key: bytes, signer_url: str | None = None) -> NodeProcess:
+        extra = ("--poll-interval", "0.2", "--payment-timeout", "5", "--log-level", "WARNING")
+        if signer_url is not None:
+            extra += ("--signer-url", signer_url, "--signer-timeout", "5")
+        process = NodeProcess(tmp_path, name, key, devnet.url, devnet_contract.address, free_port(), PASSWORD, extra)
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()
+
+
+def open_channel(capsys: pytest.CaptureFixture[str], alice: NodeProcess, bob: NodeProcess, deposit: str) -> bytes:
+    code, out, err = paychan(
+        capsys, "open", "--db", str(alice.db), "--peer", bob.peer_url, "--deposit", deposit, "--json"
+    )
+    assert code == 0, err
+    return bytes.fromhex(json.loads(out)["channelId"][2:])
+
+
+def pay(capsys: pytest.CaptureFixture[str], node: NodeProcess, amount: str) -> tuple[int, str, str]:
+    return paychan(capsys, "pay", "--db", str(node.db), amount)
+
+
+def stored(node: NodeProcess, cid: bytes) -> tuple[list[Any], Any]:
+    """The node's stored state rows and its channel record."""
+    store = Store(node.db)
+    try:
+        return store.states(cid), store.channel(cid)
+    finally:
+        store.close()
+
+
+def one_error(code: int, out: str, err: str) -> str:
+    assert (code, out) == (1, ""), (code, out, err)
+    (line,) = err.splitlines()
+    assert line.startswith("paychan: error: ") and "Traceback" not in err
+    return line.removeprefix("paychan: error: ")
+
+
+def test_a_node_whose_states_are_signed_by_anvils_unlocked_account_pays_is_paid_withdraws_and_closes_and_its_peer_holds_valid_signatures(  # noqa: E501
+    nodes: Callable[..., NodeProcess],
+    signer_proxy: SignerProxy,
+    devnet_contract: PaychanContract,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    alice, bob = nodes("alice", KEY_A, signer_proxy.url), nodes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "1ether")
+    for _ in range(3):
+        assert pay(capsys, alice, "0.1ether")[0] == 0
+    assert pay(capsys, bob, "0.05ether")[0] == 0  # alice countersigns through her signer
+    code, out, err = paychan(capsys, "withdraw", "--db", str(alice.db), "0.2ether", "--json")
+    assert code == 0, err
+    assert json.loads(out)["myBalance"] == str(55 * 10**16)
+    assert pay(capsys, alice, "0.05ether")[0] == 0
+    wait_for(lambda: bob.status()["nonce"] == 6, "bob's node to hold nonce 6")
+
+    # every signature of alice's was asked of the signer, for alice's address
+    assert len(signer_proxy.signed) >= 7 and set(signer_proxy.signed) == {ADDRESS_A}
+    domain = devnet_contract.domain
+    rows, record = stored(bob, cid)
+    assert [r.state.nonce for r in rows] == [1, 2, 3, 4, 5, 6]
+    for row in rows:
+        check_signer(domain, row.state, row.signed.sig_a, ADDRESS_A)
+        check_signer(domain, row.state, row.signed.sig_b, ADDRESS_B)
+    assert record is not None and record.peer_revocation >= 4 and record.peer_revocation_sig is not None
+    check_message_signer(domain, Revocation(cid, record.peer_revocation), record.peer_revocation_sig, ADDRESS_A)
+    status = bob.status()
+    assert (status["balanceA"], status["balanceB"], status["depositA"]) == (
+        str(50 * 10**16),
+        str(30 * 10**16),
+        str(80 * 10**16),
+    )
+
+    # the chain accepts the signer's signatures: a cooperative close pays both exactly
+    w3 = devnet_contract.chain.w3
+    before_b = w3.eth.get_balance(ADDRESS_B)
+    code, out, err = paychan(capsys, "close", "--db", str(alice.db), "--json")
+    assert code == 0, err
+    closed = json.loads(out)
+    assert (closed["payoutA"], closed["payoutB"]) == (str(50 * 10**16), str(30 * 10**16))
+    assert w3.eth.get_balance(ADDRESS_B) - before_b == 30 * 10**16
+    assert w3.eth.get_balance(devnet_contract.address) == 0
+
+
+def test_a_signer_answering_with_another_keys_signature_refusing_or_down_fails_the_payment_with_one_error_and_stores_nothing(  # noqa: E501
+    nodes: Callable[..., NodeProcess],
+    signer_proxy: SignerProxy,
+    devnet_contract: PaychanContract,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    alice, bob = nodes("alice", KEY_A, signer_proxy.url), nodes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "1ether")
+    assert pay(capsys, alice, "0.1ether")[0] == 0
+    before = (stored(alice, cid), stored(bob, cid), alice.status(), bob.status())
+    assert [r.state.nonce for r in before[0][0]] == [1]
+
+    expected = {
+        "other-key": f"WrongSigner(expected={ADDRESS_A}, recovered={ADDRESS_C}, digest=0x",
+        "refuse": "SignerRefused(code=4001, message='User rejected the request.')",
+        "down": f"SignerUnavailable(url={signer_proxy.url}, reason=HTTP 503)",
+    }
+    for mode, message in expected.items():
+        signer_proxy.mode = mode
+        asked = len(signer_proxy.signed)
+        code, out, err = pay(capsys, alice, "0.1ether")
+        assert (code, out) == (1, f"paid 0 of 1 x 0.1 ETH: channel 0x{cid.hex()} nonce 1, my balance 0.9 ETH\n")
+        (line,) = err.splitlines()  # the one reason, the CLI's form of a refused payment
+        assert line.startswith("  1 refused: " + message), (mode, line)
+        assert len(signer_proxy.signed) == asked + 1  # the one state, asked once, signed by nobody
+        # nothing stored as signed, or at all, on either side; both nodes' channels as before
+        assert (stored(alice, cid), stored(bob, cid), alice.status(), bob.status()) == before
+
+    # a withdrawal the signer refuses: one error, nothing withdrawn, nothing stored
+    signer_proxy.mode = "refuse"
+    error = one_error(*paychan(capsys, "withdraw", "--db", str(alice.db), "0.1ether"))
+    assert error == (
+        "the signer did not sign the withdrawal (SignerRefused(code=4001, message='User rejected the request.')): "
+        "nothing was withdrawn"
+    )
+    assert devnet_contract.get_channel(cid).deposit_a == ETHER  # type: ignore[arg-type]
+    assert (stored(alice, cid), stored(bob, cid), alice.status(), bob.status()) == before
+
+    # the signer back: the channel pays on from nonce 2
+    signer_proxy.mode = "honest"
+    assert pay(capsys, alice, "0.1ether")[0] == 0
+    wait_for(lambda: bob.status()["nonce"] == 2, "bob's node to hold nonce 2")
+    rows, _ = stored(bob, cid)
+    assert [r.state.nonce for r in rows] == [1, 2]
+    check_signer(devnet_contract.domain, rows[1].state, rows[1].signed.sig_a, ADDRESS_A)
+    assert bob.status()["balanceB"] == str(2 * 10**17)
