@@ -231,11 +231,32 @@ def test_a_signer_answering_with_another_keys_signature_refusing_or_down_fails_t
     assert devnet_contract.get_channel(cid).deposit_a == ETHER  # type: ignore[arg-type]
     assert (stored(alice, cid), stored(bob, cid), alice.status(), bob.status()) == before
 
-    # the signer back: the channel pays on from nonce 2
-    signer_proxy.mode = "honest"
-    assert pay(capsys, alice, "0.1ether")[0] == 0
-    wait_for(lambda: bob.status()["nonce"] == 2, "bob's node to hold nonce 2")
+    # bob pays alice, whose signer answers with another key's signature: alice refuses to countersign and
+    # stores nothing; bob's proposal (his signature alone) stays in flight, as for any peer that refuses
+    signer_proxy.mode = "other-key"
+    asked = len(signer_proxy.signed)
+    code, out, err = pay(capsys, bob, "0.05ether")
+    assert (code, out) == (4, f"paid 0 of 1 x 0.05 ETH: channel 0x{cid.hex()} nonce 1, my balance 0.1 ETH\n")
+    assert "1 signed and sent, not countersigned yet" in err
+    assert len(signer_proxy.signed) > asked
+    rows, record = stored(alice, cid)  # the turn passed to bob (its epoch is stored); nothing else changed
+    assert (rows, record.own_revocation, record.peer_revocation, alice.status()["nonce"]) == (  # type: ignore[union-attr]
+        before[0][0],
+        before[0][1].own_revocation,
+        before[0][1].peer_revocation,
+        1,
+    )
     rows, _ = stored(bob, cid)
-    assert [r.state.nonce for r in rows] == [1, 2]
-    check_signer(devnet_contract.domain, rows[1].state, rows[1].signed.sig_a, ADDRESS_A)
-    assert bob.status()["balanceB"] == str(2 * 10**17)
+    assert [(r.state.nonce, r.signed.sig_a) for r in rows[1:]] == [(2, None)]
+
+    # the signer back: alice countersigns bob's payment when he sends it again, and pays on from nonce 3
+    signer_proxy.mode = "honest"
+    wait_for(lambda: alice.status()["nonce"] == 2, "alice's node to countersign bob's payment")
+    assert pay(capsys, alice, "0.1ether")[0] == 0
+    wait_for(lambda: bob.status()["nonce"] == 3, "bob's node to hold nonce 3")
+    rows, _ = stored(bob, cid)
+    assert [r.state.nonce for r in rows] == [1, 2, 3]
+    for row in rows:
+        check_signer(devnet_contract.domain, row.state, row.signed.sig_a, ADDRESS_A)
+        check_signer(devnet_contract.domain, row.state, row.signed.sig_b, ADDRESS_B)
+    assert bob.status()["balanceB"] == str(15 * 10**16)
