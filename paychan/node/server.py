@@ -205,6 +205,15 @@ class InsufficientBalance(NegativeBalance):
         self.args = (f"insufficient balance: {format_amount(available)} available, {format_amount(asked)} asked",)
 
 
+class SignerMismatch(PaychanError):
+    """Raised when a node is given a signer (``signer``: the address it signs for) of another address than
+    the node's own (``node``)."""
+
+    def __init__(self, signer: str, node: str) -> None:
+        self.signer, self.node = signer, node
+        super().__init__(f"SignerMismatch(signer={signer}, node={node}): the signer signs for another address")
+
+
 class CloseTimeout(PaychanError):
     """Raised when the peer does not countersign the final state in time: nothing was closed."""
 
@@ -368,7 +377,7 @@ class Node:
         self.address = self.account.address
         self.signer: Signer = signer if signer is not None else LocalKeySigner(self._key, check=False)
         if self.signer.address != self.address:
-            raise ValueError(f"the signer signs for {self.signer.address}, not for the node's address {self.address}")
+            raise SignerMismatch(self.signer.address, self.address)
         # our signed revocation of the nonces below each channel's stored revocation, signed once
         self._revocations: dict[bytes, SignedRevocation] = {}
         self.domain = domain

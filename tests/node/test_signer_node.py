@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from paychan.contract import PaychanContract
+from paychan.node.server import Node, SignerMismatch
 from paychan.node.store import Store
+from paychan.signers import JsonRpcSigner, LocalKeySigner
 from paychan.signing import check_message_signer, check_signer
 from paychan.state import Revocation
 
@@ -27,6 +29,7 @@ from .conftest import (
     ADDRESS_C,
     KEY_A,
     KEY_B,
+    KEY_C,
     PASSWORD,
     NodeProcess,
     free_port,
@@ -35,7 +38,6 @@ from .conftest import (
 )
 
 ETHER = 10**18
-pytestmark = pytest.mark.anvil
 
 
 class SignerProxy:
@@ -144,6 +146,7 @@ def one_error(code: int, out: str, err: str) -> str:
     return line.removeprefix("paychan: error: ")
 
 
+@pytest.mark.anvil
 def test_a_node_whose_states_are_signed_by_anvils_unlocked_account_pays_is_paid_withdraws_and_closes_and_its_peer_holds_valid_signatures(  # noqa: E501
     nodes: Callable[..., NodeProcess],
     signer_proxy: SignerProxy,
@@ -191,6 +194,7 @@ def test_a_node_whose_states_are_signed_by_anvils_unlocked_account_pays_is_paid_
     assert w3.eth.get_balance(devnet_contract.address) == 0
 
 
+@pytest.mark.anvil
 def test_a_signer_answering_with_another_keys_signature_refusing_or_down_fails_the_payment_with_one_error_and_stores_nothing(  # noqa: E501
     nodes: Callable[..., NodeProcess],
     signer_proxy: SignerProxy,
@@ -260,3 +264,22 @@ def test_a_signer_answering_with_another_keys_signature_refusing_or_down_fails_t
         check_signer(devnet_contract.domain, row.state, row.signed.sig_a, ADDRESS_A)
         check_signer(devnet_contract.domain, row.state, row.signed.sig_b, ADDRESS_B)
     assert bob.status()["balanceB"] == str(15 * 10**16)
+
+
+@pytest.mark.parametrize("signer", [LocalKeySigner(KEY_C), JsonRpcSigner("http://127.0.0.1:9", ADDRESS_B)])
+def test_a_node_given_a_signer_for_another_address_than_its_key_refuses_to_start_and_stores_nothing(
+    tmp_path: Path, signer: LocalKeySigner | JsonRpcSigner
+) -> None:
+    from .conftest import DOMAIN
+
+    store = Store(tmp_path / "node.db")
+    try:
+        with pytest.raises(SignerMismatch) as raised:
+            Node(store, KEY_A, DOMAIN, signer=signer)
+        assert (raised.value.signer, raised.value.node) == (signer.address, ADDRESS_A)
+        assert str(raised.value) == (
+            f"SignerMismatch(signer={signer.address}, node={ADDRESS_A}): the signer signs for another address"
+        )
+        assert (store.channels(), store.states(b"\x00" * 32)) == ([], [])
+    finally:
+        store.close()
