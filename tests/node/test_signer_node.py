@@ -283,3 +283,41 @@ def test_a_node_given_a_signer_for_another_address_than_its_key_refuses_to_start
         assert (store.channels(), store.states(b"\x00" * 32)) == ([], [])
     finally:
         store.close()
+
+
+@pytest.mark.anvil
+def test_a_lock_the_signer_refuses_is_not_added_and_one_it_signs_is_settled_by_the_peers_secret(
+    nodes: Callable[..., NodeProcess],
+    signer_proxy: SignerProxy,
+    devnet_contract: PaychanContract,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    alice, bob = nodes("alice", KEY_A, signer_proxy.url), nodes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel(capsys, alice, bob, "1ether")
+    code, out, _ = paychan(capsys, "lock", "secret", "--db", str(bob.db), "--json")
+    assert code == 0
+    made = json.loads(out)
+    before = (stored(alice, cid), stored(bob, cid), alice.status(), bob.status())
+
+    signer_proxy.mode = "refuse"
+    error = one_error(*paychan(capsys, "lock", "add", "0.3ether", made["hashlock"], "--db", str(alice.db)))
+    assert error.startswith("SignerRefused(code=4001, message='User rejected the request.')"), error
+    assert (stored(alice, cid), stored(bob, cid), alice.status(), bob.status()) == before
+
+    signer_proxy.mode = "honest"
+    code, out, err = paychan(capsys, "lock", "add", "0.3ether", made["hashlock"], "--db", str(alice.db), "--json")
+    assert code == 0, err
+    assert (json.loads(out)["nonce"], alice.status()["pendingLocks"]) == (1, 1)
+    wait_for(lambda: bob.status()["pendingLocks"] == 1, "bob to hold the lock")
+    code, out, err = paychan(capsys, "lock", "settle", made["secret"], "--db", str(bob.db))
+    assert code == 0, err  # alice countersigns the settlement through her signer
+    wait_for(lambda: alice.status()["nonce"] == 2, "alice to hold the settled state")
+    rows, _ = stored(bob, cid)
+    assert [r.state.nonce for r in rows] == [1, 2]
+    for row in rows:
+        check_signer(devnet_contract.domain, row.state, row.signed.sig_a, ADDRESS_A)
+        check_signer(devnet_contract.domain, row.state, row.signed.sig_b, ADDRESS_B)
+    status = bob.status()
+    assert (status["balanceA"], status["balanceB"], status["pendingLocks"]) == (str(7 * 10**17), str(3 * 10**17), 0)
