@@ -49,6 +49,7 @@ from paychan.state import (
     channel_id,
     pack_locks,
 )
+from paychan.wallets import Sender, WalletAccount
 
 STATUS_NONE, STATUS_OPEN, STATUS_CLOSING = 0, 1, 2
 STATUS_NAMES = {STATUS_NONE: "none", STATUS_OPEN: "open", STATUS_CLOSING: "closing"}
@@ -311,7 +312,13 @@ class PaychanContract:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def _transact(self, sender: LocalAccount, fn: Any, value: int = 0, gas: int | None = None) -> TxReceipt:
+    def _transact(self, sender: Sender, fn: Any, value: int = 0, gas: int | None = None) -> TxReceipt:
+        if isinstance(sender, WalletAccount):
+            # the owner sends wallet.execute(this contract, value, calldata): the wallet is msg.sender and
+            # pays ``value`` from its own balance; it bubbles the inner revert data, decoded as usual
+            data = bytes(HexBytes(fn._encode_transaction_data()))
+            fn = sender.execute_call(self.chain.w3, self.address, value, data)
+            sender, value = sender.owner, 0
         tx: dict[str, Any] = {"from": sender.address, "value": value}
         try:
             if gas is None:
@@ -320,7 +327,7 @@ class PaychanContract:
                 tx["gas"] = gas
             built = fn.build_transaction({**tx, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0})
             receipt = self.chain.send(
-                sender, {"to": self.address, "data": built["data"], "value": value, "gas": tx["gas"]}
+                sender, {"to": fn.address, "data": built["data"], "value": value, "gas": tx["gas"]}
             )
         except ContractCustomError:
             raise
@@ -371,7 +378,7 @@ class PaychanContract:
 
     def open_channel(
         self,
-        sender: LocalAccount,
+        sender: Sender,
         counterparty: str,
         amount: int = 0,
         asset: str = ETH,
@@ -392,7 +399,7 @@ class PaychanContract:
         return params, receipt
 
     def deposit(
-        self, sender: LocalAccount, params: ChannelParams, participant: str, amount: int, gas: int | None = None
+        self, sender: Sender, params: ChannelParams, participant: str, amount: int, gas: int | None = None
     ) -> TxReceipt:
         """Adds ``amount`` to ``participant``'s deposit, paid by ``sender``."""
         value = amount if params.asset == ETH else 0
@@ -400,14 +407,14 @@ class PaychanContract:
         return self._transact(sender, fn, value, gas)
 
     def cooperative_close(
-        self, sender: LocalAccount, params: ChannelParams, signed: SignedState, gas: int | None = None
+        self, sender: Sender, params: ChannelParams, signed: SignedState, gas: int | None = None
     ) -> TxReceipt:
         """Pays out at once by a state both signed as final."""
         fn = self.contract.functions.cooperativeClose(params.as_tuple(), signed.state.as_tuple(), *_signatures(signed))
         return self._transact(sender, fn, 0, gas)
 
     def close(
-        self, sender: LocalAccount, params: ChannelParams, signed: SignedState | None = None, gas: int | None = None
+        self, sender: Sender, params: ChannelParams, signed: SignedState | None = None, gas: int | None = None
     ) -> TxReceipt:
         """Starts a unilateral close with ``signed`` (or, with None, the deposits as nonce 0)."""
         if signed is None or signed.state.nonce == 0:
@@ -418,7 +425,7 @@ class PaychanContract:
 
     def challenge(
         self,
-        sender: LocalAccount,
+        sender: Sender,
         params: ChannelParams,
         signed: SignedState,
         recorded: RecordedState | None = None,
@@ -433,7 +440,7 @@ class PaychanContract:
 
     def settle(
         self,
-        sender: LocalAccount,
+        sender: Sender,
         params: ChannelParams,
         recorded: RecordedState | None = None,
         gas: int | None = None,
@@ -450,7 +457,7 @@ class PaychanContract:
 
     def prove_revoked(
         self,
-        sender: LocalAccount,
+        sender: Sender,
         params: ChannelParams,
         below_nonce: int,
         signature: Signature,
@@ -467,7 +474,7 @@ class PaychanContract:
 
     def withdraw(
         self,
-        sender: LocalAccount,
+        sender: Sender,
         params: ChannelParams,
         withdrawal: Withdrawal,
         sig_a: Signature,
@@ -480,20 +487,20 @@ class PaychanContract:
         )
         return self._transact(sender, fn, 0, gas)
 
-    def claim(self, sender: LocalAccount, asset: str = ETH, to: str | None = None, gas: int | None = None) -> TxReceipt:
+    def claim(self, sender: Sender, asset: str = ETH, to: str | None = None, gas: int | None = None) -> TxReceipt:
         """Collects ``sender``'s deferred payouts in ``asset``."""
         fn = self.contract.functions.claim(to_checksum_address(asset), to_checksum_address(to or sender.address))
         return self._transact(sender, fn, 0, gas)
 
     # --- secret registry -------------------------------------------------------------------------
 
-    def reveal_secret(self, sender: LocalAccount, secret: bytes, gas: int | None = None) -> TxReceipt:
+    def reveal_secret(self, sender: Sender, secret: bytes, gas: int | None = None) -> TxReceipt:
         """Reveals the 32-byte ``secret`` on chain (``revealSecret``): the first reveal records the block's
         timestamp under ``hashlock(secret)`` and emits ``SecretRevealed``; a repeated one changes nothing."""
         fn = self.contract.functions.revealSecret(_secret_word(secret))
         return self._transact(sender, fn, 0, gas)
 
-    def reveal_secrets(self, sender: LocalAccount, secrets: Sequence[bytes], gas: int | None = None) -> TxReceipt:
+    def reveal_secrets(self, sender: Sender, secrets: Sequence[bytes], gas: int | None = None) -> TxReceipt:
         """Reveals each of ``secrets`` in one transaction (``revealSecrets``); known ones are skipped."""
         fn = self.contract.functions.revealSecrets([_secret_word(s) for s in secrets])
         return self._transact(sender, fn, 0, gas)

@@ -1,0 +1,86 @@
+"""A participant that is a contract wallet: ``PaychanContract``'s calls sent through the wallet.
+
+A contract participant (an ERC-1271 smart account, such as ``contracts/test/OwnedWallet1271.sol`` or an
+ERC-4337 ``SimpleAccount``) cannot sign a transaction; its owner key makes it call. A :class:`WalletAccount`
+names the wallet and that owner: pass it to any ``PaychanContract`` method as ``sender`` and the call is
+sent by the owner as ``wallet.execute(contract, value, calldata)``, so the channel contract sees the wallet
+as ``msg.sender``, and ETH the call carries (``open_channel``, ``deposit``) comes from the wallet's own
+balance. A wallet of this interface bubbles the inner call's revert data, so a rejected call still raises
+the contract's named exception (``paychan.exceptions``) with its values.
+
+States are signed for the wallet by its owner key: :meth:`WalletAccount.signer` is the
+``Erc1271Signer`` a ``Channel`` takes; the contract checks such signatures with the wallet's
+``isValidSignature``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import encode
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+
+from paychan.signers import Erc1271Signer, LocalKeySigner
+
+EXECUTE_SIGNATURE = "execute(address,uint256,bytes)"
+EXECUTE_SELECTOR = keccak(text=EXECUTE_SIGNATURE)[:4]
+# The one function of the wallet the SDK calls (OwnedWallet1271, ERC-4337 SimpleAccount and many others).
+EXECUTE_ABI: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "execute",
+        "stateMutability": "nonpayable",
+        "inputs": [
+            {"name": "target", "type": "address"},
+            {"name": "value", "type": "uint256"},
+            {"name": "data", "type": "bytes"},
+        ],
+        "outputs": [],
+    }
+]
+
+
+@dataclass(frozen=True)
+class WalletAccount:
+    """The contract wallet at ``address``, driven by its ``owner`` key through ``execute(target, value,
+    data)``. ``PaychanContract`` methods take it wherever they take a ``LocalAccount`` sender."""
+
+    address: str
+    owner: LocalAccount
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", to_checksum_address(self.address))
+
+    def execute_data(self, target: str, value: int, data: bytes) -> bytes:
+        """The calldata of ``execute(target, value, data)``."""
+        return EXECUTE_SELECTOR + encode(["address", "uint256", "bytes"], [to_checksum_address(target), value, data])
+
+    def execute_call(self, w3: Web3, target: str, value: int, data: bytes) -> ContractFunction:
+        """The wallet's ``execute(target, value, data)`` as a web3 contract function (sent by the owner)."""
+        wallet: Contract = w3.eth.contract(address=to_checksum_address(self.address), abi=EXECUTE_ABI)
+        call: ContractFunction = wallet.functions.execute(to_checksum_address(target), value, bytes(data))
+        return call
+
+    def signer(self) -> Erc1271Signer:
+        """Signs channel states for the wallet with the owner key (what ``isValidSignature`` accepts)."""
+        return Erc1271Signer(self.address, LocalKeySigner(self.owner.key))
+
+    @property
+    def signing_address(self) -> str:
+        """The key whose signatures count as the wallet's: a peer's ``Channel(peer_signing_address=...)``."""
+        return to_checksum_address(self.owner.address)
+
+
+def via_wallet(wallet: str, owner: LocalAccount) -> WalletAccount:
+    """``WalletAccount(wallet, owner)``: ``contract.open_channel(via_wallet(wallet, owner), bob, amount)``."""
+    return WalletAccount(wallet, owner)
+
+
+Sender = LocalAccount | WalletAccount
+"""Who sends a ``PaychanContract`` call: a local key, or a contract wallet driven by its owner's key."""
