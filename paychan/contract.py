@@ -11,7 +11,7 @@ import ast
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
 from eth_abi.abi import decode, encode
@@ -313,6 +313,7 @@ class PaychanContract:
     # --- sending ---------------------------------------------------------------------------------
 
     def _transact(self, sender: Sender, fn: Any, value: int = 0, gas: int | None = None) -> TxReceipt:
+        wallet = sender if isinstance(sender, WalletAccount) else None
         if isinstance(sender, WalletAccount):
             # the owner sends wallet.execute(this contract, value, calldata): the wallet is msg.sender and
             # pays ``value`` from its own balance; it bubbles the inner revert data, decoded as usual
@@ -332,11 +333,21 @@ class PaychanContract:
         except ContractCustomError:
             raise
         except Exception as exc:  # web3 / node errors carrying revert data
-            self.errors.reraise(exc)
-            raise  # unreachable: reraise always raises
+            self._reraise(exc, wallet)
         if receipt["status"] != 1:
-            self._raise_replayed(fn, tx, receipt)
+            self._raise_replayed(fn, tx, receipt, wallet)
         return receipt
+
+    def _reraise(self, exc: Exception, wallet: WalletAccount | None = None) -> NoReturn:
+        """Raises the contract's custom error in ``exc``'s revert data; for a call sent through ``wallet``,
+        the wallet's own refusal (``NotWalletOwner``) if it is that; else ``TransactionFailed``."""
+        data = _revert_data(exc) if wallet is not None else None
+        if wallet is not None and data is not None and self.errors.decode(data) is None:
+            refused = wallet.own_error(data)
+            if refused is not None:
+                raise refused from None
+        self.errors.reraise(exc)
+        raise AssertionError("unreachable: reraise always raises")
 
     def _estimate(self, fn: Any, tx: dict[str, Any]) -> int:
         # eth-tester always estimates on the pending block; other nodes are asked for the same, so a
@@ -345,7 +356,9 @@ class PaychanContract:
         estimate = int(fn.estimate_gas(tx, block_identifier=block))
         return estimate + estimate // 5 + 10_000  # refunds and warm/cold differences make estimates tight
 
-    def _raise_replayed(self, fn: Any, tx: dict[str, Any], receipt: TxReceipt) -> None:
+    def _raise_replayed(
+        self, fn: Any, tx: dict[str, Any], receipt: TxReceipt, wallet: WalletAccount | None = None
+    ) -> None:
         """Raises why the mined transaction ``tx`` (of ``receipt``) failed.
 
         A receipt carries no revert data, so the error is found by replaying the call (with the same gas)
@@ -362,7 +375,7 @@ class PaychanContract:
         try:
             fn.call(tx, block_identifier=receipt["blockNumber"] - 1)
         except Exception as exc:
-            self.errors.reraise(exc)
+            self._reraise(exc, wallet)
         raise TransactionFailed(
             f"transaction {receipt['transactionHash'].hex()} reverted after {gas_used:,} of {gas_limit:,} gas, "
             f"but its replay on block {receipt['blockNumber'] - 1} succeeds (the state it ran on differed)"

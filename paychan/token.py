@@ -10,11 +10,13 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
+from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.types import TxReceipt
 
 from paychan.chain import Chain
 from paychan.exceptions import PaychanError
+from paychan.wallets import WalletAccount
 
 ERC20_ABI: list[dict[str, Any]] = [
     {
@@ -69,15 +71,22 @@ class Token:
     def allowance(self, owner: str, spender: str) -> int:
         return int(self._read("allowance", to_checksum_address(owner), to_checksum_address(spender)))
 
-    def approve(self, sender: LocalAccount, spender: str, amount: int) -> TxReceipt:
+    def approve(self, sender: LocalAccount | WalletAccount, spender: str, amount: int) -> TxReceipt:
+        """Approves ``spender`` for ``amount`` of the token held by ``sender`` (a contract wallet approves
+        through its owner's ``execute``)."""
         data = self.contract.encode_abi("approve", args=[to_checksum_address(spender), amount])
-        receipt = self.chain.send(sender, {"to": self.address, "data": data, "value": 0, "gas": 100_000})
+        if isinstance(sender, WalletAccount):
+            call = sender.execute_data(self.address, 0, bytes(HexBytes(data)))
+            tx = {"to": sender.address, "data": call, "value": 0, "gas": 150_000}
+            receipt = self.chain.send(sender.owner, tx)
+        else:
+            receipt = self.chain.send(sender, {"to": self.address, "data": data, "value": 0, "gas": 100_000})
         if receipt["status"] != 1:
             raise PaychanError(f"approving {spender} for {amount} of token {self.address} failed")
         return receipt
 
 
-def ensure_allowance(token: Token, owner: LocalAccount, spender: str, amount: int) -> TxReceipt | None:
+def ensure_allowance(token: Token, owner: LocalAccount | WalletAccount, spender: str, amount: int) -> TxReceipt | None:
     """Approves ``spender`` for ``amount`` of ``token`` unless it may already take that much; the receipt, if
     a transaction was needed."""
     if token.allowance(owner.address, spender) >= amount:

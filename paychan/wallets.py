@@ -26,6 +26,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 
+from paychan.exceptions import TransactionFailed
 from paychan.signers import Erc1271Signer, LocalKeySigner
 
 EXECUTE_SIGNATURE = "execute(address,uint256,bytes)"
@@ -44,6 +45,23 @@ EXECUTE_ABI: list[dict[str, Any]] = [
         "outputs": [],
     }
 ]
+# ``NotOwner(address caller)``: how OwnedWallet1271 (and wallets like it) refuse a caller other than the owner.
+NOT_OWNER_SELECTOR = keccak(text="NotOwner(address)")[:4]
+
+
+class NotWalletOwner(TransactionFailed):
+    """Raised when the wallet at ``wallet`` refuses to ``execute`` for ``caller`` (``NotOwner(caller)``):
+    the key driving it is not its owner. Nothing was sent on to the channel contract."""
+
+    def __init__(self, wallet: str, caller: str) -> None:
+        self.wallet, self.caller = wallet, caller
+        super().__init__(f"NotWalletOwner(wallet={wallet}, caller={caller})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NotWalletOwner) and (self.wallet, self.caller) == (other.wallet, other.caller)
+
+    def __hash__(self) -> int:
+        return hash((self.wallet, self.caller))
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,12 @@ class WalletAccount:
         wallet: Contract = w3.eth.contract(address=to_checksum_address(self.address), abi=EXECUTE_ABI)
         call: ContractFunction = wallet.functions.execute(to_checksum_address(target), value, bytes(data))
         return call
+
+    def own_error(self, data: bytes) -> NotWalletOwner | None:
+        """The wallet's own refusal in revert ``data`` (``NotOwner(caller)``), or None."""
+        if len(data) != 36 or data[:4] != NOT_OWNER_SELECTOR or any(data[4:16]):
+            return None
+        return NotWalletOwner(self.address, to_checksum_address(data[16:36]))
 
     def signer(self) -> Erc1271Signer:
         """Signs channel states for the wallet with the owner key (what ``isValidSignature`` accepts)."""

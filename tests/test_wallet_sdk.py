@@ -20,9 +20,10 @@ from paychan.exceptions import InvalidSignature, NothingToClaim, TransactionFail
 from paychan.signers import Erc1271Signer
 from paychan.signing import sign_state
 from paychan.state import ETH, ChannelParams, SignedState
-from paychan.wallets import EXECUTE_SELECTOR, WalletAccount, via_wallet
+from paychan.token import Token, ensure_allowance
+from paychan.wallets import EXECUTE_SELECTOR, NotWalletOwner, WalletAccount, via_wallet
 
-from .conftest import ETHER, PERIOD, deploy_test_contract, record_salt, tx_events, tx_fee
+from .conftest import ETHER, PERIOD, deploy_test_contract, record_salt, send_fn, tx_events, tx_fee
 
 
 @pytest.fixture
@@ -149,6 +150,26 @@ def test_a_wallet_driven_by_a_key_that_is_not_its_owner_is_refused_and_nothing_c
 ):
     impostor = WalletAccount(wallet.address, alice)
     before = chain.balance(wallet.address), chain.balance(contract.address)
-    with pytest.raises(TransactionFailed):  # the wallet's own NotOwner(alice): not a channel contract error
-        contract.open_channel(impostor, bob.address, ETHER)
+    for gas in (None, 1_000_000):  # refused by the estimate; mined, reverted and replayed
+        with pytest.raises(NotWalletOwner) as e:
+            contract.open_channel(impostor, bob.address, ETHER, gas=gas)
+        assert e.value == NotWalletOwner(wallet.address, alice.address)
+        assert isinstance(e.value, TransactionFailed)
     assert (chain.balance(wallet.address), chain.balance(contract.address)) == before
+    assert contract.owed(wallet.address) == 0
+
+
+def test_a_wallet_approves_a_token_and_runs_a_token_channel_through_the_sdk(chain, contract, token, wallet, bob):
+    send_fn(chain, bob, token.functions.mint(wallet.address, 100 * ETHER))
+    erc20 = Token(chain, token.address)
+    assert ensure_allowance(erc20, wallet, contract.address, 30 * ETHER) is not None  # through the wallet
+    assert erc20.allowance(wallet.address, contract.address) == 30 * ETHER
+    assert ensure_allowance(erc20, wallet, contract.address, 30 * ETHER) is None  # already enough
+    params, _ = contract.open_channel(wallet, bob.address, 30 * ETHER, asset=token.address)
+    a, b = channels(contract, params, wallet, bob)
+    pay(a, b, 12 * ETHER)
+    bob_before = erc20.balance_of(bob.address)
+    contract.cooperative_close(wallet, params, agree_final(a, b))
+    assert erc20.balance_of(wallet.address) == 100 * ETHER - 12 * ETHER
+    assert erc20.balance_of(bob.address) == bob_before + 12 * ETHER
+    assert chain.balance(wallet.address) == 10 * ETHER  # no ETH moved
