@@ -148,8 +148,8 @@ class Channel:
         its root). ``own_revocation``/``peer_revocation``: the highest revocations signed so far (a store
         restores them); ``pending_withdrawal``: a withdrawal signed but not yet made on chain.
         ``peer_signing_address``: the key whose signatures count as the peer's: by default the peer's
-        address; for a peer that is an owner-signed ERC-1271 wallet, its owner (known out of band). The
-        contract does not accept ERC-1271 signatures yet, so such a channel is off-chain only for now."""
+        address; for a peer that is an owner-signed ERC-1271 wallet, its owner (known out of band; the
+        contract checks the same signatures with the wallet's ``isValidSignature``)."""
         self.params = params
         self.domain = domain
         self.signer: Signer = as_signer(private_key, check=False)

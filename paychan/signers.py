@@ -15,8 +15,9 @@ messages (``State``, ``Revocation``, ``Withdrawal``) for a domain, wherever its 
   exactly this message first). Ape is never imported here.
 - ``Erc1271Signer``: a contract participant (an ERC-1271 wallet) whose owner key signs: ``address`` is the
   wallet, the signature is the owner's signature of the same digest (what a minimal owner-signed wallet's
-  ``isValidSignature(digest, signature)`` checks). The contract does not accept ERC-1271 signatures yet;
-  until it does, such a participant is off-chain only.
+  ``isValidSignature(digest, signature)`` checks). The contract asks the wallet's ``isValidSignature``
+  when a participant's signature does not recover to it; ``paychan.wallets.WalletAccount`` sends the
+  wallet's own transactions through its ``execute``.
 
 Every signature, whatever produced it, is normalised to the canonical form the contract client uses (a
 compact EIP-2098 ``Signature`` with low s: a high-s signature is flipped to its low-s twin, which recovers
@@ -329,8 +330,8 @@ class Erc1271Signer(Signer):
     ``address`` is the wallet; the signature is ``owner``'s signature of the very same EIP-712 digest, as an
     owner-signed wallet's ``isValidSignature(digest, signature)`` checks it (``ecrecover(digest) == owner``).
     It is checked to recover to the owner. Wallets that re-wrap the digest (a Safe signs a ``SafeMessage``
-    of it) need their own signer. The contract does not accept ERC-1271 signatures yet: such a channel can
-    be run off-chain, not closed on chain with these signatures.
+    of it) need their own signer. The contract accepts these signatures through the wallet's
+    ``isValidSignature``; ``paychan.wallets.WalletAccount.signer`` builds one for a wallet the SDK drives.
     """
 
     def __init__(self, wallet: str, owner: Signer) -> None:
