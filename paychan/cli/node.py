@@ -17,8 +17,6 @@ import os
 import re
 import signal
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,10 +24,9 @@ from paychan.cli import port_number
 from paychan.cli.progress import waiting
 from paychan.deployments import add_deployment_arguments
 from paychan.exceptions import PaychanError
+from paychan.node.control import ControlError, NodeNotRunning, control_request
 
-
-class NodeNotRunning(PaychanError):
-    """Raised when no node answers for the given store."""
+__all__ = ["ControlError", "NodeNotRunning", "control_request", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -351,42 +348,6 @@ def run_keystore(args: argparse.Namespace) -> int:
 
 
 # --- driving a node -------------------------------------------------------------------------------
-
-
-class ControlError(PaychanError):
-    """Raised when the node's control API answers with an error; ``type`` and ``fields`` are its details."""
-
-    def __init__(self, type_: str, message: str, fields: dict[str, Any]) -> None:
-        self.type, self.fields = type_, fields
-        super().__init__(message)
-
-
-def control_request(
-    db: str, method: str, path: str, payload: dict[str, Any] | None = None, timeout: float = 120.0
-) -> Any:
-    """Calls the control API of the node running on store ``db``."""
-    try:
-        control = json.loads(Path(f"{db}.control.json").read_text())
-    except (OSError, ValueError):
-        raise NodeNotRunning(f"no node is running on {db} (no control file; start it with `paychan node`)") from None
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(
-        control["controlUrl"] + path,
-        data=data,
-        method=method,
-        headers={"Authorization": f"Bearer {control['token']}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            error = json.loads(exc.read())["error"]
-            raise ControlError(str(error["type"]), str(error["message"]), dict(error.get("fields") or {})) from None
-        except (ValueError, KeyError, TypeError):
-            raise ControlError("HTTPError", f"the node answered HTTP {exc.code}", {}) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise NodeNotRunning(f"the node on {db} does not answer ({exc})") from None
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:

@@ -89,7 +89,7 @@ class NodeProcess:
         return dict(json.loads(self.control_file.read_text()))
 
     def control(self, method: str, path: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
-        from paychan.cli.node import control_request
+        from paychan.node.control import control_request
 
         return control_request(str(self.db), method, path, payload, timeout)
 

@@ -17,7 +17,6 @@ import pytest
 
 from paychan.chain import rpc_chain
 from paychan.channel import LOCK_EXPIRY_MARGIN, MIN_LOCK_TIME, Channel
-from paychan.cli.node import ControlError
 from paychan.contract import PaychanContract
 from paychan.exceptions import (
     DuplicateHashlock,
@@ -25,6 +24,7 @@ from paychan.exceptions import (
     LockExpiryOutOfRange,
     UnknownLock,
 )
+from paychan.node.control import ControlError
 from paychan.node.messages import AddLock, Propose, SettleLock, error_body, parse_signed
 from paychan.node.peer import PeerClient, PeerRefused
 from paychan.node.store import read_only

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from paychan.chain import rpc_chain
-from paychan.cli.node import ControlError
 from paychan.contract import PaychanContract
 from paychan.exceptions import InvalidRevocation, InvalidSignature
+from paychan.node.control import ControlError
 from paychan.node.messages import SignedRevocation
 from paychan.node.server import Node
 from paychan.node.store import ChannelRecord, Store
