@@ -6,6 +6,7 @@ be shared between processes) and stop it by PID, also when the test fails.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,34 @@ def paychan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def one_error(code: int, out: str, err: str) -> str:
+    """The one sentence a refused command printed (exit code 1, nothing on stdout)."""
+    assert (code, out) == (1, ""), (code, out, err)
+    (line,) = err.splitlines()
+    assert line.startswith("paychan: error: ") and "Traceback" not in err
+    return line.removeprefix("paychan: error: ")
+
+
+def states_in(node: NodeProcess, cid: bytes) -> int:
+    """How many states ``node``'s store holds for channel ``cid``."""
+    store = Store(node.db)
+    try:
+        return len(store.states(cid))
+    finally:
+        store.close()
+
+
+def open_channel_by_cli(
+    capsys: pytest.CaptureFixture[str], alice: NodeProcess, bob: NodeProcess, deposit: str
+) -> bytes:
+    """``paychan open`` from alice's node to bob's with ``deposit``; the channel id."""
+    code, out, err = paychan(
+        capsys, "open", "--db", str(alice.db), "--peer", bob.peer_url, "--deposit", deposit, "--json"
+    )
+    assert code == 0, err
+    return bytes.fromhex(json.loads(out)["channelId"][2:])
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

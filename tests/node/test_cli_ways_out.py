@@ -20,27 +20,10 @@ import pytest
 
 from paychan.contract import PaychanContract
 from paychan.node.process import ROOT
-from paychan.node.store import Store
 
-from .conftest import ADDRESS_A, ADDRESS_B, KEY_A, KEY_B, NodeProcess, paychan, wait_for
+from .conftest import ADDRESS_A, ADDRESS_B, KEY_A, KEY_B, NodeProcess, open_channel_by_cli, paychan, states_in, wait_for
 
 ETHER = 10**18
-
-
-def states_in(node: NodeProcess, cid: bytes) -> int:
-    store = Store(node.db)
-    try:
-        return len(store.states(cid))
-    finally:
-        store.close()
-
-
-def open_channel(capsys: pytest.CaptureFixture[str], alice: NodeProcess, bob: NodeProcess, deposit: str) -> bytes:
-    code, out, err = paychan(
-        capsys, "open", "--db", str(alice.db), "--peer", bob.peer_url, "--deposit", deposit, "--json"
-    )
-    assert code == 0, err
-    return bytes.fromhex(json.loads(out)["channelId"][2:])
 
 
 @pytest.mark.anvil
@@ -50,7 +33,7 @@ def test_pay_reports_a_partial_payment_and_exits_3(
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "3000wei")
+    cid = open_channel_by_cli(capsys, alice, bob, "3000wei")
     code, out, err = paychan(capsys, "pay", "--db", str(alice.db), "1000", "--count", "5")
     assert code == 3
     assert out.startswith("paid 3 of 5 x 0.000000000000001 ETH: channel 0x")
@@ -68,7 +51,7 @@ def test_pay_with_the_peer_down_reports_in_flight_or_cancelled_payments_with_dis
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     assert paychan(capsys, "pay", "--db", str(alice.db), "0.1ether")[0] == 0
     bob.stop()
     # alice holds the turn: her payment is signed and sent, and waits for bob (the node's timeout is 5 s)
@@ -97,7 +80,7 @@ def test_ctrl_c_on_pay_cancels_what_is_not_signed_and_reports_what_was(
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     command = [sys.executable, "-c", "import sys; from paychan.cli import main; sys.exit(main())", "pay",
                "--db", str(alice.db), "1wei", "--count", "20000", "--json"]  # fmt: skip
     payer = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -125,7 +108,7 @@ def test_unilateral_close_and_settle_through_the_cli_with_the_peers_node_stopped
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     assert paychan(capsys, "pay", "--db", str(alice.db), "0.25ether", "--count", "2")[0] == 0
     assert paychan(capsys, "deposit", "--db", str(bob.db), "0.1ether")[0] == 0  # a top-up on bob's side
     wait_for(lambda: alice.status()["depositB"] == str(10**17), "alice's node to see bob's top-up")
@@ -172,7 +155,7 @@ def test_a_cooperative_close_that_timed_out_is_submitted_by_the_node_once_the_pe
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     assert paychan(capsys, "pay", "--db", str(alice.db), "0.4ether")[0] == 0
     bob.stop()
     code, _, err = paychan(capsys, "close", "--db", str(alice.db))

@@ -19,14 +19,18 @@ from paychan.cli import main
 from paychan.contract import PaychanContract
 from paychan.node.restored import needs_sync
 
-from .conftest import CID, DEPOSIT_A, KEY_A, KEY_B, NodeProcess, free_port, paychan, start_live_node, wait_for
-
-
-def one_error(code: int, out: str, err: str) -> str:
-    assert (code, out) == (1, ""), (code, out, err)
-    (line,) = err.splitlines()
-    assert line.startswith("paychan: error: ") and "Traceback" not in err
-    return line.removeprefix("paychan: error: ")
+from .conftest import (
+    CID,
+    DEPOSIT_A,
+    KEY_A,
+    KEY_B,
+    NodeProcess,
+    free_port,
+    one_error,
+    paychan,
+    start_live_node,
+    wait_for,
+)
 
 
 def restored_alice(

@@ -33,6 +33,8 @@ from .conftest import (
     PASSWORD,
     NodeProcess,
     free_port,
+    one_error,
+    open_channel_by_cli,
     paychan,
     wait_for,
 )
@@ -118,14 +120,6 @@ def nodes(tmp_path: Path, devnet: Any, devnet_contract: PaychanContract) -> Iter
         process.stop()
 
 
-def open_channel(capsys: pytest.CaptureFixture[str], alice: NodeProcess, bob: NodeProcess, deposit: str) -> bytes:
-    code, out, err = paychan(
-        capsys, "open", "--db", str(alice.db), "--peer", bob.peer_url, "--deposit", deposit, "--json"
-    )
-    assert code == 0, err
-    return bytes.fromhex(json.loads(out)["channelId"][2:])
-
-
 def pay(capsys: pytest.CaptureFixture[str], node: NodeProcess, amount: str) -> tuple[int, str, str]:
     return paychan(capsys, "pay", "--db", str(node.db), amount)
 
@@ -139,13 +133,6 @@ def stored(node: NodeProcess, cid: bytes) -> tuple[list[Any], Any]:
         store.close()
 
 
-def one_error(code: int, out: str, err: str) -> str:
-    assert (code, out) == (1, ""), (code, out, err)
-    (line,) = err.splitlines()
-    assert line.startswith("paychan: error: ") and "Traceback" not in err
-    return line.removeprefix("paychan: error: ")
-
-
 @pytest.mark.anvil
 def test_a_node_whose_states_are_signed_by_anvils_unlocked_account_pays_is_paid_withdraws_and_closes_and_its_peer_holds_valid_signatures(  # noqa: E501
     nodes: Callable[..., NodeProcess],
@@ -156,7 +143,7 @@ def test_a_node_whose_states_are_signed_by_anvils_unlocked_account_pays_is_paid_
     alice, bob = nodes("alice", KEY_A, signer_proxy.url), nodes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     for _ in range(3):
         assert pay(capsys, alice, "0.1ether")[0] == 0
     assert pay(capsys, bob, "0.05ether")[0] == 0  # alice countersigns through her signer
@@ -204,7 +191,7 @@ def test_a_signer_answering_with_another_keys_signature_refusing_or_down_fails_t
     alice, bob = nodes("alice", KEY_A, signer_proxy.url), nodes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     assert pay(capsys, alice, "0.1ether")[0] == 0
     before = (stored(alice, cid), stored(bob, cid), alice.status(), bob.status())
     assert [r.state.nonce for r in before[0][0]] == [1]
@@ -295,7 +282,7 @@ def test_a_lock_the_signer_refuses_is_not_added_and_one_it_signs_is_settled_by_t
     alice, bob = nodes("alice", KEY_A, signer_proxy.url), nodes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     code, out, _ = paychan(capsys, "lock", "secret", "--db", str(bob.db), "--json")
     assert code == 0
     made = json.loads(out)

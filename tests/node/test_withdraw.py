@@ -16,7 +16,6 @@ import pytest
 
 from paychan.chain import rpc_chain
 from paychan.contract import PaychanContract
-from paychan.node.store import Store
 from paychan.node.withdraw import WithdrawMessage, parse_countersigned
 from paychan.signing import sign_message, sign_state
 from paychan.state import ChannelState, Nonce, SignedState, Wei, Withdrawal
@@ -30,41 +29,20 @@ from .conftest import (
     NodeProcess,
     announce_until_known,
     carol_pays_bob_three_times,
+    one_error,
+    open_channel_by_cli,
     paychan,
     signed_request,
+    states_in,
     wait_for,
 )
 
 ETHER = 10**18
 
 
-def states_in(node: NodeProcess, cid: bytes) -> int:
-    store = Store(node.db)
-    try:
-        return len(store.states(cid))
-    finally:
-        store.close()
-
-
-def open_channel(capsys: pytest.CaptureFixture[str], alice: NodeProcess, bob: NodeProcess, deposit: str) -> bytes:
-    code, out, err = paychan(
-        capsys, "open", "--db", str(alice.db), "--peer", bob.peer_url, "--deposit", deposit, "--json"
-    )
-    assert code == 0, err
-    return bytes.fromhex(json.loads(out)["channelId"][2:])
-
-
 def fee_of(contract: PaychanContract, tx: str) -> int:
     receipt = contract.chain.w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
     return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
-
-
-def one_error(code: int, out: str, err: str) -> str:
-    """The one sentence a refused command printed (exit code 1, nothing on stdout)."""
-    assert (code, out) == (1, ""), (code, out, err)
-    (line,) = err.splitlines()
-    assert line.startswith("paychan: error: ") and "Traceback" not in err
-    return line.removeprefix("paychan: error: ")
 
 
 def withdraw_line(out: str) -> str:
@@ -78,7 +56,7 @@ def test_both_sides_withdraw_while_open_and_get_exactly_their_amounts_then_the_c
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     assert paychan(capsys, "pay", "--db", str(alice.db), "0.3ether")[0] == 0
     w3 = devnet_contract.chain.w3
 
@@ -129,7 +107,7 @@ def test_a_payment_the_peer_makes_before_its_watcher_has_seen_our_withdrawal_wai
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B, poll_interval=4.0)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     assert paychan(capsys, "pay", "--db", str(alice.db), "0.3ether")[0] == 0
     assert paychan(capsys, "withdraw", "--db", str(alice.db), "0.2ether")[0] == 0
     # bob's node still holds the withdrawal as not made (its watcher polls every 4 s): it signs nothing on
@@ -153,7 +131,7 @@ def test_a_withdrawal_whose_transaction_failed_blocks_new_states_and_is_submitte
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     assert paychan(capsys, "pay", "--db", str(alice.db), "0.3ether")[0] == 0
     chain = devnet_contract.chain
     chain.rpc("anvil_setBalance", [ADDRESS_A, "0x0"])  # alice cannot pay for the transaction
@@ -201,7 +179,7 @@ def test_a_withdrawal_both_signed_that_expires_unmade_is_dropped_by_both_nodes_a
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     assert paychan(capsys, "pay", "--db", str(alice.db), "0.3ether")[0] == 0
     chain = devnet_contract.chain
     chain.rpc("anvil_setBalance", [ADDRESS_A, "0x0"])  # alice cannot pay for the transaction
@@ -242,7 +220,7 @@ def test_a_withdrawal_of_nothing_too_much_too_short_refused_by_the_peer_or_with_
     alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
     alice.start()
     bob.start()
-    cid = open_channel(capsys, alice, bob, "1ether")
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     assert paychan(capsys, "pay", "--db", str(alice.db), "0.3ether")[0] == 0
     wait_for(lambda: bob.status()["nonce"] == 1, "bob's node to hold the payment")
     before = snapshot(devnet_contract, cid, [alice, bob])
