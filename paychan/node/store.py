@@ -636,6 +636,19 @@ class Store:
                 self.add_signatures(signed)
         return state_hash
 
+    def forget_intent(self, state: ChannelState, proposer: str) -> bool:
+        """Deletes the intent recorded for our own ``state`` (``proposer``: our role) while it still lacks the
+        peer's signature: it never reached the peer (or the peer refused it), so its nonce is free again.
+        A countersigned state is never deleted. Whether a row went."""
+        peer_column = "sig_b" if proposer == "A" else "sig_a"
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"DELETE FROM states WHERE channel_id = ? AND nonce = ? AND state_hash = ? AND proposer = ?"
+                f" AND {peer_column} IS NULL",
+                (state.channel_id, state.nonce, state_struct_hash(state), proposer),
+            )
+        return cursor.rowcount > 0
+
     def add_signatures(self, *signed_states: SignedState) -> None:
         """Adds the signatures each state carries to its (already recorded, identical) state's row.
 

@@ -53,7 +53,6 @@ from paychan.node.messages import (
 from paychan.node.peer import PeerRefused, PeerUnavailable, PeerUnreachable
 from paychan.node.store import STATUS_OPEN, ChannelRecord, Store
 from paychan.signers import SignerError
-from paychan.signing import state_struct_hash
 from paychan.state import ETH, MAX_UINT40, ChannelId, Signature, SignedState, Withdrawal
 
 log = logging.getLogger(__name__)
@@ -214,14 +213,7 @@ def _answer(signature: Signature, signed: SignedState) -> dict[str, Any]:
 def forget_own_intent(node: Node, runtime: Runtime, proposal: SignedState) -> None:
     """Deletes the intent of our own proposal that never reached the peer (or that it refused): its row
     carries our signature alone, so the nonce is free again for another state."""
-    peer_column = "sig_b" if runtime.role == "A" else "sig_a"
-    state = proposal.state
-    with node.store.transaction():
-        node.store.conn.execute(
-            f"DELETE FROM states WHERE channel_id = ? AND nonce = ? AND state_hash = ? AND proposer = ?"
-            f" AND {peer_column} IS NULL",
-            (state.channel_id, state.nonce, state_struct_hash(state), runtime.role),
-        )
+    node.store.forget_intent(proposal.state, runtime.role)
 
 
 def pending_key(cid: bytes) -> str:
