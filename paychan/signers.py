@@ -105,6 +105,16 @@ class SignerUnavailable(SignerError):
         super().__init__(f"SignerUnavailable(url={url}, reason={reason})")
 
 
+class AccountNotHeld(SignerError):
+    """Raised when a remote signer at ``url`` answers but does not hold ``address`` (``accounts``: the
+    accounts it says it holds)."""
+
+    def __init__(self, url: str, address: str, accounts: list[str]) -> None:
+        self.url, self.address, self.accounts = url, address, accounts
+        held = ", ".join(accounts) if accounts else "none"
+        super().__init__(f"the signer at {url} does not hold {address} (it holds {held})")
+
+
 class WrongPassword(SignerError):
     """Raised when a keystore does not decrypt with the password given."""
 
@@ -162,6 +172,16 @@ class Signer(ABC):
         """The address a signature recovers to: ``address``, except for a contract wallet (its owner)."""
         return self.address
 
+    @property
+    def is_local(self) -> bool:
+        """Whether it signs in this process at once (a key held here): else a node signs through it off its
+        event loop (``paychan.node.remote_signer``)."""
+        return False
+
+    def check_available(self) -> None:
+        """Raises a ``SignerError`` if the signer cannot sign for ``address`` now (nothing for a local key)."""
+        return None
+
     @abstractmethod
     def _sign(self, domain: Domain, message: TypedMessage, digest: bytes) -> bytes | Signature:
         """The raw signature of ``message`` (whose EIP-712 digest in ``domain`` is ``digest``)."""
@@ -201,6 +221,10 @@ class LocalKeySigner(Signer):
     @property
     def address(self) -> str:
         return self._address
+
+    @property
+    def is_local(self) -> bool:
+        return True
 
     @property
     def key(self) -> bytes:
@@ -260,6 +284,19 @@ class JsonRpcSigner(Signer):
     @property
     def address(self) -> str:
         return self._address
+
+    def check_available(self) -> None:
+        """Asks the endpoint for its accounts (``eth_accounts``): ``SignerUnavailable`` if it does not answer,
+        ``AccountNotHeld`` if it lists accounts but not ``address``. An endpoint without ``eth_accounts``
+        (an error reply) counts as there: its signatures are checked one by one anyway."""
+        try:
+            accounts = self.request("eth_accounts", [])
+        except SignerRefused:
+            return
+        if isinstance(accounts, list) and all(isinstance(a, str) and is_address(a) for a in accounts):
+            held = [str(to_checksum_address(a)) for a in accounts]
+            if self._address not in held:
+                raise AccountNotHeld(self.url, self._address, held[:8])
 
     def _sign(self, domain: Domain, message: TypedMessage, digest: bytes) -> bytes:
         payload = json.dumps(typed_data(domain, message, wallet_safe=True))
@@ -345,6 +382,13 @@ class Erc1271Signer(Signer):
     @property
     def signing_address(self) -> str:
         return self.owner.signing_address
+
+    @property
+    def is_local(self) -> bool:
+        return self.owner.is_local
+
+    def check_available(self) -> None:
+        self.owner.check_available()
 
     def _sign(self, domain: Domain, message: TypedMessage, digest: bytes) -> Signature:
         return self.owner.sign_typed(domain, message)

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +46,8 @@ from paychan.signing import (
     typed_data,
 )
 from paychan.state import ETH, ChannelParams, ChannelState, Revocation, Signature, Withdrawal, hashlock
+
+from .fake_wallet import FakeWallet, running_wallet
 
 ABOVE_2_53 = 2**53 + 1
 DOMAIN = Domain(31337, "0x" + "5f" * 20)
@@ -105,46 +105,9 @@ def ape_account() -> Any:
     return TestAccount(index=0, address_str=generated.address, private_key=generated.private_key)
 
 
-class FakeWallet:
-    """A JSON-RPC endpoint on 127.0.0.1 answering every request with ``reply(request)``; records requests."""
-
-    def __init__(self) -> None:
-        self.reply: Callable[[dict[str, Any]], dict[str, Any]] = lambda request: {"result": None}
-        self.requests: list[dict[str, Any]] = []
-        wallet = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                wallet.requests.append(request)
-                body = json.dumps({"jsonrpc": "2.0", "id": request["id"], **wallet.reply(request)}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
 def fake_wallet() -> Iterator[FakeWallet]:
-    wallet = FakeWallet()
-    try:
-        yield wallet
-    finally:
-        wallet.stop()
+    yield from running_wallet()
 
 
 def signature_reply(signature: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:

@@ -403,6 +403,11 @@ def run_status(args: argparse.Namespace) -> int:
     lines = [f"node {data['address']} (chain {data['chainId']}, contract {data['contract']})"]
     if data.get("chainLost"):
         lines.append(f"  CHAIN LOST: {data['chainLost']}")
+    if data.get("signerAvailable") is False:
+        lines.append(
+            f"  SIGNER UNAVAILABLE: {data.get('signer')}: {data.get('signerProblem')}; payments, locks and "
+            "withdrawals are refused until it is back (the watcher still protects the channels)"
+        )
     if not data["channels"]:
         lines.append("no channels")
     for ch in data["channels"]:

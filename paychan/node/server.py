@@ -56,7 +56,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +113,7 @@ from paychan.node.messages import (
     parse_turn,
 )
 from paychan.node.peer import PeerClient, PeerRefused, PeerUnavailable
+from paychan.node.remote_signer import MAX_ROUNDS, RemoteSigning, SignatureNeeded
 from paychan.node.restored import (
     SyncDeferred,
     check_may_close,
@@ -131,7 +132,7 @@ from paychan.node.store import (
     Store,
     StoreError,
 )
-from paychan.signers import LocalKeySigner, Signer, SignerError, SignerUnavailable
+from paychan.signers import LocalKeySigner, Signer, SignerError, SignerUnavailable, TypedMessage
 from paychan.signing import Domain, check_signer, state_struct_hash
 from paychan.state import (
     ETH,
@@ -365,19 +366,28 @@ class Node:
         limits: Limits | None = None,
         announce_patience: float = 10.0,
         signer: Signer | None = None,
+        signer_probe_interval: float = 1.0,
     ) -> None:
         """``private_key``: the node's key: it signs the node's transactions and authenticates its peer
         requests and turn messages. ``signer``: who signs the node's off-chain messages (states, revocations,
         withdrawals) for the node's address: by default a ``LocalKeySigner`` of ``private_key`` without the
         recovery check (the fastest); e.g. a ``JsonRpcSigner`` for a wallet or remote signer holding the
-        same account. A signer failure refuses the operation (``SignerError``) and stores nothing as signed."""
+        same account. A signer failure refuses the operation (``SignerError``) and stores nothing as signed.
+        A signer that is not local signs off the event loop (``paychan.node.remote_signer``); one that is
+        unreachable is probed every ``signer_probe_interval`` s until it is back."""
         self.store = store
         self._key = bytes(private_key)
         self.account: LocalAccount = Account.from_key(self._key)
         self.address = self.account.address
-        self.signer: Signer = signer if signer is not None else LocalKeySigner(self._key, check=False)
-        if self.signer.address != self.address:
-            raise SignerMismatch(self.signer.address, self.address)
+        given: Signer = signer if signer is not None else LocalKeySigner(self._key, check=False)
+        if given.address != self.address:
+            raise SignerMismatch(given.address, self.address)
+        # A signer that is not a key held here signs on a thread of its own, ahead of the synchronous code
+        # that needs its signatures (``with_signatures``): the event loop never waits for it.
+        self.remote: RemoteSigning | None = None if given.is_local else RemoteSigning(given, signer_probe_interval)
+        self.signer: Signer = given if self.remote is None else self.remote
+        if self.remote is not None:
+            store.before_commit.append(self.remote.check_commit)
         # our signed revocation of the nonces below each channel's stored revocation, signed once
         self._revocations: dict[bytes, SignedRevocation] = {}
         self.domain = domain
@@ -514,11 +524,66 @@ class Node:
         assert record is not None
         return self._load(record)
 
+    # --- signing through a signer that is not local -----------------------------------------------
+
+    async def with_signatures(self, operation: Callable[[], T], cid: bytes | None = None) -> T:
+        """Runs ``operation`` (synchronous: its checks, store transactions and signatures atomic, as with a
+        local key) once every signature it needs is made. With a signer that is not local it runs first
+        as a dry run (``RemoteSigning.collecting``: nothing commits), the messages it met are signed off
+        the event loop, and it runs again; channel ``cid`` is reloaded after each dry run. Raises the
+        signer's ``SignerError`` (nothing stored) if it cannot sign."""
+        remote = self.remote
+        if remote is None:
+            return operation()
+        for _ in range(MAX_ROUNDS):
+            try:
+                with remote.collecting():
+                    return operation()
+            except SignatureNeeded as needed:
+                if cid is not None and cid in self.runtimes:
+                    self._reload(cid)
+                await remote.prepare(needed.messages)
+        raise SignerUnavailable(
+            getattr(remote.inner, "url", repr(remote.inner)),
+            f"the channel changed under {MAX_ROUNDS} signing rounds in a row; try again",
+        )
+
+    async def sign_ahead(self, messages: Sequence[tuple[Domain, TypedMessage]]) -> None:
+        """Has ``messages`` signed off the event loop first, when the signer is not local (else: nothing)."""
+        if self.remote is not None:
+            await self.remote.prepare(messages)
+
+    async def own_revocation_signed(self, runtime: Runtime) -> SignedRevocation | None:
+        """``own_revocation``, its signature made off the event loop."""
+        held = self._revocations.get(runtime.cid)
+        if runtime.own_revocation and (held is None or held.below_nonce != runtime.own_revocation):
+            await self.sign_ahead([(self.domain, Revocation(runtime.cid, runtime.own_revocation))])
+        return self.own_revocation(runtime)
+
+    def signer_status(self) -> dict[str, Any]:
+        """Who signs the node's off-chain messages and whether it can now."""
+        if self.remote is None:
+            return {"signer": repr(self.signer), "signerAvailable": True, "signerProblem": None}
+        return self.remote.status()
+
+    async def _watch_signer(self) -> None:
+        """Probes a signer that is not local: once at start, then every ``probe_interval`` s while it is
+        unavailable (operations needing a signature are refused meanwhile; the watcher needs none)."""
+        remote = self.remote
+        assert remote is not None
+        await remote.probe()
+        while True:
+            await asyncio.sleep(remote.probe_interval)
+            if not remote.available:
+                await remote.probe()
+
     async def start(self) -> None:
         """Starts one sender task per channel: it first syncs with the peer, then re-sends proposals a crash
         left unanswered and sends new payments."""
         self._started = True
         loop = asyncio.get_running_loop()
+        if self.remote is not None:
+            self._background(self._watch_signer())
         for runtime in self.runtimes.values():
             if runtime.sender is None:
                 runtime.sender = loop.create_task(self._sender(runtime.cid))
@@ -579,6 +644,8 @@ class Node:
             if runtime.sender is not None:
                 runtime.sender.cancel()
         await self.peer.close()
+        if self.remote is not None:
+            self.remote.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._watch_executor.shutdown(wait=False, cancel_futures=True)
 
@@ -978,7 +1045,7 @@ class Node:
                             continue  # not synced with the peer yet: sign nothing new
                         await self._acquire_turn(runtime)
                         if not runtime.turn_wanted:
-                            self._build_batch(runtime)
+                            await self._build_batch(runtime)
                     if runtime.inflight:
                         await self._exchange_and_build(runtime)
                 backoff = 0.02
@@ -1012,7 +1079,7 @@ class Node:
                 for _ in range(3):  # let the request reach the socket first
                     await asyncio.sleep(0)
                 if self._may_build(runtime):
-                    self._build_batch(runtime)
+                    await self._build_batch(runtime)
                 answer = await request
                 request = None
                 following = runtime.inflight[len(sent) :]
@@ -1051,7 +1118,7 @@ class Node:
             elif not runtime.has_turn():
                 await asyncio.sleep(0.01)
 
-    def _build_batch(self, runtime: Runtime) -> None:
+    async def _build_batch(self, runtime: Runtime) -> None:
         """Turns queued requests into the next states, records them as intents (one commit), signs them.
 
         Payments keep the locks of the state they follow. A lock added, settled or expired (``op``) is
@@ -1061,7 +1128,7 @@ class Node:
             runtime.queue.popleft()
         if runtime.queue and runtime.queue[0].op is not None:
             if not runtime.inflight:
-                self._build_op(runtime, runtime.queue.popleft())
+                await self._build_op(runtime, runtime.queue.popleft())
             return
         if runtime.inflight:  # continue after the states already in flight
             last = runtime.inflight[-1].state
@@ -1130,14 +1197,22 @@ class Node:
         if not states:
             return
         try:
-            # signed inside the transaction of their intents: a signer that fails (refuses, is unreachable,
-            # answers with another key's signature) rolls the intents back, and nothing was signed
+            if self.remote is not None:  # signed first, off the event loop; recorded below before they leave
+                basis = (runtime.inflight[-1] if runtime.inflight else None, channel.latest, channel.signed_nonce)
+                await self.sign_ahead([(self.domain, s) for s in states])
+                now = (runtime.inflight[-1] if runtime.inflight else None, channel.latest, channel.signed_nonce)
+                if self.runtimes.get(runtime.cid) is not runtime or now != basis:
+                    runtime.queue.extendleft(reversed(owners))  # the channel moved meanwhile: built again
+                    return
+            # signed inside the transaction of their intents (which keep our signatures): a signer that fails
+            # (refuses, is unreachable, answers with another key's signature) rolls the intents back, and
+            # nothing was signed
             with self.store.transaction():
                 self.store.set_turn_epoch(runtime.cid, runtime.epoch)
-                for state in states:
-                    self.store.record_intent(SignedState(state), runtime.role)
                 signer, domain = self.signer, self.domain
                 signed = [SignedState(s).with_signature(runtime.role, signer.sign_typed(domain, s)) for s in states]
+                for one in signed:
+                    self.store.record_intent(one if self.remote is not None else SignedState(one.state), runtime.role)
         except (DoubleSignRefused, SignerError) as exc:
             for request in owners:
                 request.future.set_exception(exc)
@@ -1155,49 +1230,60 @@ class Node:
             runtime.waiters[state.nonce] = request
         channel.pending = runtime.inflight[0]
 
-    def _build_op(self, runtime: Runtime, request: Request) -> None:
+    async def _build_op(self, runtime: Runtime, request: Request) -> None:
         """Signs the state adding, settling or expiring a lock with ``Channel.propose_lock`` /
         ``propose_settle_lock`` / ``propose_expire_lock`` (which check it first: a refusal signs and stores
         nothing). Its intent, its lock list (and a secret we settle with) commit in one transaction before
         it is sent; ``request``'s future gets the countersigned state, or the refusal."""
-        channel, op = runtime.channel, request.op
+        op, cid = request.op, runtime.cid
         assert op is not None
         try:
-            if runtime.record.status != STATUS_OPEN:
-                raise ChannelNotOpen(runtime.record.status)
-            if self.chain_lost is not None:
-                raise ChainLost(self.chain_lost)
-            with self.store.transaction():
-                self.store.set_turn_epoch(runtime.cid, runtime.epoch)
-                if isinstance(op, AddLock):
-                    lock = op.lock
-                    signed, _ = channel.propose_lock(lock.amount, lock.hashlock, lock.expiry, self.chain_now())
-                    locks = (*channel.locks, lock)
-                else:
-                    if isinstance(op, SettleLock):
-                        signed = channel.propose_settle_lock(op.secret)
-                        self.store.add_secret(op.secret)
-                        gone = hashlock(op.secret)
-                    else:
-                        signed = channel.propose_expire_lock(op.hashlock, self.chain_now())
-                        gone = op.hashlock
-                    locks = tuple(x for x in channel.locks if x.hashlock != gone)
-                if self.store.put_lock_list(runtime.cid, locks) != signed.state.locks_root:
-                    raise StoreError("the lock list noted is not the one the proposal commits to")
+            signed = await self.with_signatures(lambda: self._op_state(self.runtimes[cid], op), cid)
         except Exception as exc:
-            if channel.pending is not None:  # signed, but the transaction rolled back: forget it
-                self._reload(runtime.cid)
+            if self.runtimes[cid].channel.pending is not None:  # signed, but the transaction rolled back
+                self._reload(cid)
             request.future.set_exception(exc)
             if not isinstance(exc, (PaychanError, ValueError)):
                 raise
             return
+        runtime = self.runtimes[cid]
         runtime.inflight.append(signed)
         runtime.ops[signed.state.nonce] = op
         runtime.waiters[signed.state.nonce] = request
 
+    def _op_state(self, runtime: Runtime, op: LockOp) -> SignedState:
+        """The signed state of lock operation ``op``, committed with its intent and lock list (see
+        ``_build_op``)."""
+        channel = runtime.channel
+        if runtime.record.status != STATUS_OPEN:
+            raise ChannelNotOpen(runtime.record.status)
+        if self.chain_lost is not None:
+            raise ChainLost(self.chain_lost)
+        with self.store.transaction():
+            self.store.set_turn_epoch(runtime.cid, runtime.epoch)
+            if isinstance(op, AddLock):
+                lock = op.lock
+                signed, _ = channel.propose_lock(lock.amount, lock.hashlock, lock.expiry, self.chain_now())
+                locks = (*channel.locks, lock)
+            else:
+                if isinstance(op, SettleLock):
+                    signed = channel.propose_settle_lock(op.secret)
+                    self.store.add_secret(op.secret)
+                    gone = hashlock(op.secret)
+                else:
+                    signed = channel.propose_expire_lock(op.hashlock, self.chain_now())
+                    gone = op.hashlock
+                locks = tuple(x for x in channel.locks if x.hashlock != gone)
+            if self.store.put_lock_list(runtime.cid, locks) != signed.state.locks_root:
+                raise StoreError("the lock list noted is not the one the proposal commits to")
+            if self.remote is not None:  # our signature kept: a reload need not ask the signer again
+                self.store.add_signatures(signed)
+        return signed
+
     async def _send(self, runtime: Runtime, states: list[SignedState]) -> dict[str, Any]:
-        try:
-            revocation = self._revoke_latest(runtime) or self.own_revocation(runtime)  # our highest, every time
+        try:  # our highest, every time
+            revocation = await self.with_signatures(lambda: self._revoke_latest(runtime))
+            revocation = revocation or await self.own_revocation_signed(runtime)
         except SignerError as exc:  # the states are signed already: send them with the revocation we hold
             log.warning("channel 0x%s: the signer did not sign our revocation: %s", runtime.cid.hex()[:12], exc)
             revocation = self._revocations.get(runtime.cid)
@@ -1740,6 +1826,7 @@ class Node:
             "stats": dict(self.stats),
             "chainLost": self.chain_lost,
             "chainTime": self.chain_now(),
+            **self.signer_status(),
             "channels": channels,
         }
 
@@ -1812,14 +1899,16 @@ class Node:
 
     async def _peer_propose(self, request: web.Request) -> web.Response:
         message = parse_propose(request[BODY])
-        accepted, error = self.handle_propose(message, request[SIGNER])
+        accepted, error = await self.with_signatures(
+            lambda: self.handle_propose(message, request[SIGNER]), message.channel_id
+        )
         if not accepted:
             assert error is not None
             raise error
         runtime = self.runtimes[message.channel_id]
         body: dict[str, Any] = {"type": "countersigned", "states": [encode_signed(s) for s in accepted]}
         try:
-            revocation = self.own_revocation(runtime)  # below the latest we hold doubly signed (committed)
+            revocation = await self.own_revocation_signed(runtime)  # below the latest doubly signed (committed)
         except SignerError as exc:  # the states are committed countersigned: answer them without it
             log.warning("channel 0x%s: the signer did not sign our revocation: %s", runtime.cid.hex()[:12], exc)
             revocation = None
@@ -1839,7 +1928,10 @@ class Node:
         return _json({"type": "announced", "channelId": "0x" + record.channel_id.hex(), "peerUrl": record.peer_url})
 
     async def _peer_withdraw(self, request: web.Request) -> web.Response:
-        return _json(withdraw.countersign(self, withdraw.parse_withdraw(request[BODY]), request[SIGNER]))
+        message = withdraw.parse_withdraw(request[BODY])
+        return _json(
+            await self.with_signatures(lambda: withdraw.countersign(self, message, request[SIGNER]), message.channel_id)
+        )
 
     async def _peer_latest(self, request: web.Request) -> web.Response:
         runtime = self.runtime(parse_channel_id(request.match_info["cid"]))

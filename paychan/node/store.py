@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,6 +272,9 @@ class Store:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self._depth = 0
+        # called before each outermost transaction commits; one that raises rolls the transaction back
+        # (the node's remote signer refuses a commit of a dry run's placeholder signatures)
+        self.before_commit: list[Callable[[], None]] = []
         self._migrate(migrations)
 
     # --- schema ----------------------------------------------------------------------------------
@@ -327,6 +330,8 @@ class Store:
         self._depth = 1
         try:
             yield
+            for hook in self.before_commit:
+                hook()
         except BaseException:
             self._depth = 0
             if self.conn.in_transaction:

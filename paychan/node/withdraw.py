@@ -347,14 +347,20 @@ async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int =
                 "nothing was withdrawn"
             ) from None
         now = await node.on_chain(contract.chain.now)
+
         # the node's before_sign hook records our proposal (as ours) before it is signed, in the transaction
         # of the signing: a signer that fails leaves no intent, and the channel is reloaded as it was
-        try:
+        def propose() -> tuple[Withdrawal, Signature, SignedState]:
             with node.store.transaction():
-                withdrawal, signature, proposal = channel.propose_withdrawal(amount, now + expires_in)
+                return node.runtimes[runtime.cid].channel.propose_withdrawal(amount, now + expires_in)
+
+        try:
+            withdrawal, signature, proposal = await node.with_signatures(propose, runtime.cid)
         except SignerError as exc:
             node._reload(runtime.cid)
             raise WithdrawalFailed(f"the signer did not sign the withdrawal ({exc}): nothing was withdrawn") from None
+        runtime = node.runtimes[runtime.cid]  # a dry run of a signer that is not local reloads the channel
+        channel = runtime.channel
         message = WithdrawMessage(runtime.cid, runtime.epoch, withdrawal, signature, proposal)
         try:
             answer = await node.peer.post(peer_url + "/peer/withdraw", message.to_json(), channel.peer_address)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from paychan.chain import rpc_chain
 from paychan.contract import PaychanContract
 from paychan.node.server import Node, SignerMismatch
 from paychan.node.store import Store
@@ -23,6 +22,7 @@ from paychan.signers import JsonRpcSigner, LocalKeySigner
 from paychan.signing import check_message_signer, check_signer
 from paychan.state import Revocation
 
+from ..fake_wallet import FakeWallet, running_wallet
 from .conftest import (
     ADDRESS_A,
     ADDRESS_B,
@@ -42,64 +42,10 @@ from .conftest import (
 ETHER = 10**18
 
 
-class SignerProxy:
-    """A JSON-RPC endpoint on 127.0.0.1 forwarding to anvil. ``mode``: ``honest`` forwards as is; ``other-key``
-    asks anvil to sign ``eth_signTypedData_v4`` as ADDRESS_C instead (a wallet that picked another account);
-    ``refuse`` answers the user's rejection (4001); ``down`` answers HTTP 503. Records the signing requests."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream, self.mode = upstream, "honest"
-        self.signed: list[str] = []  # the address of every eth_signTypedData_v4 request, as sent by the node
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = json.loads(body)
-                if request.get("method") == "eth_signTypedData_v4":
-                    proxy.signed.append(request["params"][0])
-                    if proxy.mode == "down":
-                        self.send_error(503)
-                        return
-                    if proxy.mode == "refuse":
-                        refusal = {"code": 4001, "message": "User rejected the request."}
-                        self._answer(json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": refusal}).encode())
-                        return
-                    if proxy.mode == "other-key":
-                        request["params"][0] = ADDRESS_C
-                        body = json.dumps(request).encode()
-                upstream = urllib.request.Request(proxy.upstream, body, {"Content-Type": "application/json"})
-                with urllib.request.urlopen(upstream, timeout=10) as response:
-                    self._answer(response.read())
-
-            def _answer(self, body: bytes) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
-def signer_proxy(devnet: Any) -> Iterator[SignerProxy]:
-    proxy = SignerProxy(devnet.url)
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
+def signer_proxy(devnet: Any) -> Iterator[FakeWallet]:
+    """A JSON-RPC signer forwarding to anvil (whose unlocked account of the node's address signs)."""
+    yield from running_wallet(devnet.url, ADDRESS_C)
 
 
 @pytest.fixture
@@ -107,8 +53,8 @@ def nodes(tmp_path: Path, devnet: Any, devnet_contract: PaychanContract) -> Iter
     """Factory of node processes (``signer_url``: the node's ``--signer-url``); each stopped by PID after."""
     started: list[NodeProcess] = []
 
-    def make(name: str, key: bytes, signer_url: str | None = None) -> NodeProcess:
-        extra = ("--poll-interval", "0.2", "--payment-timeout", "5", "--log-level", "WARNING")
+    def make(name: str, key: bytes, signer_url: str | None = None, payment_timeout: int = 5) -> NodeProcess:
+        extra = ("--poll-interval", "0.2", "--payment-timeout", str(payment_timeout), "--log-level", "WARNING")
         if signer_url is not None:
             extra += ("--signer-url", signer_url, "--signer-timeout", "5")
         process = NodeProcess(tmp_path, name, key, devnet.url, devnet_contract.address, free_port(), PASSWORD, extra)
@@ -136,7 +82,7 @@ def stored(node: NodeProcess, cid: bytes) -> tuple[list[Any], Any]:
 @pytest.mark.anvil
 def test_a_node_whose_states_are_signed_by_anvils_unlocked_account_pays_is_paid_withdraws_and_closes_and_its_peer_holds_valid_signatures(  # noqa: E501
     nodes: Callable[..., NodeProcess],
-    signer_proxy: SignerProxy,
+    signer_proxy: FakeWallet,
     devnet_contract: PaychanContract,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -184,7 +130,7 @@ def test_a_node_whose_states_are_signed_by_anvils_unlocked_account_pays_is_paid_
 @pytest.mark.anvil
 def test_a_signer_answering_with_another_keys_signature_refusing_or_down_fails_the_payment_with_one_error_and_stores_nothing(  # noqa: E501
     nodes: Callable[..., NodeProcess],
-    signer_proxy: SignerProxy,
+    signer_proxy: FakeWallet,
     devnet_contract: PaychanContract,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -211,6 +157,10 @@ def test_a_signer_answering_with_another_keys_signature_refusing_or_down_fails_t
         assert len(signer_proxy.signed) == asked + 1  # the one state, asked once, signed by nobody
         # nothing stored as signed, or at all, on either side; both nodes' channels as before
         assert (stored(alice, cid), stored(bob, cid), alice.status(), bob.status()) == before
+
+    # a signer found down is probed until it is back
+    signer_proxy.mode = "refuse"
+    wait_for(lambda: alice.control("GET", "/status")["signerAvailable"], "alice's node to find its signer back")
 
     # a withdrawal the signer refuses: one error, nothing withdrawn, nothing stored
     signer_proxy.mode = "refuse"
@@ -275,7 +225,7 @@ def test_a_node_given_a_signer_for_another_address_than_its_key_refuses_to_start
 @pytest.mark.anvil
 def test_a_lock_the_signer_refuses_is_not_added_and_one_it_signs_is_settled_by_the_peers_secret(
     nodes: Callable[..., NodeProcess],
-    signer_proxy: SignerProxy,
+    signer_proxy: FakeWallet,
     devnet_contract: PaychanContract,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -286,12 +236,17 @@ def test_a_lock_the_signer_refuses_is_not_added_and_one_it_signs_is_settled_by_t
     code, out, _ = paychan(capsys, "lock", "secret", "--db", str(bob.db), "--json")
     assert code == 0
     made = json.loads(out)
-    before = (stored(alice, cid), stored(bob, cid), alice.status(), bob.status())
 
+    def view() -> tuple[Any, ...]:
+        # a channel at nonce 0 shows the unsigned opening state, which a reload rebuilds from the deposits
+        statuses = [{k: v for k, v in node.status().items() if k != "latest"} for node in (alice, bob)]
+        return stored(alice, cid), stored(bob, cid), *statuses
+
+    before = view()
     signer_proxy.mode = "refuse"
     error = one_error(*paychan(capsys, "lock", "add", "0.3ether", made["hashlock"], "--db", str(alice.db)))
     assert error.startswith("SignerRefused(code=4001, message='User rejected the request.')"), error
-    assert (stored(alice, cid), stored(bob, cid), alice.status(), bob.status()) == before
+    assert view() == before
 
     signer_proxy.mode = "honest"
     code, out, err = paychan(capsys, "lock", "add", "0.3ether", made["hashlock"], "--db", str(alice.db), "--json")
@@ -308,3 +263,93 @@ def test_a_lock_the_signer_refuses_is_not_added_and_one_it_signs_is_settled_by_t
         check_signer(devnet_contract.domain, row.state, row.signed.sig_b, ADDRESS_B)
     status = bob.status()
     assert (status["balanceA"], status["balanceB"], status["pendingLocks"]) == (str(7 * 10**17), str(3 * 10**17), 0)
+
+
+@pytest.mark.anvil
+def test_a_node_waiting_for_a_slow_signer_keeps_answering_and_its_watcher_keeps_reading_the_chain_meanwhile(
+    nodes: Callable[..., NodeProcess],
+    signer_proxy: FakeWallet,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    alice, bob = nodes("alice", KEY_A, signer_proxy.url, payment_timeout=60), nodes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
+    signer_proxy.hold()  # the signer takes as long as this test wants
+    outcome: list[Any] = []
+    payer = threading.Thread(target=lambda: outcome.append(alice.control("POST", "/pay", {"amount": str(ETHER // 10)})))
+    payer.start()
+    try:
+        assert signer_proxy.signing.wait(30), "the node never asked its signer"
+        # while the signature is outstanding: alice's control API answers, and her watcher sees bob's deposit
+        # (a chain event it has to poll for), so neither waits behind the signer
+        assert alice.status()["inflight"] == 0
+        bob.control("POST", "/deposit", {"amount": str(ETHER // 5)})
+        wait_for(lambda: alice.status()["depositB"] == str(ETHER // 5), "alice's watcher to see bob's deposit")
+        assert payer.is_alive() and not outcome  # the payment is still waiting for its signature
+        assert len(signer_proxy.signed) == 1
+    finally:
+        signer_proxy.release()
+        payer.join(60)
+    assert outcome and outcome[0]["paid"] == 1, outcome
+    wait_for(lambda: bob.status()["nonce"] == 1, "bob to hold the payment")
+    rows, _ = stored(alice, cid)
+    assert [(r.state.nonce, r.state.balance_b, r.state.deposit_b) for r in rows] == [(1, ETHER // 10, 0)]
+
+
+@pytest.mark.anvil
+def test_a_node_whose_signer_is_down_starts_refuses_to_sign_with_one_sentence_still_protects_its_channel_and_recovers(  # noqa: E501
+    nodes: Callable[..., NodeProcess],
+    signer_proxy: FakeWallet,
+    devnet: Any,
+    devnet_contract: PaychanContract,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    signer_proxy.mode = "down"
+    alice, bob = nodes("alice", KEY_A, signer_proxy.url), nodes("bob", KEY_B)
+    alice.start()  # starts although its signer does not answer
+    bob.start()
+    wait_for(lambda: alice.control("GET", "/status")["signerProblem"] == "HTTP 503", "alice to probe her signer")
+    status = alice.control("GET", "/status")
+    assert (status["signerAvailable"], status["signer"]) == (False, f"JsonRpcSigner({ADDRESS_A})")
+    code, out, _ = paychan(capsys, "status", "--db", str(alice.db))
+    assert code == 0
+    assert (
+        f"  SIGNER UNAVAILABLE: JsonRpcSigner({ADDRESS_A}): HTTP 503; payments, locks and withdrawals are refused "
+        "until it is back (the watcher still protects the channels)"
+    ) in out.splitlines()
+
+    # opening needs no off-chain signature; paying is refused at once, without asking the signer
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
+    code, out, err = pay(capsys, alice, "0.1ether")
+    assert (code, out) == (1, f"paid 0 of 1 x 0.1 ETH: channel 0x{cid.hex()} nonce 0, my balance 1 ETH\n")
+    assert err.splitlines() == [f"  1 refused: SignerUnavailable(url={signer_proxy.url}, reason=HTTP 503)"]
+    assert signer_proxy.signed == []
+    rows, record = stored(alice, cid)
+    assert rows == [] and record is not None and record.own_revocation == 0
+
+    # back by itself once the signer answers again
+    signer_proxy.mode = "honest"
+    wait_for(lambda: alice.control("GET", "/status")["signerAvailable"], "alice to find her signer back")
+    assert alice.control("GET", "/status")["signerProblem"] is None
+    assert pay(capsys, alice, "0.1ether")[0] == 0
+    assert pay(capsys, alice, "0.1ether")[0] == 0
+    wait_for(lambda: bob.status()["nonce"] == 2, "bob to hold nonce 2")
+    wait_for(lambda: alice.status()["peerRevocation"] >= 1, "alice to hold bob's revocation")
+
+    # the signer down again; bob's key closes with the opening state (nonce 0), which he revoked: alice's
+    # watcher proves it with the states and revocation she holds, signing nothing new
+    signer_proxy.mode = "down"
+    assert pay(capsys, alice, "0.1ether")[0] == 1
+    asked = len(signer_proxy.signed)
+    bob.stop()
+    chain = rpc_chain(devnet.url, ["0x" + KEY_B.hex()])
+    contract = PaychanContract(chain, devnet_contract.address, from_block=devnet_contract.from_block)
+    contract.close(chain.accounts[0], contract.find_params(cid), None)  # type: ignore[arg-type]
+    wait_for(lambda: contract.get_channel(cid).penalized, "alice's proof of bob's revoked close")  # type: ignore[arg-type]
+    (proven,) = contract.contract.events.RevokedStateProven().get_logs(
+        from_block=contract.from_block, argument_filters={"channelId": cid}
+    )
+    assert (proven["args"]["cheater"], proven["args"]["closerNonce"]) == (ADDRESS_B, 0)
+    wait_for(lambda: alice.status()["penalized"], "alice to record the proof")
+    assert len(signer_proxy.signed) == asked and not alice.control("GET", "/status")["signerAvailable"]
