@@ -102,7 +102,9 @@ class SignerUnavailable(SignerError):
 
     def __init__(self, url: str, reason: str) -> None:
         self.url, self.reason = url, reason
-        super().__init__(f"SignerUnavailable(url={url}, reason={reason})")
+        super().__init__(
+            f"SignerUnavailable(url={url}, reason={reason}): the signer does not answer, nothing was signed"
+        )
 
 
 class AccountNotHeld(SignerError):

@@ -57,13 +57,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_false",
         help="do not settle closed channels after their deadline (default: the watcher settles them)",
     )
-    node.add_argument(
+    signers = node.add_mutually_exclusive_group()
+    signers.add_argument(
         "--signer-url",
         default=None,
         help="sign the node's off-chain messages (states, revocations, withdrawals) with eth_signTypedData_v4 "
         "for the keystore's address at this JSON-RPC URL (a wallet, a remote signer, a node's unlocked account); "
-        "every signature is checked to recover to that address. The keystore's key still signs the node's "
-        "on-chain transactions and authenticates its peer requests (default: the keystore's key signs all)",
+        "every signature is checked to recover to that address. The keystore is still needed: its key pays the "
+        "node's transactions' gas, authenticates its peer requests and re-signs states it already signed "
+        "(default: the keystore's key signs all)",
+    )
+    signers.add_argument(
+        "--ape-account",
+        default=None,
+        metavar="ALIAS",
+        help="sign the node's off-chain messages with this Ape account (an alias of `ape accounts list`: "
+        "keyfile, Ledger, Trezor; TEST::N for Ape's test account N; a keyfile's passphrase from "
+        "$APE_ACCOUNTS_<ALIAS>_PASSPHRASE); it must be the keystore's address, whose key is still needed as "
+        "with --signer-url",
     )
     node.add_argument(
         "--signer-timeout", type=float, default=10.0, help="seconds to wait for --signer-url's answer (default 10)"
@@ -233,6 +244,7 @@ def run_node(args: argparse.Namespace) -> int:
             "a node needs a chain: pass --rpc-url URL or set ETH_RPC_URL (e.g. `paychan devnet` prints its URL)"
         )
     key = load_key(args.keystore)
+    signer = build_signer(args, key)  # before the chain and the store: a bad signer creates nothing
     from paychan.deployments import load_contract
     from paychan.node.watcher import CURSOR_KEY, GENESIS_KEY
 
@@ -257,24 +269,67 @@ def run_node(args: argparse.Namespace) -> int:
         elif known != value:
             raise PaychanError(f"store {args.db} belongs to {name} {known}, not {value}")
     try:
-        asyncio.run(_serve(args, store, key, contract))
+        asyncio.run(_serve(args, store, key, contract, signer))
     finally:
         store.close()
         lock.close()
     return 0
 
 
-async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any) -> None:
+def build_signer(args: argparse.Namespace, key: bytes) -> Any:
+    """The signer of ``paychan node``'s off-chain messages: None (the keystore's key), a ``JsonRpcSigner``
+    (``--signer-url``) or an ``ApeSigner`` (``--ape-account``), for the keystore's address. A signer for
+    another address is refused in one sentence; one that does not answer yet only warns: the node starts,
+    refuses to sign until it is back, and finds it back by itself."""
+    from eth_account import Account
+
+    from paychan.signers import AccountNotHeld, ApeSigner, JsonRpcSigner, SignerUnavailable
+
+    address = Account.from_key(key).address
+    signer: Any = None
+    if args.signer_url:
+        signer = JsonRpcSigner(args.signer_url, address, timeout=args.signer_timeout)
+        try:
+            signer.check_available()
+        except AccountNotHeld as exc:
+            raise PaychanError(f"{exc}, and --signer-url must sign for the keystore's address") from None
+        except SignerUnavailable as exc:
+            print(
+                f"paychan node: the signer at {exc.url} does not answer ({exc.reason}): the node starts and signs "
+                "nothing until the signer is back (`paychan status` shows it)",
+                file=sys.stderr,
+                flush=True,
+            )
+    elif args.ape_account:
+        signer = ApeSigner(load_ape_account(args.ape_account))
+    if signer is not None and signer.address != address:
+        raise PaychanError(
+            f"the signer signs for {signer.address}, not for the keystore's address {address}: give the keystore "
+            "of the signer's account"
+        )
+    return signer
+
+
+def load_ape_account(alias: str) -> Any:
+    """Ape's account ``alias`` (``TEST::N``: its test account N); one sentence if there is none."""
+    try:
+        from ape import accounts
+    except ImportError:
+        raise PaychanError("--ape-account needs Ape: pip install eth-ape") from None
+    test = re.fullmatch(r"TEST::(\d{1,4})", alias, flags=re.IGNORECASE)
+    if test is not None:
+        return accounts.test_accounts[int(test.group(1))]
+    try:
+        return accounts.load(alias)
+    except KeyError:
+        known = ", ".join(accounts.aliases) or "none"
+        raise PaychanError(f"no Ape account {alias!r} (known: {known}; TEST::N names Ape's test account N)") from None
+
+
+async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any, signer: Any = None) -> None:
     from paychan.node.server import Node, serve, write_control_file
     from paychan.node.watcher import Watcher
 
-    signer = None
-    if args.signer_url:
-        from eth_account import Account
-
-        from paychan.signers import JsonRpcSigner
-
-        signer = JsonRpcSigner(args.signer_url, Account.from_key(key).address, timeout=args.signer_timeout)
     node = Node(
         store,
         key,

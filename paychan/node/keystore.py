@@ -42,6 +42,10 @@ def load_key(path: str | Path, password: str | None = None) -> bytes:
     try:
         return bytes(Account.decrypt(keyfile, secret))
     except ValueError as exc:
+        if "MAC mismatch" in str(exc):  # eth-account's answer to a wrong password
+            raise KeystoreError(
+                f"cannot decrypt keystore {path}: wrong password (from $PAYCHAN_PASSWORD or the prompt)"
+            ) from None
         raise KeystoreError(f"cannot decrypt keystore {path}: {exc}") from exc
 
 

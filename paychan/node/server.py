@@ -379,7 +379,8 @@ class Node:
         self._key = bytes(private_key)
         self.account: LocalAccount = Account.from_key(self._key)
         self.address = self.account.address
-        given: Signer = signer if signer is not None else LocalKeySigner(self._key, check=False)
+        self._local_signer = LocalKeySigner(self._key, check=False)
+        given: Signer = signer if signer is not None else self._local_signer
         if given.address != self.address:
             raise SignerMismatch(given.address, self.address)
         # A signer that is not a key held here signs on a thread of its own, ahead of the synchronous code
@@ -430,9 +431,12 @@ class Node:
     # --- loading ---------------------------------------------------------------------------------
 
     def _own_signature(self, signed: SignedState, role: str) -> SignedState:
+        """``signed`` with our signature: a state recorded as ours (an intent, committed to already) whose
+        row lacks it is signed again with the node's key, the signer's own key (a node's signer signs for
+        the node's address), so loading a channel never waits for, nor fails with, a remote signer."""
         if signed.signature_of(role) is not None:
             return signed
-        return signed.with_signature(role, self.signer.sign_typed(self.domain, signed.state))
+        return signed.with_signature(role, self._local_signer.sign_typed(self.domain, signed.state))
 
     def _load(self, record: ChannelRecord) -> Runtime:
         """(Re)builds a channel's runtime from the store: latest countersigned state, our open proposals."""

@@ -153,7 +153,10 @@ def test_a_wrong_keystore_password_stops_the_node_with_one_line(
         "--rpc-url", "http://127.0.0.1:9", "--contract", "0x5FbDB2315678afecb367f032d93F642f64180aa3",
     )  # fmt: skip
     assert code == 1
-    assert err.startswith(f"paychan: error: cannot decrypt keystore {tmp_path / 'k.json'}")
+    assert err == (
+        f"paychan: error: cannot decrypt keystore {tmp_path / 'k.json'}: wrong password (from $PAYCHAN_PASSWORD or "
+        "the prompt)\n"
+    )
     assert not (tmp_path / "n.db").exists()
 
 

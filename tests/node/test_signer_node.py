@@ -16,6 +16,7 @@ import pytest
 
 from paychan.chain import rpc_chain
 from paychan.contract import PaychanContract
+from paychan.node.keystore import write_keystore
 from paychan.node.server import Node, SignerMismatch
 from paychan.node.store import Store
 from paychan.signers import JsonRpcSigner, LocalKeySigner
@@ -40,6 +41,7 @@ from .conftest import (
 )
 
 ETHER = 10**18
+ADDRESS_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # anvil's (and Ape's) test account 0
 
 
 @pytest.fixture
@@ -53,8 +55,8 @@ def nodes(tmp_path: Path, devnet: Any, devnet_contract: PaychanContract) -> Iter
     """Factory of node processes (``signer_url``: the node's ``--signer-url``); each stopped by PID after."""
     started: list[NodeProcess] = []
 
-    def make(name: str, key: bytes, signer_url: str | None = None, payment_timeout: int = 5) -> NodeProcess:
-        extra = ("--poll-interval", "0.2", "--payment-timeout", str(payment_timeout), "--log-level", "WARNING")
+    def make(name: str, key: bytes, signer_url: str | None = None, payment_timeout: int = 5, *more: str) -> NodeProcess:
+        extra = ("--poll-interval", "0.2", "--payment-timeout", str(payment_timeout), "--log-level", "WARNING", *more)
         if signer_url is not None:
             extra += ("--signer-url", signer_url, "--signer-timeout", "5")
         process = NodeProcess(tmp_path, name, key, devnet.url, devnet_contract.address, free_port(), PASSWORD, extra)
@@ -323,7 +325,14 @@ def test_a_node_whose_signer_is_down_starts_refuses_to_sign_with_one_sentence_st
     cid = open_channel_by_cli(capsys, alice, bob, "1ether")
     code, out, err = pay(capsys, alice, "0.1ether")
     assert (code, out) == (1, f"paid 0 of 1 x 0.1 ETH: channel 0x{cid.hex()} nonce 0, my balance 1 ETH\n")
-    assert err.splitlines() == [f"  1 refused: SignerUnavailable(url={signer_proxy.url}, reason=HTTP 503)"]
+    assert err.splitlines() == [
+        f"  1 refused: SignerUnavailable(url={signer_proxy.url}, reason=HTTP 503): the signer does not answer, "
+        "nothing was signed"
+    ]
+    assert (
+        f"paychan node: the signer at {signer_proxy.url} does not answer (HTTP 503): the node starts and signs "
+        "nothing until the signer is back (`paychan status` shows it)"
+    ) in alice.log.read_text().splitlines()
     assert signer_proxy.signed == []
     rows, record = stored(alice, cid)
     assert rows == [] and record is not None and record.own_revocation == 0
@@ -353,3 +362,79 @@ def test_a_node_whose_signer_is_down_starts_refuses_to_sign_with_one_sentence_st
     assert (proven["args"]["cheater"], proven["args"]["closerNonce"]) == (ADDRESS_B, 0)
     wait_for(lambda: alice.status()["penalized"], "alice to record the proof")
     assert len(signer_proxy.signed) == asked and not alice.control("GET", "/status")["signerAvailable"]
+
+
+def start_node_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path, *signer_args: str) -> tuple[int, str, str]:
+    """``paychan node`` with alice's keystore and ``signer_args``, on a chain nobody listens on (the signer
+    is checked before the chain)."""
+    if not (tmp_path / "k.json").exists():
+        write_keystore(tmp_path / "k.json", KEY_A, PASSWORD, iterations=16)
+    return paychan(
+        capsys, "node", "--keystore", str(tmp_path / "k.json"), "--db", str(tmp_path / "n.db"),
+        "--rpc-url", "http://127.0.0.1:9", "--contract", "0x5FbDB2315678afecb367f032d93F642f64180aa3", *signer_args,
+    )  # fmt: skip
+
+
+def test_a_signer_url_holding_another_account_stops_the_node_with_one_sentence_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAYCHAN_PASSWORD", PASSWORD)
+    wallet = FakeWallet()
+    wallet.reply = lambda request: {"result": [ADDRESS_B.lower()]}
+    try:
+        code, out, err = start_node_cli(capsys, tmp_path, "--signer-url", wallet.url)
+    finally:
+        wallet.stop()
+    assert (code, out) == (1, "")
+    assert err == (
+        f"paychan: error: the signer at {wallet.url} does not hold {ADDRESS_A} (it holds {ADDRESS_B}), and "
+        "--signer-url must sign for the keystore's address\n"
+    )
+    assert [r["method"] for r in wallet.requests] == ["eth_accounts"]
+    assert not (tmp_path / "n.db").exists()
+
+
+def test_an_ape_account_of_another_address_or_an_unknown_alias_stops_the_node_with_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAYCHAN_PASSWORD", PASSWORD)
+    monkeypatch.setenv("APE_DATA_FOLDER", str(tmp_path / "ape"))
+    code, out, err = start_node_cli(capsys, tmp_path, "--ape-account", "TEST::0")  # anvil's account 0, not A
+    assert (code, out) == (1, "")
+    assert err == (
+        f"paychan: error: the signer signs for {ADDRESS_0}, not for the keystore's address {ADDRESS_A}: give the "
+        "keystore of the signer's account\n"
+    )
+    code, out, err = start_node_cli(capsys, tmp_path, "--ape-account", "nobody")
+    assert (code, out) == (1, "")
+    assert err == "paychan: error: no Ape account 'nobody' (known: none; TEST::N names Ape's test account N)\n"
+    assert not (tmp_path / "n.db").exists()
+
+
+@pytest.mark.anvil
+def test_a_node_whose_states_are_signed_by_an_ape_test_account_pays_and_its_peer_holds_valid_signatures(
+    nodes: Callable[..., NodeProcess],
+    devnet_contract: PaychanContract,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APE_DATA_FOLDER", str(tmp_path / "ape"))  # the node process's Ape: a throwaway folder
+    alice = nodes("alice", KEY_A, None, 5, "--ape-account", "TEST::1")  # Ape's test account 1 is anvil's, A
+    bob = nodes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
+    assert pay(capsys, alice, "0.1ether")[0] == 0
+    assert pay(capsys, bob, "0.05ether")[0] == 0  # alice countersigns through her Ape account
+    assert pay(capsys, alice, "0.1ether")[0] == 0
+    wait_for(lambda: bob.status()["nonce"] == 3, "bob to hold nonce 3")
+    status = alice.control("GET", "/status")
+    assert (status["signer"], status["signerAvailable"]) == (f"ApeSigner({ADDRESS_A})", True)
+    rows, record = stored(bob, cid)
+    assert [r.state.nonce for r in rows] == [1, 2, 3]
+    for row in rows:
+        check_signer(devnet_contract.domain, row.state, row.signed.sig_a, ADDRESS_A)
+        check_signer(devnet_contract.domain, row.state, row.signed.sig_b, ADDRESS_B)
+    assert record is not None and record.peer_revocation_sig is not None
+    assert bob.status()["balanceB"] == str(15 * 10**16)
