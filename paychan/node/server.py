@@ -1202,11 +1202,11 @@ class Node:
             return
         try:
             if self.remote is not None:  # signed first, off the event loop; recorded below before they leave
-                basis = (runtime.inflight[-1] if runtime.inflight else None, channel.latest, channel.signed_nonce)
+                basis = self._batch_basis(runtime)
                 await self.sign_ahead([(self.domain, s) for s in states])
-                now = (runtime.inflight[-1] if runtime.inflight else None, channel.latest, channel.signed_nonce)
-                if self.runtimes.get(runtime.cid) is not runtime or now != basis:
-                    runtime.queue.extendleft(reversed(owners))  # the channel moved meanwhile: built again
+                moved = self.runtimes.get(runtime.cid) is not runtime or self._batch_basis(runtime) != basis
+                if moved or any(r.future.done() for r in owners):  # changed, or a payment cancelled, meanwhile
+                    runtime.queue.extendleft(reversed(owners))  # built again from what holds now
                     return
             # signed inside the transaction of their intents (which keep our signatures): a signer that fails
             # (refuses, is unreachable, answers with another key's signature) rolls the intents back, and
@@ -1233,6 +1233,13 @@ class Node:
         for state, request in zip(states, owners, strict=True):
             runtime.waiters[state.nonce] = request
         channel.pending = runtime.inflight[0]
+
+    @staticmethod
+    def _batch_basis(runtime: Runtime) -> tuple[Any, ...]:
+        """What a batch of our payments is built on: while a remote signer signs it, none of it may change."""
+        channel = runtime.channel
+        last = runtime.inflight[-1] if runtime.inflight else None
+        return (last, channel.latest, channel.signed_nonce, runtime.epoch, runtime.record.status, runtime.turn_wanted)
 
     async def _build_op(self, runtime: Runtime, request: Request) -> None:
         """Signs the state adding, settling or expiring a lock with ``Channel.propose_lock`` /
