@@ -127,6 +127,7 @@ def test_a_node_whose_states_are_signed_by_anvils_unlocked_account_pays_is_paid_
     assert (closed["payoutA"], closed["payoutB"]) == (str(50 * 10**16), str(30 * 10**16))
     assert w3.eth.get_balance(ADDRESS_B) - before_b == 30 * 10**16
     assert w3.eth.get_balance(devnet_contract.address) == 0
+    assert "on the event loop" not in alice.log.read_text()  # every signature was made ahead, off the loop
 
 
 @pytest.mark.anvil
@@ -265,6 +266,7 @@ def test_a_lock_the_signer_refuses_is_not_added_and_one_it_signs_is_settled_by_t
         check_signer(devnet_contract.domain, row.state, row.signed.sig_b, ADDRESS_B)
     status = bob.status()
     assert (status["balanceA"], status["balanceB"], status["pendingLocks"]) == (str(7 * 10**17), str(3 * 10**17), 0)
+    assert "on the event loop" not in alice.log.read_text()
 
 
 @pytest.mark.anvil
