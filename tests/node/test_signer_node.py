@@ -335,9 +335,18 @@ def test_a_node_whose_signer_is_down_starts_refuses_to_sign_with_one_sentence_st
         f"paychan node: the signer at {signer_proxy.url} does not answer (HTTP 503): the node starts and signs "
         "nothing until the signer is back (`paychan status` shows it)"
     ) in alice.log.read_text().splitlines()
+    down = f"SignerUnavailable(url={signer_proxy.url}, reason=HTTP 503): the signer does not answer, nothing was signed"
+    assert one_error(*paychan(capsys, "withdraw", "--db", str(alice.db), "0.1ether")) == (
+        f"the signer did not sign the withdrawal ({down}): nothing was withdrawn"
+    )
+    code, out, _ = paychan(capsys, "lock", "secret", "--db", str(bob.db), "--json")
+    assert code == 0
+    hashlock = json.loads(out)["hashlock"]
+    assert one_error(*paychan(capsys, "lock", "add", "0.1ether", hashlock, "--db", str(alice.db))) == down
     assert signer_proxy.signed == []
     rows, record = stored(alice, cid)
     assert rows == [] and record is not None and record.own_revocation == 0
+    assert (alice.status()["pendingLocks"], devnet_contract.get_channel(cid).deposit_a) == (0, ETHER)  # type: ignore[arg-type]
 
     # back by itself once the signer answers again
     signer_proxy.mode = "honest"
