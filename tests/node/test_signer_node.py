@@ -23,7 +23,7 @@ from paychan.signers import JsonRpcSigner, LocalKeySigner
 from paychan.signing import check_message_signer, check_signer
 from paychan.state import Revocation
 
-from ..fake_wallet import FakeWallet, running_wallet
+from ..fake_wallet import SIGN, FakeWallet, running_wallet
 from .conftest import (
     ADDRESS_A,
     ADDRESS_B,
@@ -449,3 +449,43 @@ def test_a_node_whose_states_are_signed_by_an_ape_test_account_pays_and_its_peer
         check_signer(devnet_contract.domain, row.state, row.signed.sig_b, ADDRESS_B)
     assert record is not None and record.peer_revocation_sig is not None
     assert bob.status()["balanceB"] == str(15 * 10**16)
+
+
+@pytest.mark.anvil
+def test_a_node_restarted_with_its_signer_down_starts_and_delivers_the_state_its_keystore_signed_before(
+    nodes: Callable[..., NodeProcess],
+    signer_proxy: FakeWallet,
+    devnet: Any,
+    devnet_contract: PaychanContract,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    alice, bob = nodes("alice", KEY_A, None, 1), nodes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel_by_cli(capsys, alice, bob, "1ether")
+    assert pay(capsys, alice, "0.1ether")[0] == 0
+    bob.stop()
+    assert pay(capsys, alice, "0.1ether")[0] == 4  # signed and sent, not countersigned: bob is gone
+    alice.stop()
+    rows, _ = stored(alice, cid)
+    assert [(r.state.nonce, r.proposer, r.signed.sig_a, r.signed.sig_b) for r in rows[1:]] == [(2, "A", None, None)]
+
+    # alice's node again, now with a signer that is down: it starts, and its state in flight (signed with
+    # the keystore's key before, re-signed with it on loading) reaches bob without asking the signer
+    signer_proxy.mode = "down"
+    extra = ("--poll-interval", "0.2", "--log-level", "WARNING", "--signer-url", signer_proxy.url)
+    again = NodeProcess(tmp_path, "alice", KEY_A, devnet.url, devnet_contract.address, alice.port, PASSWORD, extra)
+    again.start()
+    try:
+        assert again.status()["inflight"] == 1
+        bob.start()
+        wait_for(lambda: bob.status()["nonce"] == 2, "bob to countersign alice's state in flight")
+        wait_for(lambda: again.status()["nonce"] == 2, "alice to hold it countersigned")
+        # the signer was asked for nothing but, perhaps, a new revocation (it did not answer: none was sent)
+        asked = [json.loads(r["params"][1])["primaryType"] for r in signer_proxy.requests if r["method"] == SIGN]
+        assert set(asked) <= {"Revocation"} and not again.control("GET", "/status")["signerAvailable"]
+        rows, _ = stored(bob, cid)
+        check_signer(devnet_contract.domain, rows[-1].state, rows[-1].signed.sig_a, ADDRESS_A)
+    finally:
+        again.stop()
