@@ -1,0 +1,99 @@
+"""One node's transfers: which machine (initiator, mediator, target) handles each payment, and the replay check.
+
+``TransferBook.handle(event) -> actions`` routes ``event`` to the payments it concerns (by payment id; a chain
+reveal by hashlock; a tick or a channel close to every payment) and returns their actions in order. An offer
+for a payment id we already hold a live lock of (one not expired: a replay, or a second route through us
+while the first may still pay) is refused with ``ReplayedPayment`` before any machine sees it; a payment
+whose lock expired may be offered again (the payer's next route).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eth_utils.address import to_checksum_address
+
+from paychan.transfer import initiator, mediator, target
+from paychan.transfer.events import (
+    Action,
+    ChannelClosed,
+    Event,
+    InitPayment,
+    ReceiveLockedTransfer,
+    Refuse,
+    SecretRevealedOnChain,
+    Tick,
+)
+from paychan.transfer.state import ReplayedPayment
+
+Task = initiator.InitiatorState | mediator.MediatorState | target.TargetState
+
+
+@dataclass
+class TransferBook:
+    """The transfer state of the node ``address``: one task per payment id."""
+
+    address: str
+    tasks: dict[int, Task] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.address = to_checksum_address(self.address)
+
+    def handle(self, event: Event) -> list[Action]:
+        if isinstance(event, InitPayment):
+            if event.payment_id in self.tasks:
+                raise ReplayedPayment(event.payment_id)
+            state, started = initiator.handle(None, event)
+            assert state is not None
+            self.tasks[event.payment_id] = state
+            return started
+        if isinstance(event, ReceiveLockedTransfer):
+            return self._offer(event)
+        if isinstance(event, Tick | ChannelClosed | SecretRevealedOnChain):
+            actions: list[Action] = []
+            for payment_id in sorted(self.tasks):
+                task = self.tasks[payment_id]
+                if isinstance(event, SecretRevealedOnChain) and _hashlock(task) != event.hashlock:
+                    continue
+                actions += self._step(payment_id, task, event)
+            return actions
+        wanted = getattr(event, "payment_id", None)
+        held = self.tasks.get(wanted) if isinstance(wanted, int) else None
+        if held is None or not isinstance(wanted, int):
+            return []
+        return self._step(wanted, held, event)
+
+    def _offer(self, event: ReceiveLockedTransfer) -> list[Action]:
+        transfer = event.transfer
+        held = self.tasks.get(transfer.payment_id)
+        if held is not None and (isinstance(held, initiator.InitiatorState) or held.is_live):
+            hop = transfer.hops[transfer.index] if 0 <= transfer.index < len(transfer.hops) else None
+            cid = hop.channel_id if hop is not None else b"\x00" * 32
+            return [Refuse(transfer.payment_id, cid, event.sender, ReplayedPayment(transfer.payment_id))]  # type: ignore[arg-type]
+        new: mediator.MediatorState | target.TargetState | None
+        if transfer.target == self.address:
+            new, actions = target.handle(None, event, self.address)
+        else:
+            new, actions = mediator.handle(None, event, self.address)
+        if new is not None:
+            self.tasks[transfer.payment_id] = new
+        return actions
+
+    def _step(self, payment_id: int, task: Task, event: Event) -> list[Action]:
+        new: Task | None
+        if isinstance(task, initiator.InitiatorState):
+            new, actions = initiator.handle(task, event)
+        elif isinstance(task, mediator.MediatorState):
+            new, actions = mediator.handle(task, event, self.address)
+        else:
+            new, actions = target.handle(task, event, self.address)
+        assert new is not None
+        self.tasks[payment_id] = new
+        return actions
+
+
+def _hashlock(task: Task) -> bytes:
+    return task.hashlock if isinstance(task, initiator.InitiatorState) else task.transfer.hashlock
+
+
+__all__ = ["Task", "TransferBook"]

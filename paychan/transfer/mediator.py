@@ -1,0 +1,328 @@
+"""An intermediary's side of a mediated transfer: check the incoming offer, forward it, settle both locks
+once the secret comes back, and reveal it on chain when the upstream does not settle in time.
+
+``handle(state, event) -> (state, actions)``; the first event is ``ReceiveLockedTransfer`` (``state`` None).
+
+Before taking an incoming lock (``AcceptLock``) the intermediary checks, and refuses with the named error
+otherwise (``Refuse``, nothing signed): the hashlock is 32 bytes (``MalformedHashlock``); the offer is a lock
+from its sender to us over a channel we have with it, and the next hop a lock from us over one of ours
+(``NotOnRoute``); neither channel is closing (``ChannelClosing``); the incoming lock is within its sender's
+balance and the outgoing one within ours (``LockExceedsCapacity``); it pays at least our advertised fee on
+the outgoing channel (``paychan.fees.check_forward``: ``FeeTooLow``); the outgoing lock expires at least
+``EXPIRY_DELTA`` before the incoming one (``paychan.routing.check_forward_expiry``:
+``ExpiryDeltaTooSmall``), still leaves its receiver ``TARGET_MIN_LOCK_TIME`` (``ExpiryTooSoon``) and fits
+the incoming channel's lock window (``ExpiryTooLate``). A payment id we already hold a live lock of is a
+replay (checked by ``paychan.transfer.book``: ``ReplayedPayment``).
+
+Then, once the incoming lock is signed (``LockAdded``), it offers the outgoing one; a refusal or no answer
+from downstream is passed upstream (``NextHopRefused``, ``NextHopTimedOut``): the incoming lock stays
+until its sender takes it back after expiry (``AcceptExpire``).
+
+The secret comes from downstream, as the proposal that settles the outgoing lock (``ReceiveSettleProposal``,
+accepted at or before that lock's expiry) or on chain (``SecretRevealedOnChain``). The intermediary stores it
+and proposes the settle of the incoming lock to its upstream (``ProposeSettleLock``). If that is not
+countersigned (``LockSettled``) by ``REVEAL_MARGIN`` before the incoming lock's expiry, it reveals the secret
+on chain (``RevealSecretOnChain``) and, once the registry has it in time, closes the incoming channel
+(``CloseChannel``): the settlement pays it the lock (the expiry rule in ``paychan.routing`` leaves it
+``EXPIRY_DELTA = 2 * REVEAL_MARGIN`` for that). An outgoing lock that expires unsettled and unrevealed is
+taken back (``ProposeExpireLock``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from paychan.channel import LOCK_EXPIRY_MARGIN
+from paychan.exceptions import StateRejected
+from paychan.fees import check_forward
+from paychan.routing import REVEAL_MARGIN, check_forward_expiry
+from paychan.state import ChannelId
+from paychan.transfer.events import (
+    AcceptExpire,
+    AcceptLock,
+    AcceptSettle,
+    Action,
+    ChannelClosed,
+    CloseChannel,
+    Event,
+    LockAdded,
+    LockExpired,
+    LockSettled,
+    OfferLock,
+    ProposeExpireLock,
+    ProposeSettleLock,
+    ReceiveExpireProposal,
+    ReceiveLockedTransfer,
+    ReceiveRefusal,
+    ReceiveSettleProposal,
+    Refuse,
+    RevealSecretOnChain,
+    SecretRevealedOnChain,
+    StoreSecret,
+    Tick,
+)
+from paychan.transfer.initiator import hashlock_of
+from paychan.transfer.state import (
+    OFFER_TIMEOUT,
+    TARGET_MIN_LOCK_TIME,
+    ChannelClosing,
+    ExpireRefused,
+    ExpiryTooLate,
+    ExpiryTooSoon,
+    LockedTransfer,
+    LockExceedsCapacity,
+    NextHopRefused,
+    NextHopTimedOut,
+    NotOnRoute,
+    RouteHop,
+    SettleTooLate,
+    check_hashlock,
+)
+
+# incoming lock: accepted (waiting for the signed state), locked, settling (our settle proposed), settled,
+# expired (given back), onchain (revealed in time, the channel closes: paid at settlement)
+ACCEPTED, LOCKED, SETTLING, SETTLED, EXPIRED, ONCHAIN = (
+    "accepted",
+    "locked",
+    "settling",
+    "settled",
+    "expired",
+    "onchain",
+)
+# outgoing lock: not offered yet, offered, refused (or timed out), locked, settled, expiring, expired
+WAITING, OFFERED, REFUSED, EXPIRING = "waiting", "offered", "refused", "expiring"
+
+
+@dataclass(frozen=True)
+class MediatorState:
+    """One payment we forward: the incoming offer, where each lock stands, the fee, the secret once known."""
+
+    transfer: LockedTransfer
+    fee: int
+    incoming: str = ACCEPTED
+    outgoing: str = WAITING
+    offered_at: int = 0
+    secret: bytes | None = None
+    revealed_on_chain_at: int = 0
+    reveal_sent: bool = False
+    incoming_closed: bool = False
+    outgoing_closed: bool = False
+
+    @property
+    def incoming_hop(self) -> RouteHop:
+        return self.transfer.hop
+
+    @property
+    def outgoing_hop(self) -> RouteHop:
+        return self.transfer.hops[self.transfer.index + 1]
+
+    @property
+    def payment_id(self) -> int:
+        return self.transfer.payment_id
+
+    @property
+    def is_done(self) -> bool:
+        """Both locks resolved: nothing can move any more (the store may forget the payment)."""
+        incoming_done = self.incoming in (SETTLED, EXPIRED, ONCHAIN)
+        return incoming_done and self.outgoing in (REFUSED, SETTLED, EXPIRED)
+
+    @property
+    def is_live(self) -> bool:
+        """Some lock of this payment is signed (or about to be) and unresolved: a new offer with its payment
+        id is a replay."""
+        return self.incoming not in (EXPIRED,)
+
+
+Transition = tuple[MediatorState | None, list[Action]]
+_Step = tuple[MediatorState, list[Action]]
+
+
+def check_offer(event: ReceiveLockedTransfer, us: str) -> int:
+    """The fee we earn by forwarding ``event``'s offer; raises the refusal (a ``StateRejected``) otherwise."""
+    transfer, now = event.transfer, event.now
+    check_hashlock(transfer.hashlock)
+    if not 0 <= transfer.index < len(transfer.hops) - 1:
+        raise NotOnRoute(transfer.index, event.sender, us)
+    incoming, outgoing = transfer.hop, transfer.hops[transfer.index + 1]
+    channel_in = event.channels.get(incoming.channel_id)
+    if (
+        incoming.sender != event.sender
+        or incoming.receiver != us
+        or channel_in is None
+        or channel_in.peer != event.sender
+    ):
+        raise NotOnRoute(transfer.index, incoming.sender, incoming.receiver)
+    channel_out = event.channels.get(outgoing.channel_id)
+    if outgoing.sender != us or channel_out is None or channel_out.peer != outgoing.receiver:
+        raise NotOnRoute(transfer.index + 1, outgoing.sender, outgoing.receiver)
+    for channel in (channel_in, channel_out):
+        if channel.closing:
+            raise ChannelClosing(channel.channel_id)
+    if incoming.amount > channel_in.theirs:
+        raise LockExceedsCapacity(incoming.channel_id, incoming.amount, channel_in.theirs)
+    if outgoing.amount > channel_out.ours:
+        raise LockExceedsCapacity(outgoing.channel_id, outgoing.amount, channel_out.ours)
+    if outgoing.amount <= 0:
+        raise LockExceedsCapacity(outgoing.channel_id, outgoing.amount, channel_out.ours)
+    fee = check_forward(incoming.amount, outgoing.amount, channel_out.fee)
+    check_forward_expiry(incoming.expiry, outgoing.expiry)
+    if outgoing.expiry < now + TARGET_MIN_LOCK_TIME:
+        raise ExpiryTooSoon(outgoing.expiry, now + TARGET_MIN_LOCK_TIME)
+    latest = now + channel_in.challenge_period - LOCK_EXPIRY_MARGIN
+    if incoming.expiry > latest:
+        raise ExpiryTooLate(incoming.expiry, latest)
+    return fee
+
+
+def handle(state: MediatorState | None, event: Event, us: str) -> Transition:
+    """The intermediary ``us``'s machine for one payment: ``state`` after ``event`` and the actions, in order."""
+    if state is None:
+        if not isinstance(event, ReceiveLockedTransfer):
+            return None, []
+        try:
+            fee = check_offer(event, us)
+        except StateRejected as refused:
+            hop = event.transfer.hops[event.transfer.index] if event.transfer.hops else None
+            cid = hop.channel_id if hop is not None else ChannelId(b"\x00" * 32)
+            return None, [Refuse(event.transfer.payment_id, cid, event.sender, refused)]
+        return MediatorState(event.transfer, fee), [AcceptLock(event.transfer)]
+    if isinstance(event, LockAdded):
+        return _on_lock_added(state, event)
+    if isinstance(event, ReceiveRefusal):
+        return _on_refusal(state, event)
+    if isinstance(event, ReceiveSettleProposal):
+        return _on_settle_proposal(state, event)
+    if isinstance(event, LockSettled):
+        if event.channel_id == state.incoming_hop.channel_id and state.incoming == SETTLING:
+            return replace(state, incoming=SETTLED), []
+        return state, []
+    if isinstance(event, ReceiveExpireProposal):
+        return _on_expire_proposal(state, event)
+    if isinstance(event, LockExpired):
+        if event.channel_id == state.outgoing_hop.channel_id and state.outgoing == EXPIRING:
+            return replace(state, outgoing=EXPIRED), []
+        return state, []
+    if isinstance(event, SecretRevealedOnChain):
+        return _on_revealed_on_chain(state, event)
+    if isinstance(event, ChannelClosed):
+        return _on_channel_closed(state, event)
+    if isinstance(event, Tick):
+        return _on_tick(state, event.now)
+    return state, []
+
+
+def _on_lock_added(state: MediatorState, event: LockAdded) -> _Step:
+    if event.channel_id == state.incoming_hop.channel_id and state.incoming == ACCEPTED:
+        state = replace(state, incoming=LOCKED, outgoing=OFFERED, offered_at=event.now)
+        return state, [OfferLock(state.transfer.next())]
+    if event.channel_id == state.outgoing_hop.channel_id and state.outgoing == OFFERED:
+        return replace(state, outgoing=LOCKED), []
+    return state, []
+
+
+def _refuse_upstream(state: MediatorState, error: StateRejected) -> _Step:
+    hop = state.incoming_hop
+    return replace(state, outgoing=REFUSED), [Refuse(state.payment_id, hop.channel_id, hop.sender, error)]
+
+
+def _on_refusal(state: MediatorState, event: ReceiveRefusal) -> _Step:
+    hop = state.outgoing_hop
+    if event.channel_id != hop.channel_id or event.sender != hop.receiver:
+        return state, []
+    if state.outgoing == OFFERED:
+        return _refuse_upstream(state, NextHopRefused(state.transfer.index + 1, event.reason))
+    return state, []  # a refusal after our outgoing lock was signed: it stays until it expires
+
+
+def _learn_secret(state: MediatorState, secret: bytes, now: int) -> _Step:
+    """Store the secret and ask the upstream to settle our incoming lock (if it is still ours to claim)."""
+    if state.secret is not None:
+        return state, []
+    state = replace(state, secret=secret)
+    actions: list[Action] = [StoreSecret(state.payment_id, secret)]
+    hop = state.incoming_hop
+    if state.incoming == LOCKED and now <= hop.expiry:
+        if state.incoming_closed:
+            return _reveal(state, actions)
+        state = replace(state, incoming=SETTLING)
+        actions.append(ProposeSettleLock(hop.channel_id, hop.sender, state.payment_id, secret))
+    return state, actions
+
+
+def _reveal(state: MediatorState, actions: list[Action]) -> _Step:
+    assert state.secret is not None
+    if state.reveal_sent or state.revealed_on_chain_at:
+        return state, actions
+    return replace(state, reveal_sent=True), [*actions, RevealSecretOnChain(state.payment_id, state.secret)]
+
+
+def _on_settle_proposal(state: MediatorState, event: ReceiveSettleProposal) -> _Step:
+    hop = state.outgoing_hop
+    if event.channel_id != hop.channel_id or state.outgoing not in (LOCKED, EXPIRING):
+        return state, []
+    if hashlock_of(event.secret) != state.transfer.hashlock:
+        return state, []
+    state, actions = _learn_secret(state, event.secret, event.now)
+    paid_on_chain = 0 < state.revealed_on_chain_at <= hop.expiry
+    if event.now > hop.expiry and not paid_on_chain:
+        return state, [
+            *actions,
+            Refuse(state.payment_id, hop.channel_id, hop.receiver, SettleTooLate(hop.expiry, event.now)),
+        ]
+    return replace(state, outgoing=SETTLED), [AcceptSettle(hop.channel_id, state.payment_id), *actions]
+
+
+def _on_expire_proposal(state: MediatorState, event: ReceiveExpireProposal) -> _Step:
+    hop = state.incoming_hop
+    if event.channel_id != hop.channel_id or state.incoming not in (LOCKED, SETTLING):
+        return state, []
+    paid_on_chain = 0 < state.revealed_on_chain_at <= hop.expiry
+    if event.now <= hop.expiry or paid_on_chain:
+        error = ExpireRefused(hop.expiry, event.now, state.revealed_on_chain_at)
+        return state, [Refuse(state.payment_id, hop.channel_id, hop.sender, error)]
+    return replace(state, incoming=EXPIRED), [AcceptExpire(hop.channel_id, state.payment_id)]
+
+
+def _on_revealed_on_chain(state: MediatorState, event: SecretRevealedOnChain) -> _Step:
+    if event.hashlock != state.transfer.hashlock:
+        return state, []
+    state = replace(state, revealed_on_chain_at=state.revealed_on_chain_at or event.revealed_at)
+    state, actions = _learn_secret(state, event.secret, event.now)
+    hop = state.incoming_hop
+    if state.reveal_sent and state.incoming in (LOCKED, SETTLING) and state.revealed_on_chain_at <= hop.expiry:
+        # we revealed because the upstream did not settle: the settlement pays us
+        state = replace(state, incoming=ONCHAIN)
+        if not state.incoming_closed:
+            actions.append(CloseChannel(hop.channel_id, state.payment_id))
+    return state, actions
+
+
+def _on_channel_closed(state: MediatorState, event: ChannelClosed) -> _Step:
+    if event.channel_id == state.outgoing_hop.channel_id:
+        return replace(state, outgoing_closed=True), []
+    if event.channel_id != state.incoming_hop.channel_id:
+        return state, []
+    state = replace(state, incoming_closed=True)
+    if state.secret is not None and state.incoming in (LOCKED, SETTLING):
+        return _reveal(state, [])  # no off-chain settle on a closing channel: the registry must have it
+    return state, []
+
+
+def _on_tick(state: MediatorState, now: int) -> _Step:
+    if state.outgoing == OFFERED and now >= state.offered_at + OFFER_TIMEOUT:
+        return _refuse_upstream(state, NextHopTimedOut(state.transfer.index + 1, state.offered_at, now))
+    actions: list[Action] = []
+    incoming = state.incoming_hop
+    if state.secret is not None and state.incoming in (LOCKED, SETTLING) and now >= incoming.expiry - REVEAL_MARGIN:
+        state, actions = _reveal(state, actions)
+    outgoing = state.outgoing_hop
+    revealed_in_time = 0 < state.revealed_on_chain_at <= outgoing.expiry
+    if state.outgoing == LOCKED and now > outgoing.expiry and not revealed_in_time and not state.outgoing_closed:
+        state = replace(state, outgoing=EXPIRING)
+        actions.append(
+            ProposeExpireLock(outgoing.channel_id, outgoing.receiver, state.payment_id, state.transfer.hashlock)
+        )
+    return state, actions
+
+
+__all__ = ["MediatorState", "check_offer", "handle"]

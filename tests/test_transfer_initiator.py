@@ -1,0 +1,206 @@
+"""The payer's machine (paychan.transfer.initiator): routes tried in order, one hashlock, the secret told once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from paychan.transfer import initiator
+from paychan.transfer.events import (
+    AcceptSettle,
+    ChannelClosed,
+    InitPayment,
+    LockAdded,
+    LockExpired,
+    OfferLock,
+    PaymentFailed,
+    PaymentSucceeded,
+    ProposeExpireLock,
+    ReceiveRefusal,
+    ReceiveSecretRequest,
+    ReceiveSettleProposal,
+    Refuse,
+    SecretRevealedOnChain,
+    SendSecretReveal,
+    Tick,
+)
+from paychan.transfer.initiator import DEAD, EXPIRING, FAILED, LOCKED, REFUSED, SETTLED, SUCCEEDED
+from paychan.transfer.state import OFFER_TIMEOUT, SettleTooLate
+from tests.transfer_helpers import (
+    ALICE,
+    AMOUNT,
+    BOB,
+    CAROL,
+    DAVE,
+    ERIN,
+    HASHLOCK,
+    NOW,
+    PAYEE_EXPIRY,
+    PAYMENT_ID,
+    SECRET,
+    cid,
+    route,
+    view,
+    views,
+)
+
+VIA_BOB = route(ALICE, BOB, CAROL, ERIN)
+VIA_DAVE = route(ALICE, DAVE, ERIN)
+AB, AD = cid(ALICE, BOB), cid(ALICE, DAVE)
+
+
+def start(routes=(VIA_BOB, VIA_DAVE), channels=None):
+    event = InitPayment(PAYMENT_ID, SECRET, ERIN, AMOUNT, tuple(routes), channels or views(ALICE, BOB, DAVE), NOW)
+    return initiator.handle(None, event)
+
+
+def locked(routes=(VIA_BOB, VIA_DAVE)):
+    state, _ = start(routes)
+    state, _ = initiator.handle(state, LockAdded(PAYMENT_ID, AB, NOW + 1))
+    return state
+
+
+def test_the_payer_offers_the_cheapest_route_with_each_hops_amount_and_expiry():
+    state, actions = start()
+    assert actions == [OfferLock(state.current.transfer)]
+    transfer = state.current.transfer
+    assert transfer.hashlock == HASHLOCK and transfer.payment_id == PAYMENT_ID and transfer.index == 0
+    assert [(h.sender, h.receiver, h.amount) for h in transfer.hops] == [
+        (ALICE, BOB, 1_003_152),
+        (BOB, CAROL, 1_002_050),
+        (CAROL, ERIN, 1_000_000),
+    ]
+    assert [h.expiry for h in transfer.hops] == [PAYEE_EXPIRY + 480, PAYEE_EXPIRY + 240, PAYEE_EXPIRY]
+
+
+def test_a_refusal_before_anything_was_signed_moves_to_the_next_route_at_once_with_the_same_hashlock():
+    state, _ = start()
+    state, actions = initiator.handle(state, ReceiveRefusal(PAYMENT_ID, AB, BOB, "FeeTooLow(...)", NOW + 2))
+    assert state.attempts[0].status == DEAD and state.attempts[0].reason == "FeeTooLow(...)"
+    (offer,) = actions
+    assert isinstance(offer, OfferLock)
+    assert offer.transfer.hops[0].receiver == DAVE and offer.transfer.hashlock == HASHLOCK
+    assert offer.transfer.payment_id == PAYMENT_ID
+    assert [h.expiry for h in offer.transfer.hops] == [NOW + 2 + 300 + 240, NOW + 2 + 300]
+
+
+def test_an_unanswered_offer_times_out_after_offer_timeout_and_the_next_route_is_offered():
+    state, _ = start()
+    assert initiator.handle(state, Tick(NOW + OFFER_TIMEOUT - 1)) == (state, [])
+    state, actions = initiator.handle(state, Tick(NOW + OFFER_TIMEOUT))
+    assert state.attempts[0].reason == f"NextHopTimedOut(hop=0, offered_at={NOW}, now={NOW + OFFER_TIMEOUT})"
+    assert isinstance(actions[0], OfferLock) and actions[0].transfer.hops[0].receiver == DAVE
+
+
+def test_a_refusal_after_the_first_lock_was_signed_waits_for_its_expiry_before_the_next_route():
+    state = locked()
+    state, actions = initiator.handle(state, ReceiveRefusal(PAYMENT_ID, AB, BOB, "NextHopTimedOut(...)", NOW + 40))
+    assert actions == [] and state.current.status == REFUSED
+    expiry = PAYEE_EXPIRY + 480
+    assert initiator.handle(state, Tick(expiry)) == (state, [])  # not expired yet: it could still pay
+    state, actions = initiator.handle(state, Tick(expiry + 1))
+    assert actions == [ProposeExpireLock(AB, BOB, PAYMENT_ID, HASHLOCK)] and state.current.status == EXPIRING
+    state, actions = initiator.handle(state, LockExpired(PAYMENT_ID, AB, expiry + 2))
+    assert state.attempts[0].status == DEAD
+    (offer,) = actions
+    assert isinstance(offer, OfferLock) and offer.transfer.hops[0].receiver == DAVE
+
+
+def test_the_secret_goes_to_the_payee_only_for_the_locked_attempt_with_the_payments_amount():
+    state, _ = start()
+    request = ReceiveSecretRequest(PAYMENT_ID, HASHLOCK, AMOUNT, ERIN, NOW + 3)
+    assert initiator.handle(state, request) == (state, [])  # offered only: our lock is not signed
+    state = locked()
+    for wrong in (
+        replace(request, amount=AMOUNT - 1),
+        replace(request, sender=CAROL),
+        replace(request, hashlock=b"\x01" * 32),
+        replace(request, payment_id=PAYMENT_ID + 1),
+    ):
+        assert initiator.handle(state, wrong) == (state, [])
+    state, actions = initiator.handle(state, request)
+    assert actions == [SendSecretReveal(ERIN, PAYMENT_ID, SECRET)] and state.secret_revealed
+
+
+def test_the_payment_succeeded_when_the_first_hop_settles_with_the_secret():
+    state = locked()
+    state, _ = initiator.handle(state, ReceiveSecretRequest(PAYMENT_ID, HASHLOCK, AMOUNT, ERIN, NOW + 3))
+    assert initiator.handle(state, ReceiveSettleProposal(PAYMENT_ID, AB, b"\x02" * 32, NOW + 4)) == (state, [])
+    state, actions = initiator.handle(state, ReceiveSettleProposal(PAYMENT_ID, AB, SECRET, NOW + 4))
+    assert actions == [AcceptSettle(AB, PAYMENT_ID), PaymentSucceeded(PAYMENT_ID, VIA_BOB, 1)]
+    assert state.outcome == SUCCEEDED and state.current.status == SETTLED
+    assert VIA_BOB.total_fee == 3_152 and VIA_BOB.fees == {BOB: 1_102, CAROL: 2_050}
+
+
+def test_a_settle_proposed_after_the_first_locks_expiry_is_refused():
+    state = locked()
+    expiry = PAYEE_EXPIRY + 480
+    state, actions = initiator.handle(state, ReceiveSettleProposal(PAYMENT_ID, AB, SECRET, expiry + 1))
+    assert actions == [Refuse(PAYMENT_ID, AB, BOB, SettleTooLate(expiry, expiry + 1))]
+    assert str(actions[0].error) == f"SettleTooLate(expiry={expiry}, now={expiry + 1})"
+
+
+def test_a_payee_that_never_claims_lets_the_lock_expire_and_the_payment_fails_without_another_route():
+    state = locked()
+    expiry = PAYEE_EXPIRY + 480
+    state, actions = initiator.handle(state, Tick(expiry + 1))
+    assert actions == [ProposeExpireLock(AB, BOB, PAYMENT_ID, HASHLOCK)]
+    state, actions = initiator.handle(state, LockExpired(PAYMENT_ID, AB, expiry + 1))
+    assert actions == [PaymentFailed(PAYMENT_ID, "the payee did not claim the payment before its lock expired", 1)]
+    assert state.outcome == FAILED and len(state.attempts) == 1
+
+
+def test_a_secret_revealed_on_chain_in_time_means_the_payment_succeeded_and_the_lock_is_not_taken_back():
+    state = locked()
+    expiry = PAYEE_EXPIRY + 480
+    state, actions = initiator.handle(state, SecretRevealedOnChain(HASHLOCK, SECRET, expiry, expiry))
+    assert actions == [PaymentSucceeded(PAYMENT_ID, VIA_BOB, 1)]
+    assert initiator.handle(state, Tick(expiry + 100))[1] == []  # never ProposeExpireLock: it is payable
+
+
+def test_a_route_our_first_channel_cannot_carry_is_skipped_with_its_reason():
+    channels = views(ALICE, DAVE, bob=view(ALICE, BOB, ours=1_003_151))
+    state, actions = start(channels=channels)
+    assert actions[0].transfer.hops[0].receiver == DAVE
+    assert state.skipped == (
+        f"route 1: LockExceedsCapacity(channel_id=0x{AB.hex()}, amount=1003152, capacity=1003151)",
+    )
+
+
+def test_when_every_route_failed_the_payment_failed_with_the_reasons():
+    state, _ = start()
+    state, _ = initiator.handle(state, ReceiveRefusal(PAYMENT_ID, AB, BOB, "A", NOW + 1))
+    state, actions = initiator.handle(state, ReceiveRefusal(PAYMENT_ID, AD, DAVE, "B", NOW + 2))
+    assert actions == [PaymentFailed(PAYMENT_ID, "B", 2)] and state.outcome == FAILED
+    assert start(routes=())[1] == [PaymentFailed(PAYMENT_ID, "no route", 0)]
+
+
+def test_a_refusal_from_someone_else_than_the_first_hop_changes_nothing():
+    state, _ = start()
+    assert initiator.handle(state, ReceiveRefusal(PAYMENT_ID, AB, CAROL, "x", NOW + 1)) == (state, [])
+    assert initiator.handle(state, ReceiveRefusal(PAYMENT_ID, AD, DAVE, "x", NOW + 1)) == (state, [])
+
+
+def test_a_closed_first_channel_kills_an_offered_attempt_and_lets_settlement_return_a_locked_one():
+    state, _ = start()
+    state, actions = initiator.handle(state, ChannelClosed(AB, NOW + 1))
+    assert actions[0].transfer.hops[0].receiver == DAVE
+    state = locked()
+    state, _ = initiator.handle(state, ReceiveRefusal(PAYMENT_ID, AB, BOB, "r", NOW + 2))
+    state, actions = initiator.handle(state, ChannelClosed(AB, NOW + 3))
+    assert actions == [] and state.current.closed
+    state, actions = initiator.handle(state, Tick(PAYEE_EXPIRY + 481))
+    assert isinstance(actions[0], OfferLock) and actions[0].transfer.hops[0].receiver == DAVE  # nothing to sign
+
+
+def test_a_payment_needs_a_32_byte_secret_and_routes_that_pay_its_amount_to_its_target():
+    with pytest.raises(ValueError, match="32 bytes"):
+        initiator.handle(None, InitPayment(1, b"x", ERIN, AMOUNT, (), {}, NOW))
+    with pytest.raises(ValueError, match="does not pay"):
+        initiator.handle(None, InitPayment(1, SECRET, ERIN, AMOUNT + 1, (VIA_BOB,), {}, NOW))
+    assert initiator.handle(None, Tick(NOW)) == (None, [])
+
+
+def test_the_lock_added_on_the_first_hop_makes_the_attempt_locked():
+    assert locked().current.status == LOCKED
