@@ -1,5 +1,6 @@
 """``paychan demo``: five channel lifecycles (cooperative, disputed, a cheater punished, a conditional
-payment settled on chain, a withdrawal while open), each explained as a ledger."""
+payment settled on chain, a withdrawal while open), each explained as a ledger; ``--network``: payments routed
+through intermediaries who earn fees (``paychan.demo_network``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from paychan.chain import EMBEDDED, connect, default_rpc_url
 from paychan.cli import add_chain_arguments
 from paychan.demo import run_all
+from paychan.demo_network import run_network
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,6 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     add_chain_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the ledgers as JSON")
+    parser.add_argument(
+        "--network",
+        action="store_true",
+        help=(
+            "instead: five parties and two routes from alice to erin; payments routed through intermediaries "
+            "who earn their fees, an offline intermediary, a payee that never reveals, an intermediary paid "
+            "on chain; prints each payment's route and fees and every party's totals"
+        ),
+    )
     parser.add_argument("--payments", type=_positive, default=20, help="off-chain payments in the cooperative run")
     parser.add_argument(
         "--plot",
@@ -45,7 +56,14 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     # the environment's URL when no --rpc-url was given (add_chain_arguments' default may already be it)
+    if args.network and args.plot is not None:
+        print("paychan: error: --plot draws the two-party lifecycles, not --network", file=sys.stderr)
+        return 2
     chain = connect(args.rpc_url if args.rpc_url is not None else default_rpc_url())
+    if args.network:
+        network = run_network(chain)
+        print(json.dumps(network.to_json(), indent=2) if args.json else network.to_text())
+        return 0
     ledgers = run_all(chain, payments=args.payments)  # the first deploys the contract, recorded in its ledger
     if args.json:
         print(json.dumps([ledger.to_json() for ledger in ledgers], indent=2))

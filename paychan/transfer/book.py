@@ -63,6 +63,10 @@ class TransferBook:
             return []
         return self._step(wanted, held, event)
 
+    def hashlock(self, payment_id: int) -> bytes:
+        """The hashlock of our payment ``payment_id`` (``KeyError`` if we hold none)."""
+        return _hashlock(self.tasks[payment_id])
+
     def _offer(self, event: ReceiveLockedTransfer) -> list[Action]:
         transfer = event.transfer
         held = self.tasks.get(transfer.payment_id)

@@ -241,7 +241,8 @@ def _learn_secret(state: MediatorState, secret: bytes, now: int) -> _Step:
     state = replace(state, secret=secret)
     actions: list[Action] = [StoreSecret(state.payment_id, secret)]
     hop = state.incoming_hop
-    if state.incoming == LOCKED and now <= hop.expiry:
+    payable = now <= hop.expiry or 0 < state.revealed_on_chain_at <= hop.expiry
+    if state.incoming == LOCKED and payable:
         if state.incoming_closed:
             return _reveal(state, actions)
         state = replace(state, incoming=SETTLING)
