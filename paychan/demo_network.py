@@ -622,7 +622,7 @@ class Network:
         routes = self.graph.routes(payer_party.address, payee_party.address, amount, k=3, now=now)
         payment_id = self.next_payment_id
         self.next_payment_id += 1
-        secret = hashlib.sha256(b"paychan demo --network secret %d" % payment_id).digest()
+        secret = payment_secret(payment_id)
         record = PaymentRecord(payment_id, amount)
         self.records[payment_id] = record
         if self.scenario is not None:
@@ -734,6 +734,11 @@ def run_network(chain: Chain, contract: PaychanContract | None = None) -> Networ
     return net.ledger
 
 
+def payment_secret(payment_id: int) -> bytes:
+    """The secret of the demo's payment ``payment_id`` (reproducible, so a reader can check the registry)."""
+    return hashlib.sha256(b"paychan demo --network secret %d" % payment_id).digest()
+
+
 def _first_lock_expiry(record: PaymentRecord) -> int:
     for attempt in record.attempts:
         if attempt.startswith("alice locked"):
@@ -741,4 +746,4 @@ def _first_lock_expiry(record: PaymentRecord) -> int:
     raise NetworkError(f"payment #{record.payment_id}: alice locked nothing")
 
 
-__all__ = ["NetworkError", "NetworkLedger", "run_network"]
+__all__ = ["NetworkError", "NetworkLedger", "payment_secret", "run_network"]
