@@ -308,6 +308,29 @@ def test_every_eth_figure_a_v2_answer_names_is_in_the_demo_output_it_quotes(ques
         )
 
 
+WEI_FIGURE = re.compile(r"(?<![\w.])(\d+) wei\b")
+
+
+def test_every_routing_fee_figure_the_cost_answer_names_is_in_the_network_demo_output_it_quotes(command_runs):
+    """The answer's fees and amounts (``N wei``, ``N ETH``) are in the lines of ``paychan demo --network`` it
+    quotes, and those lines are in today's run of it: the routing fees it explains are the demo's."""
+    question = "What does each off-chain payment cost?"
+    body = guide_sections()[question]
+    quoted = [q for q in quoted_commands(body, question) if q.command == "paychan demo --network"]
+    assert quoted, f"'{question}' quotes no `paychan demo --network` output"
+    run = command_runs["paychan demo --network"]
+    for q in quoted:
+        assert not missing_lines(run.output, q.lines), f"'{question}' quotes lines the network demo no longer prints"
+    shown = " ".join(" ".join(line.split()) for q in quoted for line in q.lines)
+    text = prose(body)
+    figures = [(f, "wei") for f in WEI_FIGURE.findall(text)] + [(f, "ETH") for f in ETH_FIGURE.findall(text)]
+    assert len(figures) >= 4, f"'{question}' names no routing fee figures"
+    for figure, unit in figures:
+        assert re.search(rf"(?<![\w.]){re.escape(figure)} {unit}\b", shown), (
+            f"'{question}' names {figure} {unit}, which none of the network demo output it quotes shows"
+        )
+
+
 @pytest.fixture(scope="module")
 def demo_ledgers(command_runs: dict[str, Run]) -> dict[str, dict]:
     """The JSON ledgers of today's ``paychan demo --json`` run (the one the guide quotes), by scenario."""
