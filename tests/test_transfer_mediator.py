@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from paychan.exceptions import InvalidAmount
 from paychan.fees import FeeTooLow
 from paychan.routing import REVEAL_MARGIN, ExpiryDeltaTooSmall
 from paychan.transfer import mediator
@@ -46,6 +47,7 @@ from paychan.transfer.state import (
     NextHopTimedOut,
     NotOnRoute,
     ReplayedPayment,
+    RouteTooLong,
     SettleTooLate,
 )
 from tests.transfer_helpers import (
@@ -156,6 +158,16 @@ def test_a_hashlock_that_is_not_32_bytes_is_refused():
     error = refusal(receive(replace(offer(), hashlock=b"\x01" * 31)))
     assert isinstance(error, MalformedHashlock) and error.size == 31
     assert str(error) == "MalformedHashlock(size=31, expected=32)"
+
+
+def test_an_offer_beyond_its_bounds_is_refused_before_anything_else_is_read():
+    transfer = offer()
+    error = refusal(receive(replace(transfer, hops=transfer.hops * 7)))
+    assert isinstance(error, RouteTooLong) and (error.hops, error.limit) == (21, 20)
+    error = refusal(receive(with_hop(transfer, 1, amount=0)))
+    assert isinstance(error, InvalidAmount) and error.amount == 0
+    _, (refuse,) = mediator.handle(None, receive(replace(transfer, index=9)), BOB)
+    assert isinstance(refuse.error, NotOnRoute) and refuse.channel_id == bytes(32)
 
 
 def test_an_offer_that_does_not_name_us_or_our_channel_or_a_closing_one_is_refused():

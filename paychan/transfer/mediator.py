@@ -4,7 +4,8 @@ once the secret comes back, and reveal it on chain when the upstream does not se
 ``handle(state, event) -> (state, actions)``; the first event is ``ReceiveLockedTransfer`` (``state`` None).
 
 Before taking an incoming lock (``AcceptLock``) the intermediary checks, and refuses with the named error
-otherwise (``Refuse``, nothing signed): the hashlock is 32 bytes (``MalformedHashlock``); the offer is a lock
+otherwise (``Refuse``, nothing signed): the offer's bounds (at most ``MAX_HOPS`` hops: ``RouteTooLong``;
+positive amounts: ``InvalidAmount``); the hashlock is 32 bytes (``MalformedHashlock``); the offer is a lock
 from its sender to us over a channel we have with it, and the next hop a lock from us over one of ours
 (``NotOnRoute``); neither channel is closing (``ChannelClosing``); the incoming lock is within its sender's
 balance and the outgoing one within ours (``LockExceedsCapacity``); it pays at least our advertised fee on
@@ -76,7 +77,7 @@ from paychan.transfer.state import (
     NotOnRoute,
     RouteHop,
     SettleTooLate,
-    check_hashlock,
+    check_shape,
 )
 
 # incoming lock: accepted (waiting for the signed state), locked, settling (our settle proposed), settled,
@@ -140,7 +141,7 @@ _Step = tuple[MediatorState, list[Action]]
 def check_offer(event: ReceiveLockedTransfer, us: str) -> int:
     """The fee we earn by forwarding ``event``'s offer; raises the refusal (a ``StateRejected``) otherwise."""
     transfer, now = event.transfer, event.now
-    check_hashlock(transfer.hashlock)
+    check_shape(transfer)
     if not 0 <= transfer.index < len(transfer.hops) - 1:
         raise NotOnRoute(transfer.index, event.sender, us)
     incoming, outgoing = transfer.hop, transfer.hops[transfer.index + 1]
@@ -162,8 +163,6 @@ def check_offer(event: ReceiveLockedTransfer, us: str) -> int:
         raise LockExceedsCapacity(incoming.channel_id, incoming.amount, channel_in.theirs)
     if outgoing.amount > channel_out.ours:
         raise LockExceedsCapacity(outgoing.channel_id, outgoing.amount, channel_out.ours)
-    if outgoing.amount <= 0:
-        raise LockExceedsCapacity(outgoing.channel_id, outgoing.amount, channel_out.ours)
     fee = check_forward(incoming.amount, outgoing.amount, channel_out.fee)
     check_forward_expiry(incoming.expiry, outgoing.expiry)
     if outgoing.expiry < now + TARGET_MIN_LOCK_TIME:
@@ -182,8 +181,8 @@ def handle(state: MediatorState | None, event: Event, us: str) -> Transition:
         try:
             fee = check_offer(event, us)
         except StateRejected as refused:
-            hop = event.transfer.hops[event.transfer.index] if event.transfer.hops else None
-            cid = hop.channel_id if hop is not None else ChannelId(b"\x00" * 32)
+            hops, index = event.transfer.hops, event.transfer.index
+            cid = hops[index].channel_id if 0 <= index < len(hops) else ChannelId(b"\x00" * 32)
             return None, [Refuse(event.transfer.payment_id, cid, event.sender, refused)]
         return MediatorState(event.transfer, fee), [AcceptLock(event.transfer)]
     if isinstance(event, LockAdded):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paychan.exceptions import StateRejected
+from paychan.exceptions import InvalidAmount, StateRejected
 from paychan.fees import FeePolicy
-from paychan.routing import REVEAL_MARGIN
-from paychan.state import ChannelId
+from paychan.routing import MAX_HOPS, REVEAL_MARGIN
+from paychan.state import MAX_UINT40, MAX_UINT256, ChannelId
 
 OFFER_TIMEOUT = 30  # seconds a hop has to answer an offer (accept or refuse) before the sender gives up on it
 EXPIRY_SLACK = 60  # seconds added to the payee's lock time, for the offers to travel the route
@@ -183,6 +183,30 @@ class ExpireRefused(StateRejected):
         super().__init__(f"ExpireRefused(expiry={expiry}, now={now}, revealed_at={revealed_at})")
 
 
+class RouteTooLong(StateRejected):
+    """Raised when an offer names ``hops`` hops, more than ``limit`` (``MAX_HOPS``, Lightning's limit): an
+    offer from the network is bounded before anything else is checked."""
+
+    def __init__(self, hops: int, limit: int) -> None:
+        self.hops, self.limit = hops, limit
+        super().__init__(f"RouteTooLong(hops={hops}, limit={limit})")
+
+
+def check_shape(transfer: LockedTransfer) -> None:
+    """The bounds of an offer from the network, checked before its contents: at most ``MAX_HOPS`` hops
+    (``RouteTooLong``), a 32-byte hashlock (``MalformedHashlock``), every hop's amount a positive uint256
+    (``InvalidAmount``), every expiry a uint40 and the payment's amount positive."""
+    if len(transfer.hops) > MAX_HOPS:
+        raise RouteTooLong(len(transfer.hops), MAX_HOPS)
+    check_hashlock(transfer.hashlock)
+    for value in (transfer.target_amount, *(hop.amount for hop in transfer.hops)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_UINT256:
+            raise InvalidAmount(value)
+    for hop in transfer.hops:
+        if isinstance(hop.expiry, bool) or not isinstance(hop.expiry, int) or not 0 <= hop.expiry <= MAX_UINT40:
+            raise ExpiryTooLate(hop.expiry if isinstance(hop.expiry, int) else -1, MAX_UINT40)
+
+
 def check_hashlock(hashlock: object) -> None:
     """Raises ``MalformedHashlock`` unless ``hashlock`` is ``HASHLOCK_SIZE`` bytes."""
     if not isinstance(hashlock, bytes):
@@ -207,8 +231,10 @@ __all__ = [
     "NextHopTimedOut",
     "NotOnRoute",
     "ReplayedPayment",
+    "RouteTooLong",
     "RouteHop",
     "SettleTooLate",
     "WrongAmount",
     "check_hashlock",
+    "check_shape",
 ]

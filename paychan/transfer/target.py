@@ -2,7 +2,8 @@
 claim the lock from its upstream with it.
 
 ``handle(state, event, us) -> (state, actions)``; the first event is ``ReceiveLockedTransfer`` (``state``
-None). The payee refuses (``Refuse``, nothing signed): a hashlock that is not 32 bytes
+None). The payee refuses (``Refuse``, nothing signed): an offer beyond its bounds (``RouteTooLong``,
+``InvalidAmount``), a hashlock that is not 32 bytes
 (``MalformedHashlock``), an offer that is not the route's last hop from its sender to us over a channel of
 ours (``NotOnRoute``), a closing channel (``ChannelClosing``), a lock above its sender's balance
 (``LockExceedsCapacity``), a lock below the payment's amount (``WrongAmount``; more is a gift), a lock that
@@ -58,7 +59,7 @@ from paychan.transfer.state import (
     NotOnRoute,
     RouteHop,
     WrongAmount,
-    check_hashlock,
+    check_shape,
 )
 
 ACCEPTED, REQUESTED, SETTLING, PAID, EXPIRED, ONCHAIN = (
@@ -102,7 +103,7 @@ _Step = tuple[TargetState, list[Action]]
 def check_offer(event: ReceiveLockedTransfer, us: str) -> None:
     """Raises the refusal (a ``StateRejected``) unless ``event``'s offer is a lock we take as the payee."""
     transfer, now = event.transfer, event.now
-    check_hashlock(transfer.hashlock)
+    check_shape(transfer)
     if not transfer.hops or not transfer.is_last or transfer.target != us:
         raise NotOnRoute(transfer.index, event.sender, us)
     hop = transfer.hop
