@@ -481,7 +481,7 @@ class Network:
                 f"revealSecret ({party.name})", lambda: self.contract.reveal_secret(party.account, action.secret)
             )
             revealed_at = self.contract.revealed_at(hashlock(action.secret))
-            self._note(
+            self.note(
                 f"{party.name} revealed the secret of payment #{action.payment_id} on chain at {revealed_at} "
                 f"(block {receipt['blockNumber']})"
             )
@@ -496,7 +496,7 @@ class Network:
             record = self.records[action.payment_id]
             record.outcome, record.reason = "failed", action.reason
         elif isinstance(action, PaymentReceived):
-            self._note(f"{party.name} was paid {format_eth(action.amount)} for payment #{action.payment_id}")
+            self.note(f"{party.name} was paid {format_eth(action.amount)} for payment #{action.payment_id}")
 
     def _lock_parties(self, party: Party, cid: ChannelId) -> Party:
         channel = party.channels[cid]
@@ -519,7 +519,7 @@ class Network:
             for follow_up in sender.book.handle(added):
                 self.apply(sender, follow_up)
             self.go_offline(sender.name)
-            self._note(f"{sender.name} went offline once its lock to {receiver.name} was signed")
+            self.note(f"{sender.name} went offline once its lock to {receiver.name} was signed")
         else:
             self.queue.append((sender, added))
         record = self.records.get(action.transfer.payment_id)
@@ -557,7 +557,7 @@ class Network:
             lambda: self.contract.close(party.account, params, channel.latest),
         )
         self.closed.add(action.channel_id)
-        self._note(
+        self.note(
             f"{party.name} closed {self.labels[action.channel_id]} with nonce {channel.nonce} "
             "(its lock inside): paid at settlement"
         )
@@ -581,7 +581,7 @@ class Network:
             a, b = self.by_address[params.participant_a], self.by_address[params.participant_b]
             self.payouts[a.name] += settled["args"]["payoutA"]
             self.payouts[b.name] += settled["args"]["payoutB"]
-            self._note(
+            self.note(
                 f"settled {self.labels[cid]}: {a.name} {format_eth(settled['args']['payoutA'])}, "
                 f"{b.name} {format_eth(settled['args']['payoutB'])} (the revealed lock paid its receiver)"
             )
@@ -592,7 +592,7 @@ class Network:
             self.scenario.transactions.append(f"{label}: gas {receipt['gasUsed']} (block {receipt['blockNumber']})")
         return receipt
 
-    def _note(self, text: str) -> None:
+    def note(self, text: str) -> None:
         if self.scenario is not None:
             self.scenario.notes.append(text)
 
@@ -692,9 +692,11 @@ def run_network(chain: Chain, contract: PaychanContract | None = None) -> Networ
     net.go_offline("carol")
     record = net.pay(ETHER // 10)
     net.wait_until(net.chain.now() + OFFER_TIMEOUT)  # bob gives up on carol and tells alice
-    first = net.records[record.payment_id]
-    expiry = _first_lock_expiry(first)
-    net._note(f"alice's lock to bob stays until it expires at {expiry}: bob could still forward it, so she waits")
+    alices = net.parties["alice"].book.tasks[record.payment_id]
+    if not isinstance(alices, InitiatorState) or alices.current is None or alices.current.status != "refused":
+        raise NetworkError(f"payment #{record.payment_id}: bob did not report carol's silence to alice")
+    expiry = alices.current.hop.expiry
+    net.note(f"alice's lock to bob stays until it expires at {expiry}: bob could still forward it, so she waits")
     net.wait_until(expiry + 1)  # alice takes her lock back, then offers the route via dave (same hashlock)
     net.come_back("carol")
     if record.outcome != "succeeded" or record.route[1] != "dave":
@@ -720,7 +722,7 @@ def run_network(chain: Chain, contract: PaychanContract | None = None) -> Networ
     carols = net.parties["carol"].book.tasks[record.payment_id]
     assert isinstance(carols, MediatorState)
     expiry = carols.transfer.hop.expiry
-    net._note(f"carol's incoming lock from bob expires at {expiry}: unsettled, she reveals at {expiry - REVEAL_MARGIN}")
+    net.note(f"carol's incoming lock from bob expires at {expiry}: unsettled, she reveals at {expiry - REVEAL_MARGIN}")
     net.wait_until(expiry - REVEAL_MARGIN)
     net.settle_closed()
     net.come_back("bob")
@@ -735,15 +737,9 @@ def run_network(chain: Chain, contract: PaychanContract | None = None) -> Networ
 
 
 def payment_secret(payment_id: int) -> bytes:
-    """The secret of the demo's payment ``payment_id`` (reproducible, so a reader can check the registry)."""
+    """The secret of the demo's payment ``payment_id``: reproducible, so that a reader (and the tests) can check
+    the registry; never how a real payer makes one (``secrets.token_bytes(32)``)."""
     return hashlib.sha256(b"paychan demo --network secret %d" % payment_id).digest()
-
-
-def _first_lock_expiry(record: PaymentRecord) -> int:
-    for attempt in record.attempts:
-        if attempt.startswith("alice locked"):
-            return int(attempt.rsplit(" ", 1)[1])
-    raise NetworkError(f"payment #{record.payment_id}: alice locked nothing")
 
 
 __all__ = ["NetworkError", "NetworkLedger", "payment_secret", "run_network"]
