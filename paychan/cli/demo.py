@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "punished (a close with a revoked state), a conditional payment settled on chain (a revealed "
             "lock and an expired one) and a withdrawal while open; prints for each a ledger read from "
             "receipts, events and chain balances. It runs on --rpc-url, else $PAYCHAN_RPC_URL or "
-            f"$ETH_RPC_URL, else the embedded in-process chain (`--rpc-url {EMBEDDED}` forces that one)."
+            f"$ETH_RPC_URL, else the embedded in-process chain (`--rpc-url {EMBEDDED}` forces that one). With "
+            "--network it runs a payment network instead: five parties, payments routed through intermediaries "
+            "who earn their advertised fees (docs/network.md)."
         ),
     )
     add_chain_arguments(parser)
