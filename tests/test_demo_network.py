@@ -145,3 +145,11 @@ def test_paychan_demo_network_prints_the_ledger_as_json_and_refuses_a_plot(capsy
     assert all(party["conserved"] for party in data["totals"].values())
     assert main(["demo", "--network", "--plot", "x.png"]) == 2
     assert "--plot draws the two-party lifecycles" in capsys.readouterr().err
+
+
+def test_the_network_demo_runs_and_conserves_every_partys_funds_on_each_chain(chain):
+    ledger = run_network(chain)
+    outcomes = [p.outcome for s in ledger.scenarios for p in s.payments]
+    assert outcomes == ["succeeded"] * 4 + ["failed", "succeeded"]
+    assert [len(s.transactions) for s in ledger.scenarios] == [0, 0, 0, 3]
+    assert ledger.conserved and all(t.conserved for t in ledger.totals.values())
