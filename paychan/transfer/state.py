@@ -7,9 +7,12 @@ chain, and the machines (``paychan.transfer.initiator``, ``.mediator``, ``.targe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from paychan.exceptions import InvalidAmount, StateRejected
+from eth_utils.address import to_checksum_address
+
+from paychan.exceptions import InvalidAmount, MalformedMessage, StateRejected
 from paychan.fees import FeePolicy
 from paychan.routing import MAX_HOPS, REVEAL_MARGIN
 from paychan.state import MAX_UINT40, MAX_UINT256, ChannelId
@@ -18,6 +21,9 @@ OFFER_TIMEOUT = 30  # seconds a hop has to answer an offer (accept or refuse) be
 EXPIRY_SLACK = 60  # seconds added to the payee's lock time, for the offers to travel the route
 TARGET_MIN_LOCK_TIME = REVEAL_MARGIN  # seconds a payee's lock must leave it when it arrives, to reveal in time
 HASHLOCK_SIZE = 32
+MAX_PAYMENT_ID = 2**64 - 1
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_BYTES32 = re.compile(r"0x[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,64 @@ class LockedTransfer:
     @property
     def is_last(self) -> bool:
         return self.index == len(self.hops) - 1
+
+    def to_json(self) -> dict[str, object]:
+        """The offer on the wire: integers as decimal strings, bytes as ``0x`` hex."""
+        return {
+            "paymentId": str(self.payment_id),
+            "hashlock": "0x" + self.hashlock.hex(),
+            "initiator": self.initiator,
+            "target": self.target,
+            "targetAmount": str(self.target_amount),
+            "index": self.index,
+            "hops": [
+                {
+                    "channelId": "0x" + hop.channel_id.hex(),
+                    "sender": hop.sender,
+                    "receiver": hop.receiver,
+                    "amount": str(hop.amount),
+                    "expiry": str(hop.expiry),
+                }
+                for hop in self.hops
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> LockedTransfer:
+        """Parses ``to_json``'s output from a peer, bounded before it is read: at most ``MAX_HOPS`` hops, every
+        field of its type and range; anything else raises ``MalformedMessage`` (then ``check_shape`` and the
+        machines check what it means)."""
+        fields = {"paymentId", "hashlock", "initiator", "target", "targetAmount", "index", "hops"}
+        if not isinstance(data, dict) or fields - data.keys():
+            raise MalformedMessage("an offer is an object with " + ", ".join(sorted(fields)))
+        hops = data["hops"]
+        if not isinstance(hops, list) or not 1 <= len(hops) <= MAX_HOPS:
+            raise MalformedMessage(f"an offer's hops are a list of 1 to {MAX_HOPS}")
+        parsed = []
+        for hop in hops:
+            if not isinstance(hop, dict) or {"channelId", "sender", "receiver", "amount", "expiry"} - hop.keys():
+                raise MalformedMessage("a hop is an object with channelId, sender, receiver, amount and expiry")
+            parsed.append(
+                RouteHop(
+                    ChannelId(_bytes32(hop["channelId"], "channelId")),
+                    _address(hop["sender"], "sender"),
+                    _address(hop["receiver"], "receiver"),
+                    _uint(hop["amount"], "amount", MAX_UINT256),
+                    _uint(hop["expiry"], "expiry", MAX_UINT40),
+                )
+            )
+        index = data["index"]
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(parsed):
+            raise MalformedMessage("an offer's index names one of its hops")
+        return cls(
+            _uint(data["paymentId"], "paymentId", MAX_PAYMENT_ID),
+            _bytes32(data["hashlock"], "hashlock"),
+            _address(data["initiator"], "initiator"),
+            _address(data["target"], "target"),
+            _uint(data["targetAmount"], "targetAmount", MAX_UINT256),
+            tuple(parsed),
+            index,
+        )
 
     def next(self) -> LockedTransfer:
         """The offer of the hop after this one (what an intermediary forwards)."""
@@ -205,6 +269,26 @@ def check_shape(transfer: LockedTransfer) -> None:
     for hop in transfer.hops:
         if isinstance(hop.expiry, bool) or not isinstance(hop.expiry, int) or not 0 <= hop.expiry <= MAX_UINT40:
             raise ExpiryTooLate(hop.expiry if isinstance(hop.expiry, int) else -1, MAX_UINT40)
+
+
+def _uint(value: object, name: str, maximum: int) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 78:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise MalformedMessage(f"{name} must be an unsigned integer at most {maximum}")
+    return value
+
+
+def _bytes32(value: object, name: str) -> bytes:
+    if not (isinstance(value, str) and _BYTES32.fullmatch(value)):
+        raise MalformedMessage(f"{name} must be 0x and 64 hex digits")
+    return bytes.fromhex(value[2:])
+
+
+def _address(value: object, name: str) -> str:
+    if not (isinstance(value, str) and _ADDRESS.fullmatch(value)):
+        raise MalformedMessage(f"{name} must be a 0x-prefixed address")
+    return str(to_checksum_address(value))
 
 
 def check_hashlock(hashlock: object) -> None:
