@@ -55,7 +55,9 @@ from paychan.transfer.events import (
     PaymentReceived,
     PaymentSucceeded,
     ProposeExpireLock,
+    ProposeLock,
     ProposeSettleLock,
+    ReceiveAcceptance,
     ReceiveExpireProposal,
     ReceiveLockedTransfer,
     ReceiveRefusal,
@@ -440,6 +442,10 @@ class Network:
             receiver = self.by_address[action.transfer.hop.receiver]
             self.send(receiver, ReceiveLockedTransfer(action.transfer, party.address, self.views(receiver), now))
         elif isinstance(action, AcceptLock):
+            hop = action.transfer.hop
+            acceptance = ReceiveAcceptance(action.transfer.payment_id, hop.channel_id, party.address, now)
+            self.send(self.by_address[hop.sender], acceptance)
+        elif isinstance(action, ProposeLock):
             self._add_lock(party, action)
         elif isinstance(action, Refuse):
             self.send(
@@ -471,7 +477,11 @@ class Network:
         elif isinstance(action, AcceptSettle):
             self._countersign_settle(party, action)
         elif isinstance(action, ProposeExpireLock):
-            proposal = party.channels[action.channel_id].propose_expire_lock(action.hashlock, now)
+            channel = party.channels[action.channel_id]
+            if all(lock.hashlock != action.hashlock for lock in channel.locks):  # never countersigned
+                self.queue.append((party, LockExpired(action.payment_id, action.channel_id, now)))
+                return
+            proposal = channel.propose_expire_lock(action.hashlock, now)
             self.pending[(action.channel_id, action.hashlock)] = (proposal, action.hashlock)
             self.send(self.by_address[action.to], ReceiveExpireProposal(action.payment_id, action.channel_id, now))
         elif isinstance(action, AcceptExpire):
@@ -502,12 +512,13 @@ class Network:
         channel = party.channels[cid]
         return self.by_address[channel.peer_address]
 
-    def _add_lock(self, receiver: Party, action: AcceptLock) -> None:
-        """The receiver accepted the offer: its sender proposes exactly that lock, the receiver countersigns."""
+    def _add_lock(self, sender: Party, action: ProposeLock) -> None:
+        """The sender still stands by the offer its receiver accepted: it signs exactly that lock, and the
+        receiver countersigns it if it still waits for it (online, its acceptance not abandoned)."""
         hop, now = action.transfer.hop, self.chain.now()
-        sender = self.by_address[hop.sender]
-        if not sender.online:
-            return
+        receiver = self.by_address[hop.receiver]
+        if not receiver.online or not receiver.book.expects_lock(action.transfer.payment_id, hop.channel_id):
+            return  # in process we sign nothing that would go unanswered: the sender waits for the expiry
         proposal, lock = sender.channels[hop.channel_id].propose_lock(
             hop.amount, action.transfer.hashlock, hop.expiry, now
         )

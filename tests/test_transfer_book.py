@@ -21,7 +21,9 @@ from paychan.transfer.events import (
     PaymentReceived,
     PaymentSucceeded,
     ProposeExpireLock,
+    ProposeLock,
     ProposeSettleLock,
+    ReceiveAcceptance,
     ReceiveExpireProposal,
     ReceiveLockedTransfer,
     ReceiveRefusal,
@@ -90,8 +92,14 @@ class Bus:
             self.post(to, ReceiveLockedTransfer(action.transfer, node, views(to, *PEERS[to]), now))
         elif isinstance(action, AcceptLock):
             hop = action.transfer.hop
-            for party in (hop.sender, hop.receiver):
-                self.post(party, LockAdded(action.transfer.payment_id, hop.channel_id, now))
+            self.post(hop.sender, ReceiveAcceptance(action.transfer.payment_id, hop.channel_id, node, now))
+        elif isinstance(action, ProposeLock):
+            hop = action.transfer.hop
+            if hop.receiver not in self.offline and self.books[hop.receiver].expects_lock(
+                action.transfer.payment_id, hop.channel_id
+            ):
+                for party in (hop.sender, hop.receiver):
+                    self.post(party, LockAdded(action.transfer.payment_id, hop.channel_id, now))
         elif isinstance(action, Refuse):
             self.post(action.to, ReceiveRefusal(action.payment_id, action.channel_id, node, action.reason, now))
         elif isinstance(action, SendSecretRequest):

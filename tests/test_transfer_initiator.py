@@ -17,6 +17,8 @@ from paychan.transfer.events import (
     PaymentFailed,
     PaymentSucceeded,
     ProposeExpireLock,
+    ProposeLock,
+    ReceiveAcceptance,
     ReceiveRefusal,
     ReceiveSecretRequest,
     ReceiveSettleProposal,
@@ -25,7 +27,7 @@ from paychan.transfer.events import (
     SendSecretReveal,
     Tick,
 )
-from paychan.transfer.initiator import DEAD, EXPIRING, FAILED, LOCKED, REFUSED, SETTLED, SUCCEEDED
+from paychan.transfer.initiator import DEAD, EXPIRING, FAILED, LOCKED, PROPOSED, REFUSED, SETTLED, SUCCEEDED
 from paychan.transfer.state import OFFER_TIMEOUT, SettleTooLate
 from tests.transfer_helpers import (
     ALICE,
@@ -55,9 +57,15 @@ def start(routes=(VIA_BOB, VIA_DAVE), channels=None):
     return initiator.handle(None, event)
 
 
-def locked(routes=(VIA_BOB, VIA_DAVE)):
+def proposed(routes=(VIA_BOB, VIA_DAVE)):
     state, _ = start(routes)
-    state, _ = initiator.handle(state, LockAdded(PAYMENT_ID, AB, NOW + 1))
+    state, actions = initiator.handle(state, ReceiveAcceptance(PAYMENT_ID, AB, BOB, NOW + 1))
+    assert actions == [ProposeLock(state.current.transfer)]
+    return state
+
+
+def locked(routes=(VIA_BOB, VIA_DAVE)):
+    state, _ = initiator.handle(proposed(routes), LockAdded(PAYMENT_ID, AB, NOW + 1))
     return state
 
 
@@ -202,5 +210,23 @@ def test_a_payment_needs_a_32_byte_secret_and_routes_that_pay_its_amount_to_its_
     assert initiator.handle(None, Tick(NOW)) == (None, [])
 
 
-def test_the_lock_added_on_the_first_hop_makes_the_attempt_locked():
+def test_the_payer_signs_its_lock_only_when_the_first_hop_accepts_in_time_and_it_is_locked_once_countersigned():
+    state, _ = start()
+    assert initiator.handle(state, LockAdded(PAYMENT_ID, AB, NOW + 1)) == (state, [])  # nothing proposed yet
+    assert initiator.handle(state, ReceiveAcceptance(PAYMENT_ID, AB, CAROL, NOW + 1)) == (state, [])
+    assert initiator.handle(state, ReceiveAcceptance(PAYMENT_ID, AB, BOB, NOW + OFFER_TIMEOUT)) == (state, [])
+    assert proposed().current.status == PROPOSED
     assert locked().current.status == LOCKED
+
+
+def test_an_acceptance_after_the_payer_moved_to_the_next_route_gets_no_lock():
+    state, _ = start()
+    state, _ = initiator.handle(state, Tick(NOW + OFFER_TIMEOUT))
+    assert state.current.hop.receiver == DAVE
+    assert initiator.handle(state, ReceiveAcceptance(PAYMENT_ID, AB, BOB, NOW + OFFER_TIMEOUT + 1)) == (state, [])
+
+
+def test_a_refusal_after_our_lock_was_proposed_waits_for_its_expiry_as_if_it_were_signed_by_both():
+    state, actions = initiator.handle(proposed(), ReceiveRefusal(PAYMENT_ID, AB, BOB, "r", NOW + 2))
+    assert actions == [] and state.current.status == REFUSED
+    assert initiator.handle(proposed(), Tick(NOW + OFFER_TIMEOUT + 5))[1] == []  # no timeout once signed

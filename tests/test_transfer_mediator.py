@@ -22,7 +22,9 @@ from paychan.transfer.events import (
     LockSettled,
     OfferLock,
     ProposeExpireLock,
+    ProposeLock,
     ProposeSettleLock,
+    ReceiveAcceptance,
     ReceiveExpireProposal,
     ReceiveLockedTransfer,
     ReceiveRefusal,
@@ -34,7 +36,17 @@ from paychan.transfer.events import (
     Tick,
 )
 from paychan.transfer.initiator import handle as initiator_handle
-from paychan.transfer.mediator import EXPIRED, LOCKED, ONCHAIN, REFUSED, SETTLED, SETTLING
+from paychan.transfer.mediator import (
+    ABANDONED,
+    ACCEPT_TIMEOUT,
+    EXPIRED,
+    LOCKED,
+    ONCHAIN,
+    PROPOSED,
+    REFUSED,
+    SETTLED,
+    SETTLING,
+)
 from paychan.transfer.state import (
     OFFER_TIMEOUT,
     ChannelClosing,
@@ -101,8 +113,39 @@ def forwarding():
 
 
 def forwarded():
-    state, _ = mediator.handle(forwarding(), LockAdded(PAYMENT_ID, BC, NOW + 3), BOB)
+    state, actions = mediator.handle(forwarding(), ReceiveAcceptance(PAYMENT_ID, BC, CAROL, NOW + 3), BOB)
+    assert actions == [ProposeLock(offer().next())] and state.outgoing == PROPOSED
+    state, _ = mediator.handle(state, LockAdded(PAYMENT_ID, BC, NOW + 3), BOB)
+    assert state.outgoing == LOCKED
     return state
+
+
+def test_the_outgoing_lock_is_signed_only_for_the_next_hops_acceptance_within_the_offer_timeout():
+    state = forwarding()
+    assert mediator.handle(state, ReceiveAcceptance(PAYMENT_ID, BC, DAVE, NOW + 3), BOB) == (state, [])
+    late = ReceiveAcceptance(PAYMENT_ID, BC, CAROL, NOW + 2 + OFFER_TIMEOUT)
+    assert mediator.handle(state, late, BOB) == (state, [])
+    assert forwarded().outgoing == LOCKED
+
+
+def test_an_accepted_offer_whose_lock_never_comes_is_abandoned_and_a_later_offer_is_not_a_replay():
+    book = TransferBook(BOB)
+    book.handle(receive())
+    assert book.expects_lock(PAYMENT_ID, AB) and not book.expects_lock(PAYMENT_ID, BC)
+    book.handle(Tick(NOW + 1 + ACCEPT_TIMEOUT - 1))
+    assert book.expects_lock(PAYMENT_ID, AB)
+    book.handle(Tick(NOW + 1 + ACCEPT_TIMEOUT))
+    assert book.tasks[PAYMENT_ID].incoming == ABANDONED and book.tasks[PAYMENT_ID].is_done
+    assert not book.expects_lock(PAYMENT_ID, AB)
+    assert book.handle(receive(now=NOW + 200)) == [AcceptLock(offer())]
+
+
+def test_a_refusal_after_our_outgoing_lock_was_proposed_is_passed_upstream_and_the_lock_waits_for_expiry():
+    state, _ = mediator.handle(forwarding(), ReceiveAcceptance(PAYMENT_ID, BC, CAROL, NOW + 3), BOB)
+    state, actions = mediator.handle(state, ReceiveRefusal(PAYMENT_ID, BC, CAROL, "x", NOW + 4), BOB)
+    assert actions == [Refuse(PAYMENT_ID, AB, ALICE, NextHopRefused(1, "x"))] and state.outgoing == PROPOSED
+    state, actions = mediator.handle(state, Tick(OUT_EXPIRY + 1), BOB)
+    assert actions == [ProposeExpireLock(BC, CAROL, PAYMENT_ID, HASHLOCK)]
 
 
 def with_hop(transfer, index, **changes):

@@ -28,6 +28,7 @@ from paychan.transfer.events import (
     Tick,
 )
 from paychan.transfer.initiator import handle as initiator_handle
+from paychan.transfer.mediator import ACCEPT_TIMEOUT
 from paychan.transfer.state import (
     ExpireRefused,
     ExpiryTooLate,
@@ -37,7 +38,7 @@ from paychan.transfer.state import (
     NotOnRoute,
     WrongAmount,
 )
-from paychan.transfer.target import EXPIRED, ONCHAIN, PAID, REQUESTED, SETTLING
+from paychan.transfer.target import ABANDONED, EXPIRED, ONCHAIN, PAID, REQUESTED, SETTLING
 from tests.transfer_helpers import (
     ALICE,
     AMOUNT,
@@ -158,6 +159,13 @@ def test_a_payee_that_never_reveals_lets_its_upstream_take_the_lock_back_after_e
 def test_a_secret_learned_after_the_lock_expired_is_stored_but_claims_nothing():
     state, actions = target.handle(holding(), ReceiveSecretReveal(PAYMENT_ID, SECRET, ALICE, PAYEE_EXPIRY + 1), ERIN)
     assert actions == [StoreSecret(PAYMENT_ID, SECRET)] and state.status == REQUESTED
+
+
+def test_an_accepted_lock_that_never_comes_is_abandoned_after_the_accept_timeout():
+    state, _ = target.handle(None, receive(), ERIN)
+    assert target.handle(state, Tick(NOW + 2 + ACCEPT_TIMEOUT - 1), ERIN)[0].status == "accepted"
+    state, _ = target.handle(state, Tick(NOW + 2 + ACCEPT_TIMEOUT), ERIN)
+    assert state.status == ABANDONED and not state.is_live
 
 
 def test_a_closing_channel_makes_the_payee_reveal_the_known_secret_at_once():

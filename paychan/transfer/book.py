@@ -67,6 +67,16 @@ class TransferBook:
         """The hashlock of our payment ``payment_id`` (``KeyError`` if we hold none)."""
         return _hashlock(self.tasks[payment_id])
 
+    def expects_lock(self, payment_id: int, channel_id: bytes) -> bool:
+        """Whether we accepted an offer of ``payment_id`` on ``channel_id`` and still wait for its lock: only
+        then does the driver countersign the sender's ``ProposeLock`` (an abandoned acceptance signs nothing)."""
+        task = self.tasks.get(payment_id)
+        if isinstance(task, mediator.MediatorState):
+            return task.incoming == mediator.ACCEPTED and task.incoming_hop.channel_id == channel_id
+        if isinstance(task, target.TargetState):
+            return task.status == target.ACCEPTED and task.hop.channel_id == channel_id
+        return False
+
     def _offer(self, event: ReceiveLockedTransfer) -> list[Action]:
         transfer = event.transfer
         held = self.tasks.get(transfer.payment_id)

@@ -1,14 +1,16 @@
 """What the transfer state machines are fed (events) and what they return (actions).
 
 Events come from three places: a peer's message (``ReceiveLockedTransfer``, ``ReceiveRefusal``,
-``ReceiveSecretRequest``, ``ReceiveSecretReveal``, ``ReceiveSettleProposal``, ``ReceiveExpireProposal``), the
+``ReceiveAcceptance``, ``ReceiveSecretRequest``, ``ReceiveSecretReveal``, ``ReceiveSettleProposal``,
+``ReceiveExpireProposal``), the
 driver's own channel exchange (``LockAdded``, ``LockSettled``, ``LockExpired``: the peer countersigned), the
 chain (``SecretRevealedOnChain``, ``ChannelClosed``) and the clock (``Tick``). Each carries ``now``, the chain
 time the driver read; the machines never read a clock.
 
 Actions tell the driver what to do, in order: send an offer or a message, countersign (``AcceptLock``,
 ``AcceptSettle``, ``AcceptExpire``) or refuse (``Refuse``), propose a channel state (``ProposeSettleLock``,
-``ProposeExpireLock``; a lock is proposed when its offer is accepted, ``OfferLock``), store the secret before
+``ProposeExpireLock``; a lock is offered first, ``OfferLock``, and proposed, ``ProposeLock``, only once its
+receiver accepted the offer and if the sender still stands by it), store the secret before
 anything reveals it (``StoreSecret``), reveal it on chain (``RevealSecretOnChain``), close a channel whose
 counterparty does not settle (``CloseChannel``), and report the outcome (``PaymentSucceeded``,
 ``PaymentFailed``, ``PaymentReceived``).
@@ -48,6 +50,17 @@ class ReceiveLockedTransfer:
     transfer: LockedTransfer
     sender: str
     channels: dict[ChannelId, ChannelView]
+    now: int
+
+
+@dataclass(frozen=True)
+class ReceiveAcceptance:
+    """``sender``, the receiver of our offer on ``channel_id``, accepts it: it will countersign exactly that
+    lock. Whether we still propose it is our machine's decision (``ProposeLock``), not the driver's."""
+
+    payment_id: int
+    channel_id: ChannelId
+    sender: str
     now: int
 
 
@@ -157,6 +170,7 @@ class Tick:
 Event = (
     InitPayment
     | ReceiveLockedTransfer
+    | ReceiveAcceptance
     | LockAdded
     | ReceiveRefusal
     | ReceiveSecretRequest
@@ -182,7 +196,15 @@ class OfferLock:
 
 @dataclass(frozen=True)
 class AcceptLock:
-    """Tell the sender we take ``transfer`` and countersign its proposal of exactly ``transfer.hop``'s lock."""
+    """Tell the sender we take ``transfer`` (``ReceiveAcceptance``); countersign its proposal of exactly
+    ``transfer.hop``'s lock when it comes."""
+
+    transfer: LockedTransfer
+
+
+@dataclass(frozen=True)
+class ProposeLock:
+    """Sign and send the lock of ``transfer.hop`` to its receiver, which accepted the offer and countersigns."""
 
     transfer: LockedTransfer
 
@@ -322,6 +344,7 @@ class PaymentReceived:
 Action = (
     OfferLock
     | AcceptLock
+    | ProposeLock
     | Refuse
     | SendSecretRequest
     | SendSecretReveal
@@ -355,7 +378,9 @@ __all__ = [
     "PaymentReceived",
     "PaymentSucceeded",
     "ProposeExpireLock",
+    "ProposeLock",
     "ProposeSettleLock",
+    "ReceiveAcceptance",
     "ReceiveExpireProposal",
     "ReceiveLockedTransfer",
     "ReceiveRefusal",

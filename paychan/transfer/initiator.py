@@ -7,11 +7,12 @@ One payment has one ``payment_id`` and one hashlock (``sha256(secret)``) whateve
 is known to the payer alone until it tells the payee. **The payer never pays twice** because it keeps at
 most one attempt that could still be paid, and tells the secret only for that one:
 
-- an attempt is *offered* (the first hop's receiver has the offer, nothing is signed: the payer proposes
-  the lock state only once the receiver accepts), then *locked* (both signed the first hop's lock);
+- an attempt is *offered* (the first hop's receiver has the offer, nothing is signed), then *proposed*
+  (the receiver accepted in time and the payer signed the lock state: ``ProposeLock``; an acceptance after
+  ``OFFER_TIMEOUT`` is ignored), then *locked* (both signed the first hop's lock);
 - a refusal or no answer (``OFFER_TIMEOUT``) to an offered attempt ends it at once: no signature exists
   that could pay anyone, so the next route is offered right away, with the same hashlock;
-- a refusal that comes back after the first lock was signed (a hop further down refused, timed out or
+- a refusal that comes back after the first lock was signed by the payer (a hop further down refused, timed out or
   lacked capacity) leaves that lock signed by both until its expiry: a hop that refused could still
   forward it, so the payer waits for the expiry, takes the lock back (``ProposeExpireLock``; on a closed
   channel, the settlement does it) and only then offers the next route. A lock is dead after its expiry
@@ -46,6 +47,8 @@ from paychan.transfer.events import (
     PaymentFailed,
     PaymentSucceeded,
     ProposeExpireLock,
+    ProposeLock,
+    ReceiveAcceptance,
     ReceiveRefusal,
     ReceiveSecretRequest,
     ReceiveSettleProposal,
@@ -67,15 +70,17 @@ from paychan.transfer.state import (
     SettleTooLate,
 )
 
-OFFERED, LOCKED, REFUSED, EXPIRING, DEAD, SETTLED = "offered", "locked", "refused", "expiring", "dead", "settled"
+OFFERED, PROPOSED, LOCKED, REFUSED = "offered", "proposed", "locked", "refused"
+EXPIRING, DEAD, SETTLED = "expiring", "dead", "settled"
+SIGNED = (PROPOSED, LOCKED, REFUSED)  # our first lock is signed by us: it may pay until it expires
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One route tried: its offer, where it stands (``offered``, ``locked``, ``refused``: refused downstream
-    after our lock was signed, ``expiring``, ``dead``, ``settled``), when it was offered, why it failed, and
-    whether the first hop's channel closed."""
+    """One route tried: its offer, where it stands (``offered``; ``proposed``: accepted, our lock signed and
+    sent; ``locked``: countersigned; ``refused``: refused downstream after our lock was signed; ``expiring``,
+    ``dead``, ``settled``), when it was offered, why it failed, and whether the first hop's channel closed."""
 
     route: Route
     transfer: LockedTransfer
@@ -127,6 +132,8 @@ def handle(state: InitiatorState | None, event: Event) -> Transition:
         return _start(event)
     if isinstance(event, ReceiveRefusal):
         return _on_refusal(state, event)
+    if isinstance(event, ReceiveAcceptance):
+        return _on_acceptance(state, event)
     if isinstance(event, LockAdded):
         return _on_lock_added(state, event)
     if isinstance(event, ReceiveSecretRequest):
@@ -213,14 +220,31 @@ def _on_refusal(state: InitiatorState, event: ReceiveRefusal) -> _Step:
         return state, []
     if current.status == OFFERED:  # nothing signed: the next route at once
         return _try_next_route(_set_current(state, status=DEAD, reason=event.reason), event.now, event.reason)
-    if current.status == LOCKED and not state.secret_revealed:  # our lock is signed: wait for its expiry
+    if current.status in (PROPOSED, LOCKED) and not state.secret_revealed:  # our lock is signed: wait for expiry
         return _set_current(state, status=REFUSED, reason=event.reason), []
     return state, []
 
 
+def _on_acceptance(state: InitiatorState, event: ReceiveAcceptance) -> _Step:
+    """The first hop accepted our offer: we sign the lock only if the attempt still stands (not timed out,
+    not given up for the next route); a late acceptance gets nothing, so nothing signed can pay it."""
+    current = state.current
+    if not _is_current_hop(state, event.payment_id, event.channel_id) or current is None:
+        return state, []
+    if current.status != OFFERED or event.sender != current.hop.receiver or state.outcome != PENDING:
+        return state, []
+    if event.now >= current.offered_at + OFFER_TIMEOUT:
+        return state, []  # the tick that ends the attempt is due: too late
+    return _set_current(state, status=PROPOSED), [ProposeLock(current.transfer)]
+
+
 def _on_lock_added(state: InitiatorState, event: LockAdded) -> _Step:
     current = state.current
-    if _is_current_hop(state, event.payment_id, event.channel_id) and current is not None and current.status == OFFERED:
+    if (
+        _is_current_hop(state, event.payment_id, event.channel_id)
+        and current is not None
+        and current.status == PROPOSED
+    ):
         return _set_current(state, status=LOCKED), []
     return state, []
 
@@ -245,7 +269,7 @@ def _on_settle_proposal(state: InitiatorState, event: ReceiveSettleProposal) -> 
     current = state.current
     if current is None or event.payment_id != state.payment_id or event.channel_id != current.hop.channel_id:
         return state, []
-    if current.status not in (LOCKED, REFUSED, EXPIRING) or hashlock_of(event.secret) != state.hashlock:
+    if current.status not in (*SIGNED, EXPIRING) or hashlock_of(event.secret) != state.hashlock:
         return state, []
     paid_on_chain = 0 < state.revealed_on_chain_at <= current.hop.expiry
     if event.now > current.hop.expiry and not paid_on_chain:
@@ -290,7 +314,7 @@ def _on_revealed_on_chain(state: InitiatorState, event: SecretRevealedOnChain) -
         return state, []
     state = replace(state, revealed_on_chain_at=state.revealed_on_chain_at or event.revealed_at)
     current = state.current
-    if current is None or current.status not in (LOCKED, REFUSED, EXPIRING) or state.outcome != PENDING:
+    if current is None or current.status not in (*SIGNED, EXPIRING) or state.outcome != PENDING:
         return state, []
     if event.revealed_at > current.hop.expiry:
         return state, []  # too late to pay our lock: it is ours again
@@ -320,7 +344,7 @@ def _on_tick(state: InitiatorState, now: int) -> _Step:
         reason = str(NextHopTimedOut(0, current.offered_at, now))
         return _try_next_route(_set_current(state, status=DEAD, reason=reason), now, reason)
     expired = now > current.hop.expiry and not 0 < state.revealed_on_chain_at <= current.hop.expiry
-    if current.status in (LOCKED, REFUSED) and expired:
+    if current.status in SIGNED and expired:
         if current.closed:  # the settlement gives it back: nothing to sign
             return _after_expiry(state, current, now)
         hop = current.hop

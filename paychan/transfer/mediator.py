@@ -15,8 +15,9 @@ the outgoing channel (``paychan.fees.check_forward``: ``FeeTooLow``); the outgoi
 the incoming channel's lock window (``ExpiryTooLate``). A payment id we already hold a live lock of is a
 replay (checked by ``paychan.transfer.book``: ``ReplayedPayment``).
 
-Then, once the incoming lock is signed (``LockAdded``), it offers the outgoing one; a refusal or no answer
-from downstream is passed upstream (``NextHopRefused``, ``NextHopTimedOut``): the incoming lock stays
+Then, once the incoming lock is signed (``LockAdded``), it offers the outgoing one, and signs it
+(``ProposeLock``) only if downstream accepts within ``OFFER_TIMEOUT``; a refusal or no answer from downstream
+is passed upstream (``NextHopRefused``, ``NextHopTimedOut``): the incoming lock stays
 until its sender takes it back after expiry (``AcceptExpire``).
 
 The secret comes from downstream, as the proposal that settles the outgoing lock (``ReceiveSettleProposal``,
@@ -51,7 +52,9 @@ from paychan.transfer.events import (
     LockSettled,
     OfferLock,
     ProposeExpireLock,
+    ProposeLock,
     ProposeSettleLock,
+    ReceiveAcceptance,
     ReceiveExpireProposal,
     ReceiveLockedTransfer,
     ReceiveRefusal,
@@ -82,16 +85,13 @@ from paychan.transfer.state import (
 
 # incoming lock: accepted (waiting for the signed state), locked, settling (our settle proposed), settled,
 # expired (given back), onchain (revealed in time, the channel closes: paid at settlement)
-ACCEPTED, LOCKED, SETTLING, SETTLED, EXPIRED, ONCHAIN = (
-    "accepted",
-    "locked",
-    "settling",
-    "settled",
-    "expired",
-    "onchain",
-)
-# outgoing lock: not offered yet, offered, refused (or timed out), locked, settled, expiring, expired
-WAITING, OFFERED, REFUSED, EXPIRING = "waiting", "offered", "refused", "expiring"
+ACCEPTED, LOCKED, SETTLING = "accepted", "locked", "settling"
+SETTLED, EXPIRED, ONCHAIN = "settled", "expired", "onchain"
+ABANDONED = "abandoned"  # accepted, but its sender never proposed the lock: nothing signed, nothing to do
+# outgoing lock: not offered yet, offered, proposed (accepted, signed by us), refused (or timed out), locked,
+# settled, expiring, expired
+WAITING, OFFERED, PROPOSED, REFUSED, EXPIRING = "waiting", "offered", "proposed", "refused", "expiring"
+ACCEPT_TIMEOUT = 2 * OFFER_TIMEOUT  # seconds after our acceptance we wait for the sender's lock proposal
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class MediatorState:
 
     transfer: LockedTransfer
     fee: int
+    accepted_at: int = 0
     incoming: str = ACCEPTED
     outgoing: str = WAITING
     offered_at: int = 0
@@ -124,6 +125,8 @@ class MediatorState:
     @property
     def is_done(self) -> bool:
         """Both locks resolved: nothing can move any more (the store may forget the payment)."""
+        if self.incoming == ABANDONED:
+            return True
         incoming_done = self.incoming in (SETTLED, EXPIRED, ONCHAIN)
         return incoming_done and self.outgoing in (REFUSED, SETTLED, EXPIRED)
 
@@ -131,7 +134,7 @@ class MediatorState:
     def is_live(self) -> bool:
         """Some lock of this payment is signed (or about to be) and unresolved: a new offer with its payment
         id is a replay."""
-        return self.incoming not in (EXPIRED,)
+        return self.incoming not in (EXPIRED, ABANDONED)
 
 
 Transition = tuple[MediatorState | None, list[Action]]
@@ -184,7 +187,9 @@ def handle(state: MediatorState | None, event: Event, us: str) -> Transition:
             hops, index = event.transfer.hops, event.transfer.index
             cid = hops[index].channel_id if 0 <= index < len(hops) else ChannelId(b"\x00" * 32)
             return None, [Refuse(event.transfer.payment_id, cid, event.sender, refused)]
-        return MediatorState(event.transfer, fee), [AcceptLock(event.transfer)]
+        return MediatorState(event.transfer, fee, event.now), [AcceptLock(event.transfer)]
+    if isinstance(event, ReceiveAcceptance):
+        return _on_acceptance(state, event)
     if isinstance(event, LockAdded):
         return _on_lock_added(state, event)
     if isinstance(event, ReceiveRefusal):
@@ -214,9 +219,20 @@ def _on_lock_added(state: MediatorState, event: LockAdded) -> _Step:
     if event.channel_id == state.incoming_hop.channel_id and state.incoming == ACCEPTED:
         state = replace(state, incoming=LOCKED, outgoing=OFFERED, offered_at=event.now)
         return state, [OfferLock(state.transfer.next())]
-    if event.channel_id == state.outgoing_hop.channel_id and state.outgoing == OFFERED:
+    if event.channel_id == state.outgoing_hop.channel_id and state.outgoing == PROPOSED:
         return replace(state, outgoing=LOCKED), []
     return state, []
+
+
+def _on_acceptance(state: MediatorState, event: ReceiveAcceptance) -> _Step:
+    """Downstream accepted our offer: we sign the outgoing lock only while the offer stands (before
+    ``OFFER_TIMEOUT``, not refused upstream)."""
+    hop = state.outgoing_hop
+    if event.channel_id != hop.channel_id or event.sender != hop.receiver or state.outgoing != OFFERED:
+        return state, []
+    if event.now >= state.offered_at + OFFER_TIMEOUT:
+        return state, []
+    return replace(state, outgoing=PROPOSED), [ProposeLock(state.transfer.next())]
 
 
 def _refuse_upstream(state: MediatorState, error: StateRejected) -> _Step:
@@ -228,9 +244,13 @@ def _on_refusal(state: MediatorState, event: ReceiveRefusal) -> _Step:
     hop = state.outgoing_hop
     if event.channel_id != hop.channel_id or event.sender != hop.receiver:
         return state, []
+    error = NextHopRefused(state.transfer.index + 1, event.reason)
     if state.outgoing == OFFERED:
-        return _refuse_upstream(state, NextHopRefused(state.transfer.index + 1, event.reason))
-    return state, []  # a refusal after our outgoing lock was signed: it stays until it expires
+        return _refuse_upstream(state, error)
+    if state.outgoing == PROPOSED:  # our signed lock is out: it stays until it expires, but we forward nothing
+        incoming = state.incoming_hop
+        return state, [Refuse(state.payment_id, incoming.channel_id, incoming.sender, error)]
+    return state, []
 
 
 def _learn_secret(state: MediatorState, secret: bytes, now: int) -> _Step:
@@ -258,7 +278,7 @@ def _reveal(state: MediatorState, actions: list[Action]) -> _Step:
 
 def _on_settle_proposal(state: MediatorState, event: ReceiveSettleProposal) -> _Step:
     hop = state.outgoing_hop
-    if event.channel_id != hop.channel_id or state.outgoing not in (LOCKED, EXPIRING):
+    if event.channel_id != hop.channel_id or state.outgoing not in (PROPOSED, LOCKED, EXPIRING):
         return state, []
     if hashlock_of(event.secret) != state.transfer.hashlock:
         return state, []
@@ -309,6 +329,8 @@ def _on_channel_closed(state: MediatorState, event: ChannelClosed) -> _Step:
 
 
 def _on_tick(state: MediatorState, now: int) -> _Step:
+    if state.incoming == ACCEPTED and now >= state.accepted_at + ACCEPT_TIMEOUT:
+        return replace(state, incoming=ABANDONED), []  # never signed: nothing to forward, nothing to claim
     if state.outgoing == OFFERED and now >= state.offered_at + OFFER_TIMEOUT:
         return _refuse_upstream(state, NextHopTimedOut(state.transfer.index + 1, state.offered_at, now))
     actions: list[Action] = []
@@ -317,7 +339,8 @@ def _on_tick(state: MediatorState, now: int) -> _Step:
         state, actions = _reveal(state, actions)
     outgoing = state.outgoing_hop
     revealed_in_time = 0 < state.revealed_on_chain_at <= outgoing.expiry
-    if state.outgoing == LOCKED and now > outgoing.expiry and not revealed_in_time and not state.outgoing_closed:
+    unresolved = state.outgoing in (PROPOSED, LOCKED)
+    if unresolved and now > outgoing.expiry and not revealed_in_time and not state.outgoing_closed:
         state = replace(state, outgoing=EXPIRING)
         actions.append(
             ProposeExpireLock(outgoing.channel_id, outgoing.receiver, state.payment_id, state.transfer.hashlock)

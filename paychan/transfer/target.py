@@ -48,6 +48,7 @@ from paychan.transfer.events import (
     Tick,
 )
 from paychan.transfer.initiator import hashlock_of
+from paychan.transfer.mediator import ACCEPT_TIMEOUT
 from paychan.transfer.state import (
     TARGET_MIN_LOCK_TIME,
     ChannelClosing,
@@ -62,14 +63,9 @@ from paychan.transfer.state import (
     check_shape,
 )
 
-ACCEPTED, REQUESTED, SETTLING, PAID, EXPIRED, ONCHAIN = (
-    "accepted",
-    "requested",
-    "settling",
-    "paid",
-    "expired",
-    "onchain",
-)
+ACCEPTED, REQUESTED, SETTLING = "accepted", "requested", "settling"
+PAID, EXPIRED, ONCHAIN = "paid", "expired", "onchain"
+ABANDONED = "abandoned"  # accepted, but the sender never proposed the lock
 
 
 @dataclass(frozen=True)
@@ -77,6 +73,7 @@ class TargetState:
     """One payment to us: its last hop's offer, where it stands, the secret once known."""
 
     transfer: LockedTransfer
+    accepted_at: int = 0
     status: str = ACCEPTED
     secret: bytes | None = None
     revealed_on_chain_at: int = 0
@@ -93,7 +90,7 @@ class TargetState:
 
     @property
     def is_live(self) -> bool:
-        return self.status != EXPIRED
+        return self.status not in (EXPIRED, ABANDONED)
 
 
 Transition = tuple[TargetState | None, list[Action]]
@@ -135,7 +132,7 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
             hop_index = event.transfer.index
             cid = hops[hop_index].channel_id if 0 <= hop_index < len(hops) else ChannelId(b"\x00" * 32)
             return None, [Refuse(event.transfer.payment_id, cid, event.sender, refused)]
-        return TargetState(event.transfer), [AcceptLock(event.transfer)]
+        return TargetState(event.transfer, event.now), [AcceptLock(event.transfer)]
     hop = state.hop
     if isinstance(event, LockAdded) and event.channel_id == hop.channel_id and state.status == ACCEPTED:
         transfer = state.transfer
@@ -170,6 +167,8 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
             return _reveal(state)
         return state, []
     if isinstance(event, Tick):
+        if state.status == ACCEPTED and event.now >= state.accepted_at + ACCEPT_TIMEOUT:
+            return replace(state, status=ABANDONED), []
         if state.secret is not None and state.status == SETTLING and event.now >= hop.expiry - REVEAL_MARGIN:
             return _reveal(state)
     return state, []
