@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -429,8 +429,9 @@ class Network:
     def come_back(self, name: str) -> None:
         party = self.parties[name]
         party.online = True
-        for event in party.missed:
-            self.queue.append((party, event))
+        now = self.chain.now()
+        for event in party.missed:  # its watcher reads them now: the time it learns them is now
+            self.queue.append((party, replace(event, now=now)))
         party.missed.clear()
         self.tick()
 

@@ -298,6 +298,23 @@ def test_a_secret_revealed_on_chain_by_downstream_is_learned_and_settled_upstrea
     assert actions == [AcceptSettle(BC, PAYMENT_ID)]
 
 
+def test_a_secret_downstream_revealed_on_chain_that_the_upstream_does_not_settle_makes_us_close_not_reveal_again():
+    revealed = SecretRevealedOnChain(HASHLOCK, SECRET, NOW + 20, NOW + 20)
+    state, _ = mediator.handle(forwarded(), revealed, BOB)
+    assert state.incoming == SETTLING
+    state, actions = mediator.handle(state, Tick(IN_EXPIRY - REVEAL_MARGIN), BOB)
+    assert actions == [CloseChannel(AB, PAYMENT_ID)] and state.incoming == ONCHAIN
+
+
+def test_a_secret_learned_from_the_chain_after_the_incoming_expiry_leaves_the_upstream_time_to_settle_first():
+    revealed = SecretRevealedOnChain(HASHLOCK, SECRET, OUT_EXPIRY - 10, IN_EXPIRY + 500)  # we were offline
+    state, actions = mediator.handle(forwarded(), revealed, BOB)
+    assert actions == [StoreSecret(PAYMENT_ID, SECRET), ProposeSettleLock(AB, ALICE, PAYMENT_ID, SECRET)]
+    assert mediator.handle(state, Tick(IN_EXPIRY + 500 + OFFER_TIMEOUT - 1), BOB)[1] == []
+    state, actions = mediator.handle(state, Tick(IN_EXPIRY + 500 + OFFER_TIMEOUT), BOB)
+    assert actions == [CloseChannel(AB, PAYMENT_ID)]
+
+
 def test_an_outgoing_lock_that_expires_unclaimed_is_taken_back_and_the_upstream_takes_back_ours():
     state = forwarded()
     assert mediator.handle(state, Tick(OUT_EXPIRY), BOB)[1] == []

@@ -148,6 +148,15 @@ def test_an_upstream_that_does_not_settle_makes_the_payee_reveal_on_chain_and_cl
     assert actions == [PaymentReceived(PAYMENT_ID, AMOUNT), CloseChannel(CE, PAYMENT_ID)] and state.status == ONCHAIN
 
 
+def test_a_secret_already_on_chain_that_the_upstream_does_not_settle_makes_the_payee_close_at_the_margin():
+    state, _ = target.handle(holding(), ReceiveSecretReveal(PAYMENT_ID, SECRET, ALICE, NOW + 4), ERIN)
+    revealed = SecretRevealedOnChain(HASHLOCK, SECRET, NOW + 5, NOW + 5)  # revealed by someone else
+    state, actions = target.handle(state, revealed, ERIN)
+    assert actions == [] and state.status == SETTLING
+    state, actions = target.handle(state, Tick(PAYEE_EXPIRY - REVEAL_MARGIN), ERIN)
+    assert actions == [PaymentReceived(PAYMENT_ID, AMOUNT), CloseChannel(CE, PAYMENT_ID)] and state.status == ONCHAIN
+
+
 def test_a_payee_that_never_reveals_lets_its_upstream_take_the_lock_back_after_expiry_only():
     state = holding()
     (refuse,) = target.handle(state, ReceiveExpireProposal(PAYMENT_ID, CE, PAYEE_EXPIRY), ERIN)[1]

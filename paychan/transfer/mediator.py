@@ -107,6 +107,7 @@ class MediatorState:
     secret: bytes | None = None
     revealed_on_chain_at: int = 0
     reveal_sent: bool = False
+    settle_proposed_at: int = 0
     incoming_closed: bool = False
     outgoing_closed: bool = False
 
@@ -264,7 +265,7 @@ def _learn_secret(state: MediatorState, secret: bytes, now: int) -> _Step:
     if state.incoming == LOCKED and payable:
         if state.incoming_closed:
             return _reveal(state, actions)
-        state = replace(state, incoming=SETTLING)
+        state = replace(state, incoming=SETTLING, settle_proposed_at=now)
         actions.append(ProposeSettleLock(hop.channel_id, hop.sender, state.payment_id, secret))
     return state, actions
 
@@ -309,12 +310,18 @@ def _on_revealed_on_chain(state: MediatorState, event: SecretRevealedOnChain) ->
     state = replace(state, revealed_on_chain_at=state.revealed_on_chain_at or event.revealed_at)
     state, actions = _learn_secret(state, event.secret, event.now)
     hop = state.incoming_hop
-    if state.reveal_sent and state.incoming in (LOCKED, SETTLING) and state.revealed_on_chain_at <= hop.expiry:
-        # we revealed because the upstream did not settle: the settlement pays us
-        state = replace(state, incoming=ONCHAIN)
-        if not state.incoming_closed:
-            actions.append(CloseChannel(hop.channel_id, state.payment_id))
+    unsettled = state.reveal_sent or state.incoming_closed  # we revealed because the upstream did not settle
+    if unsettled and state.incoming in (LOCKED, SETTLING) and state.revealed_on_chain_at <= hop.expiry:
+        state, actions = _claim_on_chain(state, actions)
     return state, actions
+
+
+def _claim_on_chain(state: MediatorState, actions: list[Action]) -> _Step:
+    """The secret is on chain in time and the upstream has not settled: the settlement pays us (close)."""
+    state = replace(state, incoming=ONCHAIN)
+    if state.incoming_closed:
+        return state, actions
+    return state, [*actions, CloseChannel(state.incoming_hop.channel_id, state.payment_id)]
 
 
 def _on_channel_closed(state: MediatorState, event: ChannelClosed) -> _Step:
@@ -336,7 +343,11 @@ def _on_tick(state: MediatorState, now: int) -> _Step:
     actions: list[Action] = []
     incoming = state.incoming_hop
     if state.secret is not None and state.incoming in (LOCKED, SETTLING) and now >= incoming.expiry - REVEAL_MARGIN:
-        state, actions = _reveal(state, actions)
+        if 0 < state.revealed_on_chain_at <= incoming.expiry:  # downstream revealed: no second reveal
+            if now >= state.settle_proposed_at + OFFER_TIMEOUT:  # and the upstream had its time: close
+                state, actions = _claim_on_chain(state, actions)
+        else:
+            state, actions = _reveal(state, actions)
     outgoing = state.outgoing_hop
     revealed_in_time = 0 < state.revealed_on_chain_at <= outgoing.expiry
     unresolved = state.outgoing in (PROPOSED, LOCKED)

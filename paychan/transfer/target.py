@@ -50,6 +50,7 @@ from paychan.transfer.events import (
 from paychan.transfer.initiator import hashlock_of
 from paychan.transfer.mediator import ACCEPT_TIMEOUT
 from paychan.transfer.state import (
+    OFFER_TIMEOUT,
     TARGET_MIN_LOCK_TIME,
     ChannelClosing,
     ExpireRefused,
@@ -78,6 +79,7 @@ class TargetState:
     secret: bytes | None = None
     revealed_on_chain_at: int = 0
     reveal_sent: bool = False
+    settle_proposed_at: int = 0
     closed: bool = False
 
     @property
@@ -155,11 +157,9 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
     if isinstance(event, SecretRevealedOnChain) and event.hashlock == state.transfer.hashlock:
         state = replace(state, revealed_on_chain_at=state.revealed_on_chain_at or event.revealed_at)
         state, actions = _learn_secret(state, event.secret, event.now)
-        if state.status == SETTLING and state.reveal_sent and state.revealed_on_chain_at <= hop.expiry:
-            state = replace(state, status=ONCHAIN)
-            actions.append(PaymentReceived(state.payment_id, hop.amount))
-            if not state.closed:
-                actions.append(CloseChannel(hop.channel_id, state.payment_id))
+        unsettled = state.reveal_sent or state.closed
+        if state.status == SETTLING and unsettled and state.revealed_on_chain_at <= hop.expiry:
+            state, actions = _claim_on_chain(state, actions)
         return state, actions
     if isinstance(event, ChannelClosed) and event.channel_id == hop.channel_id:
         state = replace(state, closed=True)
@@ -170,7 +170,10 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
         if state.status == ACCEPTED and event.now >= state.accepted_at + ACCEPT_TIMEOUT:
             return replace(state, status=ABANDONED), []
         if state.secret is not None and state.status == SETTLING and event.now >= hop.expiry - REVEAL_MARGIN:
-            return _reveal(state)
+            if not 0 < state.revealed_on_chain_at <= hop.expiry:
+                return _reveal(state)
+            if event.now >= state.settle_proposed_at + OFFER_TIMEOUT:  # on chain, upstream had its time: close
+                return _claim_on_chain(state, [])
     return state, []
 
 
@@ -182,11 +185,21 @@ def _learn_secret(state: TargetState, secret: bytes, now: int) -> _Step:
     actions: list[Action] = [StoreSecret(state.payment_id, secret)]
     if now > hop.expiry:
         return state, actions  # too late: the lock is its sender's
-    state = replace(state, status=SETTLING)
+    state = replace(state, status=SETTLING, settle_proposed_at=now)
     if state.closed:
         state, more = _reveal(state)
         return state, [*actions, *more]
     return state, [*actions, ProposeSettleLock(hop.channel_id, hop.sender, state.payment_id, secret)]
+
+
+def _claim_on_chain(state: TargetState, actions: list[Action]) -> _Step:
+    """The secret is on chain in time and the upstream has not settled: we are paid at settlement (close)."""
+    hop = state.hop
+    state = replace(state, status=ONCHAIN)
+    actions = [*actions, PaymentReceived(state.payment_id, hop.amount)]
+    if not state.closed:
+        actions.append(CloseChannel(hop.channel_id, state.payment_id))
+    return state, actions
 
 
 def _reveal(state: TargetState) -> _Step:
