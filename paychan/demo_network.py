@@ -46,7 +46,6 @@ from paychan.transfer.events import (
     ChannelClosed,
     CloseChannel,
     Event,
-    InitPayment,
     LockAdded,
     LockExpired,
     LockSettled,
@@ -72,7 +71,7 @@ from paychan.transfer.events import (
     StoreSecret,
     Tick,
 )
-from paychan.transfer.initiator import InitiatorState
+from paychan.transfer.initiator import InitiatorState, plan_payment
 from paychan.transfer.mediator import MediatorState
 from paychan.transfer.state import OFFER_TIMEOUT, ChannelView
 
@@ -627,11 +626,7 @@ class Network:
     def pay(self, amount: int, payer: str = "alice", payee: str = "erin") -> PaymentRecord:
         """Starts a payment (routes from the graph, a fresh secret) and runs the bus until it is quiet."""
         payer_party, payee_party = self.parties[payer], self.parties[payee]
-        for cid, channel in payer_party.channels.items():
-            if cid in self.graph and self.labels[cid].startswith(payer + "-"):
-                self.graph.set_capacity(cid, payer_party.address, channel.balance())
         now = self.chain.now()
-        routes = self.graph.routes(payer_party.address, payee_party.address, amount, k=3, now=now)
         payment_id = self.next_payment_id
         self.next_payment_id += 1
         secret = payment_secret(payment_id)
@@ -639,8 +634,9 @@ class Network:
         self.records[payment_id] = record
         if self.scenario is not None:
             self.scenario.payments.append(record)
-        event = InitPayment(
-            payment_id, secret, payee_party.address, amount, tuple(routes), self.views(payer_party), now
+        views = self.views(payer_party)
+        event = plan_payment(
+            self.graph, payment_id, secret, payer_party.address, payee_party.address, amount, views, now
         )
         self.queue.append((payer_party, event))
         self.run()

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from paychan.routing import ChannelGraph
 from paychan.transfer import initiator
 from paychan.transfer.events import (
     AcceptSettle,
@@ -28,7 +29,8 @@ from paychan.transfer.events import (
     Tick,
 )
 from paychan.transfer.initiator import DEAD, EXPIRING, FAILED, LOCKED, PROPOSED, REFUSED, SETTLED, SUCCEEDED
-from paychan.transfer.state import OFFER_TIMEOUT, SettleTooLate
+from paychan.transfer.state import OFFER_TIMEOUT, ChannelView, SettleTooLate
+from tests import test_routing as graphs
 from tests.transfer_helpers import (
     ALICE,
     AMOUNT,
@@ -230,3 +232,21 @@ def test_a_refusal_after_our_lock_was_proposed_waits_for_its_expiry_as_if_it_wer
     state, actions = initiator.handle(proposed(), ReceiveRefusal(PAYMENT_ID, AB, BOB, "r", NOW + 2))
     assert actions == [] and state.current.status == REFUSED
     assert initiator.handle(proposed(), Tick(NOW + OFFER_TIMEOUT + 5))[1] == []  # no timeout once signed
+
+
+def test_plan_payment_takes_the_k_cheapest_routes_from_the_graph_with_the_payers_own_balances():
+    a, b, c, d = graphs.A, graphs.B, graphs.C, graphs.D
+    graph = ChannelGraph(graphs.DOMAIN)
+    ab, bd = graphs.channel(graph, a, b), graphs.channel(graph, b, d)
+    ac, cd = graphs.channel(graph, a, c), graphs.channel(graph, c, d)
+    graphs.announce(graph, bd, b, 100, 10_000)
+    graphs.announce(graph, cd, c, 10, 1_000)
+    mine = {ab: ChannelView(ab, b, 10**6, 0), ac: ChannelView(ac, c, 1_000, 0)}  # alice spent most via carol
+    event = initiator.plan_payment(graph, PAYMENT_ID, SECRET, a, d, 10_000, mine, NOW)
+    assert [route.nodes for route in event.routes] == [(a, b, d)]  # via carol would need 10,020 of her 1,000
+    mine[ac] = ChannelView(ac, c, 10**6, 0)
+    event = initiator.plan_payment(graph, PAYMENT_ID, SECRET, a, d, 10_000, mine, NOW, k=2)
+    assert [route.nodes for route in event.routes] == [(a, c, d), (a, b, d)]
+    assert [route.total_fee for route in event.routes] == [20, 200]
+    state, actions = initiator.handle(None, event)
+    assert actions[0].transfer.hops[0].receiver == c and state.routes == event.routes

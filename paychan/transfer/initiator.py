@@ -32,8 +32,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from eth_utils.address import to_checksum_address
+
 from paychan.exceptions import StateRejected
-from paychan.routing import PAYEE_LOCK_TIME, Route
+from paychan.routing import PAYEE_LOCK_TIME, ChannelGraph, Route
 from paychan.state import ChannelId, hashlock
 from paychan.transfer.events import (
     AcceptSettle,
@@ -74,6 +76,7 @@ OFFERED, PROPOSED, LOCKED, REFUSED = "offered", "proposed", "locked", "refused"
 EXPIRING, DEAD, SETTLED = "expiring", "dead", "settled"
 SIGNED = (PROPOSED, LOCKED, REFUSED)  # our first lock is signed by us: it may pay until it expires
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+ROUTE_ALTERNATIVES = 3  # routes a payment may try (k of Yen's k shortest paths)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,27 @@ class InitiatorState:
 
 Transition = tuple[InitiatorState | None, list[Action]]
 _Step = tuple[InitiatorState, list[Action]]
+
+
+def plan_payment(
+    graph: ChannelGraph,
+    payment_id: int,
+    secret: bytes,
+    source: str,
+    target: str,
+    amount: int,
+    channels: dict[ChannelId, ChannelView],
+    now: int,
+    k: int = ROUTE_ALTERNATIVES,
+) -> InitPayment:
+    """The event that starts a payment of ``amount`` from ``source`` to ``target``: its ``k`` cheapest routes
+    from ``graph`` (``ChannelGraph.routes``, with the capacity and lock windows at ``now``), tried in order.
+    ``channels``: the payer's own channels (its spendable balances, which the graph only estimates)."""
+    for cid, channel in channels.items():
+        if cid in graph:
+            graph.set_capacity(cid, source, channel.ours)
+    routes = graph.routes(source, target, amount, k, now=now)
+    return InitPayment(payment_id, secret, to_checksum_address(target), amount, tuple(routes), channels, now)
 
 
 def handle(state: InitiatorState | None, event: Event) -> Transition:
@@ -353,4 +377,4 @@ def _on_tick(state: InitiatorState, now: int) -> _Step:
     return state, []
 
 
-__all__ = ["Attempt", "InitiatorState", "handle"]
+__all__ = ["ROUTE_ALTERNATIVES", "Attempt", "InitiatorState", "handle", "plan_payment"]
