@@ -468,8 +468,10 @@ class Network:
         elif isinstance(action, StoreSecret):
             party.secrets[action.payment_id] = action.secret
         elif isinstance(action, ProposeSettleLock):
-            proposal = party.channels[action.channel_id].propose_settle_lock(action.secret)
-            self.pending[(action.channel_id, hashlock(action.secret))] = (proposal, action.secret)
+            key = (action.channel_id, hashlock(action.secret))
+            if key not in self.pending:  # a re-sent proposal goes out as it was signed
+                proposal = party.channels[action.channel_id].propose_settle_lock(action.secret)
+                self.pending[key] = (proposal, action.secret)
             self.send(
                 self.by_address[action.to],
                 ReceiveSettleProposal(action.payment_id, action.channel_id, action.secret, now),
@@ -481,8 +483,9 @@ class Network:
             if all(lock.hashlock != action.hashlock for lock in channel.locks):  # never countersigned
                 self.queue.append((party, LockExpired(action.payment_id, action.channel_id, now)))
                 return
-            proposal = channel.propose_expire_lock(action.hashlock, now)
-            self.pending[(action.channel_id, action.hashlock)] = (proposal, action.hashlock)
+            if (action.channel_id, action.hashlock) not in self.pending:  # else: re-sent as it was signed
+                proposal = channel.propose_expire_lock(action.hashlock, now)
+                self.pending[(action.channel_id, action.hashlock)] = (proposal, action.hashlock)
             self.send(self.by_address[action.to], ReceiveExpireProposal(action.payment_id, action.channel_id, now))
         elif isinstance(action, AcceptExpire):
             self._countersign_expire(party, action)
@@ -541,18 +544,23 @@ class Network:
 
     def _countersign_settle(self, sender: Party, action: AcceptSettle) -> None:
         receiver = self._lock_parties(sender, action.channel_id)
-        proposal, secret = self.pending.pop((action.channel_id, sender.book.hashlock(action.payment_id)))
-        signed = sender.channels[action.channel_id].receive_proposal(proposal, settle=secret)
-        receiver.channels[action.channel_id].receive_countersignature(signed)
+        key = (action.channel_id, sender.book.hashlock(action.payment_id))
+        if key in self.pending:  # else: a re-sent proposal we countersigned already: the answer again
+            proposal, secret = self.pending.pop(key)
+            signed = sender.channels[action.channel_id].receive_proposal(proposal, settle=secret)
+            receiver.channels[action.channel_id].receive_countersignature(signed)
         self.queue.append((receiver, LockSettled(action.payment_id, action.channel_id, self.chain.now())))
 
     def _countersign_expire(self, receiver: Party, action: AcceptExpire) -> None:
         sender = self._lock_parties(receiver, action.channel_id)
-        proposal, lock_hash = self.pending.pop((action.channel_id, receiver.book.hashlock(action.payment_id)))
+        key = (action.channel_id, receiver.book.hashlock(action.payment_id))
         now = self.chain.now()
+        self.queue.append((sender, LockExpired(action.payment_id, action.channel_id, now)))
+        if key not in self.pending:  # a re-sent proposal we countersigned already: the answer again
+            return
+        proposal, lock_hash = self.pending.pop(key)
         signed = receiver.channels[action.channel_id].receive_proposal(proposal, expire=lock_hash, now=now)
         sender.channels[action.channel_id].receive_countersignature(signed)
-        self.queue.append((sender, LockExpired(action.payment_id, action.channel_id, now)))
         record = self.records.get(action.payment_id)
         if record is not None:
             record.attempts.append(

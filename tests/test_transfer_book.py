@@ -110,12 +110,12 @@ class Bus:
             self.pending[action.channel_id] = node
             self.post(action.to, ReceiveSettleProposal(action.payment_id, action.channel_id, action.secret, now))
         elif isinstance(action, AcceptSettle):
-            self.post(self.pending.pop(action.channel_id), LockSettled(action.payment_id, action.channel_id, now))
+            self.post(self.pending[action.channel_id], LockSettled(action.payment_id, action.channel_id, now))
         elif isinstance(action, ProposeExpireLock):
             self.pending[action.channel_id] = node
             self.post(action.to, ReceiveExpireProposal(action.payment_id, action.channel_id, now))
         elif isinstance(action, AcceptExpire):
-            self.post(self.pending.pop(action.channel_id), LockExpired(action.payment_id, action.channel_id, now))
+            self.post(self.pending[action.channel_id], LockExpired(action.payment_id, action.channel_id, now))
 
     def pay(self, *routes) -> None:
         self.post(ALICE, InitPayment(PAYMENT_ID, SECRET, ERIN, AMOUNT, routes, views(ALICE, BOB, DAVE), self.now))

@@ -278,7 +278,9 @@ def test_a_wrong_secret_changes_nothing_and_a_late_settle_is_refused_though_the_
 
 def test_an_upstream_that_does_not_settle_by_the_reveal_margin_makes_us_reveal_on_chain_and_close():
     state, _ = mediator.handle(forwarded(), ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, NOW + 10), BOB)
-    assert mediator.handle(state, Tick(IN_EXPIRY - REVEAL_MARGIN - 1), BOB)[1] == []
+    assert mediator.handle(state, Tick(NOW + 10 + OFFER_TIMEOUT - 1), BOB)[1] == []
+    state, actions = mediator.handle(state, Tick(IN_EXPIRY - REVEAL_MARGIN - 1), BOB)
+    assert actions == [ProposeSettleLock(AB, ALICE, PAYMENT_ID, SECRET)]  # not countersigned: sent again
     state, actions = mediator.handle(state, Tick(IN_EXPIRY - REVEAL_MARGIN), BOB)
     assert actions == [RevealSecretOnChain(PAYMENT_ID, SECRET)]
     assert mediator.handle(state, Tick(IN_EXPIRY - REVEAL_MARGIN + 1), BOB)[1] == []  # once
@@ -293,7 +295,8 @@ def test_a_secret_revealed_on_chain_by_downstream_is_learned_and_settled_upstrea
     revealed = SecretRevealedOnChain(HASHLOCK, SECRET, NOW + 20, NOW + 20)
     state, actions = mediator.handle(forwarded(), revealed, BOB)
     assert actions == [StoreSecret(PAYMENT_ID, SECRET), ProposeSettleLock(AB, ALICE, PAYMENT_ID, SECRET)]
-    assert mediator.handle(state, Tick(OUT_EXPIRY + 1), BOB)[1] == []  # the outgoing lock is payable: kept
+    _, actions = mediator.handle(state, Tick(OUT_EXPIRY + 1), BOB)
+    assert actions == [ProposeSettleLock(AB, ALICE, PAYMENT_ID, SECRET)]  # the outgoing lock is payable: kept
     state, actions = mediator.handle(state, ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, OUT_EXPIRY + 5), BOB)
     assert actions == [AcceptSettle(BC, PAYMENT_ID)]
 
@@ -313,6 +316,23 @@ def test_a_secret_learned_from_the_chain_after_the_incoming_expiry_leaves_the_up
     assert mediator.handle(state, Tick(IN_EXPIRY + 500 + OFFER_TIMEOUT - 1), BOB)[1] == []
     state, actions = mediator.handle(state, Tick(IN_EXPIRY + 500 + OFFER_TIMEOUT), BOB)
     assert actions == [CloseChannel(AB, PAYMENT_ID)]
+
+
+def test_a_countersignature_lost_on_the_way_is_given_again_for_the_re_sent_proposal():
+    state, _ = mediator.handle(forwarded(), ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, NOW + 10), BOB)
+    state, actions = mediator.handle(state, ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, NOW + 50), BOB)
+    assert actions == [AcceptSettle(BC, PAYMENT_ID)]  # the same state, countersigned again; no second secret
+    expired = forwarding()
+    expired, _ = mediator.handle(expired, ReceiveExpireProposal(PAYMENT_ID, AB, IN_EXPIRY + 1), BOB)
+    _, actions = mediator.handle(expired, ReceiveExpireProposal(PAYMENT_ID, AB, IN_EXPIRY + 40), BOB)
+    assert actions == [AcceptExpire(AB, PAYMENT_ID)]
+
+
+def test_an_expire_proposal_not_countersigned_is_sent_again_every_offer_timeout():
+    state, _ = mediator.handle(forwarded(), Tick(OUT_EXPIRY + 1), BOB)
+    assert mediator.handle(state, Tick(OUT_EXPIRY + OFFER_TIMEOUT), BOB)[1] == []
+    _, actions = mediator.handle(state, Tick(OUT_EXPIRY + 1 + OFFER_TIMEOUT), BOB)
+    assert actions == [ProposeExpireLock(BC, CAROL, PAYMENT_ID, HASHLOCK)]
 
 
 def test_an_outgoing_lock_that_expires_unclaimed_is_taken_back_and_the_upstream_takes_back_ours():

@@ -140,7 +140,8 @@ def test_an_offer_for_someone_else_or_not_the_last_hop_is_refused_with_not_on_ro
 
 def test_an_upstream_that_does_not_settle_makes_the_payee_reveal_on_chain_and_close():
     state, _ = target.handle(holding(), ReceiveSecretReveal(PAYMENT_ID, SECRET, ALICE, NOW + 4), ERIN)
-    assert target.handle(state, Tick(PAYEE_EXPIRY - REVEAL_MARGIN - 1), ERIN)[1] == []
+    state, actions = target.handle(state, Tick(PAYEE_EXPIRY - REVEAL_MARGIN - 1), ERIN)
+    assert actions == [ProposeSettleLock(CE, CAROL, PAYMENT_ID, SECRET)]  # not countersigned: sent again
     state, actions = target.handle(state, Tick(PAYEE_EXPIRY - REVEAL_MARGIN), ERIN)
     assert actions == [RevealSecretOnChain(PAYMENT_ID, SECRET)]
     revealed = SecretRevealedOnChain(HASHLOCK, SECRET, PAYEE_EXPIRY - 110, PAYEE_EXPIRY - 110)

@@ -91,6 +91,7 @@ class Attempt:
     offered_at: int
     reason: str = ""
     closed: bool = False
+    expire_sent_at: int = 0  # when our expire proposal was last sent (re-sent until countersigned)
 
     @property
     def hop(self) -> RouteHop:
@@ -293,7 +294,11 @@ def _on_settle_proposal(state: InitiatorState, event: ReceiveSettleProposal) -> 
     current = state.current
     if current is None or event.payment_id != state.payment_id or event.channel_id != current.hop.channel_id:
         return state, []
-    if current.status not in (*SIGNED, EXPIRING) or hashlock_of(event.secret) != state.hashlock:
+    if hashlock_of(event.secret) != state.hashlock:
+        return state, []
+    if current.status == SETTLED:  # a re-sent proposal: our countersignature again
+        return state, [AcceptSettle(current.hop.channel_id, state.payment_id)]
+    if current.status not in (*SIGNED, EXPIRING):
         return state, []
     paid_on_chain = 0 < state.revealed_on_chain_at <= current.hop.expiry
     if event.now > current.hop.expiry and not paid_on_chain:
@@ -372,7 +377,11 @@ def _on_tick(state: InitiatorState, now: int) -> _Step:
         if current.closed:  # the settlement gives it back: nothing to sign
             return _after_expiry(state, current, now)
         hop = current.hop
-        state = _set_current(state, status=EXPIRING)
+        state = _set_current(state, status=EXPIRING, expire_sent_at=now)
+        return state, [ProposeExpireLock(hop.channel_id, hop.receiver, state.payment_id, state.hashlock)]
+    if current.status == EXPIRING and now >= current.expire_sent_at + OFFER_TIMEOUT:  # not countersigned yet
+        hop = current.hop
+        state = _set_current(state, expire_sent_at=now)
         return state, [ProposeExpireLock(hop.channel_id, hop.receiver, state.payment_id, state.hashlock)]
     return state, []
 

@@ -108,6 +108,8 @@ class MediatorState:
     revealed_on_chain_at: int = 0
     reveal_sent: bool = False
     settle_proposed_at: int = 0
+    settle_sent_at: int = 0  # when our settle proposal upstream was last sent (re-sent until countersigned)
+    expire_sent_at: int = 0  # when our expire proposal downstream was last sent
     incoming_closed: bool = False
     outgoing_closed: bool = False
 
@@ -265,7 +267,7 @@ def _learn_secret(state: MediatorState, secret: bytes, now: int) -> _Step:
     if state.incoming == LOCKED and payable:
         if state.incoming_closed:
             return _reveal(state, actions)
-        state = replace(state, incoming=SETTLING, settle_proposed_at=now)
+        state = replace(state, incoming=SETTLING, settle_proposed_at=now, settle_sent_at=now)
         actions.append(ProposeSettleLock(hop.channel_id, hop.sender, state.payment_id, secret))
     return state, actions
 
@@ -279,9 +281,11 @@ def _reveal(state: MediatorState, actions: list[Action]) -> _Step:
 
 def _on_settle_proposal(state: MediatorState, event: ReceiveSettleProposal) -> _Step:
     hop = state.outgoing_hop
-    if event.channel_id != hop.channel_id or state.outgoing not in (PROPOSED, LOCKED, EXPIRING):
+    if event.channel_id != hop.channel_id or hashlock_of(event.secret) != state.transfer.hashlock:
         return state, []
-    if hashlock_of(event.secret) != state.transfer.hashlock:
+    if state.outgoing == SETTLED:  # a re-sent proposal: our countersignature again (the same state)
+        return state, [AcceptSettle(hop.channel_id, state.payment_id)]
+    if state.outgoing not in (PROPOSED, LOCKED, EXPIRING):
         return state, []
     state, actions = _learn_secret(state, event.secret, event.now)
     paid_on_chain = 0 < state.revealed_on_chain_at <= hop.expiry
@@ -295,6 +299,8 @@ def _on_settle_proposal(state: MediatorState, event: ReceiveSettleProposal) -> _
 
 def _on_expire_proposal(state: MediatorState, event: ReceiveExpireProposal) -> _Step:
     hop = state.incoming_hop
+    if event.channel_id == hop.channel_id and state.incoming == EXPIRED:  # re-sent: countersign again
+        return state, [AcceptExpire(hop.channel_id, state.payment_id)]
     if event.channel_id != hop.channel_id or state.incoming not in (LOCKED, SETTLING):
         return state, []
     paid_on_chain = 0 < state.revealed_on_chain_at <= hop.expiry
@@ -348,11 +354,16 @@ def _on_tick(state: MediatorState, now: int) -> _Step:
                 state, actions = _claim_on_chain(state, actions)
         else:
             state, actions = _reveal(state, actions)
+    secret = state.secret
+    if state.incoming == SETTLING and secret is not None and now >= state.settle_sent_at + OFFER_TIMEOUT:
+        state = replace(state, settle_sent_at=now)  # the upstream has not countersigned: send it again
+        actions.append(ProposeSettleLock(incoming.channel_id, incoming.sender, state.payment_id, secret))
     outgoing = state.outgoing_hop
     revealed_in_time = 0 < state.revealed_on_chain_at <= outgoing.expiry
     unresolved = state.outgoing in (PROPOSED, LOCKED)
-    if unresolved and now > outgoing.expiry and not revealed_in_time and not state.outgoing_closed:
-        state = replace(state, outgoing=EXPIRING)
+    resend = state.outgoing == EXPIRING and now >= state.expire_sent_at + OFFER_TIMEOUT
+    if (unresolved and now > outgoing.expiry and not revealed_in_time and not state.outgoing_closed) or resend:
+        state = replace(state, outgoing=EXPIRING, expire_sent_at=now)
         actions.append(
             ProposeExpireLock(outgoing.channel_id, outgoing.receiver, state.payment_id, state.transfer.hashlock)
         )

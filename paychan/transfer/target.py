@@ -80,6 +80,7 @@ class TargetState:
     revealed_on_chain_at: int = 0
     reveal_sent: bool = False
     settle_proposed_at: int = 0
+    settle_sent_at: int = 0  # when our settle proposal was last sent (re-sent until countersigned)
     closed: bool = False
 
     @property
@@ -147,6 +148,8 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
     if isinstance(event, LockSettled) and event.channel_id == hop.channel_id and state.status == SETTLING:
         return replace(state, status=PAID), [PaymentReceived(state.payment_id, hop.amount)]
     if isinstance(event, ReceiveExpireProposal) and event.channel_id == hop.channel_id:
+        if state.status == EXPIRED:  # re-sent: countersign again
+            return state, [AcceptExpire(hop.channel_id, state.payment_id)]
         if state.status not in (ACCEPTED, REQUESTED, SETTLING):
             return state, []
         paid_on_chain = 0 < state.revealed_on_chain_at <= hop.expiry
@@ -174,6 +177,10 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
                 return _reveal(state)
             if event.now >= state.settle_proposed_at + OFFER_TIMEOUT:  # on chain, upstream had its time: close
                 return _claim_on_chain(state, [])
+        secret = state.secret
+        if secret is not None and state.status == SETTLING and event.now >= state.settle_sent_at + OFFER_TIMEOUT:
+            state = replace(state, settle_sent_at=event.now)  # not countersigned yet: send it again
+            return state, [ProposeSettleLock(hop.channel_id, hop.sender, state.payment_id, secret)]
     return state, []
 
 
@@ -185,7 +192,7 @@ def _learn_secret(state: TargetState, secret: bytes, now: int) -> _Step:
     actions: list[Action] = [StoreSecret(state.payment_id, secret)]
     if now > hop.expiry:
         return state, actions  # too late: the lock is its sender's
-    state = replace(state, status=SETTLING, settle_proposed_at=now)
+    state = replace(state, status=SETTLING, settle_proposed_at=now, settle_sent_at=now)
     if state.closed:
         state, more = _reveal(state)
         return state, [*actions, *more]

@@ -1,0 +1,63 @@
+"""The transfer machines under random failures (seeded, no chain): nodes going offline and coming back at
+random moments, the clock jumping ahead by random steps. Whatever happens: the payer tells the secret at most
+once, the payee is paid at most once, the payer reports at most one outcome, and once every lock's expiry
+has passed with everyone online, every lock of every hop is resolved (settled or given back)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from paychan.transfer import initiator, mediator, target
+from paychan.transfer.events import PaymentFailed, PaymentReceived, PaymentSucceeded, SendSecretReveal
+from tests.test_transfer_book import VIA_BOB, VIA_DAVE, Bus
+from tests.transfer_helpers import ALICE, BOB, CAROL, DAVE, ERIN, NOW, PAYMENT_ID
+
+INTERMEDIARIES_AND_PAYEE = (BOB, CAROL, DAVE, ERIN)
+
+
+def unresolved(bus: Bus) -> list[str]:
+    """The locks some machine still holds as signed and unresolved."""
+    found = []
+    for node, book in bus.books.items():
+        task = book.tasks.get(PAYMENT_ID)
+        if isinstance(task, initiator.InitiatorState):
+            if task.current is not None and task.current.status in initiator.SIGNED + (initiator.EXPIRING,):
+                if task.outcome != initiator.SUCCEEDED:
+                    found.append(f"{node} initiator {task.current.status}")
+        elif isinstance(task, mediator.MediatorState):
+            if task.incoming in (mediator.ACCEPTED, mediator.LOCKED, mediator.SETTLING):
+                found.append(f"{node} incoming {task.incoming}")
+        elif isinstance(task, target.TargetState):
+            if task.status in (target.ACCEPTED, target.REQUESTED, target.SETTLING):
+                found.append(f"{node} target {task.status}")
+    return found
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_random_outages_never_pay_twice_and_every_lock_resolves(seed):
+    rng = random.Random(seed)
+    bus = Bus()
+    for node in INTERMEDIARIES_AND_PAYEE:
+        if rng.random() < 0.25:
+            bus.offline.add(node)
+    bus.pay(VIA_BOB, VIA_DAVE)
+    now = NOW
+    for _ in range(rng.randrange(3, 12)):
+        now += rng.choice((1, 10, 29, 30, 60, 120, 240, 300))
+        node = rng.choice(INTERMEDIARIES_AND_PAYEE)
+        if rng.random() < 0.3:
+            bus.offline ^= {node}
+        bus.tick(now)
+    bus.offline.clear()  # everyone comes back and stays; time runs past every expiry
+    for _ in range(8):
+        now += 300
+        bus.tick(now)
+    reveals = [a for node, a in bus.log if node == ALICE and isinstance(a, SendSecretReveal)]
+    received = [a for node, a in bus.log if isinstance(a, PaymentReceived)]
+    outcomes = [a for node, a in bus.log if node == ALICE and isinstance(a, PaymentSucceeded | PaymentFailed)]
+    assert len(reveals) <= 1 and len(received) <= 1 and len(outcomes) <= 1
+    if received:
+        assert reveals and isinstance(outcomes[-1], PaymentSucceeded)
+    assert unresolved(bus) == [], bus.log
