@@ -4,14 +4,18 @@ channels and no chain: a whole payment over three hops, a retry, and a payment i
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import pytest
 
+from paychan.state import hashlock
 from paychan.transfer.book import TransferBook
 from paychan.transfer.events import (
     AcceptExpire,
     AcceptLock,
     AcceptSettle,
+    ChannelClosed,
+    CloseChannel,
     InitPayment,
     LockAdded,
     LockExpired,
@@ -31,6 +35,7 @@ from paychan.transfer.events import (
     ReceiveSecretReveal,
     ReceiveSettleProposal,
     Refuse,
+    RevealSecretOnChain,
     SecretRevealedOnChain,
     SendSecretRequest,
     SendSecretReveal,
@@ -58,7 +63,9 @@ PEERS = {ALICE: (BOB, DAVE), BOB: (ALICE, CAROL), CAROL: (BOB, ERIN), DAVE: (ALI
 
 
 class Bus:
-    """Delivers each node's actions to the others as events, in order; ``offline`` nodes drop what they get."""
+    """Delivers each node's actions to the others as events, in order; ``offline`` nodes drop what they get.
+    The chain is a list of reveals (``RevealSecretOnChain``) and closes: each node's watcher sees the ones it
+    has not seen yet at each tick it is online."""
 
     def __init__(self) -> None:
         self.books = {address: TransferBook(address) for address in PEERS}
@@ -67,6 +74,10 @@ class Bus:
         self.log: list[tuple[str, object]] = []
         self.now = NOW
         self.pending: dict[bytes, str] = {}  # channel -> who proposed its settle/expire
+        self.chain: list[SecretRevealedOnChain | ChannelClosed] = []
+        self.seen = dict.fromkeys(PEERS, 0)  # how many chain events each node's watcher has read
+        self.revealed_at: dict[bytes, int] = {}
+        self.drop: set[tuple[str, type]] = set()  # (node, action type) a misbehaving node never carries out
 
     def post(self, to: str, event: object) -> None:
         if to not in self.offline:
@@ -82,11 +93,18 @@ class Bus:
     def tick(self, now: int) -> None:
         self.now = now
         for node in self.books:
+            if node in self.offline:
+                continue
+            for event in self.chain[self.seen[node] :]:
+                self.post(node, replace(event, now=now))
+            self.seen[node] = len(self.chain)
             self.post(node, Tick(now))
         self.run()
 
     def apply(self, node: str, action: object) -> None:
         now = self.now
+        if (node, type(action)) in self.drop:
+            return
         if isinstance(action, OfferLock):
             to = action.transfer.hop.receiver
             self.post(to, ReceiveLockedTransfer(action.transfer, node, views(to, *PEERS[to]), now))
@@ -114,6 +132,13 @@ class Bus:
         elif isinstance(action, ProposeExpireLock):
             self.pending[action.channel_id] = node
             self.post(action.to, ReceiveExpireProposal(action.payment_id, action.channel_id, now))
+        elif isinstance(action, RevealSecretOnChain):
+            lock_hash = hashlock(action.secret)
+            if lock_hash not in self.revealed_at:  # the registry keeps the first reveal's time
+                self.revealed_at[lock_hash] = now
+                self.chain.append(SecretRevealedOnChain(lock_hash, action.secret, now, now))
+        elif isinstance(action, CloseChannel):
+            self.chain.append(ChannelClosed(action.channel_id, now))
         elif isinstance(action, AcceptExpire):
             self.post(self.pending[action.channel_id], LockExpired(action.payment_id, action.channel_id, now))
 

@@ -10,7 +10,14 @@ import random
 import pytest
 
 from paychan.transfer import initiator, mediator, target
-from paychan.transfer.events import PaymentFailed, PaymentReceived, PaymentSucceeded, SendSecretReveal
+from paychan.transfer.events import (
+    PaymentFailed,
+    PaymentReceived,
+    PaymentSucceeded,
+    ProposeSettleLock,
+    SendSecretRequest,
+    SendSecretReveal,
+)
 from tests.test_transfer_book import VIA_BOB, VIA_DAVE, Bus
 from tests.transfer_helpers import ALICE, BOB, CAROL, DAVE, ERIN, NOW, PAYMENT_ID
 
@@ -35,10 +42,31 @@ def unresolved(bus: Bus) -> list[str]:
     return found
 
 
+def intermediaries_paid_whenever_they_paid(bus: Bus) -> list[str]:
+    """The intermediaries whose outgoing lock was paid (settled, or its secret on chain in time) but whose
+    incoming lock was not: what the expiry rule must make impossible."""
+    unpaid = []
+    for node, book in bus.books.items():
+        task = book.tasks.get(PAYMENT_ID)
+        if not isinstance(task, mediator.MediatorState):
+            continue
+        revealed = bus.revealed_at.get(task.transfer.hashlock, 0)
+        signed = task.outgoing in (mediator.PROPOSED, mediator.LOCKED, mediator.EXPIRING, mediator.SETTLED)
+        paid_out = task.outgoing == mediator.SETTLED or (signed and 0 < revealed <= task.outgoing_hop.expiry)
+        if paid_out and task.incoming not in (mediator.SETTLED, mediator.ONCHAIN):
+            unpaid.append(f"{node}: paid downstream, incoming {task.incoming}")
+    return unpaid
+
+
 @pytest.mark.parametrize("seed", range(150))
 def test_random_outages_never_pay_twice_and_every_lock_resolves(seed):
     rng = random.Random(seed)
     bus = Bus()
+    behaviour = rng.choice(("honest", "honest", "withholds", "reveals on chain only"))
+    if behaviour == "withholds":
+        bus.drop.add((ERIN, SendSecretRequest))
+    elif behaviour == "reveals on chain only":
+        bus.drop.add((ERIN, ProposeSettleLock))
     for node in INTERMEDIARIES_AND_PAYEE:
         if rng.random() < 0.25:
             bus.offline.add(node)
@@ -61,3 +89,6 @@ def test_random_outages_never_pay_twice_and_every_lock_resolves(seed):
     if received:
         assert reveals and isinstance(outcomes[-1], PaymentSucceeded)
     assert unresolved(bus) == [], bus.log
+    assert intermediaries_paid_whenever_they_paid(bus) == []
+    if behaviour == "withholds":
+        assert not received

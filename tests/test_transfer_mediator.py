@@ -352,3 +352,9 @@ def test_an_incoming_channel_that_closes_while_we_know_the_secret_makes_us_revea
     assert actions == [RevealSecretOnChain(PAYMENT_ID, SECRET)]
     assert mediator.handle(None, Tick(NOW), BOB) == (None, [])
     assert CE not in (AB, BC)
+
+
+def test_an_intermediary_back_after_its_incoming_lock_expired_does_not_reveal_on_chain():
+    state, _ = mediator.handle(forwarded(), ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, NOW + 10), BOB)
+    _, actions = mediator.handle(state, Tick(IN_EXPIRY + 1), BOB)
+    assert RevealSecretOnChain(PAYMENT_ID, SECRET) not in actions

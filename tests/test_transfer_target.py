@@ -183,3 +183,9 @@ def test_a_closing_channel_makes_the_payee_reveal_the_known_secret_at_once():
     state, actions = target.handle(state, ChannelClosed(CE, NOW + 5), ERIN)
     assert actions == [RevealSecretOnChain(PAYMENT_ID, SECRET)]
     assert target.handle(None, Tick(NOW), ERIN) == (None, [])
+
+
+def test_a_payee_back_after_its_lock_expired_does_not_reveal_a_secret_that_would_only_pay_the_others():
+    state, _ = target.handle(holding(), ReceiveSecretReveal(PAYMENT_ID, SECRET, ALICE, NOW + 4), ERIN)
+    state, actions = target.handle(state, Tick(PAYEE_EXPIRY + 1), ERIN)
+    assert actions == [] and not state.reveal_sent

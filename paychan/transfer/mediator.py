@@ -266,15 +266,17 @@ def _learn_secret(state: MediatorState, secret: bytes, now: int) -> _Step:
     payable = now <= hop.expiry or 0 < state.revealed_on_chain_at <= hop.expiry
     if state.incoming == LOCKED and payable:
         if state.incoming_closed:
-            return _reveal(state, actions)
+            return _reveal(state, actions, now)
         state = replace(state, incoming=SETTLING, settle_proposed_at=now, settle_sent_at=now)
         actions.append(ProposeSettleLock(hop.channel_id, hop.sender, state.payment_id, secret))
     return state, actions
 
 
-def _reveal(state: MediatorState, actions: list[Action]) -> _Step:
+def _reveal(state: MediatorState, actions: list[Action], now: int) -> _Step:
+    """Reveal the secret on chain, once, while that still pays our incoming lock (a reveal after its expiry
+    would only pay the hops upstream of us)."""
     assert state.secret is not None
-    if state.reveal_sent or state.revealed_on_chain_at:
+    if state.reveal_sent or state.revealed_on_chain_at or now > state.incoming_hop.expiry:
         return state, actions
     return replace(state, reveal_sent=True), [*actions, RevealSecretOnChain(state.payment_id, state.secret)]
 
@@ -337,7 +339,7 @@ def _on_channel_closed(state: MediatorState, event: ChannelClosed) -> _Step:
         return state, []
     state = replace(state, incoming_closed=True)
     if state.secret is not None and state.incoming in (LOCKED, SETTLING):
-        return _reveal(state, [])  # no off-chain settle on a closing channel: the registry must have it
+        return _reveal(state, [], event.now)  # no off-chain settle on a closing channel: the registry must have it
     return state, []
 
 
@@ -353,7 +355,7 @@ def _on_tick(state: MediatorState, now: int) -> _Step:
             if now >= state.settle_proposed_at + OFFER_TIMEOUT:  # and the upstream had its time: close
                 state, actions = _claim_on_chain(state, actions)
         else:
-            state, actions = _reveal(state, actions)
+            state, actions = _reveal(state, actions, now)
     secret = state.secret
     if state.incoming == SETTLING and secret is not None and now >= state.settle_sent_at + OFFER_TIMEOUT:
         state = replace(state, settle_sent_at=now)  # the upstream has not countersigned: send it again

@@ -167,14 +167,14 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
     if isinstance(event, ChannelClosed) and event.channel_id == hop.channel_id:
         state = replace(state, closed=True)
         if state.secret is not None and state.status == SETTLING:
-            return _reveal(state)
+            return _reveal(state, event.now)
         return state, []
     if isinstance(event, Tick):
         if state.status == ACCEPTED and event.now >= state.accepted_at + ACCEPT_TIMEOUT:
             return replace(state, status=ABANDONED), []
         if state.secret is not None and state.status == SETTLING and event.now >= hop.expiry - REVEAL_MARGIN:
             if not 0 < state.revealed_on_chain_at <= hop.expiry:
-                return _reveal(state)
+                return _reveal(state, event.now)
             if event.now >= state.settle_proposed_at + OFFER_TIMEOUT:  # on chain, upstream had its time: close
                 return _claim_on_chain(state, [])
         secret = state.secret
@@ -194,7 +194,7 @@ def _learn_secret(state: TargetState, secret: bytes, now: int) -> _Step:
         return state, actions  # too late: the lock is its sender's
     state = replace(state, status=SETTLING, settle_proposed_at=now, settle_sent_at=now)
     if state.closed:
-        state, more = _reveal(state)
+        state, more = _reveal(state, now)
         return state, [*actions, *more]
     return state, [*actions, ProposeSettleLock(hop.channel_id, hop.sender, state.payment_id, secret)]
 
@@ -209,8 +209,10 @@ def _claim_on_chain(state: TargetState, actions: list[Action]) -> _Step:
     return state, actions
 
 
-def _reveal(state: TargetState) -> _Step:
-    if state.reveal_sent or state.revealed_on_chain_at or state.secret is None:
+def _reveal(state: TargetState, now: int) -> _Step:
+    """Reveal the secret on chain, once, while that still pays our lock (after its expiry it would pay only
+    the hops upstream)."""
+    if state.reveal_sent or state.revealed_on_chain_at or state.secret is None or now > state.hop.expiry:
         return state, []
     return replace(state, reveal_sent=True), [RevealSecretOnChain(state.payment_id, state.secret)]
 
