@@ -10,13 +10,14 @@ settle and expire of a lock) and sends their chain actions (``revealSecret``, ``
 The payer's routes come from a ``paychan.routing.ChannelGraph`` built from the ``ChannelOpened`` events and
 the signed fee announcements.
 
-The runs: alice pays erin several times (no transaction; each intermediary earns its fee); a payment whose
-first route has an offline intermediary (carol) and succeeds on the second, after the first attempt's lock
-expired (the payer never pays twice); a payee that never reveals (every lock expires, every balance
-returns); an intermediary (carol) whose downstream revealed while its upstream (bob) vanished: it reveals on
-chain, closes and is paid at settlement. At the end, for every party: on-chain payouts + off-chain balances
-= deposits + payments received - payments sent + fees earned - fees paid, to the wei (``NetworkLedger``
-checks it from the channels and the chain, against the fees the routes computed).
+The runs: alice pays erin several times (no transaction; each intermediary earns its fee); a payment too
+large for bob's side of his channel with carol (he refuses the offer, nothing is signed, alice pays through
+dave at once); a payment whose first route has an offline intermediary (carol) and succeeds on the second,
+after the first attempt's lock expired (the payer never pays twice); a payee that never reveals (every lock
+expires, every balance returns); an intermediary (carol) whose downstream revealed while its upstream (bob)
+vanished: it reveals on chain, closes and is paid at settlement. At the end, for every party: on-chain
+payouts + off-chain balances = deposits + payments received - payments sent + fees earned - fees paid, to
+the wei (``NetworkLedger`` checks it from the channels and the chain, against the fees the routes computed).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ CHALLENGE_PERIOD = 3600
 NAMES = ("alice", "bob", "carol", "dave", "erin")
 # (sender, receiver, what the sender deposits): two routes from alice to erin, via bob and carol, via dave
 CHANNELS = (
-    ("alice", "bob", ETHER),
+    ("alice", "bob", 2 * ETHER),
     ("bob", "carol", ETHER),
     ("carol", "erin", ETHER),
     ("alice", "dave", ETHER),
@@ -90,6 +91,7 @@ CHANNELS = (
 # what each intermediary charges to forward over its channel towards erin
 FEES = {"bob": FeePolicy(1 * GWEI, 100), "carol": FeePolicy(2 * GWEI, 150), "dave": FeePolicy(5 * GWEI, 1_000)}
 PAYMENTS = (ETHER // 10, ETHER // 4, ETHER // 20)
+BIG_PAYMENT = 13 * ETHER // 20  # more than bob has left towards carol after PAYMENTS
 TITLE = "A payment network: alice pays erin through intermediaries"
 
 
@@ -576,6 +578,7 @@ class Network:
             lambda: self.contract.close(party.account, params, channel.latest),
         )
         self.closed.add(action.channel_id)
+        self.graph.close_channel(action.channel_id)  # a closing channel forwards nothing: it leaves the graph
         self.note(
             f"{party.name} closed {self.labels[action.channel_id]} with nonce {channel.nonce} "
             "(its lock inside): paid at settlement"
@@ -693,7 +696,7 @@ class Network:
 
 
 def run_network(chain: Chain, contract: PaychanContract | None = None) -> NetworkLedger:
-    """The four runs in order on one contract; the ledger with every party's totals, checked to the wei."""
+    """The five runs in order on one contract; the ledger with every party's totals, checked to the wei."""
     net = Network(chain, contract)
     net.open_channels()
 
@@ -702,6 +705,12 @@ def run_network(chain: Chain, contract: PaychanContract | None = None) -> Networ
         record = net.pay(amount)
         if record.outcome != "succeeded":
             raise NetworkError(f"payment #{record.payment_id} {record.outcome}: {record.reason}")
+    net.end()
+
+    net.begin("bob cannot carry a larger payment: he refuses before anything is signed, alice retries at once")
+    record = net.pay(BIG_PAYMENT)
+    if record.outcome != "succeeded" or record.route[1] != "dave":
+        raise NetworkError(f"payment #{record.payment_id} {record.outcome} via {record.route}: {record.reason}")
     net.end()
 
     net.begin("carol is offline: the first route fails, the payment succeeds on the second (via dave)")

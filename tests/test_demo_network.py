@@ -12,7 +12,16 @@ import pytest
 from paychan.chain import embedded_chain
 from paychan.cli import main
 from paychan.contract import STATUS_NONE, PaychanContract
-from paychan.demo_network import CHANNELS, ETHER, FEES, PAYMENTS, NetworkLedger, payment_secret, run_network
+from paychan.demo_network import (
+    BIG_PAYMENT,
+    CHANNELS,
+    ETHER,
+    FEES,
+    PAYMENTS,
+    NetworkLedger,
+    payment_secret,
+    run_network,
+)
 from paychan.fees import PPM
 from paychan.state import hashlock
 
@@ -65,8 +74,23 @@ def test_alice_pays_erin_three_times_over_the_cheapest_route_without_a_transacti
     assert changes["alice-dave"] == changes["dave-erin"] == (0, 0)
 
 
-def test_an_offline_intermediary_fails_the_first_route_and_the_second_pays_after_the_first_lock_expired(ledger):
+def test_a_hop_without_the_capacity_refuses_before_anything_is_signed_and_the_payer_retries_at_once(ledger):
     scenario = ledger.scenarios[1]
+    (payment,) = scenario.payments
+    assert payment.outcome == "succeeded" and payment.route == ["alice", "dave", "erin"]
+    refused, first_lock = payment.attempts[0], payment.attempts[1]
+    before = scenario.before["bob-carol"][0]
+    forward = BIG_PAYMENT + FEES["carol"].fee(BIG_PAYMENT)
+    assert refused.startswith("refused by bob: LockExceedsCapacity(") and refused.endswith(
+        f"amount={forward}, capacity={before})"
+    )
+    assert forward > before
+    assert first_lock.startswith("alice locked") and "for dave" in first_lock  # no lock ever went to bob
+    assert scenario.before["alice-bob"] == scenario.after["alice-bob"] and scenario.transactions == []
+
+
+def test_an_offline_intermediary_fails_the_first_route_and_the_second_pays_after_the_first_lock_expired(ledger):
+    scenario = ledger.scenarios[2]
     (payment,) = scenario.payments
     assert payment.outcome == "succeeded" and payment.route == ["alice", "dave", "erin"]
     attempts = payment.attempts
@@ -83,7 +107,7 @@ def test_an_offline_intermediary_fails_the_first_route_and_the_second_pays_after
 
 
 def test_a_payee_that_never_reveals_lets_every_lock_expire_and_every_balance_returns(ledger):
-    scenario = ledger.scenarios[2]
+    scenario = ledger.scenarios[3]
     (payment,) = scenario.payments
     assert payment.outcome == "failed" and payment.reason.startswith("the payee did not claim")
     gave_back = [a for a in payment.attempts if "gave back" in a]
@@ -97,7 +121,7 @@ def test_a_payee_that_never_reveals_lets_every_lock_expire_and_every_balance_ret
 
 def test_an_intermediary_whose_upstream_vanished_reveals_on_chain_in_time_and_is_paid_at_settlement(run):
     chain, contract, ledger = run
-    scenario = ledger.scenarios[3]
+    scenario = ledger.scenarios[4]
     (payment,) = scenario.payments
     assert payment.outcome == "succeeded" and payment.route == ["alice", "bob", "carol", "erin"]
     assert [tx.split(":")[0] for tx in scenario.transactions] == [
@@ -141,7 +165,7 @@ def test_every_party_ends_with_its_deposits_plus_received_minus_sent_plus_fees_e
 def test_paychan_demo_network_prints_the_ledger_as_json_and_refuses_a_plot(capsys):
     assert main(["demo", "--network", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["conserved"] is True and len(data["scenarios"]) == 4
+    assert data["conserved"] is True and len(data["scenarios"]) == 5
     assert all(party["conserved"] for party in data["totals"].values())
     assert main(["demo", "--network", "--plot", "x.png"]) == 2
     assert "--plot draws the two-party lifecycles" in capsys.readouterr().err
@@ -150,6 +174,6 @@ def test_paychan_demo_network_prints_the_ledger_as_json_and_refuses_a_plot(capsy
 def test_the_network_demo_runs_and_conserves_every_partys_funds_on_each_chain(chain):
     ledger = run_network(chain)
     outcomes = [p.outcome for s in ledger.scenarios for p in s.payments]
-    assert outcomes == ["succeeded"] * 4 + ["failed", "succeeded"]
-    assert [len(s.transactions) for s in ledger.scenarios] == [0, 0, 0, 3]
+    assert outcomes == ["succeeded"] * 5 + ["failed", "succeeded"]
+    assert [len(s.transactions) for s in ledger.scenarios] == [0, 0, 0, 0, 3]
     assert ledger.conserved and all(t.conserved for t in ledger.totals.values())

@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="store_true",
         help=(
             "instead: five parties and two routes from alice to erin; payments routed through intermediaries "
-            "who earn their fees, an offline intermediary, a payee that never reveals, an intermediary paid "
-            "on chain; prints each payment's route and fees and every party's totals"
+            "who earn their fees, a hop without the capacity, an offline intermediary, a payee that never "
+            "reveals, an intermediary paid on chain; prints each payment's route and fees and every party's totals"
         ),
     )
     parser.add_argument("--payments", type=_positive, default=20, help="off-chain payments in the cooperative run")
