@@ -42,7 +42,7 @@ from paychan.transfer.events import (
     StoreSecret,
     Tick,
 )
-from paychan.transfer.state import OFFER_TIMEOUT, ReplayedPayment
+from paychan.transfer.state import OFFER_TIMEOUT, ChannelView, ReplayedPayment
 from tests.transfer_helpers import (
     ALICE,
     AMOUNT,
@@ -78,6 +78,7 @@ class Bus:
         self.seen = dict.fromkeys(PEERS, 0)  # how many chain events each node's watcher has read
         self.revealed_at: dict[bytes, int] = {}
         self.drop: set[tuple[str, type]] = set()  # (node, action type) a misbehaving node never carries out
+        self.view_changes: dict[str, list[ChannelView]] = {}  # what a node knows of its channels, if not the default
 
     def post(self, to: str, event: object) -> None:
         if to not in self.offline:
@@ -107,7 +108,9 @@ class Bus:
             return
         if isinstance(action, OfferLock):
             to = action.transfer.hop.receiver
-            self.post(to, ReceiveLockedTransfer(action.transfer, node, views(to, *PEERS[to]), now))
+            channels = views(to, *PEERS[to])
+            channels.update({v.channel_id: v for v in self.view_changes.get(to, ())})
+            self.post(to, ReceiveLockedTransfer(action.transfer, node, channels, now))
         elif isinstance(action, AcceptLock):
             hop = action.transfer.hop
             self.post(hop.sender, ReceiveAcceptance(action.transfer.payment_id, hop.channel_id, node, now))

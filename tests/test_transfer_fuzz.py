@@ -1,13 +1,16 @@
 """The transfer machines under random failures (2,000 seeded histories, no chain): nodes going offline and
-coming back at random moments, the clock jumping ahead by random steps, payees that withhold the secret or
-reveal it on chain only. Whatever happens: the payer tells the secret at most once, the payee is paid at most
-once, the payer reports at most one outcome, an intermediary paid downstream is paid upstream, and once every
-lock's expiry has passed with everyone online, every lock of every hop is resolved (settled or given back)."""
+coming back at random moments, the clock jumping ahead by random steps, hops that refuse (no capacity, a fee
+raised), payees that withhold the secret or reveal it on chain only. Whatever happens: the payer tells the
+secret at most once, the payee is paid at most once, the payer reports at most one outcome, an intermediary
+paid downstream is paid upstream, and once every lock's expiry has passed with everyone online, every lock
+of every hop is resolved (settled or given back)."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
+from paychan.fees import FeePolicy
 from paychan.transfer import initiator, mediator, target
 from paychan.transfer.events import (
     PaymentFailed,
@@ -18,7 +21,7 @@ from paychan.transfer.events import (
     SendSecretReveal,
 )
 from tests.test_transfer_book import VIA_BOB, VIA_DAVE, Bus
-from tests.transfer_helpers import ALICE, BOB, CAROL, DAVE, ERIN, NOW, PAYMENT_ID
+from tests.transfer_helpers import ALICE, BOB, CAROL, DAVE, ERIN, NOW, PAYMENT_ID, view
 
 INTERMEDIARIES_AND_PAYEE = (BOB, CAROL, DAVE, ERIN)
 
@@ -73,6 +76,10 @@ def test_random_outages_never_pay_twice_and_every_lock_resolves():
 def one_history(seed: int) -> None:
     rng = random.Random(seed)
     bus = Bus()
+    if rng.random() < 0.2:  # bob spent his side towards carol: he refuses the forward, nothing is signed
+        bus.view_changes[BOB] = [view(BOB, CAROL, ours=rng.randrange(0, 1_002_050))]
+    if rng.random() < 0.1:  # carol raised her fee since alice's graph learned it
+        bus.view_changes[CAROL] = [replace(view(CAROL, ERIN), fee=FeePolicy(51, 2_000))]
     behaviour = rng.choice(("honest", "honest", "withholds", "reveals on chain only"))
     if behaviour == "withholds":
         bus.drop.add((ERIN, SendSecretRequest))
