@@ -12,10 +12,11 @@ most one attempt that could still be paid, and tells the secret only for that on
   ``OFFER_TIMEOUT`` is ignored), then *locked* (both signed the first hop's lock);
 - a refusal or no answer (``OFFER_TIMEOUT``) to an offered attempt ends it at once: no signature exists
   that could pay anyone, so the next route is offered right away, with the same hashlock;
-- a refusal that comes back after the first lock was signed by the payer (a hop further down refused, timed out or
-  lacked capacity) leaves that lock signed by both until its expiry: a hop that refused could still
-  forward it, so the payer waits for the expiry, takes the lock back (``ProposeExpireLock``; on a closed
-  channel, the settlement does it) and only then offers the next route. A lock is dead after its expiry
+- a refusal that comes back after the payer signed its first lock (a hop further down refused, timed out
+  or lacked capacity) leaves that lock payable until its expiry: a hop that refused could still forward
+  it, so the payer waits for the expiry, takes the lock back (``ProposeExpireLock``, sent again every
+  ``OFFER_TIMEOUT`` until countersigned; on a closed channel, the settlement does it) and only then offers
+  the next route. A lock is dead after its expiry
   unless its secret was revealed on chain at or before it (``SecretRevealedOnChain``), and it was not: the
   payer had not told it to anyone;
 - the secret goes to the payee (``SendSecretReveal``) only when it asks for it with the payment's amount
