@@ -45,6 +45,7 @@ from paychan.signing import (
     HALF_N,
     SECP256K1_N,
     Domain,
+    TypedStruct,
     message_digest,
     recover_digest_signer,
     sign_digest,
@@ -52,7 +53,7 @@ from paychan.signing import (
 )
 from paychan.state import ChannelState, Revocation, Signature, Withdrawal
 
-TypedMessage = Union[ChannelState, Revocation, Withdrawal]  # noqa: UP007 - a runtime alias
+TypedMessage = Union[ChannelState, Revocation, Withdrawal, TypedStruct]  # noqa: UP007 - a runtime alias
 _HEX_SIGNATURE = re.compile(r"0x[0-9a-fA-F]{128}([0-9a-fA-F]{2})?")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import coincurve
 from eth_hash.auto import keccak
@@ -108,14 +108,52 @@ def withdrawal_digest(domain: Domain, withdrawal: Withdrawal) -> bytes:
     return keccak(b"\x19\x01" + domain.separator + struct_hash)
 
 
-def message_digest(domain: Domain, message: ChannelState | Revocation | Withdrawal) -> bytes:
-    """The EIP-712 digest of any of the three typed messages."""
+@runtime_checkable
+class TypedStruct(Protocol):
+    """Any other EIP-712 struct of static fields (``bytes32``, ``uintN``, ``address``, ``bool``) signed under
+    the contract's domain, such as the watchtower's messages (``paychan.tower.protocol``): its type string
+    (``Name(type field,...)``) and its field values by name."""
+
+    @property
+    def eip712_type(self) -> str: ...
+
+    def eip712_values(self) -> dict[str, Any]: ...
+
+
+def _static_word(kind: str, value: Any) -> bytes:
+    """One field of a ``TypedStruct`` as its 32-byte EIP-712 encoding."""
+    if kind == "bytes32":
+        if not isinstance(value, bytes) or len(value) != 32:
+            raise MalformedMessage("a bytes32 field is 32 bytes")
+        return value
+    if kind == "address":
+        return bytes(12) + bytes.fromhex(_checksummed(value)[2:])
+    if kind == "bool":
+        return _word(int(bool(value)))
+    if kind.startswith("uint") and isinstance(value, int) and 0 <= value < 2 ** int(kind[4:] or 256):
+        return _word(value)
+    raise MalformedMessage(f"{value!r} is not a {kind}")
+
+
+def struct_digest(domain: Domain, message: TypedStruct) -> bytes:
+    """The EIP-712 digest of a ``TypedStruct``."""
+    values = message.eip712_values()
+    fields = _type_fields(message.eip712_type)
+    encoded = b"".join(_static_word(f["type"], values[f["name"]]) for f in fields)
+    struct_hash = keccak(keccak(message.eip712_type.encode()) + encoded)
+    return keccak(b"\x19\x01" + domain.separator + struct_hash)
+
+
+def message_digest(domain: Domain, message: ChannelState | Revocation | Withdrawal | TypedStruct) -> bytes:
+    """The EIP-712 digest of any of the three channel messages, or of another ``TypedStruct``."""
     if isinstance(message, ChannelState):
         return state_digest(domain, message)
     if isinstance(message, Revocation):
         return revocation_digest(domain, message)
     if isinstance(message, Withdrawal):
         return withdrawal_digest(domain, message)
+    if isinstance(message, TypedStruct):
+        return struct_digest(domain, message)
     raise MalformedMessage(f"not a typed message: {type(message).__name__}")
 
 
@@ -204,7 +242,7 @@ def check_message_signer(
 
 
 def typed_data(
-    domain: Domain, state: ChannelState | Revocation | Withdrawal, *, wallet_safe: bool = False
+    domain: Domain, state: ChannelState | Revocation | Withdrawal | TypedStruct, *, wallet_safe: bool = False
 ) -> dict[str, Any]:
     """``state`` (or a revocation or withdrawal) as an EIP-712 ``full_message`` for
     ``eth_account.Account.sign_typed_data``.
@@ -246,7 +284,9 @@ def _type_fields(type_string: str) -> list[dict[str, str]]:
     return [{"name": name, "type": kind} for kind, name in (part.split(" ") for part in inner.split(","))]
 
 
-def _typed_fields(message: ChannelState | Revocation | Withdrawal) -> tuple[str, list[dict[str, str]], dict[str, Any]]:
+def _typed_fields(
+    message: ChannelState | Revocation | Withdrawal | TypedStruct,
+) -> tuple[str, list[dict[str, str]], dict[str, Any]]:
     if isinstance(message, ChannelState):
         values: dict[str, Any] = {
             "channelId": message.channel_id,
@@ -276,6 +316,9 @@ def _typed_fields(message: ChannelState | Revocation | Withdrawal) -> tuple[str,
             "expiry": message.expiry,
         }
         return "Withdrawal", _type_fields(WITHDRAWAL_TYPE), values
+    if isinstance(message, TypedStruct):
+        type_string = message.eip712_type
+        return type_string[: type_string.index("(")], _type_fields(type_string), dict(message.eip712_values())
     raise MalformedMessage(f"not a typed message: {type(message).__name__}")
 
 

@@ -1,0 +1,12 @@
+"""The watchtower: holds the newest doubly-signed state of its clients' channels and defends them on chain.
+
+- ``protocol``: the signed push a client sends (EIP-712 ``TowerPush`` under the contract's domain), its
+  JSON form, its bounds, its verification and the rule that only a newer push replaces the held one.
+- ``store``: SQLite (WAL, ``synchronous=FULL``, schema versioned): the channels the contract opened, the
+  newest push per channel and client (O(1) rows per channel) and the watcher's cursor.
+- ``watcher``: follows the contract's events from its deployment block and answers a stale close
+  (penalty if it holds the closer's revocation, else a challenge), reveals held secrets before their locks
+  expire and settles after the deadline when asked (``decide`` says what, with no I/O).
+- ``service``: the aiohttp app, which only turns HTTP into calls of the above.
+- ``client``: what a client (``paychan node --tower URL``) uses to push and to fetch.
+"""

@@ -1,0 +1,171 @@
+"""The tower's store: SQLite in WAL mode with ``synchronous=FULL`` (a commit survives a power cut).
+
+Tables (schema ``SCHEMA_VERSION``, in ``meta``):
+
+- ``opened``: every channel the contract opened (``ChannelOpened``: its parameters), so a push is checked
+  against the participants the chain named with no chain call, and one for a channel never opened is
+  refused at once;
+- ``watched``: per channel and client, the newest accepted push only (O(1) rows per channel: at most one
+  per participant), with the channel's phase as the watcher last saw it (open, closing, settled);
+- ``meta``: the schema version, the chain id and contract the store belongs to, the watcher's cursor (the
+  first block not processed yet), committed in the same transaction as what that block's events changed.
+
+Pushes are written in batches (``put_pushes``: one transaction, one fsync, for many pushes).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from paychan.exceptions import PaychanError
+from paychan.state import ChannelParams
+from paychan.tower.protocol import Push, parse_push
+
+SCHEMA_VERSION = 1
+CURSOR_KEY = "nextBlock"
+PHASE_OPEN, PHASE_CLOSING, PHASE_SETTLED = "open", "closing", "settled"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS opened (
+    channel_id BLOB PRIMARY KEY,
+    participant_a TEXT NOT NULL,
+    participant_b TEXT NOT NULL,
+    asset TEXT NOT NULL,
+    challenge_period INTEGER NOT NULL,
+    number INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS watched (
+    channel_id BLOB NOT NULL,
+    client TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    push TEXT NOT NULL,
+    phase TEXT NOT NULL DEFAULT 'open',
+    PRIMARY KEY (channel_id, client)
+) WITHOUT ROWID;
+"""
+
+
+class TowerStoreError(PaychanError):
+    """Raised when a tower store is of another schema version, chain or contract than expected."""
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One held push and the channel's phase."""
+
+    push: Push
+    phase: str
+
+
+class TowerStore:
+    """The tower's SQLite store (see the module docstring). Used from one thread at a time."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(_SCHEMA)
+        version = self.get_meta("schemaVersion")
+        if version is None:
+            self.set_meta("schemaVersion", str(SCHEMA_VERSION))
+        elif int(version) != SCHEMA_VERSION:
+            raise TowerStoreError(f"tower store {path} has schema {version}; this paychan reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- meta --------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def bind(self, chain_id: int, contract: str) -> None:
+        """Records the chain and contract on first use; raises ``TowerStoreError`` for another one later."""
+        for key, value in (("chainId", str(chain_id)), ("contract", contract)):
+            known = self.get_meta(key)
+            if known is None:
+                self.set_meta(key, value)
+            elif known != value:
+                raise TowerStoreError(f"tower store {self.path} belongs to {key} {known}, not {value}")
+
+    # --- channels the contract opened --------------------------------------------------------------
+
+    def add_opened(self, opened: Iterable[tuple[bytes, ChannelParams]]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO opened VALUES (?, ?, ?, ?, ?, ?)",
+            [(bytes(cid), *params.as_tuple()) for cid, params in opened],
+        )
+
+    def params(self, cid: bytes) -> ChannelParams | None:
+        row = self.conn.execute(
+            "SELECT participant_a, participant_b, asset, challenge_period, number FROM opened WHERE channel_id = ?",
+            (bytes(cid),),
+        ).fetchone()
+        return None if row is None else ChannelParams(*row)
+
+    def opened_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM opened").fetchone()[0])
+
+    # --- held pushes -------------------------------------------------------------------------------
+
+    def put_pushes(self, pushes: Iterable[Push]) -> None:
+        """Stores each push as the one held for its channel and client (replacing the older), in one
+        transaction: committed (and synced) when this returns."""
+        rows = [
+            (bytes(p.channel_id), p.client, p.nonce, json.dumps(p.to_json(), separators=(",", ":"))) for p in pushes
+        ]
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO watched (channel_id, client, nonce, push) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (channel_id, client) DO UPDATE SET nonce = excluded.nonce, push = excluded.push",
+                rows,
+            )
+
+    def watched(self, cid: bytes) -> list[Watched]:
+        """The pushes held for channel ``cid`` (one per client)."""
+        rows = self.conn.execute("SELECT push, phase FROM watched WHERE channel_id = ?", (bytes(cid),)).fetchall()
+        return [Watched(parse_push(json.loads(push)), phase) for push, phase in rows]
+
+    def all_watched(self, phase: str | None = None) -> list[Watched]:
+        query, args = "SELECT push, phase FROM watched", ()
+        if phase is not None:
+            query, args = query + " WHERE phase = ?", (phase,)  # type: ignore[assignment]
+        return [Watched(parse_push(json.loads(push)), ph) for push, ph in self.conn.execute(query, args)]
+
+    def held_keys(self) -> dict[tuple[bytes, str], tuple[int, str]]:
+        """``(channel, client) -> (nonce, phase)`` of every held push (the service's in-memory index)."""
+        rows = self.conn.execute("SELECT channel_id, client, nonce, phase FROM watched")
+        return {(bytes(cid), client): (int(nonce), phase) for cid, client, nonce, phase in rows}
+
+    def set_phase(self, cid: bytes, phase: str) -> None:
+        self.conn.execute("UPDATE watched SET phase = ? WHERE channel_id = ?", (phase, bytes(cid)))
+
+    def counts(self) -> dict[str, int]:
+        """Held pushes by phase."""
+        rows = self.conn.execute("SELECT phase, COUNT(*) FROM watched GROUP BY phase").fetchall()
+        return {str(phase): int(count) for phase, count in rows}
+
+
+def _compact(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"))
