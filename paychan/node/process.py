@@ -44,13 +44,18 @@ class NodeProcess:
     def control_file(self) -> Path:
         return Path(f"{self.db}.control.json")
 
-    def start(self, timeout: float = 60.0) -> None:
-        self.control_file.unlink(missing_ok=True)  # a SIGKILLed node leaves its control file behind
-        command = [
+    def command(self) -> list[str]:
+        """The command line the process runs."""
+        return [
             sys.executable, "-c", "import sys; from paychan.cli import main; sys.exit(main())", "node",
             "--keystore", str(self.keystore), "--db", str(self.db), "--host", "127.0.0.1", "--port", str(self.port),
             "--rpc-url", self.rpc_url, "--contract", self.contract, *self.extra_args,
         ]  # fmt: skip
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Starts the process; returns once it wrote ``control_file`` naming its PID (it is listening)."""
+        self.control_file.unlink(missing_ok=True)  # a SIGKILLed node leaves its control file behind
+        command = self.command()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
