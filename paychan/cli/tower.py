@@ -46,8 +46,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     tower.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     tower.set_defaults(func=run_tower)
-    commands = tower.add_subparsers(dest="tower_command", metavar="COMMAND")
-    status = commands.add_parser("status", help="what a tower's store holds: channels by phase, clients, nonces")
+    commands = tower.add_subparsers(
+        dest="tower_command", metavar="COMMAND", help="status: what a tower watches (without one: run the tower)"
+    )
+    status = commands.add_parser(
+        "status",
+        help="what a tower's store holds: channels by phase, clients, nonces",
+        description="Each channel the tower at --db watches: client, newest nonce held, revocation, secrets, "
+        "whether it settles, and the phase the watcher last saw (open, closing, settled).",
+    )
     status.add_argument("--db", required=True, help="the tower's store")
     status.add_argument("--json", action="store_true", help="print the result as JSON")
     status.set_defaults(func=run_status)
