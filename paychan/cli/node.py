@@ -79,6 +79,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     node.add_argument(
         "--signer-timeout", type=float, default=10.0, help="seconds to wait for --signer-url's answer (default 10)"
     )
+    node.add_argument(
+        "--tower",
+        default=None,
+        metavar="URL",
+        help="a watchtower (`paychan tower`) to push each channel's newest state, peer revocation and incoming "
+        "secrets to (batched, twice a second), and, after `paychan restore`, to read them back from before "
+        "serving (default: none)",
+    )
     node.add_argument("--max-batch", type=int, default=256, help="most states proposed in one message")
     node.add_argument("--payment-timeout", type=float, default=60.0, help="seconds a pay request waits")
     node.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -340,6 +348,12 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         payment_timeout=args.payment_timeout,
         signer=signer,
     )
+    tower = None
+    if args.tower:
+        from paychan.node.tower_client import TowerClient, restore_from_tower
+
+        tower = TowerClient(node, args.tower)
+        await restore_from_tower(tower)  # a restored store reads its newest states back before serving
     try:
         peer_runner, control_runner, peer_url, control_url = await serve(node, args.host, args.port, args.control_port)
     except OSError as exc:
@@ -352,6 +366,7 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         raise PaychanError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     watcher = Watcher(node, args.poll_interval, page_blocks=args.log_page_blocks, auto_settle=args.auto_settle)
     watcher_task = asyncio.get_running_loop().create_task(watcher.run())
+    tower_task = None if tower is None else asyncio.get_running_loop().create_task(tower.run())
     control_file = write_control_file(
         args.db,
         {
@@ -371,6 +386,9 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         await stop.wait()
     finally:
         watcher_task.cancel()
+        if tower is not None and tower_task is not None:
+            tower_task.cancel()
+            await tower.close()
         await peer_runner.cleanup()
         await control_runner.cleanup()
         await node.stop()

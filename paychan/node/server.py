@@ -605,7 +605,12 @@ class Node:
         answer = await self.peer.get(
             f"{runtime.record.peer_url}/peer/channels/0x{runtime.cid.hex()}/latest", runtime.channel.peer_address
         )
-        theirs = parse_signed(answer.get("state"))
+        return self.adopt(runtime, parse_signed(answer.get("state")), answer.get("locks"), "the peer's")
+
+    def adopt(self, runtime: Runtime, theirs: SignedState, lock_list: Any, source: str) -> bool:
+        """Adopts ``theirs`` (from ``source``: the peer, or a watchtower after a restore) if it is newer than
+        our latest and signed by both; ``lock_list`` (JSON) is its lock list, used if the store lacks it.
+        Returns whether anything changed; raises as ``sync`` says."""
         if theirs.state.channel_id != runtime.cid or theirs.state.nonce <= runtime.channel.nonce:
             return False
         params = runtime.record.params
@@ -615,15 +620,15 @@ class Node:
             raise SyncDeferred(runtime.cid, theirs.state.nonce, theirs.state.total, runtime.channel.total)
         locks = self.store.lock_list(runtime.cid, theirs.state.locks_root)
         if locks is None:  # a lock added after our backup: the peer's list, if it is the one the state commits to
-            locks = _parse_locks(answer.get("locks"))
+            locks = _parse_locks(lock_list)
             if locks_root(locks) != theirs.state.locks_root:
-                log.error("channel 0x%s: the peer's lock list is not its state's", runtime.cid.hex()[:12])
+                log.error("channel 0x%s: %s lock list is not its state's", runtime.cid.hex()[:12], source)
                 return False
         with self.store.transaction():
             self.store.put_lock_list(runtime.cid, locks)
             self.store.record_intent(theirs, runtime.peer_role)
         self._reload(runtime.cid)
-        log.warning("channel 0x%s: adopted the peer's newer state %d", runtime.cid.hex()[:12], theirs.state.nonce)
+        log.warning("channel 0x%s: adopted %s newer state %d", runtime.cid.hex()[:12], source, theirs.state.nonce)
         return True
 
     async def _sync_first(self, cid: bytes) -> None:

@@ -373,3 +373,63 @@ def accept(held: Push | None, pushed: Push) -> Push:
         pushed.settle,
         pushed.signature,
     )
+
+
+# --- fetching what is held (a client restored from a backup) ---------------------------------------
+
+FETCH_TYPE = "TowerFetch(bytes32 channelId,uint64 issuedAt)"
+FETCH_WINDOW = 300  # seconds a signed fetch is valid around the tower's clock (a replay shows the client its own data)
+
+
+class StaleFetch(TowerError):
+    """Raised for a fetch signed at ``issued_at``, more than ``FETCH_WINDOW`` seconds from the tower's ``now``."""
+
+    def __init__(self, issued_at: int, now: int) -> None:
+        self.issued_at, self.now = issued_at, now
+        super().__init__(f"StaleFetch(issuedAt={issued_at}, now={now}): sign the fetch again")
+
+
+@dataclass(frozen=True)
+class FetchMessage:
+    """The EIP-712 ``TowerFetch`` a client signs to read back what the tower holds of one channel for it."""
+
+    channel_id: bytes
+    issued_at: int
+
+    @property
+    def eip712_type(self) -> str:
+        return FETCH_TYPE
+
+    def eip712_values(self) -> dict[str, Any]:
+        return {"channelId": self.channel_id, "issuedAt": self.issued_at}
+
+
+def sign_fetch(signer: Signer, domain: Domain, channel_id: bytes, issued_at: int) -> dict[str, Any]:
+    """The JSON of a fetch request signed by ``signer``."""
+    signature = signer.sign_typed(domain, FetchMessage(channel_id, issued_at))
+    return {
+        "channelId": "0x" + channel_id.hex(),
+        "client": signer.address,
+        "issuedAt": issued_at,
+        "signature": "0x" + signature.to_bytes().hex(),
+    }
+
+
+def verify_fetch(obj: Any, domain: Domain, now: int) -> tuple[ChannelId, str]:
+    """The channel and client of a signed fetch request; ``MalformedMessage``, ``StaleFetch`` or
+    ``WrongPushSigner`` if it is not one, not fresh, or not signed by its client."""
+    if not isinstance(obj, dict) or obj.keys() != {"channelId", "client", "issuedAt", "signature"}:
+        raise MalformedMessage("a fetch has exactly the fields channelId, client, issuedAt, signature")
+    cid = ChannelId(_hex_bytes(obj["channelId"], 32, "channelId"))
+    client = _hex_bytes(obj["client"], 20, "client")
+    issued_at = obj["issuedAt"]
+    if isinstance(issued_at, bool) or not isinstance(issued_at, int) or not 0 <= issued_at < 2**64:
+        raise MalformedMessage("issuedAt must be a unix time")
+    if abs(issued_at - now) > FETCH_WINDOW:
+        raise StaleFetch(issued_at, now)
+    signature = Signature.from_bytes(_hex_bytes(obj["signature"], 64, "signature"))
+    address = to_checksum_address(client)
+    recovered = recover_digest_signer(_message_digest(domain, FetchMessage(cid, issued_at)), signature)
+    if recovered != address:
+        raise WrongPushSigner(address, recovered)
+    return cid, address

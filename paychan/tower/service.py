@@ -4,6 +4,9 @@
   ``MAX_BODY_BYTES``): one result per push, ``{"accepted": true, "channelId", "nonce"}`` once it is committed,
   or ``{"accepted": false, "error": {"type", "message", "fields"}}`` naming the refusal
   (``paychan.tower.protocol``); a body that is no push request at all is answered 400.
+- ``POST /fetch`` (a ``TowerFetch`` signed by the client within ``FETCH_WINDOW`` of the tower's clock):
+  ``{"push": ...}``, what the tower holds of that channel for that client (a client restored from an old
+  backup reads its newest state back), 404 if nothing.
 - ``GET /status``: what the tower watches, in totals only (chain, contract, the tower's gas account, held
   channels by phase, the last block processed, transactions sent): no channel's data.
 """
@@ -11,13 +14,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
 
 from paychan.exceptions import PaychanError
 from paychan.node.messages import MAX_BODY_BYTES, decode_json, error_body
-from paychan.tower.protocol import parse_pushes
+from paychan.tower.protocol import parse_pushes, verify_fetch
 from paychan.tower.registry import Registry
 from paychan.tower.watcher import TowerWatcher
 
@@ -36,6 +40,22 @@ async def push(request: web.Request) -> web.Response:
     except TimeoutError:
         return web.json_response({"error": {"type": "Timeout", "message": "body too slow", "fields": {}}}, status=408)
     return web.json_response({"results": await registry.submit(raw_pushes)})
+
+
+async def fetch(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY_KEY]
+    try:
+        body = await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+        cid, client = verify_fetch(decode_json(body), registry.domain, int(time.time()))
+    except PaychanError as exc:
+        return web.json_response(error_body(exc), status=getattr(exc, "http_status", 400))
+    except TimeoutError:
+        return web.json_response({"error": {"type": "Timeout", "message": "body too slow", "fields": {}}}, status=408)
+    held = registry.held(cid, client)
+    if held is None:
+        message = f"the tower holds nothing of channel 0x{cid.hex()} for {client}"
+        return web.json_response({"error": {"type": "NothingHeld", "message": message, "fields": {}}}, status=404)
+    return web.json_response({"push": held.to_json()})
 
 
 async def status(request: web.Request) -> web.Response:
@@ -67,6 +87,7 @@ def make_app(registry: Registry, watcher: TowerWatcher) -> web.Application:
     app[REGISTRY_KEY] = registry
     app[WATCHER_KEY] = watcher
     app.router.add_post("/pushes", push)
+    app.router.add_post("/fetch", fetch)
     app.router.add_get("/status", status)
     return app
 
