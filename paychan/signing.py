@@ -138,10 +138,15 @@ def _static_word(kind: str, value: Any) -> bytes:
 def struct_digest(domain: Domain, message: TypedStruct) -> bytes:
     """The EIP-712 digest of a ``TypedStruct``."""
     values = message.eip712_values()
-    fields = _type_fields(message.eip712_type)
+    fields = _cached_type_fields(message.eip712_type)
     encoded = b"".join(_static_word(f["type"], values[f["name"]]) for f in fields)
-    struct_hash = keccak(keccak(message.eip712_type.encode()) + encoded)
+    struct_hash = keccak(_typehash(message.eip712_type) + encoded)
     return keccak(b"\x19\x01" + domain.separator + struct_hash)
+
+
+@lru_cache(maxsize=64)
+def _typehash(type_string: str) -> bytes:
+    return keccak(type_string.encode())
 
 
 def message_digest(domain: Domain, message: ChannelState | Revocation | Withdrawal | TypedStruct) -> bytes:
@@ -276,6 +281,11 @@ def typed_data(
         },
         "message": message,
     }
+
+
+@lru_cache(maxsize=64)
+def _cached_type_fields(type_string: str) -> tuple[dict[str, str], ...]:
+    return tuple(_type_fields(type_string))
 
 
 def _type_fields(type_string: str) -> list[dict[str, str]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import NewType
 
 from eth_abi.abi import encode
@@ -34,6 +35,13 @@ MAX_WITHDRAWALS = 2**16 - 1
 LOCK_SIZE = 70  # bytes per packed lock: direction (1), expiry (5), amount (32), hashlock (32)
 DIRECTION_A_PAYS_B, DIRECTION_B_PAYS_A = 0, 1
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+@lru_cache(maxsize=8192)
+def _checksum(address: str) -> str:
+    """``to_checksum_address``, cached: a tower or node builds the parameters of the same few participants
+    again and again, and the checksum (a keccak of the address) costs more than the rest of them."""
+    return str(to_checksum_address(address))
 
 
 def hashlock(secret: bytes) -> bytes:
@@ -135,16 +143,16 @@ class ChannelParams:
     number: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "participant_a", to_checksum_address(self.participant_a))
-        object.__setattr__(self, "participant_b", to_checksum_address(self.participant_b))
-        object.__setattr__(self, "asset", to_checksum_address(self.asset))
+        object.__setattr__(self, "participant_a", _checksum(self.participant_a))
+        object.__setattr__(self, "participant_b", _checksum(self.participant_b))
+        object.__setattr__(self, "asset", _checksum(self.asset))
 
     def as_tuple(self) -> tuple[str, str, str, int, int]:
         return (self.participant_a, self.participant_b, self.asset, self.challenge_period, self.number)
 
     def role_of(self, address: str) -> str:
         """``"A"`` or ``"B"`` for a participant; raises ``ValueError`` for anyone else."""
-        address = to_checksum_address(address)
+        address = _checksum(address)
         if address == self.participant_a:
             return "A"
         if address == self.participant_b:

@@ -23,6 +23,7 @@ In JSON (``to_json``/``parse_push``), every integer above 2**53 is a decimal str
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_hash.auto import keccak
@@ -248,6 +249,12 @@ def sign_push(
 
 # --- parsing ---------------------------------------------------------------------------------------
 
+
+@lru_cache(maxsize=8192)
+def _checksum(address: str) -> str:
+    return str(to_checksum_address(address))
+
+
 _PUSH_FIELDS = {"channelId", "client", "signed", "locks", "revocation", "secrets", "settle", "signature"}
 
 
@@ -271,7 +278,7 @@ def parse_push(obj: Any) -> Push:
     if not (isinstance(client, str) and len(client) == 42 and client.startswith("0x")):
         raise MalformedMessage("client must be a 0x-prefixed address")
     try:
-        client = to_checksum_address(client)
+        client = _checksum(client)
     except ValueError:
         raise MalformedMessage("client must be a 0x-prefixed address") from None
     locks, secrets = obj["locks"], obj["secrets"]
@@ -428,7 +435,7 @@ def verify_fetch(obj: Any, domain: Domain, now: int) -> tuple[ChannelId, str]:
     if abs(issued_at - now) > FETCH_WINDOW:
         raise StaleFetch(issued_at, now)
     signature = Signature.from_bytes(_hex_bytes(obj["signature"], 64, "signature"))
-    address = to_checksum_address(client)
+    address = _checksum("0x" + client.hex())
     recovered = recover_digest_signer(_message_digest(domain, FetchMessage(cid, issued_at)), signature)
     if recovered != address:
         raise WrongPushSigner(address, recovered)

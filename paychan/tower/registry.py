@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from paychan.exceptions import PaychanError
+from paychan.node.messages import error_body
 from paychan.signing import Domain
 from paychan.state import ChannelId
 from paychan.tower.protocol import (
@@ -27,7 +28,7 @@ from paychan.tower.protocol import (
     parse_push,
     verify_push,
 )
-from paychan.tower.store import CURSOR_KEY, PHASE_SETTLED, TowerStore
+from paychan.tower.store import CURSOR_KEY, PHASE_CLOSING, PHASE_OPEN, PHASE_SETTLED, Held, TowerStore
 
 log = logging.getLogger("paychan.tower.registry")
 
@@ -47,15 +48,13 @@ class Registry:
     ) -> None:
         self.store, self.domain, self.capacity = store, domain, capacity
         self.batch_size, self.batch_delay = batch_size, batch_delay
-        self.index = store.held_keys()  # (channel, client) -> (nonce, phase)
+        self.index: dict[tuple[bytes, str], Held] = store.held_keys()
         self.clients: dict[bytes, set[str]] = {}  # channel -> its clients (what the watcher follows)
         for cid, client in self.index:
             self.clients.setdefault(cid, set()).add(client)
-        # held pushes with secrets (the watcher checks their locks' expiries) and channels registered since
-        # the watcher last looked (it checks whether they are closing already)
-        self.with_secrets: set[tuple[bytes, str]] = {
-            (w.push.channel_id, w.push.client) for w in store.all_watched() if w.push.secrets
-        }
+        # held pushes with secrets (the watcher checks their locks' expiries), and channels registered while
+        # closing already (the watcher reads their record)
+        self.with_secrets: set[tuple[bytes, str]] = {key for key, held in self.index.items() if held.secrets}
         self.fresh: set[bytes] = set()
         self._pending: dict[tuple[bytes, str], Push] = {}
         self._waiters: list[asyncio.Future[None]] = []
@@ -85,16 +84,20 @@ class Registry:
         params = self.store.params(push.channel_id)
         if params is None:
             raise UnknownTowerChannel(push.channel_id, self.scanned_to)
-        verify_push(push, self.domain, params)
         key = (bytes(push.channel_id), push.client)
         known = self.index.get(key)
-        if known is None:
-            if len(self.index) + len(self._pending) >= self.capacity:
-                raise TowerFull(self.capacity)
-        elif known[1] == PHASE_SETTLED:
+        if key in self._pending:
+            known = None  # compared with the pending push itself below
+        elif known is None and len(self.index) + len(self._pending) >= self.capacity:
+            raise TowerFull(self.capacity)
+        elif known is not None and push.nonce < known.nonce:  # refused before any signature is checked
+            raise StalePush(push.channel_id, push.nonce, known.nonce)
+        if (known.phase if known is not None else self.store.opened_phase(push.channel_id)) == PHASE_SETTLED:
             raise ChannelNotWatchable(push.channel_id)
-        elif key not in self._pending and push.nonce < known[0]:  # refused without reading the store
-            raise StalePush(push.channel_id, push.nonce, known[0])
+        verify_push(push, self.domain, params)
+        if known is not None and push.nonce > known.nonce and not known.secrets:
+            if push.revoked_below >= known.revoked_below:
+                return push  # newer, and nothing of the held push to keep: no need to read it back
         return accept(self.held(push.channel_id, push.client), push)
 
     async def submit(self, raw_pushes: list[Any]) -> list[dict[str, Any]]:
@@ -107,8 +110,6 @@ class Registry:
                 push = parse_push(raw)
                 merged = self.check(push)
             except PaychanError as exc:
-                from paychan.node.messages import error_body
-
                 results.append({"accepted": False, **error_body(exc)})
                 continue
             self._pending[(bytes(merged.channel_id), merged.client)] = merged
@@ -128,6 +129,12 @@ class Registry:
             self._flusher = loop.call_later(self.batch_delay, self.flush)
         await waiter
 
+    def _phase_of_new(self, key: tuple[bytes, str]) -> str:
+        known = self.index.get(key)
+        if known is not None:
+            return known.phase
+        return self.store.opened_phase(key[0]) or PHASE_OPEN
+
     def flush(self) -> None:
         """Writes every pending push in one transaction and answers their requests."""
         if self._flusher is not None:
@@ -135,9 +142,10 @@ class Registry:
             self._flusher = None
         pending, waiters = self._pending, self._waiters
         self._pending, self._waiters = {}, []
+        phases = {key: self._phase_of_new(key) for key in pending}
         try:
             if pending:
-                self.store.put_pushes(pending.values())
+                self.store.put_pushes((push, phases[key]) for key, push in pending.items())
         except Exception as exc:  # nothing of the batch is held: every waiting request hears why
             log.error("writing %d pushes failed: %s", len(pending), exc)
             for waiter in waiters:
@@ -145,14 +153,13 @@ class Registry:
                     waiter.set_exception(exc)
             return
         for key, push in pending.items():
-            if key not in self.index:
-                self.fresh.add(key[0])
+            if key not in self.index and phases[key] == PHASE_CLOSING:
+                self.fresh.add(key[0])  # registered while closing: the watcher reads its record at once
             if push.secrets:
                 self.with_secrets.add(key)
             else:
                 self.with_secrets.discard(key)
-            phase = self.index.get(key, (0, "open"))[1]
-            self.index[key] = (push.nonce, phase)
+            self.index[key] = Held(push.nonce, push.revoked_below, len(push.secrets), phases[key])
             self.clients.setdefault(key[0], set()).add(key[1])
         self.accepted += len(pending)
         for waiter in waiters:
@@ -162,12 +169,12 @@ class Registry:
     def phase(self, cid: bytes) -> str | None:
         """The phase of a held channel, None for one not held."""
         for client in self.clients.get(bytes(cid), ()):
-            return self.index[(bytes(cid), client)][1]
+            return self.index[(bytes(cid), client)].phase
         return None
 
     def set_phase(self, cid: ChannelId | bytes, phase: str) -> None:
         """Records the channel's phase (in the caller's transaction) in the store and the index."""
         self.store.set_phase(cid, phase)
         for client in self.clients.get(bytes(cid), ()):
-            nonce, _ = self.index[(bytes(cid), client)]
-            self.index[(bytes(cid), client)] = (nonce, phase)
+            held = self.index[(bytes(cid), client)]
+            self.index[(bytes(cid), client)] = Held(held.nonce, held.revoked_below, held.secrets, phase)

@@ -65,8 +65,8 @@ async def status(request: web.Request) -> web.Response:
 def tower_status(registry: Registry, watcher: TowerWatcher | None) -> dict[str, Any]:
     store = registry.store
     phases: dict[str, int] = {"open": 0, "closing": 0, "settled": 0}
-    for _, phase in registry.index.values():
-        phases[phase] = phases.get(phase, 0) + 1
+    for held in registry.index.values():
+        phases[held.phase] = phases.get(held.phase, 0) + 1
     result: dict[str, Any] = {
         "chainId": registry.domain.chain_id,
         "contract": registry.domain.verifying_contract,

@@ -2,9 +2,9 @@
 
 Tables (schema ``SCHEMA_VERSION``, in ``meta``):
 
-- ``opened``: every channel the contract opened (``ChannelOpened``: its parameters), so a push is checked
-  against the participants the chain named with no chain call, and one for a channel never opened is
-  refused at once;
+- ``opened``: every channel the contract opened (``ChannelOpened``: its parameters) and its phase (closed,
+  settled: from its events), so a push is checked against the participants the chain named with no chain
+  call, one for a channel never opened is refused at once, and one of a settled channel too;
 - ``watched``: per channel and client, the newest accepted push only (O(1) rows per channel: at most one
   per participant), with the channel's phase as the watcher last saw it (open, closing, settled);
 - ``meta``: the schema version, the chain id and contract the store belongs to, the watcher's cursor (the
@@ -38,16 +38,19 @@ CREATE TABLE IF NOT EXISTS opened (
     participant_b TEXT NOT NULL,
     asset TEXT NOT NULL,
     challenge_period INTEGER NOT NULL,
-    number INTEGER NOT NULL
+    number INTEGER NOT NULL,
+    phase TEXT NOT NULL DEFAULT 'open'
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS watched (
     channel_id BLOB NOT NULL,
     client TEXT NOT NULL,
     nonce INTEGER NOT NULL,
+    revoked_below INTEGER NOT NULL,
+    secrets INTEGER NOT NULL,
     push TEXT NOT NULL,
     phase TEXT NOT NULL DEFAULT 'open',
-    PRIMARY KEY (channel_id, client)
-) WITHOUT ROWID;
+    UNIQUE (channel_id, client)
+);
 """
 
 
@@ -60,6 +63,17 @@ class Watched:
     """One held push and the channel's phase."""
 
     push: Push
+    phase: str
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the registry keeps in memory of a held push: enough to refuse an older one and to take a newer
+    one without reading the held push back."""
+
+    nonce: int
+    revoked_below: int
+    secrets: int
     phase: str
 
 
@@ -113,9 +127,17 @@ class TowerStore:
 
     def add_opened(self, opened: Iterable[tuple[bytes, ChannelParams]]) -> None:
         self.conn.executemany(
-            "INSERT OR IGNORE INTO opened VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO opened VALUES (?, ?, ?, ?, ?, ?, 'open')",
             [(bytes(cid), *params.as_tuple()) for cid, params in opened],
         )
+
+    def set_opened_phase(self, cid: bytes, phase: str) -> None:
+        self.conn.execute("UPDATE opened SET phase = ? WHERE channel_id = ?", (phase, bytes(cid)))
+
+    def opened_phase(self, cid: bytes) -> str | None:
+        """The phase of a channel the contract opened (from its events), None for one never opened."""
+        row = self.conn.execute("SELECT phase FROM opened WHERE channel_id = ?", (bytes(cid),)).fetchone()
+        return None if row is None else str(row[0])
 
     def params(self, cid: bytes) -> ChannelParams | None:
         row = self.conn.execute(
@@ -129,16 +151,18 @@ class TowerStore:
 
     # --- held pushes -------------------------------------------------------------------------------
 
-    def put_pushes(self, pushes: Iterable[Push]) -> None:
-        """Stores each push as the one held for its channel and client (replacing the older), in one
-        transaction: committed (and synced) when this returns."""
+    def put_pushes(self, pushes: Iterable[tuple[Push, str]]) -> None:
+        """Stores each push as the one held for its channel and client (replacing the older; a new one
+        with the channel's phase given), in one transaction: committed (and synced) when this returns."""
         rows = [
-            (bytes(p.channel_id), p.client, p.nonce, json.dumps(p.to_json(), separators=(",", ":"))) for p in pushes
+            (bytes(p.channel_id), p.client, p.nonce, p.revoked_below, len(p.secrets), _compact(p.to_json()), phase)
+            for p, phase in pushes
         ]
         with self.transaction():
             self.conn.executemany(
-                "INSERT INTO watched (channel_id, client, nonce, push) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (channel_id, client) DO UPDATE SET nonce = excluded.nonce, push = excluded.push",
+                "INSERT INTO watched (channel_id, client, nonce, revoked_below, secrets, push, phase) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel_id, client) DO UPDATE SET nonce = excluded.nonce, "
+                "revoked_below = excluded.revoked_below, secrets = excluded.secrets, push = excluded.push",
                 rows,
             )
 
@@ -153,10 +177,10 @@ class TowerStore:
             query, args = query + " WHERE phase = ?", (phase,)  # type: ignore[assignment]
         return [Watched(parse_push(json.loads(push)), ph) for push, ph in self.conn.execute(query, args)]
 
-    def held_keys(self) -> dict[tuple[bytes, str], tuple[int, str]]:
-        """``(channel, client) -> (nonce, phase)`` of every held push (the service's in-memory index)."""
-        rows = self.conn.execute("SELECT channel_id, client, nonce, phase FROM watched")
-        return {(bytes(cid), client): (int(nonce), phase) for cid, client, nonce, phase in rows}
+    def held_keys(self) -> dict[tuple[bytes, str], Held]:
+        """``(channel, client) -> Held`` of every held push (the registry's in-memory index)."""
+        rows = self.conn.execute("SELECT channel_id, client, nonce, revoked_below, secrets, phase FROM watched")
+        return {(bytes(row[0]), row[1]): Held(int(row[2]), int(row[3]), int(row[4]), row[5]) for row in rows}
 
     def set_phase(self, cid: bytes, phase: str) -> None:
         self.conn.execute("UPDATE watched SET phase = ? WHERE channel_id = ?", (phase, bytes(cid)))

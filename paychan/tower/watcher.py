@@ -244,7 +244,10 @@ class TowerWatcher:
             self.store.add_opened(opened)
         for name, args in events:
             cid = bytes(args["channelId"])
-            if name == "ChannelOpened" or cid not in self.registry.clients:
+            if name == "ChannelOpened":
+                continue
+            self.store.set_opened_phase(cid, PHASE_SETTLED if name == "ChannelSettled" else PHASE_CLOSING)
+            if cid not in self.registry.clients:
                 continue
             if name == "ChannelSettled":
                 self.registry.set_phase(cid, PHASE_SETTLED)
