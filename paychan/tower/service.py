@@ -79,6 +79,7 @@ def tower_status(registry: Registry, watcher: TowerWatcher | None) -> dict[str, 
     if watcher is not None:
         result["account"] = watcher.account.address
         result["sent"] = dict(watcher.actions)
+        result["recordsFromChain"] = watcher.records_from_chain
     return result
 
 

@@ -5,6 +5,10 @@ Tables (schema ``SCHEMA_VERSION``, in ``meta``):
 - ``opened``: every channel the contract opened (``ChannelOpened``: its parameters) and its phase (closed,
   settled: from its events), so a push is checked against the participants the chain named with no chain
   call, one for a channel never opened is refused at once, and one of a settled channel too;
+- ``records``: the record of every closing channel as its events left it (``ChannelClosed``, then each
+  ``ChallengeAccepted``, ``RevokedStateProven``), with the deposits and withdrawal counter the ``opened``
+  table follows (``Deposited``, ``Withdrawn``): the tower builds the ``RecordedState`` it passes to the
+  contract with no chain call, however many channels close in one block;
 - ``watched``: per channel and client, the newest accepted push only (O(1) rows per channel: at most one
   per participant), with the channel's phase as the watcher last saw it (open, closing, settled);
 - ``meta``: the schema version, the chain id and contract the store belongs to, the watcher's cursor (the
@@ -21,7 +25,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from paychan.contract import RecordedState
 from paychan.exceptions import PaychanError
 from paychan.state import ChannelParams
 from paychan.tower.protocol import Push, parse_push
@@ -39,7 +45,24 @@ CREATE TABLE IF NOT EXISTS opened (
     asset TEXT NOT NULL,
     challenge_period INTEGER NOT NULL,
     number INTEGER NOT NULL,
-    phase TEXT NOT NULL DEFAULT 'open'
+    phase TEXT NOT NULL DEFAULT 'open',
+    deposit_a TEXT NOT NULL DEFAULT '0',
+    deposit_b TEXT NOT NULL DEFAULT '0',
+    withdrawals INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    channel_id BLOB PRIMARY KEY,
+    closed_by TEXT NOT NULL,
+    penalized INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    closer_nonce INTEGER NOT NULL,
+    nonce INTEGER NOT NULL,
+    balance_a TEXT NOT NULL,
+    balance_b TEXT NOT NULL,
+    locked_a TEXT NOT NULL,
+    locked_b TEXT NOT NULL,
+    locks_root BLOB NOT NULL,
+    salt TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS watched (
     channel_id BLOB NOT NULL,
@@ -127,12 +150,66 @@ class TowerStore:
 
     def add_opened(self, opened: Iterable[tuple[bytes, ChannelParams]]) -> None:
         self.conn.executemany(
-            "INSERT OR IGNORE INTO opened VALUES (?, ?, ?, ?, ?, ?, 'open')",
+            "INSERT OR IGNORE INTO opened (channel_id, participant_a, participant_b, asset, challenge_period, number) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             [(bytes(cid), *params.as_tuple()) for cid, params in opened],
         )
 
     def set_opened_phase(self, cid: bytes, phase: str) -> None:
         self.conn.execute("UPDATE opened SET phase = ? WHERE channel_id = ?", (phase, bytes(cid)))
+
+    def note_deposit(self, cid: bytes, participant: str, total: int) -> None:
+        self.conn.execute(
+            "UPDATE opened SET deposit_a = CASE WHEN participant_a = ? THEN ? ELSE deposit_a END, "
+            "deposit_b = CASE WHEN participant_a = ? THEN deposit_b ELSE ? END WHERE channel_id = ?",
+            (participant, str(total), participant, str(total), bytes(cid)),
+        )
+
+    def note_withdrawn(self, cid: bytes, deposit_a: int, deposit_b: int, withdrawals: int) -> None:
+        self.conn.execute(
+            "UPDATE opened SET deposit_a = ?, deposit_b = ?, withdrawals = ? WHERE channel_id = ?",
+            (str(deposit_a), str(deposit_b), withdrawals, bytes(cid)),
+        )
+
+    def note_closed(self, cid: bytes, closed_by: str, args: dict[str, Any]) -> None:
+        """A ``ChannelClosed`` event (its ``args``): the record starts."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO records VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (bytes(cid), closed_by, int(args["deadline"]), int(args["nonce"]), *_outcome(args)),
+        )
+
+    def note_challenged(self, cid: bytes, args: dict[str, Any]) -> None:
+        """A ``ChallengeAccepted`` event: the record's outcome changes (deadline, closer's nonce do not)."""
+        self.conn.execute(
+            "UPDATE records SET nonce = ?, balance_a = ?, balance_b = ?, locked_a = ?, locked_b = ?, locks_root = ?,"
+            " salt = ? WHERE channel_id = ?",
+            (*_outcome(args), bytes(cid)),
+        )
+
+    def note_penalized(self, cid: bytes) -> None:
+        self.conn.execute("UPDATE records SET penalized = 1 WHERE channel_id = ?", (bytes(cid),))
+
+    def forget_record(self, cid: bytes) -> None:
+        self.conn.execute("DELETE FROM records WHERE channel_id = ?", (bytes(cid),))
+
+    def record(self, cid: bytes) -> tuple[RecordedState, str, bool] | None:
+        """The closing channel's ``RecordedState``, who closed (``"A"``/``"B"``) and whether the closer was
+        proven to have cheated; None for a channel not closing."""
+        row = self.conn.execute(
+            "SELECT r.closed_by, r.penalized, r.deadline, r.closer_nonce, r.nonce, r.balance_a, r.balance_b,"
+            " r.locked_a, r.locked_b, r.locks_root, r.salt, o.deposit_a, o.deposit_b, o.withdrawals"
+            " FROM records r JOIN opened o ON o.channel_id = r.channel_id WHERE r.channel_id = ?",
+            (bytes(cid),),
+        ).fetchone()
+        if row is None:
+            return None
+        closed_by, penalized, deadline, closer_nonce, nonce, bal_a, bal_b, lock_a, lock_b, root, salt = row[:11]
+        recorded = RecordedState(
+            int(nonce), int(bal_a), int(bal_b), int(deadline), int(row[11]), int(row[12]), int(salt),
+            locked_a=int(lock_a), locked_b=int(lock_b), locks_root=bytes(root), withdrawals=int(row[13]),
+            closer_nonce=int(closer_nonce),
+        )  # fmt: skip
+        return recorded, str(closed_by), bool(penalized)
 
     def opened_phase(self, cid: bytes) -> str | None:
         """The phase of a channel the contract opened (from its events), None for one never opened."""
@@ -189,6 +266,19 @@ class TowerStore:
         """Held pushes by phase."""
         rows = self.conn.execute("SELECT phase, COUNT(*) FROM watched GROUP BY phase").fetchall()
         return {str(phase): int(count) for phase, count in rows}
+
+
+def _outcome(args: dict[str, Any]) -> tuple[int, str, str, str, str, bytes, str]:
+    """The record's outcome fields of a ``ChannelClosed`` or ``ChallengeAccepted`` event."""
+    return (
+        int(args["nonce"]),
+        str(args["balanceA"]),
+        str(args["balanceB"]),
+        str(args["lockedA"]),
+        str(args["lockedB"]),
+        bytes(args["locksRoot"]),
+        str(args["salt"]),  # a uint64: above SQLite's signed 64-bit integers
+    )
 
 
 def _compact(data: object) -> str:

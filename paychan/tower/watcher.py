@@ -2,11 +2,15 @@
 
 Each poll reads the blocks not processed yet (from the contract's deployment block on a fresh store), in
 pages of at most ``page_blocks`` blocks, one ``eth_getLogs`` per page for ``EVENTS`` (topic 0 OR-ed), as the
-node's watcher (``paychan.node.watcher``) does. ``ChannelOpened`` of every channel goes into the store's
-``opened`` table (what pushes are checked against); a close, challenge, proof or settlement of a held
-channel moves its phase; the page's changes and the cursor are committed in one transaction. On start,
-every held channel that is closing is re-checked from the chain (``getChannel`` and its record): a tower
-killed in the middle of a challenge period acts when it is back.
+node's watcher (``paychan.node.watcher``) does. Every channel's ``ChannelOpened`` goes into the store's
+``opened`` table (what pushes are checked against), with its deposits and withdrawal counter from
+``Deposited``/``Withdrawn``; every close, accepted challenge and proof builds the channel's record
+(``records``): so the ``RecordedState`` the contract checks is known with no chain call, whichever channel
+closes and however many close in one block. The page's changes and the cursor are committed in one
+transaction. On start, every held channel that is closing is re-checked (its record, as the committed
+events left it): a tower killed in the middle of a challenge period acts when it is back. Should a record
+ever disagree with the chain (``RecordMismatch``), the action is retried once with the record read from the
+chain (``PaychanContract.recorded_state``).
 
 What to do about a closing channel is ``decide`` (no I/O), per held push:
 
@@ -42,7 +46,8 @@ from typing import Any, TypeVar
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 
-from paychan.contract import STATUS_CLOSING, PaychanContract, RecordedState
+from paychan.contract import PaychanContract, RecordedState
+from paychan.exceptions import RecordMismatch
 from paychan.node.watcher import REVEAL_MARGIN
 from paychan.state import ZERO_ROOT, ChannelId, ChannelParams, hashlock, locks_root
 from paychan.tower.protocol import Push
@@ -52,7 +57,15 @@ from paychan.tower.store import CURSOR_KEY, PHASE_CLOSING, PHASE_OPEN, PHASE_SET
 log = logging.getLogger("paychan.tower.watcher")
 T = TypeVar("T")
 
-EVENTS = ("ChannelOpened", "ChannelClosed", "ChallengeAccepted", "RevokedStateProven", "ChannelSettled")
+EVENTS = (
+    "ChannelOpened",
+    "Deposited",
+    "Withdrawn",
+    "ChannelClosed",
+    "ChallengeAccepted",
+    "RevokedStateProven",
+    "ChannelSettled",
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +169,7 @@ class TowerWatcher:
         self.revealed: set[bytes] = set()
         self.sent_at: dict[str, float] = {}  # transaction kind and channel -> monotonic time it was sent
         self.actions = {"proofs": 0, "challenges": 0, "settlements": 0, "reveals": 0}
+        self.records_from_chain = 0  # records the events got wrong (RecordMismatch): 0 unless a bug
         events = contract.contract.events
         self._events = {bytes(HexBytes(getattr(events, name)().topic)): name for name in EVENTS}
         self._decoders = {name: getattr(events, name)() for name in EVENTS}
@@ -246,39 +260,54 @@ class TowerWatcher:
             cid = bytes(args["channelId"])
             if name == "ChannelOpened":
                 continue
-            self.store.set_opened_phase(cid, PHASE_SETTLED if name == "ChannelSettled" else PHASE_CLOSING)
+            if name == "Deposited":
+                self.store.note_deposit(cid, args["participant"], int(args["total"]))
+                continue
+            if name == "Withdrawn":
+                self.store.note_withdrawn(cid, int(args["depositA"]), int(args["depositB"]), int(args["withdrawals"]))
+                continue
+            self._note_record(cid, name, args)
             if cid not in self.registry.clients:
                 continue
             if name == "ChannelSettled":
                 self.registry.set_phase(cid, PHASE_SETTLED)
                 self.closing.pop(cid, None)
                 self._stale.discard(cid)
-            else:  # closed, challenged, proven: the record changed; re-read it before acting
+            else:  # closed, challenged, proven: the record changed
                 if self.registry.phase(cid) != PHASE_CLOSING:
                     self.registry.set_phase(cid, PHASE_CLOSING)
                 self._stale.add(cid)
                 if name == "ChannelClosed":
                     log.warning("channel 0x%s: closed on chain with nonce %d", cid.hex()[:12], args["nonce"])
 
+    def _note_record(self, cid: bytes, name: str, args: dict[str, Any]) -> None:
+        """Follows the record of any channel (a client may register one that is closing already)."""
+        if name == "ChannelSettled":
+            self.store.set_opened_phase(cid, PHASE_SETTLED)
+            self.store.forget_record(cid)
+            return
+        self.store.set_opened_phase(cid, PHASE_CLOSING)
+        if name == "ChannelClosed":
+            params = self.store.params(cid)
+            assert params is not None, "every channel's ChannelOpened comes first"
+            self.store.note_closed(cid, params.role_of(args["closer"]), args)
+        elif name == "ChallengeAccepted":
+            self.store.note_challenged(cid, args)
+        else:
+            self.store.note_penalized(cid)
+
     # --- acting ----------------------------------------------------------------------------------
 
-    def _read_closing(self, cid: bytes) -> Closing | None:
-        onchain = self.contract.get_channel(ChannelId(cid))
-        if onchain.status != STATUS_CLOSING or onchain.closed_by is None:
-            return None
-        return Closing(self.contract.recorded_state(ChannelId(cid)), onchain.closed_by, onchain.penalized)
-
-    async def _refresh(self) -> None:
+    def _refresh(self) -> None:
+        """Reads the record of each channel whose events changed it (or, on start, of each held channel
+        that is closing) from the store: the events built it, no chain call is needed."""
         stale, self._stale = self._stale, set()
-        results = await asyncio.gather(*(self._read(self._read_closing, cid) for cid in stale), return_exceptions=True)
-        for cid, result in zip(stale, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("channel 0x%s: reading its record failed (%s); retried", cid.hex()[:12], result)
-                self._stale.add(cid)
-            elif result is None:
+        for cid in stale:
+            found = self.store.record(cid)
+            if found is None:
                 self.closing.pop(cid, None)
             else:
-                self.closing[cid] = result
+                self.closing[cid] = Closing(*found)
 
     async def act(self, head: int) -> None:
         """Reveals due secrets and sends what ``decide`` says for every held closing channel."""
@@ -286,7 +315,7 @@ class TowerWatcher:
             self._stale |= self.registry.fresh
             self.registry.fresh = set()
         if self._stale:
-            await self._refresh()
+            self._refresh()
         with_secrets = [
             push
             for cid, client in self.registry.with_secrets
@@ -350,14 +379,21 @@ class TowerWatcher:
         self.actions["reveals"] += len(unknown)
         log.warning("revealed %d secret(s) on chain", len(unknown))
 
+    def _record_from_chain(self, cid: bytes) -> RecordedState:
+        self.records_from_chain += 1
+        log.error("channel 0x%s: the record the events built is not the chain's; reading it back", cid.hex()[:12])
+        return self.contract.recorded_state(ChannelId(cid))
+
     def _execute(self, params: ChannelParams, action: Action) -> None:
         push, recorded, cid = action.push, action.recorded, action.push.channel_id
         self.sent_at[f"{type(action).__name__}:0x{cid.hex()}"] = time.monotonic()
         if isinstance(action, TowerSendProveRevoked):
             assert push.revocation is not None
-            self.contract.prove_revoked(
-                self.account, params, push.revocation.below_nonce, push.revocation.signature, recorded
-            )
+            below, signature = push.revocation.below_nonce, push.revocation.signature
+            try:
+                self.contract.prove_revoked(self.account, params, below, signature, recorded)
+            except RecordMismatch:
+                self.contract.prove_revoked(self.account, params, below, signature, self._record_from_chain(cid))
             self.actions["proofs"] += 1
             log.warning(
                 "channel 0x%s: proved the closer revoked nonce %d (below %d): the client gets the channel",
@@ -366,7 +402,10 @@ class TowerWatcher:
                 push.revocation.below_nonce,
             )
         elif isinstance(action, TowerSendChallenge):
-            self.contract.challenge(self.account, params, push.signed, recorded)
+            try:
+                self.contract.challenge(self.account, params, push.signed, recorded)
+            except RecordMismatch:
+                self.contract.challenge(self.account, params, push.signed, self._record_from_chain(cid))
             self.actions["challenges"] += 1
             log.warning("channel 0x%s: challenged nonce %d with nonce %d", cid.hex()[:12], recorded.nonce, push.nonce)
         else:

@@ -78,6 +78,7 @@ def test_a_stale_close_against_an_offline_client_is_penalized_and_the_client_get
     assert payouts(contract, cid) == (0, DEPOSIT)
     assert chain.balance(params.participant_b) - bob_before == DEPOSIT  # to the wei: bob paid no gas
     assert tower.status()["sent"] == {"proofs": 1, "challenges": 0, "settlements": 1, "reveals": 0}
+    assert tower.status()["recordsFromChain"] == 0  # the record the tower built from the events was the chain's
     assert chain.balance(Account.from_key(KEY_TOWER).address) < tower_before  # the tower paid its own gas
 
 
@@ -101,6 +102,7 @@ def test_a_tower_killed_during_the_challenge_period_challenges_when_back_and_set
     tower.start()
     wait_for(lambda: settled(contract, cid), "the restarted tower's settlement", timeout=20)
     assert payouts(contract, cid) == (DEPOSIT - 3 * PAID, 3 * PAID)
+    assert tower.status()["recordsFromChain"] == 0
     assert chain.balance(params.participant_b) - bob_before == 3 * PAID
 
 
@@ -125,6 +127,7 @@ def test_a_lock_whose_secret_only_the_tower_holds_is_revealed_before_expiry_and_
     chain.time_travel(PERIOD + 1)
     wait_for(lambda: settled(contract, cid), "the tower's settlement with the lock list", timeout=20)
     assert payouts(contract, cid) == (DEPOSIT - 4 * PAID, 4 * PAID)  # the lock paid bob
+    assert tower.status()["sent"]["reveals"] == 1 and tower.status()["recordsFromChain"] == 0
     assert chain.balance(params.participant_b) - bob_before == 4 * PAID
 
 
