@@ -163,3 +163,20 @@ def test_a_wallet_signer_signs_a_push_through_eth_sign_typed_data(monkeypatch: p
     monkeypatch.setattr(signer, "request", wallet)
     push = sign_push(signer, DOMAIN, both_signed(state_of(2, 2 * 10**17)))
     assert verify_push(push, DOMAIN, PARAMS) == "B"
+
+
+def test_a_fetch_is_taken_only_fresh_and_signed_by_the_client_it_names() -> None:
+    from paychan.tower.protocol import FETCH_WINDOW, StaleFetch, sign_fetch, verify_fetch
+
+    request = sign_fetch(LocalKeySigner(KEY_B), DOMAIN, CID, 1_000_000)
+    assert verify_fetch(request, DOMAIN, 1_000_000 + FETCH_WINDOW) == (CID, ADDRESS_B)
+    with pytest.raises(StaleFetch) as stale:
+        verify_fetch(request, DOMAIN, 1_000_000 + FETCH_WINDOW + 1)
+    assert (stale.value.issued_at, stale.value.now) == (1_000_000, 1_000_000 + FETCH_WINDOW + 1)
+    with pytest.raises(WrongPushSigner) as forged:  # C asks for B's data
+        verify_fetch(
+            {**sign_fetch(LocalKeySigner(KEY_C), DOMAIN, CID, 1_000_000), "client": ADDRESS_B}, DOMAIN, 1_000_000
+        )
+    assert (forged.value.client, forged.value.recovered) == (ADDRESS_B, ADDRESS_C)
+    with pytest.raises(MalformedMessage):
+        verify_fetch({**request, "issuedAt": "1000000"}, DOMAIN, 1_000_000)

@@ -149,3 +149,21 @@ def test_a_held_secret_is_revealed_at_once_when_closing_else_within_the_margin_o
     assert reveals(push, "B", EXPIRY - 3600, closing=True, revealed=set()) == [SECRET]
     assert reveals(push, "B", EXPIRY + 1, closing=True, revealed=set()) == []  # too late pays nothing
     assert reveals(push, "B", EXPIRY, closing=True, revealed={hashlock(SECRET)}) == []
+
+
+def test_the_record_built_from_close_and_challenge_events_is_what_the_contract_fingerprints(tmp_path: Path) -> None:
+    store = TowerStore(tmp_path / "tower.db")
+    store.add_opened([(CID, PARAMS)])
+    store.note_deposit(CID, PARAMS.participant_a, 10**18)
+    store.note_deposit(CID, PARAMS.participant_b, 5)
+    outcome = {"balanceA": 9 * 10**17, "balanceB": 10**17 + 5, "lockedA": 0, "lockedB": 0, "locksRoot": bytes(32)}
+    store.note_closed(CID, "A", {**outcome, "nonce": 2, "salt": 2**64 - 1, "deadline": 5000})
+    recorded, closed_by, penalized = store.record(CID)  # type: ignore[misc]
+    assert (closed_by, penalized) == ("A", False)
+    assert recorded == RecordedState(2, 9 * 10**17, 10**17 + 5, 5000, 10**18, 5, 2**64 - 1, closer_nonce=2)
+    store.note_challenged(CID, {**outcome, "balanceA": 8 * 10**17, "balanceB": 2 * 10**17 + 5, "nonce": 4, "salt": 9})
+    store.note_penalized(CID)
+    recorded, _, penalized = store.record(CID)  # type: ignore[misc]
+    assert (recorded.nonce, recorded.closer_nonce, recorded.deadline, recorded.salt, penalized) == (4, 2, 5000, 9, True)
+    store.forget_record(CID)
+    assert store.record(CID) is None
