@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.tower                  # measure, print, write results/tower.json
+    .venv/bin/python -m benchmarks.tower                  # measure, print, write results/tower.json and docs
     .venv/bin/python -m benchmarks.tower --channels 2000  # a shorter run
 
 What it does: starts anvil (``paychan.devnet``), deploys the contract and opens ``--channels`` real channels
@@ -229,6 +229,48 @@ def breaches(
     }
 
 
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "tower.md"
+DOCS_MARKERS = ("<!-- tower-results:start -->\n", "<!-- tower-results:end -->")
+
+
+def docs_block(result: dict[str, Any]) -> str:
+    """The table ``docs/tower.md`` shows between ``DOCS_MARKERS``, from the results."""
+    pushes, memory, disk, breach = result["pushes"], result["memory"], result["disk"], result["breaches"]
+    met = result["targets"]
+    rows = [
+        ("channels registered with one tower", f"{result['channels']:,}", ""),
+        ("pushes accepted durably, first registration", f"{pushes['registration_per_s']:,}/s", ">= 2,000/s"),
+        ("pushes accepted durably, newer states", f"{pushes['update_per_s']:,}/s", ">= 2,000/s"),
+        ("tower RSS with every channel registered (peak)", f"{memory['rss_mb']} MB ({memory['rss_peak_mb']} MB)",
+         "< 200 MB"),
+        ("tower RSS per channel", f"{memory['rss_per_channel_kb']} kB", ""),
+        ("store on disk per channel (database and WAL)", f"{disk['bytes_per_channel']:,} bytes", ""),
+        (f"{breach['closes_in_one_block']} stale closes in one block: answers sent", str(breach["answers_sent"]),
+         "all"),
+        ("time from that block to the first / median / last answer sent",
+         f"{breach['first_answer_s']} / {breach['median_answer_s']} / {breach['last_answer_s']} s", "<= 10 s"),
+        ("answers on chain: penalties / challenges",
+         f"{breach['outcome_on_chain']['penalized']} / {breach['outcome_on_chain']['challenged']}",
+         f"{breach['expected']['penalized']} / {breach['expected']['challenged']}"),
+    ]  # fmt: skip
+    lines = ["| measured | value | target |", "|---|---:|---:|"]
+    lines += [f"| {what} | {value} | {target} |" for what, value, target in rows]
+    verdict = (
+        "every target is met"
+        if all(met.values())
+        else "not every target is met: " + ", ".join(name for name, ok in met.items() if not ok)
+    )
+    cpus = result["machine"]["cpus"]
+    lines += ["", f"On a {cpus}-core VM shared with other work (client, anvil and tower on the same cores): {verdict}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(result: dict[str, Any], page: Path = DOCS) -> None:
+    text = page.read_text()
+    start, end = text.index(DOCS_MARKERS[0]) + len(DOCS_MARKERS[0]), text.index(DOCS_MARKERS[1])
+    page.write_text(text[:start] + docs_block(result) + text[end:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--channels", type=int, default=10_000, help="channels opened and registered")
@@ -301,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.out == RESULTS:
+        write_docs(result)
     print(json.dumps(result, indent=2))
     return 0
 

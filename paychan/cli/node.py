@@ -41,16 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--control-port", type=port_number, default=0, help="control API port on 127.0.0.1 (default: any)"
     )
     node.add_argument("--public-url", default="", help="URL the counterparty reaches this node at")
-    node.add_argument(
-        "--rpc-url",
-        default=None,
-        help="JSON-RPC URL of the chain (default: $PAYCHAN_RPC_URL, else $ETH_RPC_URL; a node needs a real chain)",
-    )
-    add_deployment_arguments(node)
-    node.add_argument("--poll-interval", type=float, default=1.0, help="chain watcher interval in seconds")
-    node.add_argument(
-        "--log-page-blocks", type=int, default=2000, help="most blocks in one eth_getLogs query (default 2000)"
-    )
+    add_watcher_arguments(node, "a node")
     node.add_argument(
         "--no-auto-settle",
         dest="auto_settle",
@@ -198,6 +189,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     deposit.add_argument("--for-peer", action="store_true", help="deposit for the counterparty's side")
     _add_json(deposit)
     deposit.set_defaults(func=run_deposit)
+
+
+def add_watcher_arguments(parser: argparse.ArgumentParser, who: str) -> None:
+    """The chain options of a process that watches the chain (``who``: "a node", "a tower"): the RPC, the
+    contract (``add_deployment_arguments``), the watcher's poll interval and log page."""
+    parser.add_argument(
+        "--rpc-url",
+        default=None,
+        help=f"JSON-RPC URL of the chain (default: $PAYCHAN_RPC_URL, else $ETH_RPC_URL; {who} needs a real chain)",
+    )
+    add_deployment_arguments(parser)
+    parser.add_argument("--poll-interval", type=float, default=1.0, help="chain watcher interval in seconds")
+    parser.add_argument(
+        "--log-page-blocks", type=int, default=2000, help="most blocks in one eth_getLogs query (default 2000)"
+    )
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from paychan.cli import port_number
-from paychan.deployments import add_deployment_arguments
+from paychan.cli.node import add_watcher_arguments
 from paychan.exceptions import PaychanError
 
 
@@ -33,17 +33,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tower.add_argument("--keystore", default=None, help="encrypted keystore of the key that pays the tower's gas")
     tower.add_argument("--db", default=None, help="the tower's SQLite store (created if missing)")
     tower.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    tower.add_argument("--port", type=port_number, default=9736, help="port to listen on (default 9736; 0 = any)")
-    tower.add_argument(
-        "--rpc-url",
-        default=None,
-        help="JSON-RPC URL of the chain (default: $PAYCHAN_RPC_URL, else $ETH_RPC_URL; a tower needs a real chain)",
-    )
-    add_deployment_arguments(tower)
-    tower.add_argument("--poll-interval", type=float, default=1.0, help="chain watcher interval in seconds")
-    tower.add_argument(
-        "--log-page-blocks", type=int, default=2000, help="most blocks in one eth_getLogs query (default 2000)"
-    )
+    tower.add_argument("--port", type=port_number, default=9737, help="port to listen on (default 9737; 0 = any)")
+    add_watcher_arguments(tower, "a tower")
     tower.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     tower.set_defaults(func=run_tower)
     commands = tower.add_subparsers(

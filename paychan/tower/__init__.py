@@ -7,6 +7,9 @@
 - ``watcher``: follows the contract's events from its deployment block and answers a stale close
   (penalty if it holds the closer's revocation, else a challenge), reveals held secrets before their locks
   expire and settles after the deadline when asked (``decide`` says what, with no I/O).
+- ``registry``: accepting pushes (checked with no chain call, written in batches, answered once committed).
 - ``service``: the aiohttp app, which only turns HTTP into calls of the above.
-- ``client``: what a client (``paychan node --tower URL``) uses to push and to fetch.
+- ``process``: ``paychan tower`` as a child process (tests, benchmark).
+
+The node's side (``paychan node --tower URL``) is ``paychan.node.tower_client``.
 """

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from eth_account import Account
 
 from paychan.contract import STATUS_CLOSING, PaychanContract
@@ -27,128 +29,128 @@ PERIOD = 3600
 PAID = 10**17  # A pays B this much per state
 
 
-def open_channel(contract: PaychanContract) -> tuple[ChannelParams, bytes, Any]:
-    """A (anvil account 1) opens a channel to B (account 2) with ``DEPOSIT``; its params, id and A's account."""
+@dataclass
+class Scene:
+    """A tower process and a channel from alice (A) to bob (B, the tower's client), open on the devnet."""
+
+    contract: PaychanContract
+    tower: TowerProcess
+    params: ChannelParams
+    cid: bytes
+    alice: Any
+    bob_before: int
+
+    @property
+    def chain(self) -> Any:
+        return self.contract.chain
+
+    def push(self, nonce: int, paid: int | None = None, **kwargs: Any) -> Push:
+        """Bob's push of state ``nonce`` (A has paid ``paid``, by default ``nonce * PAID``), once the tower
+        has seen the channel opened (``UnknownTowerChannel`` before)."""
+        push = push_by(KEY_B, nonce, nonce * PAID if paid is None else paid, domain=self.contract.domain,
+                       cid=self.cid, **kwargs)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            (result,) = self.tower.push([push.to_json()])
+            if result["accepted"]:
+                return push
+            assert result["error"]["type"] == "UnknownTowerChannel", result
+            assert time.monotonic() < deadline, "the tower never saw the channel opened"
+            time.sleep(0.1)
+
+    def close_stale(self, nonce: int) -> None:
+        """Alice closes with the doubly-signed state ``nonce``."""
+        self.contract.close(self.alice, self.params, both_signed(state_of(nonce, nonce * PAID, cid=self.cid),
+                                                                 self.contract.domain))  # fmt: skip
+
+    def payouts_once_settled(self, what: str) -> tuple[int, int]:
+        """The channel's payouts (A, B), once its ``ChannelSettled`` event is there."""
+        events = self.contract.contract.events.ChannelSettled()
+
+        def logs() -> list[Any]:
+            return list(events.get_logs(from_block=self.contract.from_block, argument_filters={"channelId": self.cid}))
+
+        wait_for(lambda: bool(logs()), what, timeout=20)
+        (event,) = logs()
+        return int(event["args"]["payoutA"]), int(event["args"]["payoutB"])
+
+    def bob_gained(self) -> int:
+        return self.chain.balance(self.params.participant_b) - self.bob_before
+
+
+@pytest.fixture
+def scene(devnet_contract: PaychanContract, tower_process: Callable[..., TowerProcess]) -> Scene:
+    tower = tower_process()
+    tower.start()
     alice = Account.from_key(KEY_A)
-    params, _ = contract.open_channel(alice, Account.from_key(KEY_B).address, DEPOSIT, challenge_period=PERIOD)
-    return params, contract.channel_id(params), alice
-
-
-def push_until_accepted(tower: TowerProcess, push: Push, timeout: float = 30.0) -> None:
-    """Pushes until the tower has seen the channel opened on chain (``UnknownTowerChannel`` before)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        (result,) = tower.push([push.to_json()])
-        if result["accepted"]:
-            return
-        assert result["error"]["type"] == "UnknownTowerChannel", result
-        assert time.monotonic() < deadline, "the tower never saw the channel opened"
-        time.sleep(0.1)
-
-
-def settled(contract: PaychanContract, cid: bytes) -> bool:
-    return bool(contract.contract.events.ChannelSettled().get_logs(from_block=contract.from_block,
-                                                                    argument_filters={"channelId": cid}))  # fmt: skip
-
-
-def payouts(contract: PaychanContract, cid: bytes) -> tuple[int, int]:
-    (event,) = contract.contract.events.ChannelSettled().get_logs(
-        from_block=contract.from_block, argument_filters={"channelId": cid}
-    )
-    return int(event["args"]["payoutA"]), int(event["args"]["payoutB"])
+    params, _ = devnet_contract.open_channel(alice, Account.from_key(KEY_B).address, DEPOSIT, challenge_period=PERIOD)
+    bob_before = devnet_contract.chain.balance(params.participant_b)
+    return Scene(devnet_contract, tower, params, devnet_contract.channel_id(params), alice, bob_before)
 
 
 def test_a_stale_close_against_an_offline_client_is_penalized_and_the_client_gets_the_whole_channel(
-    devnet_contract: PaychanContract, tower_process: Callable[..., TowerProcess]
+    scene: Scene,
 ) -> None:
-    contract, chain = devnet_contract, devnet_contract.chain
-    tower = tower_process()
-    tower.start()
-    params, cid, alice = open_channel(contract)
-    bob_before = chain.balance(params.participant_b)
-    tower_before = chain.balance(Account.from_key(KEY_TOWER).address)
-    push_until_accepted(
-        tower, push_by(KEY_B, 3, 3 * PAID, revoked_below=3, settle=True, domain=contract.domain, cid=cid)
-    )
-    # bob is offline from here on; alice closes with state 1, which she revoked
-    contract.close(alice, params, both_signed(state_of(1, PAID, cid=cid), contract.domain))
-    wait_for(lambda: contract.get_channel(cid).penalized, "the tower's proof of revocation", timeout=20)
-    chain.time_travel(PERIOD + 1)
-    wait_for(lambda: settled(contract, cid), "the tower's settlement", timeout=20)
-    assert payouts(contract, cid) == (0, DEPOSIT)
-    assert chain.balance(params.participant_b) - bob_before == DEPOSIT  # to the wei: bob paid no gas
-    assert tower.status()["sent"] == {"proofs": 1, "challenges": 0, "settlements": 1, "reveals": 0}
-    assert tower.status()["recordsFromChain"] == 0  # the record the tower built from the events was the chain's
-    assert chain.balance(Account.from_key(KEY_TOWER).address) < tower_before  # the tower paid its own gas
+    tower_before = scene.chain.balance(Account.from_key(KEY_TOWER).address)
+    scene.push(3, revoked_below=3, settle=True)
+    scene.close_stale(1)  # bob is offline from here on; alice closes with state 1, which she revoked
+    wait_for(lambda: scene.contract.get_channel(scene.cid).penalized, "the tower's proof of revocation", timeout=20)
+    scene.chain.time_travel(PERIOD + 1)
+    assert scene.payouts_once_settled("the tower's settlement") == (0, DEPOSIT)
+    assert scene.bob_gained() == DEPOSIT  # to the wei: bob paid no gas
+    assert scene.tower.status()["sent"] == {"proofs": 1, "challenges": 0, "settlements": 1, "reveals": 0}
+    assert scene.tower.status()["recordsFromChain"] == 0  # the record the tower built from the events was right
+    assert scene.chain.balance(Account.from_key(KEY_TOWER).address) < tower_before  # the tower paid its own gas
 
 
 def test_a_tower_killed_during_the_challenge_period_challenges_when_back_and_settles_after_a_second_kill(
-    devnet_contract: PaychanContract, tower_process: Callable[..., TowerProcess]
+    scene: Scene,
 ) -> None:
-    contract, chain = devnet_contract, devnet_contract.chain
-    tower = tower_process()
-    tower.start()
-    params, cid, alice = open_channel(contract)
-    bob_before = chain.balance(params.participant_b)
-    push_until_accepted(tower, push_by(KEY_B, 3, 3 * PAID, settle=True, domain=contract.domain, cid=cid))
-    tower.kill()  # no revocation held: the tower can only challenge
-    contract.close(alice, params, both_signed(state_of(1, PAID, cid=cid), contract.domain))
-    chain.time_travel(PERIOD // 2)
-    tower.start()  # resumes from its cursor: sees the close, challenges with nonce 3
-    wait_for(lambda: contract.get_channel(cid).nonce == 3, "the tower's challenge", timeout=20)
-    tower.kill()  # restarted with the channel closing in its store: it re-reads the record
-    chain.time_travel(PERIOD // 2 + 1)
-    assert contract.get_channel(cid).status == STATUS_CLOSING
-    tower.start()
-    wait_for(lambda: settled(contract, cid), "the restarted tower's settlement", timeout=20)
-    assert payouts(contract, cid) == (DEPOSIT - 3 * PAID, 3 * PAID)
-    assert tower.status()["recordsFromChain"] == 0
-    assert chain.balance(params.participant_b) - bob_before == 3 * PAID
+    scene.push(3, settle=True)
+    scene.tower.kill()  # no revocation held: the tower can only challenge
+    scene.close_stale(1)
+    scene.chain.time_travel(PERIOD // 2)
+    scene.tower.start()  # resumes from its cursor: sees the close, challenges with nonce 3
+    wait_for(lambda: scene.contract.get_channel(scene.cid).nonce == 3, "the tower's challenge", timeout=20)
+    scene.tower.kill()  # restarted with the channel closing in its store: it re-reads the record
+    scene.chain.time_travel(PERIOD // 2 + 1)
+    assert scene.contract.get_channel(scene.cid).status == STATUS_CLOSING
+    scene.tower.start()
+    assert scene.payouts_once_settled("the restarted tower's settlement") == (DEPOSIT - 3 * PAID, 3 * PAID)
+    assert scene.tower.status()["recordsFromChain"] == 0
+    assert scene.bob_gained() == 3 * PAID
 
 
-def test_a_lock_whose_secret_only_the_tower_holds_is_revealed_before_expiry_and_paid_at_settle(
-    devnet_contract: PaychanContract, tower_process: Callable[..., TowerProcess]
-) -> None:
-    contract, chain = devnet_contract, devnet_contract.chain
-    tower = tower_process()
-    tower.start()
-    params, cid, alice = open_channel(contract)
-    bob_before = chain.balance(params.participant_b)
+def test_a_lock_whose_secret_only_the_tower_holds_is_revealed_before_expiry_and_paid_at_settle(scene: Scene) -> None:
     secret = os.urandom(32)
-    expiry = chain.now() + 1200
+    expiry = scene.chain.now() + 1200
     lock = Lock("A", PAID, expiry, hashlock(secret))
-    newest = push_by(KEY_B, 4, 3 * PAID, locks=(lock,), secrets=(secret,), settle=True, domain=contract.domain, cid=cid)
-    push_until_accepted(tower, newest)
+    newest = scene.push(4, 3 * PAID, locks=(lock,), secrets=(secret,), settle=True)
     # the channel stays open and bob is gone: the tower reveals the secret once the expiry is near
-    chain.time_travel(expiry - REVEAL_MARGIN + 5 - chain.now())
-    wait_for(lambda: contract.revealed_at(hashlock(secret)) != 0, "the tower's reveal", timeout=20)
-    assert contract.revealed_at(hashlock(secret)) <= expiry
-    contract.close(alice, params, newest.signed)  # alice closes with the state holding the lock
-    chain.time_travel(PERIOD + 1)
-    wait_for(lambda: settled(contract, cid), "the tower's settlement with the lock list", timeout=20)
-    assert payouts(contract, cid) == (DEPOSIT - 4 * PAID, 4 * PAID)  # the lock paid bob
-    assert tower.status()["sent"]["reveals"] == 1 and tower.status()["recordsFromChain"] == 0
-    assert chain.balance(params.participant_b) - bob_before == 4 * PAID
+    scene.chain.time_travel(expiry - REVEAL_MARGIN + 5 - scene.chain.now())
+    wait_for(lambda: scene.contract.revealed_at(hashlock(secret)) != 0, "the tower's reveal", timeout=20)
+    assert scene.contract.revealed_at(hashlock(secret)) <= expiry
+    scene.contract.close(scene.alice, scene.params, newest.signed)  # alice closes with the state holding the lock
+    scene.chain.time_travel(PERIOD + 1)
+    paid = scene.payouts_once_settled("the tower's settlement with the lock list")
+    assert paid == (DEPOSIT - 4 * PAID, 4 * PAID)  # the lock paid bob
+    assert scene.tower.status()["sent"]["reveals"] == 1 and scene.tower.status()["recordsFromChain"] == 0
+    assert scene.bob_gained() == 4 * PAID
 
 
-def test_the_tower_process_keeps_the_newer_state_and_refuses_older_and_forged_pushes(
-    devnet_contract: PaychanContract, tower_process: Callable[..., TowerProcess]
-) -> None:
-    contract = devnet_contract
-    tower = tower_process()
-    tower.start()
-    params, cid, _ = open_channel(contract)
-    push_until_accepted(tower, push_by(KEY_B, 5, 5 * PAID, domain=contract.domain, cid=cid))
-    older = push_by(KEY_B, 4, 4 * PAID, domain=contract.domain, cid=cid)
-    forged = push_by(KEY_A, 9, 9 * PAID, domain=contract.domain, cid=cid).to_json() | {"client": params.participant_b}
+def test_the_tower_process_keeps_the_newer_state_and_refuses_older_and_forged_pushes(scene: Scene) -> None:
+    domain, cid = scene.contract.domain, scene.cid
+    scene.push(5)
+    older = push_by(KEY_B, 4, 4 * PAID, domain=domain, cid=cid)
+    forged = push_by(KEY_A, 9, 9 * PAID, domain=domain, cid=cid).to_json() | {"client": scene.params.participant_b}
     other_domain = push_by(KEY_B, 6, 6 * PAID, cid=cid)  # signed for another contract's domain
-    results = tower.push([older.to_json(), forged, other_domain.to_json()])
+    results = scene.tower.push([older.to_json(), forged, other_domain.to_json()])
     assert [r["error"]["type"] for r in results] == ["StalePush", "WrongPushSigner", "WrongPushSigner"]
     assert results[0]["error"]["fields"] == {"channel_id": "0x" + cid.hex(), "pushed_nonce": 4, "held_nonce": 5}
-    newer = push_by(KEY_B, 6, 6 * PAID, domain=contract.domain, cid=cid)
-    assert tower.push([newer.to_json()])[0] == {"accepted": True, "channelId": "0x" + cid.hex(), "nonce": 6}
-    tower.kill()
-    tower.start()  # what it answered accepted survived the SIGKILL
-    (result,) = tower.push([newer.to_json()])
+    newer = push_by(KEY_B, 6, 6 * PAID, domain=domain, cid=cid)
+    assert scene.tower.push([newer.to_json()])[0] == {"accepted": True, "channelId": "0x" + cid.hex(), "nonce": 6}
+    scene.tower.kill()
+    scene.tower.start()  # what it answered accepted survived the SIGKILL
+    (result,) = scene.tower.push([newer.to_json()])
     assert result["error"]["fields"]["held_nonce"] == 6
-    assert tower.status()["watched"] == 1
+    assert scene.tower.status()["watched"] == 1
