@@ -411,6 +411,69 @@ def _block_time(chain: Chain, receipt: TxReceipt) -> int:
     return int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
 
 
+WATCHTOWER_TITLE = "A watchtower defends an offline party"
+
+
+def run_watchtower(chain: Chain, contract: PaychanContract | None = None) -> Ledger:
+    """Bob pushes his newest state and alice's revocation to a watchtower (``paychan.tower``) and goes
+    offline; alice closes with a state she revoked; the tower, from its own account (the chain's fourth),
+    proves it and settles: bob gets the whole channel and sends no transaction, the tower pays the gas."""
+    from paychan.node.messages import SignedRevocation
+    from paychan.signers import LocalKeySigner
+    from paychan.tower.protocol import sign_push, verify_push
+    from paychan.tower.watcher import Closing, TowerSendProveRevoked, TowerSendSettle, decide
+
+    if len(chain.accounts) < 4:
+        raise ValueError(f"the watchtower demo needs 4 funded accounts with keys, the chain has {len(chain.accounts)}")
+    tower = chain.accounts[3]
+    life = _Lifecycle(chain, contract, WATCHTOWER_TITLE)
+    life.recorder.names[tower.address.lower()] = "tower"
+    life.open(4 * ETHER)
+    life.deposit("bob", 1 * ETHER)
+    revoked = life.pay("alice", 1 * ETHER)
+    life.pay("alice", 1 * ETHER)
+    life.revoke()
+    newest = life.pay("bob", ETHER // 2)
+    life.revoke()
+    alice, bob, contract_, recorder = life.cast.alice, life.cast.bob, life.contract, life.recorder
+    bobs = life.channels["bob"]
+    held = bobs.peer_revocation
+    assert held is not None
+    push = sign_push(
+        LocalKeySigner(bob.key), contract_.domain, newest, (), SignedRevocation(held[0].below_nonce, held[1]), (), True
+    )
+    role = verify_push(push, contract_.domain, life.params)
+    recorder.note(
+        f"bob pushed nonce {push.nonce} and alice's revocation below {push.revoked_below} to the tower, signed "
+        f"(EIP-712 TowerPush); the tower checked both signatures on the state and alice's on the revocation "
+        f"(bob is {role}), and bob went offline"
+    )
+    recorder.send("close with revoked state (alice)", alice, lambda: contract_.close(alice, life.params, revoked))
+
+    def tower_acts(label: str) -> None:
+        onchain = contract_.get_channel(life.channel_id)
+        assert onchain.closed_by is not None
+        closing = Closing(contract_.recorded_state(life.channel_id), onchain.closed_by, onchain.penalized)
+        action = decide(push, role, closing, chain.now() + 1)
+        if isinstance(action, TowerSendProveRevoked):
+            below, signature = push.revoked_below, held[1]
+            recorder.send(label, tower, lambda: contract_.prove_revoked(tower, life.params, below, signature))
+        elif isinstance(action, TowerSendSettle):
+            recorder.send(label, tower, lambda: contract_.settle(tower, life.params, closing.recorded))
+        else:
+            raise RuntimeError(f"the tower decided {action!r}")
+
+    tower_acts("prove revoked state (tower)")
+    recorder.note(
+        f"the tower saw the close of nonce {revoked.state.nonce} and held alice's revocation below "
+        f"{push.revoked_below}: it proved it at once, from its own account"
+    )
+    chain.time_travel(CHALLENGE_PERIOD + 1)
+    tower_acts("settle (tower)")
+    recorder.note("bob had asked the tower to settle: the whole channel went to bob; the tower paid both fees")
+    return recorder.finish()
+
+
 def run_all(chain: Chain, payments: int = 20) -> list[Ledger]:
     """Every scenario in order on one contract (deployed by the first, recorded in its ledger)."""
     cooperative = run_cooperative(chain, payments=payments)
