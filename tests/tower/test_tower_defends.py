@@ -7,8 +7,11 @@ transaction at all, so its balance on chain changes by exactly what the channel 
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +21,7 @@ from eth_account import Account
 
 from paychan.contract import STATUS_CLOSING, PaychanContract
 from paychan.node.watcher import REVEAL_MARGIN
+from paychan.signing import Domain
 from paychan.state import ChannelParams, Lock, hashlock
 from paychan.tower.process import TowerProcess
 from paychan.tower.protocol import Push
@@ -76,6 +80,11 @@ class Scene:
 
     def bob_gained(self) -> int:
         return self.chain.balance(self.params.participant_b) - self.bob_before
+
+
+def post(url: str, body: bytes) -> None:
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).close()
 
 
 @pytest.fixture
@@ -143,12 +152,20 @@ def test_the_tower_process_keeps_the_newer_state_and_refuses_older_and_forged_pu
     scene.push(5)
     older = push_by(KEY_B, 4, 4 * PAID, domain=domain, cid=cid)
     forged = push_by(KEY_A, 9, 9 * PAID, domain=domain, cid=cid).to_json() | {"client": scene.params.participant_b}
-    other_domain = push_by(KEY_B, 6, 6 * PAID, cid=cid)  # signed for another contract's domain
+    elsewhere = Domain(domain.chain_id, "0x" + "11" * 20)
+    other_domain = push_by(KEY_B, 6, 6 * PAID, cid=cid, domain=elsewhere)  # signed for another contract
     results = scene.tower.push([older.to_json(), forged, other_domain.to_json()])
     assert [r["error"]["type"] for r in results] == ["StalePush", "WrongPushSigner", "WrongPushSigner"]
     assert results[0]["error"]["fields"] == {"channel_id": "0x" + cid.hex(), "pushed_nonce": 4, "held_nonce": 5}
     newer = push_by(KEY_B, 6, 6 * PAID, domain=domain, cid=cid)
     assert scene.tower.push([newer.to_json()])[0] == {"accepted": True, "channelId": "0x" + cid.hex(), "nonce": 6}
+    for body in (b"{not json", json.dumps({"pushes": [newer.to_json()] * 257}).encode(), b"[]"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(scene.tower.url + "/pushes", body)
+        assert refused.value.code == 400  # bounded and refused whole, before any signature is checked
+    with pytest.raises(urllib.error.HTTPError) as too_big:
+        post(scene.tower.url + "/pushes", b" " * (2 << 20))
+    assert too_big.value.code == 413
     scene.tower.kill()
     scene.tower.start()  # what it answered accepted survived the SIGKILL
     (result,) = scene.tower.push([newer.to_json()])
