@@ -249,9 +249,9 @@ def run_dispute(chain: Chain, contract: PaychanContract | None = None) -> Ledger
     return recorder.finish()
 
 
-def run_cheater(chain: Chain, contract: PaychanContract | None = None) -> Ledger:
-    """Alice closes with a state she revoked; bob proves it with her revocation and gets the whole channel."""
-    life = _Lifecycle(chain, contract, TITLES["cheater"])
+def _revoked_and_newest(life: _Lifecycle) -> tuple[SignedState, SignedState]:
+    """Alice opens with 4 ETH, bob deposits 1, alice pays 1 ETH twice, bob pays 0.5 back, both revoking
+    every older nonce after each of the last two: alice's first state (which she revoked) and the newest."""
     life.open(4 * ETHER)
     life.deposit("bob", 1 * ETHER)
     revoked = life.pay("alice", 1 * ETHER)
@@ -259,6 +259,13 @@ def run_cheater(chain: Chain, contract: PaychanContract | None = None) -> Ledger
     life.revoke()
     newest = life.pay("bob", ETHER // 2)
     life.revoke()
+    return revoked, newest
+
+
+def run_cheater(chain: Chain, contract: PaychanContract | None = None) -> Ledger:
+    """Alice closes with a state she revoked; bob proves it with her revocation and gets the whole channel."""
+    life = _Lifecycle(chain, contract, TITLES["cheater"])
+    revoked, newest = _revoked_and_newest(life)
     alice, bob, contract_, recorder = life.cast.alice, life.cast.bob, life.contract, life.recorder
     held = life.channels["bob"].peer_revocation
     assert held is not None
@@ -428,13 +435,7 @@ def run_watchtower(chain: Chain, contract: PaychanContract | None = None) -> Led
     tower = chain.accounts[3]
     life = _Lifecycle(chain, contract, WATCHTOWER_TITLE)
     life.recorder.names[tower.address.lower()] = "tower"
-    life.open(4 * ETHER)
-    life.deposit("bob", 1 * ETHER)
-    revoked = life.pay("alice", 1 * ETHER)
-    life.pay("alice", 1 * ETHER)
-    life.revoke()
-    newest = life.pay("bob", ETHER // 2)
-    life.revoke()
+    revoked, newest = _revoked_and_newest(life)
     alice, bob, contract_, recorder = life.cast.alice, life.cast.bob, life.contract, life.recorder
     bobs = life.channels["bob"]
     held = bobs.peer_revocation

@@ -384,12 +384,8 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         },
     )
     print(f"paychan node {node.address}: peer {node.public_url}, control {control_url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         watcher_task.cancel()
         if tower is not None and tower_task is not None:
@@ -399,6 +395,15 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         await control_runner.cleanup()
         await node.stop()
         control_file.unlink(missing_ok=True)
+
+
+async def until_stopped() -> None:
+    """Returns once the process gets SIGTERM or SIGINT (a server's main loop waits here)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 def run_keystore(args: argparse.Namespace) -> int:

@@ -12,12 +12,11 @@ import errno
 import json
 import logging
 import os
-import signal
 from pathlib import Path
 from typing import Any
 
 from paychan.cli import port_number
-from paychan.cli.node import add_watcher_arguments
+from paychan.cli.node import add_watcher_arguments, until_stopped
 from paychan.exceptions import PaychanError
 
 
@@ -102,12 +101,8 @@ async def _serve(args: argparse.Namespace, registry: Any, contract: Any, account
     info = info_file(args.db)
     info.write_text(json.dumps({"url": url, "pid": os.getpid(), "account": account.address}))
     print(f"paychan tower {account.address}: listening at {url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         task.cancel()
         watcher.stop()
