@@ -8,6 +8,7 @@ holds). Restored from the backup with bob gone, her node reads nonce 4 back from
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from paychan.contract import PaychanContract
 from paychan.node.process import NodeProcess
 from paychan.tower.process import TowerProcess
 from paychan.tower.store import TowerStore
-from tests.node.conftest import KEY_A, KEY_B, node_processes, open_channel_by_cli, paychan, wait_for  # noqa: F401
+from tests.node.conftest import (  # noqa: F401 - node_processes: a fixture
+    KEY_A,
+    KEY_B,
+    free_port,
+    node_processes,
+    open_channel_by_cli,
+    paychan,
+    wait_for,
+)
 
 
 def held_nonce(tower: TowerProcess, client: str) -> int:
@@ -92,3 +101,24 @@ def test_a_restored_node_whose_tower_is_down_refuses_to_start_in_one_sentence(
     assert "paychan: error: this node's store was restored from a backup and the tower at http://127.0.0.1:9" in (
         str(failed.value)
     )
+
+
+def test_a_node_whose_tower_is_down_pays_as_usual_and_pushes_once_the_tower_is_up(
+    node_processes: Callable[..., NodeProcess],  # noqa: F811
+    tower_process: Callable[..., TowerProcess],
+    capsys: pytest.CaptureFixture[str],
+    devnet_contract: PaychanContract,
+) -> None:
+    tower = tower_process(port=free_port())
+    alice, bob = node_processes("alice", KEY_A), node_processes("bob", KEY_B)
+    alice.extra_args = (*alice.extra_args, "--tower", f"http://127.0.0.1:{tower.port}")
+    alice.start()  # the tower is not running: pushes fail, off the payment path
+    bob.start()
+    open_channel_by_cli(capsys, alice, bob, "1ether")
+    started = time.monotonic()
+    assert paychan(capsys, "pay", "--db", str(alice.db), "0.01ether", "--count", "20")[0] == 0
+    assert time.monotonic() - started < 15  # not one 10-second tower timeout per payment
+    assert alice.status()["nonce"] == 20
+    tower.start()
+    address = alice.control_info()["address"]
+    wait_for(lambda: held_nonce(tower, address) == 20, "alice's node to push once the tower is up", timeout=30)
