@@ -167,3 +167,28 @@ def test_the_record_built_from_close_and_challenge_events_is_what_the_contract_f
     assert (recorded.nonce, recorded.closer_nonce, recorded.deadline, recorded.salt, penalized) == (4, 2, 5000, 9, True)
     store.forget_record(CID)
     assert store.record(CID) is None
+
+
+def test_a_flood_of_pushes_leaves_the_event_loop_a_turn_every_few_checks(registry: Registry) -> None:
+    forged = push_by(KEY_C, 9, 9 * 10**16).to_json() | {"client": push_by(KEY_B, 1, 0).client}
+
+    async def flood_and_tick() -> tuple[int, list[dict[str, Any]]]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:  # what the watcher's coroutine gets while pushes are checked
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        floods = await asyncio.gather(*(registry.submit([forged] * 256) for _ in range(4)))
+        done.set()
+        await task
+        return ticks, [r for flood in floods for r in flood]
+
+    ticks, results = asyncio.run(flood_and_tick())
+    assert all(r["error"]["type"] == "WrongPushSigner" for r in results) and len(results) == 1024
+    assert ticks >= 1024 // 16  # a turn of the loop at least every 16 checks
