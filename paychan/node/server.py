@@ -412,6 +412,7 @@ class Node:
         self._started = False
         self.announce_patience = announce_patience
         self.pay_batches: dict[str, PayBatch] = {}
+        self._settle_guards: dict[bytes, asyncio.Lock] = {}
         # Why the node stopped trusting its chain (``ChainLost``), or None; set by the watcher.
         self.chain_lost: str | None = None
         self.chain_time: int | None = None  # the latest block's timestamp the watcher saw
@@ -1598,20 +1599,31 @@ class Node:
 
         contract = self._require_contract()
         runtime = self.runtime(cid)
-        recorded = recorded_state(runtime.record)
-        if recorded is None:
-            raise NothingToSettle(runtime.record.status)
-        now = await self.on_chain(contract.chain.now)
-        if now <= recorded.deadline:
-            raise PaychanError(
-                f"the challenge period runs until {recorded.deadline} ({recorded.deadline - now} s from now): "
-                "settle after it (the node settles by itself unless started with --no-auto-settle)"
-            )
-        locks = self.lock_list(runtime.cid, recorded.locks_root)  # resolved against the secret registry
-        receipt = await self.on_chain(contract.settle, self.account, runtime.record.params, recorded, locks=locks)
-        if runtime.record.status != STATUS_CLOSED:
-            self.mark_closed(runtime)
-        return self._settled(runtime, receipt, recorded.nonce)
+        async with self.settle_guard(runtime.cid):  # the watcher's auto-settle may be sending one right now
+            recorded = recorded_state(runtime.record)
+            if recorded is None:
+                raise NothingToSettle(runtime.record.status)
+            now = await self.on_chain(contract.chain.now)
+            if now <= recorded.deadline:
+                raise PaychanError(
+                    f"the challenge period runs until {recorded.deadline} ({recorded.deadline - now} s from now): "
+                    "settle after it (the node settles by itself unless started with --no-auto-settle)"
+                )
+            locks = self.lock_list(runtime.cid, recorded.locks_root)  # resolved against the secret registry
+            receipt = await self.on_chain(contract.settle, self.account, runtime.record.params, recorded, locks=locks)
+            if runtime.record.status != STATUS_CLOSED:
+                self.mark_closed(runtime)
+            return self._settled(runtime, receipt, recorded.nonce)
+
+    def settle_guard(self, cid: bytes) -> asyncio.Lock:
+        """Held while a settling transaction of channel ``cid`` is in flight (the control API's or the
+        watcher's), so that two are never sent for one record: the second would revert on chain and cost
+        its gas. The watcher skips a channel whose guard is held; ``settle`` waits for it, then finds the
+        channel closed (``NothingToSettle``)."""
+        guard = self._settle_guards.get(cid)
+        if guard is None:
+            guard = self._settle_guards[cid] = asyncio.Lock()
+        return guard
 
     def _settled(self, runtime: Runtime, receipt: Any, nonce: int) -> dict[str, Any]:
         """What a settling transaction paid (``ChannelSettled``) and what it deferred (``PayoutDeferred``)."""

@@ -411,6 +411,14 @@ class Watcher:
             if action is None:
                 continue
             try:
+                if isinstance(action, ContractSendSettle):
+                    guard = self.node.settle_guard(action.channel_id)
+                    if guard.locked():  # `paychan settle` is sending it: the next poll sees the outcome
+                        continue
+                    async with guard:
+                        if runtime.record.status == STATUS_CLOSING:
+                            await self.execute(action)
+                    continue
                 await self.execute(action)
             except asyncio.CancelledError:
                 raise
