@@ -445,10 +445,10 @@ class ShellLine:
 ASSIGNMENT = re.compile(r"([A-Za-z_]\w*)=(\S*)\s+")
 
 
-def shell_lines(text: str) -> list[ShellLine]:
-    """The lines of ``text``'s ```sh blocks: shown, but needing a running devnet or node."""
+def shell_lines(text: str, fence: str = "sh") -> list[ShellLine]:
+    """The lines of ``text``'s ```sh blocks (or ```FENCE ones): shown, but needing a running devnet or node."""
     found = []
-    for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M):
+    for block in re.findall(rf"^```{fence}\n(.*?)^```", text, flags=re.S | re.M):
         for raw in block.splitlines():
             line = raw.split("  #")[0].strip()
             if not line:
