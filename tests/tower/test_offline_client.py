@@ -160,7 +160,12 @@ def test_a_stale_close_against_a_stopped_client_node_is_penalized_and_the_node_b
     assert scene.bob_gained() == DEPOSIT  # to the wei: bob's account paid no gas
     assert scene.tower_spent() > 0  # the tower paid its own gas
     status = scene.bob_back()
-    assert (status["status"], status["penalized"], status["closedBy"], status["closerNonce"]) == ("closed", True, "A", 1)
+    assert (status["status"], status["penalized"], status["closedBy"], status["closerNonce"]) == (
+        "closed",
+        True,
+        "A",
+        1,
+    )
     assert status["nonce"] == PAYMENTS  # nothing lost off chain either
     assert scene.bob_gained() == DEPOSIT  # back, bob's node sent nothing either
 
