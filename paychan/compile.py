@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,12 +105,15 @@ def hash_sources(root: Path, files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def compile_contracts(root: Path | None = None, include_test: bool = False) -> dict[str, Artifact]:
-    """Compiles ``contracts/`` and returns an artifact per contract name."""
+def compile_contracts(
+    root: Path | None = None, include_test: bool = False, only: Sequence[str] = ()
+) -> dict[str, Artifact]:
+    """Compiles ``contracts/`` and returns an artifact per contract name; ``only``: just these sources
+    (paths relative to the root, e.g. ``contracts/test/OwnedWallet1271.sol``), with what they import."""
     import solcx
 
     root = root or project_root()
-    files = source_files(root, include_test)
+    files = [root / name for name in only] if only else source_files(root, include_test)
     if not files:
         raise FileNotFoundError(f"no Solidity sources in {root / 'contracts'} (compiling needs a source checkout)")
     if not solc_binary(root).exists():

@@ -10,7 +10,9 @@ the contract's named exception (``paychan.exceptions``) with its values.
 
 States are signed for the wallet by its owner key: :meth:`WalletAccount.signer` is the
 ``Erc1271Signer`` a ``Channel`` takes; the contract checks such signatures with the wallet's
-``isValidSignature``.
+``isValidSignature``. :func:`accepts_signature` asks a wallet the same question off chain (an ``eth_call``
+with the gas the contract gives it), and :func:`check_wallet_owner` whether a key drives a wallet, as
+``paychan node --wallet`` does before it starts.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError, Web3RPCError
 
-from paychan.exceptions import TransactionFailed
+from paychan.exceptions import PaychanError, TransactionFailed
 from paychan.signers import Erc1271Signer, LocalKeySigner
+from paychan.signing import sign_digest
+from paychan.state import Signature
 
 EXECUTE_SIGNATURE = "execute(address,uint256,bytes)"
 EXECUTE_SELECTOR = keccak(text=EXECUTE_SIGNATURE)[:4]
@@ -47,6 +52,28 @@ EXECUTE_ABI: list[dict[str, Any]] = [
 ]
 # ``NotOwner(address caller)``: how OwnedWallet1271 (and wallets like it) refuse a caller other than the owner.
 NOT_OWNER_SELECTOR = keccak(text="NotOwner(address)")[:4]
+IS_VALID_SIGNATURE_SELECTOR = keccak(text="isValidSignature(bytes32,bytes)")[:4]
+ERC1271_MAGIC = bytes.fromhex("1626ba7e")
+# The gas the contract gives a wallet's isValidSignature (PaymentChannels._ERC1271_GAS): an off-chain check
+# gets no more, so it accepts only what the contract would and a gas-burning wallet costs a bounded call.
+ERC1271_GAS = 100_000
+
+
+class NotAWallet(PaychanError):
+    """Raised when ``address`` has no code: it is a key, not a contract wallet."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__(f"{address} has no code on this chain: it is not a contract wallet")
+
+
+class WalletRefusesSigner(PaychanError):
+    """Raised when the wallet at ``wallet`` does not accept ``signer``'s signatures (ERC-1271
+    ``isValidSignature`` within ``ERC1271_GAS``): states that key signs would not count as the wallet's."""
+
+    def __init__(self, wallet: str, signer: str) -> None:
+        self.wallet, self.signer = wallet, signer
+        super().__init__(f"WalletRefusesSigner(wallet={wallet}, signer={signer})")
 
 
 class NotWalletOwner(TransactionFailed):
@@ -99,6 +126,41 @@ class WalletAccount:
     def signing_address(self) -> str:
         """The key whose signatures count as the wallet's: a peer's ``Channel(peer_signing_address=...)``."""
         return to_checksum_address(self.owner.address)
+
+
+def erc1271_calldata(digest: bytes, signature: Signature) -> bytes:
+    """``isValidSignature(digest, r || s || v)``: the 65-byte form the contract passes (solady)."""
+    packed = signature.r + signature.s.to_bytes(32, "big") + bytes([signature.v])
+    return IS_VALID_SIGNATURE_SELECTOR + encode(["bytes32", "bytes"], [digest, packed])
+
+
+def accepts_signature(w3: Web3, wallet: str, digest: bytes, signature: Signature, gas: int = ERC1271_GAS) -> bool:
+    """Whether the contract at ``wallet`` accepts ``signature`` for ``digest`` by ERC-1271, as the channel
+    contract asks it: one ``eth_call`` with at most ``gas``, true only for the exact magic word. A revert, an
+    error reply (out of gas), no code or any other answer is false; an RPC that cannot be reached raises."""
+    call = {"to": to_checksum_address(wallet), "data": erc1271_calldata(digest, signature), "gas": gas}
+    try:
+        answer = bytes(w3.eth.call(call))  # type: ignore[arg-type]
+    except (ContractLogicError, Web3RPCError):
+        return False
+    return answer[:32] == ERC1271_MAGIC + bytes(28)
+
+
+def check_wallet_owner(w3: Web3, wallet: WalletAccount) -> None:
+    """Checks, with two ``eth_call``s and no transaction, that ``wallet.owner`` drives the wallet: its
+    signatures count as the wallet's (``isValidSignature``), and the wallet makes calls for it (``execute``
+    of an empty call to the owner). ``NotAWallet``, ``WalletRefusesSigner`` or ``NotWalletOwner`` if not."""
+    address, owner = wallet.address, wallet.owner.address
+    if not w3.eth.get_code(address):  # type: ignore[arg-type]
+        raise NotAWallet(address)
+    probe = keccak(b"\x19paychan wallet owner\x00" + bytes.fromhex(address[2:]) + bytes.fromhex(owner[2:]))
+    if not accepts_signature(w3, address, probe, sign_digest(probe, bytes(wallet.owner.key))):
+        raise WalletRefusesSigner(address, owner)
+    call = {"from": owner, "to": address, "data": wallet.execute_data(owner, 0, b""), "gas": 200_000}
+    try:
+        w3.eth.call(call)  # type: ignore[arg-type]
+    except (ContractLogicError, Web3RPCError):
+        raise NotWalletOwner(address, owner) from None
 
 
 def via_wallet(wallet: str, owner: LocalAccount) -> WalletAccount:

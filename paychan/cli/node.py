@@ -78,6 +78,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "secrets to (batched, twice a second), and, after `paychan restore`, to read them back from before "
         "serving (default: none)",
     )
+    node.add_argument(
+        "--wallet",
+        type=wallet_address,
+        default=None,
+        metavar="ADDRESS",
+        help="run the node for this contract wallet (ERC-1271, with execute(target, value, data)), owned by the "
+        "keystore's key: the wallet is the channel participant, the key signs its states (or --signer-url / "
+        "--ape-account for the key), sends its transactions through the wallet's execute and pays their gas. "
+        "Checked at start: the wallet must accept the key's signatures and calls",
+    )
     node.add_argument("--max-batch", type=int, default=256, help="most states proposed in one message")
     node.add_argument("--payment-timeout", type=float, default=60.0, help="seconds a pay request waits")
     node.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -234,6 +244,42 @@ Ctrl-C on pay cancels the payments not signed yet and reports what was paid."""
 # --- running a node -------------------------------------------------------------------------------
 
 
+def wallet_address(text: str) -> str:
+    """An ``argparse`` type: a contract wallet's address (0x and 40 hex digits), checksummed."""
+    from eth_utils.address import to_checksum_address
+
+    if not re.fullmatch(r"0x[0-9a-fA-F]{40}", text):
+        raise argparse.ArgumentTypeError(f"invalid address {text!r}: expected 0x and 40 hex digits")
+    return str(to_checksum_address(text))
+
+
+def check_wallet(chain: Any, wallet: str, key: bytes) -> None:
+    """``--wallet``: the wallet must accept the keystore key's signatures and make calls for it (two
+    ``eth_call``s, no transaction); else one sentence, before anything is created."""
+    from eth_account import Account
+
+    from paychan.wallets import NotAWallet, NotWalletOwner, WalletAccount, WalletRefusesSigner, check_wallet_owner
+
+    owner = Account.from_key(key)
+    try:
+        check_wallet_owner(chain.w3, WalletAccount(wallet, owner))
+    except NotAWallet:
+        raise PaychanError(
+            f"--wallet {wallet} has no code on chain {chain.chain_id}: it is not a contract wallet (a key runs a "
+            "node with its keystore alone)"
+        ) from None
+    except WalletRefusesSigner:
+        raise PaychanError(
+            f"the wallet {wallet} does not accept signatures of the keystore's key {owner.address} "
+            "(isValidSignature): start the node with the keystore of its owner"
+        ) from None
+    except NotWalletOwner:
+        raise PaychanError(
+            f"the wallet {wallet} does not make calls for the keystore's key {owner.address} (execute reverts): "
+            "start the node with the keystore of its owner"
+        ) from None
+
+
 def lock_store(db: str | Path) -> TextIO:
     """An exclusive lock on ``<db>.lock`` held while the node runs; raises if another node holds it."""
     handle = open(f"{db}.lock", "w")  # noqa: SIM115 - held for the node's lifetime
@@ -263,6 +309,8 @@ def run_node(args: argparse.Namespace) -> int:
     from paychan.node.watcher import CURSOR_KEY, GENESIS_KEY
 
     chain = rpc_chain(rpc_url, ["0x" + key.hex()])  # before the store: an unreachable chain creates no file
+    if args.wallet is not None:
+        check_wallet(chain, args.wallet, key)  # before the store too
     lock = lock_store(args.db)
     store = Store(args.db)
     if args.contract is not None and store.get_meta(CURSOR_KEY) is not None:
@@ -275,7 +323,7 @@ def run_node(args: argparse.Namespace) -> int:
         ("chainId", str(chain.chain_id)),
         (GENESIS_KEY, genesis),
         ("contract", contract.address),
-        ("address", chain.accounts[0].address),
+        ("address", args.wallet or chain.accounts[0].address),
     ):
         known = store.get_meta(name)
         if known is None:
@@ -292,12 +340,20 @@ def run_node(args: argparse.Namespace) -> int:
 
 def build_signer(args: argparse.Namespace, key: bytes) -> Any:
     """The signer of ``paychan node``'s off-chain messages: None (the keystore's key), a ``JsonRpcSigner``
-    (``--signer-url``) or an ``ApeSigner`` (``--ape-account``), for the keystore's address. A signer for
+    (``--signer-url``) or an ``ApeSigner`` (``--ape-account``), for the keystore's address; with
+    ``--wallet``, an ``Erc1271Signer`` of the wallet around it (or around the key). A signer for
     another address is refused in one sentence; one that does not answer yet only warns: the node starts,
     refuses to sign until it is back, and finds it back by itself."""
     from eth_account import Account
 
-    from paychan.signers import AccountNotHeld, ApeSigner, JsonRpcSigner, SignerUnavailable
+    from paychan.signers import (
+        AccountNotHeld,
+        ApeSigner,
+        Erc1271Signer,
+        JsonRpcSigner,
+        LocalKeySigner,
+        SignerUnavailable,
+    )
 
     address = Account.from_key(key).address
     signer: Any = None
@@ -321,6 +377,8 @@ def build_signer(args: argparse.Namespace, key: bytes) -> Any:
             f"the signer signs for {signer.address}, not for the keystore's address {address}: give the keystore "
             "of the signer's account"
         )
+    if args.wallet is not None:  # the key (or its signer) signs for the wallet it owns
+        signer = Erc1271Signer(args.wallet, signer if signer is not None else LocalKeySigner(key, check=False))
     return signer
 
 
@@ -353,6 +411,7 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         max_batch=args.max_batch,
         payment_timeout=args.payment_timeout,
         signer=signer,
+        wallet=args.wallet,
     )
     tower = None
     if args.tower:

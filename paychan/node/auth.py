@@ -11,6 +11,16 @@ and travels in three headers (``Paychan-Signer``, ``Paychan-Timestamp``, ``Paych
 is accepted only within ``MAX_SKEW_MS`` of the receiver's clock and only once (``ReplayGuard``), so a
 captured request can neither be replayed nor sent to another node, chain or contract.
 
+A node whose participant is a contract wallet (``paychan node --wallet``) signs its requests with the
+wallet's owner key and names the wallet in a fourth header, ``Paychan-Participant``; the digest then has
+another prefix and covers the wallet's address too::
+
+    digest = keccak256(0x19 "paychan peer" 0x01 || domainSeparator || recipient || participant || method 0x00
+                       || path 0x00 || timestamp (8 bytes) || keccak256(body))
+
+Whether that key speaks for that wallet is the receiving node's question (``paychan.node.wallet_peers``).
+A request without the header is signed and checked exactly as before.
+
 ``PeerGate`` decides what a request may cost before the node reads its body: a request that claims to come
 from a known counterparty draws on that counterparty's budget (``TokenBucket``) and on its IP address's
 budget for forgeries (claims of a counterparty whose signature did not verify), anything else (strangers,
@@ -35,7 +45,9 @@ from paychan.signing import Domain
 from paychan.state import Signature
 
 AUTH_PREFIX = b"\x19paychan peer\x00"  # 0x19 then not 0x01: never the prefix of an EIP-712 digest
+WALLET_AUTH_PREFIX = b"\x19paychan peer\x01"  # a request speaking for a contract wallet (Paychan-Participant)
 SIGNER_HEADER = "Paychan-Signer"
+PARTICIPANT_HEADER = "Paychan-Participant"
 TIMESTAMP_HEADER = "Paychan-Timestamp"
 SIGNATURE_HEADER = "Paychan-Signature"
 MAX_SKEW_MS = 60_000  # a request signed more than a minute before or after the receiver's clock is refused
@@ -80,12 +92,24 @@ def recover_digest_signer(digest: bytes, signature: Signature) -> str:
 # --- request signatures ---------------------------------------------------------------------------
 
 
-def request_digest(domain: Domain, recipient: str, method: str, path: str, timestamp_ms: int, body: bytes) -> bytes:
-    """What the sender of a peer request signs (see the module docstring)."""
+def request_digest(
+    domain: Domain,
+    recipient: str,
+    method: str,
+    path: str,
+    timestamp_ms: int,
+    body: bytes,
+    participant: str | None = None,
+) -> bytes:
+    """What the sender of a peer request signs (see the module docstring); ``participant``: the contract
+    wallet the request speaks for, if any."""
+    head = (
+        AUTH_PREFIX + domain.separator + bytes.fromhex(recipient[2:])
+        if participant is None
+        else WALLET_AUTH_PREFIX + domain.separator + bytes.fromhex(recipient[2:]) + bytes.fromhex(participant[2:])
+    )
     return keccak(
-        AUTH_PREFIX
-        + domain.separator
-        + bytes.fromhex(recipient[2:])
+        head
         + method.upper().encode()
         + b"\x00"
         + path.encode()
@@ -108,20 +132,25 @@ def sign_request(
     body: bytes,
     timestamp_ms: int | None = None,
     signer: str | None = None,
+    participant: str | None = None,
 ) -> dict[str, str]:
     """The authentication headers of a peer request from the holder of ``private_key`` to ``recipient``.
 
-    ``signer``: the key's address, when the caller knows it (deriving it costs about 200 µs a request)."""
+    ``signer``: the key's address, when the caller knows it (deriving it costs about 200 µs a request).
+    ``participant``: the contract wallet the key speaks for (its owner's node), named in ``Paychan-Participant``."""
     from eth_account import Account
 
     timestamp_ms = now_ms() if timestamp_ms is None else timestamp_ms
     signer = signer or Account.from_key(private_key).address
-    signature = sign_digest(private_key, request_digest(domain, recipient, method, path, timestamp_ms, body))
-    return {
+    digest = request_digest(domain, recipient, method, path, timestamp_ms, body, participant)
+    headers = {
         SIGNER_HEADER: signer,
         TIMESTAMP_HEADER: str(timestamp_ms),
-        SIGNATURE_HEADER: "0x" + signature.to_bytes().hex(),
+        SIGNATURE_HEADER: "0x" + sign_digest(private_key, digest).to_bytes().hex(),
     }
+    if participant is not None:
+        headers[PARTICIPANT_HEADER] = participant
+    return headers
 
 
 @dataclass(frozen=True)
@@ -132,10 +161,17 @@ class Claim:
     timestamp_ms: int
     signature: Signature
     checked_at: int  # the receiver's clock (ms) when the headers were found fresh: the replay guard's "now"
+    participant: str | None = None  # the contract wallet ``signer`` claims to speak for (Paychan-Participant)
+
+    @property
+    def speaks_for(self) -> str:
+        """The participant the request comes from: the wallet it names, else its signer."""
+        return self.signer if self.participant is None else self.participant
 
     def verify(self, domain: Domain, recipient: str, method: str, path: str, body: bytes) -> bytes:
-        """Checks the signature over the request; returns its digest (for the replay guard)."""
-        digest = request_digest(domain, recipient, method, path, self.timestamp_ms, body)
+        """Checks the signature over the request; returns its digest (for the replay guard). That the signer
+        speaks for ``participant`` is not checked here (``paychan.node.wallet_peers``)."""
+        digest = request_digest(domain, recipient, method, path, self.timestamp_ms, body, self.participant)
         recovered = recover_digest_signer(digest, self.signature)
         if recovered != self.signer:
             raise Unauthenticated(f"the request is not signed by {self.signer}")
@@ -159,7 +195,15 @@ def read_claim(headers: Mapping[str, str], now: int | None = None, max_skew_ms: 
         parsed = Signature.from_bytes(bytes.fromhex(signature[2:]))
     except ValueError:
         raise Unauthenticated("malformed signature") from None
-    return Claim(to_checksum_address(signer), timestamp_ms, parsed, now)
+    participant = headers.get(PARTICIPANT_HEADER)
+    if participant is None:
+        return Claim(to_checksum_address(signer), timestamp_ms, parsed, now)
+    if not _ADDRESS.match(participant):
+        raise Unauthenticated("malformed Paychan-Participant header")
+    wallet, key = to_checksum_address(participant), to_checksum_address(signer)
+    if wallet == key:
+        raise Unauthenticated("Paychan-Participant names the signer itself: leave the header out")
+    return Claim(key, timestamp_ms, parsed, now, wallet)
 
 
 class ReplayGuard:

@@ -1,7 +1,8 @@
 """The client side of the peer protocol: one aiohttp ``ClientSession`` per node, kept alive between calls.
 
 Every request but ``GET /peer/info`` is signed for its recipient (``paychan.node.auth``): the node's key
-signs the method, path, a timestamp and the body, so the receiver knows which participant sent it.
+signs the method, path, a timestamp and the body, so the receiver knows which participant sent it. The node
+of a contract wallet signs with the wallet's owner key and names the wallet (``participant``).
 """
 
 from __future__ import annotations
@@ -42,10 +43,17 @@ class PeerRefused(PaychanError):
 class PeerClient:
     """Sends peer messages; every call has a total timeout and reads at most ``MAX_BODY_BYTES``."""
 
-    def __init__(self, timeout: float = 10.0, domain: Domain | None = None, private_key: bytes | None = None) -> None:
-        """``domain`` and ``private_key`` sign the requests; without them only unsigned requests go out."""
+    def __init__(
+        self,
+        timeout: float = 10.0,
+        domain: Domain | None = None,
+        private_key: bytes | None = None,
+        participant: str | None = None,
+    ) -> None:
+        """``domain`` and ``private_key`` sign the requests; without them only unsigned requests go out.
+        ``participant``: the contract wallet the key speaks for (``Paychan-Participant``), if any."""
         self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.domain, self._key = domain, private_key
+        self.domain, self._key, self.participant = domain, private_key, participant
         self._signer = None if private_key is None else Account.from_key(private_key).address
         self._session: aiohttp.ClientSession | None = None
 
@@ -69,7 +77,16 @@ class PeerClient:
             if self.domain is None or self._key is None:
                 raise PaychanError("this peer client has no key to sign requests with")
             headers.update(
-                sign_request(self.domain, self._key, recipient, method, URL(url).raw_path, body, signer=self._signer)
+                sign_request(
+                    self.domain,
+                    self._key,
+                    recipient,
+                    method,
+                    URL(url).raw_path,
+                    body,
+                    signer=self._signer,
+                    participant=self.participant,
+                )
             )
         return headers
 

@@ -39,7 +39,15 @@ Protocol between two nodes (``messages`` has the wire format):
 (``auth``: method, path, timestamp, body, the recipient's address, under the contract's EIP-712 domain); the
 node checks the claim, the sender's budget and the signature before it parses the body, touches the store or
 does anything else, and answers each request from the channel's counterparty only. No peer request causes a
-chain call: the chain is read by the watcher alone, on its own thread.
+chain call, with one bounded exception: the first request of a counterparty that is a contract wallet, whose
+node signs with the wallet's owner key, is checked once by the wallet itself (``wallet_peers``: one
+gas-capped ``eth_call`` per wallet and minute at most, on the control chain thread); the watcher reads the
+chain alone, on its own thread.
+
+**A contract-wallet participant** (``Node(..., wallet=W)``, ``paychan node --wallet W``): the node's address
+is the wallet, its key the wallet's owner. It signs states for the wallet with that key
+(``Erc1271Signer``), sends its transactions through the wallet (``sender``, a ``WalletAccount``: the owner
+calls ``W.execute``, the key pays the gas), and names the wallet in its peer requests (``Paychan-Participant``).
 
 The control API (``/status``, ``/open``, ``/pay``, ``/close``, ``/locks/...``, ...) listens on 127.0.0.1
 only and needs the bearer token the node writes to ``<db>.control.json`` (mode 0600), which the ``paychan``
@@ -132,7 +140,8 @@ from paychan.node.store import (
     Store,
     StoreError,
 )
-from paychan.signers import LocalKeySigner, Signer, SignerError, SignerUnavailable, TypedMessage
+from paychan.node.wallet_peers import UnknownParticipant, WalletCheckFailed, WalletPeers, WalletSignerRefused
+from paychan.signers import Erc1271Signer, LocalKeySigner, Signer, SignerError, SignerUnavailable, TypedMessage
 from paychan.signing import Domain, check_signer, state_struct_hash
 from paychan.state import (
     ETH,
@@ -153,9 +162,14 @@ from paychan.state import (
     locks_root,
 )
 from paychan.token import Token, ensure_allowance
+from paychan.wallets import Sender, WalletAccount, accepts_signature
 
 log = logging.getLogger("paychan.node")
 T = TypeVar("T")
+# What a peer answers while its node has not seen our channel on chain yet (a wallet: its participant).
+UNKNOWN_TO_PEER = ("UnknownChannel", "UnknownParticipant")
+# What an announce is retried after: the above, and a wallet's signer not checked yet (``wallet_peers``).
+ANNOUNCE_AGAIN = (*UNKNOWN_TO_PEER, "RateLimited", "WalletCheckFailed")
 
 # What ``Node._authenticate`` leaves on an admitted peer request: who signed it, when, and its body.
 SIGNER = web.RequestKey("signer", str)
@@ -367,6 +381,7 @@ class Node:
         announce_patience: float = 10.0,
         signer: Signer | None = None,
         signer_probe_interval: float = 1.0,
+        wallet: str | None = None,
     ) -> None:
         """``private_key``: the node's key: it signs the node's transactions and authenticates its peer
         requests and turn messages. ``signer``: who signs the node's off-chain messages (states, revocations,
@@ -374,15 +389,24 @@ class Node:
         recovery check (the fastest); e.g. a ``JsonRpcSigner`` for a wallet or remote signer holding the
         same account. A signer failure refuses the operation (``SignerError``) and stores nothing as signed.
         A signer that is not local signs off the event loop (``paychan.node.remote_signer``); one that is
-        unreachable is probed every ``signer_probe_interval`` s until it is back."""
+        unreachable is probed every ``signer_probe_interval`` s until it is back.
+
+        ``wallet``: the node's participant is this contract wallet, which ``private_key`` owns (see the
+        module docstring); ``signer`` then signs for the wallet with that key (an ``Erc1271Signer``; by
+        default one of ``private_key``)."""
         self.store = store
         self._key = bytes(private_key)
-        self.account: LocalAccount = Account.from_key(self._key)
-        self.address = self.account.address
+        self.account: LocalAccount = Account.from_key(self._key)  # pays the gas, signs peer requests
+        self.address = self.account.address if wallet is None else to_checksum_address(wallet)
+        self.wallet = None if wallet is None else self.address
+        self.sender: Sender = self.account if wallet is None else WalletAccount(self.address, self.account)
         self._local_signer = LocalKeySigner(self._key, check=False)
-        given: Signer = signer if signer is not None else self._local_signer
+        default = self._local_signer if wallet is None else Erc1271Signer(self.address, self._local_signer)
+        given: Signer = signer if signer is not None else default
         if given.address != self.address:
             raise SignerMismatch(given.address, self.address)
+        if given.signing_address != self.account.address:  # a wallet's signer signs with the node's key
+            raise SignerMismatch(given.signing_address, self.account.address)
         # A signer that is not a key held here signs on a thread of its own, ahead of the synchronous code
         # that needs its signatures (``with_signatures``): the event loop never waits for it.
         self.remote: RemoteSigning | None = None if given.is_local else RemoteSigning(given, signer_probe_interval)
@@ -397,7 +421,10 @@ class Node:
         self.max_batch = max_batch
         self.body_timeout = body_timeout
         self.payment_timeout = payment_timeout
-        self.peer = PeerClient(peer_timeout, domain, self._key)
+        self.peer = PeerClient(peer_timeout, domain, self._key, participant=self.wallet)
+        # The keys whose signatures count as those of counterparties that are contract wallets.
+        self.wallet_peers = WalletPeers(store, self._wallet_accepts)
+        self.wallet_peers.on_bound.append(self._note_wallet_signer)
         self.control_token = secrets.token_hex(16)
         self.runtimes: dict[bytes, Runtime] = {}
         # The addresses of our channels' counterparties: a request claiming one of them draws on that
@@ -441,7 +468,7 @@ class Node:
 
     def _load(self, record: ChannelRecord) -> Runtime:
         """(Re)builds a channel's runtime from the store: latest countersigned state, our open proposals."""
-        role = record.role
+        role, params = record.role, record.params
         peer_role = "B" if role == "A" else "A"
         row = self.store.latest_complete(record.channel_id, role)
         latest = None if row is None else self._own_signature(row.signed, role)
@@ -466,6 +493,9 @@ class Node:
             locks=() if latest is None else self.lock_list(record.channel_id, latest.state.locks_root),
             own_revocation=record.own_revocation,
             peer_revocation=peer_revocation,
+            peer_signing_address=self.wallet_peers.signer_of(
+                params.participant_b if role == "A" else params.participant_a
+            ),
         )
 
         def record_before_signing(proposal: SignedState) -> None:
@@ -594,6 +624,8 @@ class Node:
                 runtime.sender = loop.create_task(self._sender(runtime.cid))
             if runtime.inflight:
                 runtime.wakeup.set()
+            if self.wallet is not None and runtime.record.status == STATUS_OPEN and runtime.record.peer_url:
+                self._background(self._announce_quietly(runtime))  # a peer restored from a backup learns our key
 
     async def sync(self, cid: bytes) -> bool:
         """Adopts the peer's latest state if it is newer and signed by both (after a restore from backup).
@@ -614,9 +646,9 @@ class Node:
         Returns whether anything changed; raises as ``sync`` says."""
         if theirs.state.channel_id != runtime.cid or theirs.state.nonce <= runtime.channel.nonce:
             return False
-        params = runtime.record.params
-        check_signer(self.domain, theirs.state, theirs.sig_a, params.participant_a)
-        check_signer(self.domain, theirs.state, theirs.sig_b, params.participant_b)
+        ours, peers = self.signer.signing_address, runtime.channel.peer_signing_address
+        check_signer(self.domain, theirs.state, theirs.sig_a, ours if runtime.role == "A" else peers)
+        check_signer(self.domain, theirs.state, theirs.sig_b, peers if runtime.role == "A" else ours)
         if not splits_known_funds(runtime.record, runtime.channel, theirs.state):
             raise SyncDeferred(runtime.cid, theirs.state.nonce, theirs.state.total, runtime.channel.total)
         locks = self.store.lock_list(runtime.cid, theirs.state.locks_root)
@@ -770,7 +802,9 @@ class Node:
             row = self.store.state_at(runtime.cid, state.nonce)
             if row is not None and row.state_hash == state_struct_hash(state):
                 # a re-sent proposal we already countersigned: answer with the same state, sign nothing new
-                check_signer(self.domain, state, proposal.signature_of(runtime.peer_role), runtime.channel.peer_address)
+                check_signer(
+                    self.domain, state, proposal.signature_of(runtime.peer_role), runtime.channel.peer_signing_address
+                )
                 return self._own_signature(row.signed, runtime.role)
             raise UnexpectedNonce(state.nonce, runtime.channel.nonce + 1)
         channel = runtime.channel
@@ -839,13 +873,30 @@ class Node:
         if signer is not None and signer != runtime.channel.peer_address:
             raise NotCounterparty(signer, runtime.channel.peer_address)
 
+    async def _wallet_accepts(self, wallet: str, digest: bytes, signature: Signature) -> bool:
+        """Whether the counterparty ``wallet`` accepts ``signature`` of ``digest`` (ERC-1271, gas-capped): the
+        one chain call a peer request may cause (``wallet_peers``), on the control chain thread."""
+        if self.contract is None:
+            raise WalletCheckFailed(wallet, "this node was started without a chain")
+        w3 = self.contract.chain.w3
+        try:
+            return await self.on_chain(accepts_signature, w3, wallet, digest, signature)
+        except Exception as exc:  # the RPC did not answer: nothing learnt, the peer retries later
+            raise WalletCheckFailed(wallet, f"{type(exc).__name__}: {exc}") from None
+
+    def _note_wallet_signer(self, wallet: str, key: str) -> None:
+        """A counterparty wallet's signer, just learnt: its signatures count as the wallet's from now on."""
+        for runtime in self.runtimes.values():
+            if runtime.channel.peer_address == wallet:
+                runtime.channel.peer_signing_address = key
+
     def handle_turn(self, message: TurnMessage, request_signer: str | None = None) -> Runtime:
         """Checks a turn request is the peer's own; adopts its epoch if higher (one the peer handed us)."""
         runtime = self.runtime(message.channel_id)
         self.check_counterparty(runtime, request_signer)
         signer = message.signer(self.domain)
-        if signer != runtime.channel.peer_address:
-            raise InvalidSignature(expected=runtime.channel.peer_address, recovered=signer)
+        if signer != runtime.channel.peer_signing_address:
+            raise InvalidSignature(expected=runtime.channel.peer_signing_address, recovered=signer)
         if message.epoch > runtime.epoch:
             runtime.epoch = message.epoch
         return runtime
@@ -901,6 +952,10 @@ class Node:
             runtime.record = self.store.channel(cid) or runtime.record
             log.info("channel 0x%s: the peer is at %s", cid.hex()[:12], message.peer_url)
             runtime.wakeup.set()
+            if self.wallet is not None and runtime.role == "B":
+                # the opener learns from our announce which key speaks for the wallet: it takes our
+                # signatures as the wallet's only from then on (the opener announces first, never back)
+                self._background(self.announce_until_known(runtime, patience=3600.0))
         return runtime.record
 
     # --- proposing (our side) --------------------------------------------------------------------
@@ -1063,7 +1118,7 @@ class Node:
                 log.warning("channel 0x%s: %s", cid.hex()[:12], exc)
                 if isinstance(exc, PeerRefused):
                     self._op_refused(self.runtimes[cid], exc)
-                if isinstance(exc, PeerRefused) and exc.type == "UnknownChannel" and runtime.role == "A":
+                if isinstance(exc, PeerRefused) and exc.type in UNKNOWN_TO_PEER and runtime.role == "A":
                     await self._announce_quietly(runtime)  # our announcement after opening was lost
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
@@ -1121,7 +1176,7 @@ class Node:
                 )
             )
             signer = answer.signer(self.domain)
-            if answer.channel_id != runtime.cid or signer != runtime.channel.peer_address:
+            if answer.channel_id != runtime.cid or signer != runtime.channel.peer_signing_address:
                 raise PeerUnavailable(f"turn answer not signed by the peer (signed by {signer})")
             if answer.epoch > runtime.epoch:
                 runtime.epoch = answer.epoch  # stored with the next batch's intents
@@ -1388,9 +1443,9 @@ class Node:
             raise PaychanError(f"the peer at {peer_url} uses another chain or contract")
         counterparty = str(info.get("address"))
         if asset != ETH and deposit > 0:
-            await self.on_chain(ensure_allowance, Token(contract.chain, asset), self.account, contract.address, deposit)
+            await self.on_chain(ensure_allowance, Token(contract.chain, asset), self.sender, contract.address, deposit)
         params, receipt = await self.on_chain(
-            contract.open_channel, self.account, counterparty, deposit, asset, challenge_period
+            contract.open_channel, self.sender, counterparty, deposit, asset, challenge_period
         )
         cid = contract.channel_id(params)
         runtime = self.add_discovered(params)  # the watcher may have seen the ChannelOpened event first
@@ -1423,7 +1478,7 @@ class Node:
                 await self._announce(runtime)
                 return True
             except PeerRefused as exc:
-                if exc.type != "UnknownChannel":
+                if exc.type not in ANNOUNCE_AGAIN:
                     log.warning("channel 0x%s: the peer refused our announce: %s", runtime.cid.hex()[:12], exc)
                     return False
             except PeerUnavailable as exc:
@@ -1556,9 +1611,9 @@ class Node:
         participant = runtime.channel.peer_address if for_peer else self.address
         if params.asset != ETH:
             await self.on_chain(
-                ensure_allowance, Token(contract.chain, params.asset), self.account, contract.address, amount
+                ensure_allowance, Token(contract.chain, params.asset), self.sender, contract.address, amount
             )
-        receipt = await self.on_chain(contract.deposit, self.account, params, participant, amount)
+        receipt = await self.on_chain(contract.deposit, self.sender, params, participant, amount)
         self._note_receipt_deposits(runtime, receipt)
         return {
             "channelId": "0x" + runtime.cid.hex(),
@@ -1580,7 +1635,7 @@ class Node:
         latest = runtime.channel.state_for_chain(runtime.record.withdrawals)  # not one of a withdrawal unmade
         signed = latest if latest.is_complete and latest.state.nonce > 0 else None
         runtime.channel.check_close(signed)
-        receipt = await self.on_chain(contract.close, self.account, runtime.record.params, signed)
+        receipt = await self.on_chain(contract.close, self.sender, runtime.record.params, signed)
         (closed,) = contract.contract.events.ChannelClosed().process_receipt(receipt, errors=DISCARD)
         args = closed["args"]
         self.note_close_event(runtime.cid, "ChannelClosed", args)
@@ -1610,7 +1665,7 @@ class Node:
                     "settle after it (the node settles by itself unless started with --no-auto-settle)"
                 )
             locks = self.lock_list(runtime.cid, recorded.locks_root)  # resolved against the secret registry
-            receipt = await self.on_chain(contract.settle, self.account, runtime.record.params, recorded, locks=locks)
+            receipt = await self.on_chain(contract.settle, self.sender, runtime.record.params, recorded, locks=locks)
             if runtime.record.status != STATUS_CLOSED:
                 self.mark_closed(runtime)
             return self._settled(runtime, receipt, recorded.nonce)
@@ -1646,7 +1701,7 @@ class Node:
         if owed == 0:
             what = "ETH" if asset == ETH else f"token {asset}"
             raise PaychanError(f"nothing to claim: no payout in {what} was deferred to {self.address}")
-        receipt = await self.on_chain(contract.claim, self.account, asset)
+        receipt = await self.on_chain(contract.claim, self.sender, asset)
         (claimed,) = contract.contract.events.Claimed().process_receipt(receipt, errors=DISCARD)
         return {
             "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
@@ -1679,7 +1734,7 @@ class Node:
                     request.future.cancel()
                 raise CloseTimeout(self.payment_timeout, signed, runtime.record.params.challenge_period)
             final = request.future.result()
-        receipt = await self.on_chain(contract.cooperative_close, self.account, runtime.record.params, final)
+        receipt = await self.on_chain(contract.cooperative_close, self.sender, runtime.record.params, final)
         self.mark_closed(runtime)
         # What was paid: the final state's balances plus deposits it does not know of (from the event).
         (settled,) = contract.contract.events.ChannelSettled().process_receipt(receipt, errors=DISCARD)
@@ -1698,7 +1753,7 @@ class Node:
             return  # closed meanwhile (by the peer, or unilaterally)
         contract = self._require_contract()
         try:
-            await self.on_chain(contract.cooperative_close, self.account, runtime.record.params, signed)
+            await self.on_chain(contract.cooperative_close, self.sender, runtime.record.params, signed)
         except PaychanError as exc:
             log.warning("channel 0x%s: the delayed cooperative close failed: %s", runtime.cid.hex()[:12], exc)
             return
@@ -1888,26 +1943,32 @@ class Node:
             gate.admit_stranger(ip)
             gate.charge_stranger(ip)
             raise
-        known = claim.signer in self.counterparties
+        who = claim.speaks_for  # the signer, or the contract wallet it claims to speak for
+        known = who in self.counterparties
         if known:
-            gate.admit_peer(claim.signer, ip)
+            gate.admit_peer(who, ip)
         else:
             gate.admit_stranger(ip)
+            if claim.participant is not None:  # a wallet we have no channel with: nothing to check, no chain call
+                gate.charge_stranger(ip)
+                raise UnknownParticipant(who)
         body = await self.read_body(request, MAX_BODY_BYTES if known else gate.limits.stranger_body_bytes)
         try:
             digest = claim.verify(self.domain, self.address, request.method, request.rel_url.raw_path, body)
             self.replays.check_and_remember(digest, claim.timestamp_ms, claim.checked_at)
-        except Unauthenticated:
+            if claim.participant is not None:  # the signer speaks for the wallet: known, or checked once
+                await self.wallet_peers.admit(who, claim.signer, digest, claim.signature)
+        except (Unauthenticated, RateLimited):
             if known:
                 gate.charge_forgery(ip)
             else:
                 gate.charge_stranger(ip)
             raise
         if known:
-            gate.charge_peer(claim.signer, body.count(b'"sigA"'))  # one share per state carried
+            gate.charge_peer(who, body.count(b'"sigA"'))  # one share per state carried
         else:
             gate.charge_stranger(ip)
-        request[SIGNER], request[SIGNED_AT], request[BODY] = claim.signer, claim.timestamp_ms, body
+        request[SIGNER], request[SIGNED_AT], request[BODY] = who, claim.timestamp_ms, body
         return await handler(request)
 
     def peer_app(self) -> web.Application:
@@ -2193,6 +2254,8 @@ def _json(data: dict[str, Any], status: int = 200) -> web.Response:
 
 STATUS_OF: list[tuple[type[BaseException], int]] = [
     (NotCounterparty, 403),
+    (UnknownParticipant, 403),
+    (WalletSignerRefused, 403),
     (Unauthenticated, 401),
     (RateLimited, 429),
     (NotSynced, 409),
@@ -2207,6 +2270,7 @@ STATUS_OF: list[tuple[type[BaseException], int]] = [
     (PeerUnavailable, 502),
     (PeerRefused, 502),
     (SignerUnavailable, 502),
+    (WalletCheckFailed, 503),
     (PaychanError, 400),
 ]
 

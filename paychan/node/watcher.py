@@ -426,7 +426,9 @@ class Watcher:
                 log.warning("channel 0x%s: %s failed: %s", action.channel_id.hex()[:12], type(action).__name__, exc)
 
     async def reveal(self, secrets: list[bytes]) -> None:
-        """Reveals ``secrets`` on chain (one transaction) and stores when the chain recorded each."""
+        """Reveals ``secrets`` on chain (one transaction) and stores when the chain recorded each. The secret
+        registry takes a reveal from anyone: the node's key sends it itself, also for a wallet participant
+        (its ``execute`` would only add gas)."""
         node = self.node
         if len(secrets) == 1:
             await self._chain(self.contract.reveal_secret, node.account, secrets[0])
@@ -447,7 +449,7 @@ class Watcher:
         params = runtime.record.params
         if isinstance(action, ContractSendProveRevoked):
             await self._chain(
-                self.contract.prove_revoked, node.account, params, action.below_nonce, action.signature, action.recorded
+                self.contract.prove_revoked, node.sender, params, action.below_nonce, action.signature, action.recorded
             )
             node.store.set_penalized(action.channel_id)
             runtime.record = node.store.channel(action.channel_id) or runtime.record
@@ -459,7 +461,7 @@ class Watcher:
                 action.below_nonce,
             )
         elif isinstance(action, ContractSendChallenge):
-            receipt = await self._chain(self.contract.challenge, node.account, params, action.signed, action.recorded)
+            receipt = await self._chain(self.contract.challenge, node.sender, params, action.signed, action.recorded)
             node.store.set_challenged(action.channel_id, action.signed.state.nonce)
             runtime.record = node.store.channel(action.channel_id) or runtime.record
             if self.contract.contract.events.ChannelSettled().process_receipt(receipt, errors=DISCARD):
@@ -472,7 +474,7 @@ class Watcher:
                 action.signed.state.nonce,
             )
         else:
-            await self._chain(self.contract.settle, node.account, params, action.recorded, None, action.locks)
+            await self._chain(self.contract.settle, node.sender, params, action.recorded, None, action.locks)
             if runtime.record.status != STATUS_CLOSED:
                 node.mark_closed(runtime)
             self.settlements += 1

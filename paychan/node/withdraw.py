@@ -437,7 +437,7 @@ async def _submit(node: Node, runtime: Runtime, amount: int) -> dict[str, Any]:
     withdrawal = pending.withdrawal
     try:
         receipt = await node.on_chain(
-            contract.withdraw, node.account, runtime.record.params, withdrawal, pending.sig_a, pending.sig_b
+            contract.withdraw, node.sender, runtime.record.params, withdrawal, pending.sig_a, pending.sig_b
         )
     except Exception as exc:  # the chain refused or failed it: it stays signed, to be submitted again
         raise WithdrawalNotMade(

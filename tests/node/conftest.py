@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -176,10 +177,16 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) ->
 
 
 def signed_request(
-    url: str, payload: dict[str, Any] | None, key: bytes, recipient: str, domain: Domain, timeout: float = 30.0
+    url: str,
+    payload: dict[str, Any] | None,
+    key: bytes,
+    recipient: str,
+    domain: Domain,
+    timeout: float = 30.0,
+    participant: str | None = None,
 ) -> Any:
-    """A peer request signed with ``key`` for ``recipient`` (POST with ``payload``, GET without); raises
-    ``urllib.error.HTTPError`` on an error answer."""
+    """A peer request signed with ``key`` for ``recipient`` (POST with ``payload``, GET without), speaking for
+    the contract wallet ``participant`` if given; raises ``urllib.error.HTTPError`` on an error answer."""
     import json
     import urllib.request
     from urllib.parse import urlsplit
@@ -190,7 +197,7 @@ def signed_request(
     method = "GET" if payload is None else "POST"
     headers = {
         "Content-Type": "application/json",
-        **sign_request(domain, key, recipient, method, urlsplit(url).path, body),
+        **sign_request(domain, key, recipient, method, urlsplit(url).path, body, participant=participant),
     }
     request = urllib.request.Request(url, body if payload is not None else None, headers, method=method)
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -276,15 +283,21 @@ def devnet_contract(devnet: Any) -> Any:
 
 @pytest.fixture
 def node_processes(tmp_path: Path, devnet: Any, devnet_contract: Any) -> Iterator[Callable[..., NodeProcess]]:
-    """Factory of node processes; every one started is stopped by PID after the test, pass or fail."""
+    """Factory of node processes (``extra``: more ``paychan node`` options); every one started is stopped by
+    PID after the test, pass or fail."""
     started: list[NodeProcess] = []
 
     def make(
-        name: str, key: bytes, rpc_url: str | None = None, poll_interval: float = 0.2, log_level: str = "WARNING"
+        name: str,
+        key: bytes,
+        rpc_url: str | None = None,
+        poll_interval: float = 0.2,
+        log_level: str = "WARNING",
+        extra: tuple[str, ...] = (),
     ) -> NodeProcess:
         process = NodeProcess(
             tmp_path, name, key, rpc_url or devnet.url, devnet_contract.address, free_port(), PASSWORD,
-            ("--poll-interval", str(poll_interval), "--payment-timeout", "5", "--log-level", log_level),
+            ("--poll-interval", str(poll_interval), "--payment-timeout", "5", "--log-level", log_level, *extra),
         )  # fmt: skip
         started.append(process)
         return process
@@ -294,10 +307,10 @@ def node_processes(tmp_path: Path, devnet: Any, devnet_contract: Any) -> Iterato
         process.stop()
 
 
-@pytest.fixture
-def latency_proxy(devnet: Any) -> Iterator[str]:
-    """A JSON-RPC proxy to the devnet adding 50 ms to every call (``latency_proxy.py``), in its own process on
-    a free port, stopped by PID after the test. Yields its URL."""
+@contextmanager
+def rpc_proxy(target: str, delay: float) -> Iterator[str]:
+    """A JSON-RPC proxy to ``target`` adding ``delay`` s to every call and counting them (``latency_proxy.py``),
+    in its own process on a free port, stopped by PID afterwards. Yields its URL."""
     import subprocess
     import sys
     import time
@@ -306,7 +319,7 @@ def latency_proxy(devnet: Any) -> Iterator[str]:
     port = free_port()
     script = Path(__file__).with_name("latency_proxy.py")
     process = subprocess.Popen(
-        [sys.executable, str(script), devnet.url, "0.05", str(port)],
+        [sys.executable, str(script), target, str(delay), str(port)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -332,6 +345,20 @@ def latency_proxy(devnet: Any) -> Iterator[str]:
             process.wait(timeout=10)
 
 
+@pytest.fixture
+def latency_proxy(devnet: Any) -> Iterator[str]:
+    """A JSON-RPC proxy to the devnet adding 50 ms to every call (``rpc_proxy``). Yields its URL."""
+    with rpc_proxy(devnet.url, 0.05) as url:
+        yield url
+
+
+@pytest.fixture
+def rpc_counter(devnet: Any) -> Iterator[str]:
+    """A JSON-RPC proxy to the devnet that only counts the calls (``rpc_calls``, ``eth_calls``). Yields its URL."""
+    with rpc_proxy(devnet.url, 0.0) as url:
+        yield url
+
+
 def rpc_calls(proxy_url: str) -> dict[str, int]:
     """The JSON-RPC calls the latency proxy has forwarded so far, by method."""
     import json
@@ -339,3 +366,13 @@ def rpc_calls(proxy_url: str) -> dict[str, int]:
 
     with urllib.request.urlopen(proxy_url + "/stats", timeout=10) as response:
         return dict(json.loads(response.read()))
+
+
+def eth_calls(proxy_url: str, to: str, selector: bytes) -> int:
+    """How many ``eth_call``s of ``selector`` on the contract at ``to`` the proxy has forwarded so far."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(proxy_url + "/eth-calls", timeout=10) as response:
+        counts = json.loads(response.read())
+    return int(counts.get(f"{to.lower()} 0x{selector.hex()}", 0))
