@@ -141,9 +141,20 @@ def accepts_signature(w3: Web3, wallet: str, digest: bytes, signature: Signature
     call = {"to": to_checksum_address(wallet), "data": erc1271_calldata(digest, signature), "gas": gas}
     try:
         answer = bytes(w3.eth.call(call))  # type: ignore[arg-type]
-    except (ContractLogicError, Web3RPCError):
-        return False
+    except Exception as error:
+        if _call_failed(error):
+            return False
+        raise
     return answer[:32] == ERC1271_MAGIC + bytes(28)
+
+
+def _call_failed(error: Exception) -> bool:
+    """Whether ``error`` says an ``eth_call`` reverted or ran out of gas (an RPC's error reply, or the
+    embedded chain's eth-tester ``TransactionFailed``, not imported here: it takes a second), as opposed to
+    an RPC that cannot be reached."""
+    kind = type(error)
+    tester = kind.__module__.startswith("eth_tester") and kind.__name__ == "TransactionFailed"
+    return tester or isinstance(error, (ContractLogicError, Web3RPCError))
 
 
 def check_wallet_owner(w3: Web3, wallet: WalletAccount) -> None:
@@ -159,8 +170,10 @@ def check_wallet_owner(w3: Web3, wallet: WalletAccount) -> None:
     call = {"from": owner, "to": address, "data": wallet.execute_data(owner, 0, b""), "gas": 200_000}
     try:
         w3.eth.call(call)  # type: ignore[arg-type]
-    except (ContractLogicError, Web3RPCError):
-        raise NotWalletOwner(address, owner) from None
+    except Exception as error:
+        if _call_failed(error):
+            raise NotWalletOwner(address, owner) from None
+        raise
 
 
 def via_wallet(wallet: str, owner: LocalAccount) -> WalletAccount:

@@ -18,10 +18,19 @@ from paychan.compile import Artifact
 from paychan.contract import STATUS_CLOSING, STATUS_NONE, STATUS_OPEN, PaychanContract, RecordedState
 from paychan.exceptions import InvalidSignature, NothingToClaim, TransactionFailed
 from paychan.signers import Erc1271Signer
-from paychan.signing import sign_state
+from paychan.signing import sign_digest, sign_state
 from paychan.state import ETH, ChannelParams, SignedState
 from paychan.token import Token, ensure_allowance
-from paychan.wallets import EXECUTE_SELECTOR, NotWalletOwner, WalletAccount, via_wallet
+from paychan.wallets import (
+    EXECUTE_SELECTOR,
+    NotAWallet,
+    NotWalletOwner,
+    WalletAccount,
+    WalletRefusesSigner,
+    accepts_signature,
+    check_wallet_owner,
+    via_wallet,
+)
 
 from .conftest import ETHER, PERIOD, deploy_test_contract, record_salt, send_fn, tx_events, tx_fee
 
@@ -173,3 +182,35 @@ def test_a_wallet_approves_a_token_and_runs_a_token_channel_through_the_sdk(chai
     assert erc20.balance_of(wallet.address) == 100 * ETHER - 12 * ETHER
     assert erc20.balance_of(bob.address) == bob_before + 12 * ETHER
     assert chain.balance(wallet.address) == 10 * ETHER  # no ETH moved
+
+
+@pytest.mark.parametrize(
+    ("mode", "accepted"),
+    [(0, False), (1, False), (2, False), (3, True)],
+    ids=["garbage", "reverts", "burns-gas", "any"],
+)
+def test_accepts_signature_answers_as_the_contract_would_within_its_gas_even_for_a_hostile_wallet(
+    chain, deployer, artifacts, mode, accepted
+):
+    hostile = deploy_test_contract(chain, deployer, artifacts["HostileWallet1271"], mode)
+    digest = b"\x42" * 32
+    assert accepts_signature(chain.w3, hostile.address, digest, sign_digest(digest, deployer.key)) is accepted
+
+
+def test_check_wallet_owner_accepts_the_owner_and_refuses_another_key_a_key_as_wallet_or_a_wallet_without_execute(
+    chain, deployer, artifacts, wallet, carol, bob
+):
+    digest = b"\x42" * 32
+    assert accepts_signature(chain.w3, wallet.address, digest, sign_digest(digest, carol.key))
+    assert not accepts_signature(chain.w3, wallet.address, digest, sign_digest(digest, bob.key))
+    check_wallet_owner(chain.w3, wallet)
+    with pytest.raises(WalletRefusesSigner) as refused:
+        check_wallet_owner(chain.w3, WalletAccount(wallet.address, bob))
+    assert (refused.value.wallet, refused.value.signer) == (wallet.address, bob.address)
+    with pytest.raises(NotAWallet) as no_code:
+        check_wallet_owner(chain.w3, WalletAccount(bob.address, carol))
+    assert no_code.value.address == bob.address
+    anything = deploy_test_contract(chain, deployer, artifacts["HostileWallet1271"], 3)  # accepts, has no execute
+    with pytest.raises(NotWalletOwner) as not_owner:
+        check_wallet_owner(chain.w3, WalletAccount(anything.address, carol))
+    assert not_owner.value == NotWalletOwner(anything.address, carol.address)
