@@ -10,6 +10,7 @@ without a chain call.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from paychan.signing import check_signer
 from paychan.wallets import EXECUTE_SELECTOR, IS_VALID_SIGNATURE_SELECTOR
 
 from ..conftest import deploy_test_contract
+from ..fake_wallet import running_wallet
 from .conftest import (
     ADDRESS_A,
     ADDRESS_B,
@@ -249,3 +251,57 @@ def test_a_wallet_node_whose_keystore_does_not_own_the_wallet_or_whose_wallet_is
         "paychan node: error: argument --wallet: invalid address '0x1234': expected 0x and 40 hex digits\n"
     )
     assert not db.exists()
+
+
+@pytest.mark.anvil
+def test_a_wallet_node_whose_owner_key_signs_through_a_json_rpc_signer_pays_is_paid_and_closes_with_exact_payouts(
+    node_processes: Callable[..., NodeProcess],
+    devnet: Any,
+    devnet_contract: PaychanContract,
+    wallet: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with contextlib.contextmanager(running_wallet)(devnet.url) as signer:  # anvil's unlocked account of KEY_A
+        alice = node_processes("alice", KEY_A, extra=("--wallet", wallet, "--signer-url", signer.url))
+        bob = node_processes("bob", KEY_B)
+        alice.start()
+        bob.start()
+        cid = open_channel_by_cli(capsys, alice, bob, "1ether")
+        wait_for(lambda: bob.status()["peerUrl"] == alice.peer_url, "bob to take alice's announce")
+        pay(capsys, alice, "0.1ether", "--count", "2")
+        pay(capsys, bob, "0.05ether")
+        wait_for(lambda: alice.status()["nonce"] == 3, "alice's node to hold nonce 3")
+        assert alice.control("GET", "/status")["signer"] == f"Erc1271Signer({wallet})"
+        assert len(signer.signed) >= 3 and set(signer.signed) == {ADDRESS_A}  # the key's signer, for the key
+        rows, _, bound = stored(bob, cid)
+        for row in rows:
+            check_signer(devnet_contract.domain, row.state, row.signed.sig_a, ADDRESS_A)
+        assert bound == ADDRESS_A
+        code, out, err = paychan(capsys, "close", "--db", str(alice.db), "--json")
+        assert code == 0, err
+        closed = json.loads(out)
+        assert (closed["payoutA"], closed["payoutB"]) == (str(85 * 10**16), str(15 * 10**16))
+        assert devnet_contract.chain.w3.eth.get_balance(wallet) == WALLET_FUNDS - 15 * 10**16
+
+
+def test_a_wallet_node_refuses_a_signer_for_another_address_or_signing_with_another_key_than_its_own(
+    tmp_path: Path,
+) -> None:
+    from paychan.node.server import Node, SignerMismatch
+    from paychan.signers import Erc1271Signer, LocalKeySigner
+
+    from .conftest import DOMAIN
+
+    store = Store(tmp_path / "n.db")
+    try:
+        wallet = "0xC0C0c0c0C0C0c0c0c0C0c0C0C0C0C0C0C0C0c0c0"  # a wallet of KEY_A (not checked: no chain)
+        node = Node(store, KEY_A, DOMAIN, wallet=wallet.lower())
+        assert (node.address, node.account.address, node.signer.signing_address) == (wallet, ADDRESS_A, ADDRESS_A)
+        with pytest.raises(SignerMismatch) as other_address:
+            Node(store, KEY_A, DOMAIN, wallet=wallet, signer=LocalKeySigner(KEY_A))
+        assert (other_address.value.signer, other_address.value.node) == (ADDRESS_A, node.address)
+        with pytest.raises(SignerMismatch) as other_key:
+            Node(store, KEY_A, DOMAIN, wallet=wallet, signer=Erc1271Signer(wallet, LocalKeySigner(KEY_B)))
+        assert (other_key.value.signer, other_key.value.node) == (ADDRESS_B, ADDRESS_A)
+    finally:
+        store.close()
