@@ -73,12 +73,21 @@ def pay(capsys: pytest.CaptureFixture[str], node: NodeProcess, amount: str, *mor
 
 
 def stored(node: NodeProcess, cid: bytes) -> tuple[list[Any], Any, str | None]:
-    """The node's stored state rows, its channel record and the key it holds for the wallet counterparty."""
+    """The node's stored state rows, its channel record and the key it holds for its counterparty A."""
     store = Store(node.db)
     try:
         record = store.channel(cid)
         peer = None if record is None else record.params.participant_a
         return store.states(cid), record, store.get_meta(BINDING_KEY + str(peer))
+    finally:
+        store.close()
+
+
+def bound_key(node: NodeProcess, wallet: str) -> str | None:
+    """The key the node holds as the one speaking for ``wallet`` (None: none yet)."""
+    store = Store(node.db)
+    try:
+        return store.get_meta(BINDING_KEY + wallet)
     finally:
         store.close()
 
@@ -305,3 +314,29 @@ def test_a_wallet_node_refuses_a_signer_for_another_address_or_signing_with_anot
         assert (other_key.value.signer, other_key.value.node) == (ADDRESS_B, ADDRESS_A)
     finally:
         store.close()
+
+
+@pytest.mark.anvil
+def test_a_channel_an_ordinary_node_opens_to_a_wallet_node_runs_both_ways_once_the_wallet_node_announces_back(
+    node_processes: Callable[..., NodeProcess],
+    devnet_contract: PaychanContract,
+    wallet: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    alice = node_processes("alice", KEY_A, extra=("--wallet", wallet))
+    bob = node_processes("bob", KEY_B)
+    alice.start()
+    bob.start()
+    cid = open_channel_by_cli(capsys, bob, alice, "1ether")  # bob is A, the wallet B
+    # bob's own announce tells alice's node where bob is; hers back tells bob which key speaks for the wallet
+    wait_for(lambda: bound_key(bob, wallet) == ADDRESS_A, "bob to learn alice's key")
+    pay(capsys, bob, "0.2ether")  # the wallet node countersigns with KEY_A, and bob takes it as the wallet's
+    pay(capsys, alice, "0.05ether")
+    wait_for(lambda: bob.status()["nonce"] == 2, "bob's node to hold nonce 2")
+    for row in stored(bob, cid)[0]:  # the wallet's side of each state: KEY_A's signature
+        check_signer(devnet_contract.domain, row.state, row.signed.sig_b, ADDRESS_A)
+    code, out, err = paychan(capsys, "close", "--db", str(bob.db), "--json")
+    assert code == 0, err
+    closed = json.loads(out)
+    assert (closed["payoutA"], closed["payoutB"]) == (str(85 * 10**16), str(15 * 10**16))
+    assert devnet_contract.chain.w3.eth.get_balance(wallet) == WALLET_FUNDS + 15 * 10**16
