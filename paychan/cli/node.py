@@ -303,6 +303,11 @@ def run_node(args: argparse.Namespace) -> int:
         raise PaychanError(
             "a node needs a chain: pass --rpc-url URL or set ETH_RPC_URL (e.g. `paychan devnet` prints its URL)"
         )
+    if args.wallet is not None and args.tower:
+        raise PaychanError(
+            "--wallet and --tower cannot be combined yet: a tower checks a push's signature by ecrecover "
+            "against the channel's participant, which for a wallet is the wallet, not its owner's key"
+        )
     key = load_key(args.keystore)
     signer = build_signer(args, key)  # before the chain and the store: a bad signer creates nothing
     from paychan.deployments import load_contract

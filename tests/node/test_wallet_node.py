@@ -253,6 +253,11 @@ def test_a_wallet_node_whose_keystore_does_not_own_the_wallet_or_whose_wallet_is
         f"paychan: error: --wallet {ADDRESS_C} has no code on chain 31337: it is not a contract wallet (a key runs "
         "a node with its keystore alone)\n",
     )
+    code, out, err = paychan(
+        capsys, "node", "--keystore", str(keystore), "--db", str(db), "--port", str(free_port()),
+        "--rpc-url", devnet.url, "--contract", devnet_contract.address, "--wallet", wallet, "--tower", devnet.url,
+    )  # fmt: skip
+    assert (code, out) == (1, "") and err.startswith("paychan: error: --wallet and --tower cannot be combined yet")
     with pytest.raises(SystemExit) as usage:
         start("0x1234")
     assert usage.value.code == 2
