@@ -584,6 +584,12 @@ def run_status(args: argparse.Namespace) -> int:
                 f"  the closer ({ch['closedBy']}) was proven to have closed with nonce {ch['closerNonce']}, which it"
                 " revoked: settling pays the whole channel to the other side"
             )
+        if ch.get("payoutA") is not None:
+            mine = ch["payoutA"] if ch["role"] == "A" else ch["payoutB"]
+            lines.append(
+                f"  paid out on chain: A {_fmt(ch['payoutA'], info)}  B {_fmt(ch['payoutB'], info)}"
+                f"  (mine {_fmt(mine, info)})"
+            )
         pending = ch.get("pendingWithdrawal")
         if pending:
             signed = "signed by both" if pending["bothSigned"] else "signed by this node only"

@@ -1587,11 +1587,14 @@ class Node:
             "channel 0x%s: withdrawal %d: deposits now A %d, B %d", cid.hex()[:12], withdrawals, deposit_a, deposit_b
         )
 
-    def note_settled(self, cid: bytes) -> None:
+    def note_settled(self, cid: bytes, payout_a: int, payout_b: int) -> None:
+        """The chain paid the channel out (``ChannelSettled``): closed, with what each side was paid."""
         runtime = self.runtimes.get(cid)
-        if runtime is not None and runtime.record.status != STATUS_CLOSED:
-            self.mark_closed(runtime)
-            log.info("channel 0x%s: settled on chain", cid.hex()[:12])
+        if runtime is None or (runtime.record.payout_a, runtime.record.payout_b) == (payout_a, payout_b):
+            return
+        self.store.set_settled(cid, payout_a, payout_b)
+        runtime.record = self.store.channel(cid) or runtime.record
+        log.info("channel 0x%s: settled on chain: A %d, B %d", cid.hex()[:12], payout_a, payout_b)
 
     def _note_receipt_deposits(self, runtime: Runtime, receipt: Any) -> None:
         """The deposits a transaction of ours credited (its ``Deposited`` events), before the watcher sees them."""
@@ -1685,6 +1688,7 @@ class Node:
         contract = self._require_contract()
         (settled,) = contract.contract.events.ChannelSettled().process_receipt(receipt, errors=DISCARD)
         deferred = contract.contract.events.PayoutDeferred().process_receipt(receipt, errors=DISCARD)
+        self.note_settled(runtime.cid, int(settled["args"]["payoutA"]), int(settled["args"]["payoutB"]))
         return {
             "channelId": "0x" + runtime.cid.hex(),
             "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
@@ -1892,6 +1896,8 @@ class Node:
                     "closedBy": record.closed_by,
                     "closerNonce": record.closer_nonce,
                     "penalized": record.penalized,
+                    "payoutA": None if record.payout_a is None else str(record.payout_a),
+                    "payoutB": None if record.payout_b is None else str(record.payout_b),
                     "withdrawals": record.withdrawals,
                     "pendingWithdrawal": withdraw.pending_status(channel),
                     "restoredUnsynced": needs_sync(self.store, runtime.cid),

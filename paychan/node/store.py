@@ -179,6 +179,14 @@ MIGRATIONS: list[tuple[int, str, Sequence[str]]] = [
             ) WITHOUT ROWID""",
         ),
     ),
+    (
+        7,
+        "what the settlement paid each side (ChannelSettled), which a penalty makes differ from the last state",
+        (
+            "ALTER TABLE channels ADD COLUMN payout_a TEXT",
+            "ALTER TABLE channels ADD COLUMN payout_b TEXT",
+        ),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -213,6 +221,8 @@ class ChannelRecord:
     own_revocation: int = 0
     peer_revocation: int = 0
     peer_revocation_sig: Signature | None = None
+    payout_a: int | None = None  # what the settlement paid A and B (``ChannelSettled``), once the node saw it
+    payout_b: int | None = None
 
     @property
     def has_close_record(self) -> bool:
@@ -387,7 +397,7 @@ class Store:
         "channel_id, params, role, peer_url, deposit_a, deposit_b, turn_epoch, status, close_nonce, close_deadline,"
         " challenged_nonce, peer_url_at, close_balance_a, close_balance_b, close_salt, close_locked_a, close_locked_b,"
         " close_locks_root, close_withdrawals, closer_nonce, closed_by, penalized, withdrawals, own_revocation,"
-        " peer_revocation, peer_revocation_sig"
+        " peer_revocation, peer_revocation_sig, payout_a, payout_b"
     )
 
     @staticmethod
@@ -395,7 +405,7 @@ class Store:
         cid, params, role, peer_url, dep_a, dep_b, epoch, status, close_nonce, close_deadline, challenged = row[:11]
         peer_url_at, close_a, close_b, salt = row[11:15]
         locked_a, locked_b, root, close_withdrawals, closer_nonce, closed_by, penalized, withdrawals = row[15:23]
-        own_revocation, peer_revocation, peer_revocation_sig = row[23:]
+        own_revocation, peer_revocation, peer_revocation_sig, payout_a, payout_b = row[23:]
         return ChannelRecord(
             ChannelId(bytes(cid)),
             ChannelParams.from_json(json.loads(str(params))),
@@ -423,6 +433,8 @@ class Store:
             int(own_revocation),
             int(peer_revocation),
             _sig(peer_revocation_sig),
+            None if payout_a is None else int(str(payout_a)),
+            None if payout_b is None else int(str(payout_b)),
         )
 
     def channels(self) -> list[ChannelRecord]:
@@ -506,6 +518,14 @@ class Store:
                     " WHERE channel_id = ?",
                     (closed.nonce, closed.role, closed.withdrawals, cid),
                 )
+
+    def set_settled(self, cid: bytes, payout_a: int, payout_b: int) -> None:
+        """The channel is closed and its settlement paid A ``payout_a`` and B ``payout_b`` (``ChannelSettled``)."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE channels SET status = ?, payout_a = ?, payout_b = ? WHERE channel_id = ?",
+                (STATUS_CLOSED, str(payout_a), str(payout_b), cid),
+            )
 
     def set_penalized(self, cid: bytes) -> None:
         """The closer of the channel was proven to have closed with a state it revoked (RevokedStateProven)."""

@@ -360,7 +360,7 @@ class Watcher:
             elif event.name == "RevokedStateProven":
                 node.note_penalized(event.channel_id, args["cheater"], args["closerNonce"], args["belowNonce"])
             elif event.name == "ChannelSettled":
-                node.note_settled(event.channel_id)
+                node.note_settled(event.channel_id, int(args["payoutA"]), int(args["payoutB"]))
             applied += 1
         return applied
 

@@ -147,7 +147,7 @@ def scene(
 
 
 def test_a_stale_close_against_a_stopped_client_node_is_penalized_and_the_node_back_later_got_the_whole_channel(
-    scene: Scene,
+    scene: Scene, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert scene.revoked_below > 1
     scene.close_stale(1)  # a state alice revoked: bob's tower holds the proof
@@ -167,6 +167,10 @@ def test_a_stale_close_against_a_stopped_client_node_is_penalized_and_the_node_b
         1,
     )
     assert status["nonce"] == PAYMENTS  # nothing lost off chain either
+    # its status tells what the chain paid (the penalty), not the last off-chain state's balances
+    assert (status["payoutA"], status["payoutB"]) == ("0", str(DEPOSIT))
+    code, out, _ = paychan(capsys, "status", "--db", str(scene.bob.db))
+    assert code == 0 and "paid out on chain: A 0 ETH  B 1 ETH  (mine 1 ETH)" in out
     assert scene.bob_gained() == DEPOSIT  # back, bob's node sent nothing either
 
 
@@ -192,4 +196,5 @@ def test_a_stale_close_above_the_revocation_is_challenged_and_the_node_back_late
         PAYMENTS,
     )
     assert (status["balanceB"], status["myBalance"]) == (str(PAYMENTS * PAID), str(PAYMENTS * PAID))
+    assert (status["payoutA"], status["payoutB"]) == (str(DEPOSIT - PAYMENTS * PAID), str(PAYMENTS * PAID))
     assert scene.bob_gained() == PAYMENTS * PAID
