@@ -39,6 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "reveals, an intermediary paid on chain; prints each payment's route and fees and every party's totals"
         ),
     )
+    parser.add_argument(
+        "--tower",
+        action="store_true",
+        help=(
+            "instead: bob pushes his newest state to a watchtower and goes offline; alice closes with a state she "
+            "revoked; the tower proves it and settles from its own account (it pays the gas, bob sends nothing)"
+        ),
+    )
     parser.add_argument("--payments", type=_positive, default=20, help="off-chain payments in the cooperative run")
     parser.add_argument(
         "--plot",
@@ -58,10 +66,20 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     # the environment's URL when no --rpc-url was given (add_chain_arguments' default may already be it)
-    if args.network and args.plot is not None:
-        print("paychan: error: --plot draws the two-party lifecycles, not --network", file=sys.stderr)
+    if args.network and args.tower:
+        print("paychan: error: --network and --tower are two different demos: choose one", file=sys.stderr)
+        return 2
+    if (args.network or args.tower) and args.plot is not None:
+        which = "--network" if args.network else "--tower"
+        print(f"paychan: error: --plot draws the two-party lifecycles, not {which}", file=sys.stderr)
         return 2
     chain = connect(args.rpc_url if args.rpc_url is not None else default_rpc_url())
+    if args.tower:
+        from paychan.demo import run_watchtower
+
+        ledger = run_watchtower(chain)
+        print(json.dumps(ledger.to_json(), indent=2) if args.json else ledger.to_text())
+        return 0
     if args.network:
         network = run_network(chain)
         print(json.dumps(network.to_json(), indent=2) if args.json else network.to_text())

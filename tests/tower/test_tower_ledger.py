@@ -26,3 +26,18 @@ def test_the_ledger_shows_the_tower_proving_and_settling_from_its_own_account_an
     assert WATCHTOWER_TITLE in text and "sent by tower" in text
     paid = {payout["name"]: (payout["amount"], payout["penalty"]) for payout in ledger.to_json()["payouts"]}
     assert paid == {"alice": (0, False), "bob": (5 * ETHER, True)}  # both deposits, alice's 4 ETH as the penalty
+
+
+@pytest.mark.embedded_only
+def test_paychan_demo_tower_prints_the_ledger_and_refuses_to_combine_with_network(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from paychan.cli import main
+
+    assert main(["demo", "--tower", "--rpc-url", "embedded"]) == 0
+    out = capsys.readouterr().out
+    assert WATCHTOWER_TITLE in out
+    assert "prove revoked state (tower)        sent by tower" in out and "settle (tower)" in out
+    assert "bob got back 5 ETH (pushed; the whole channel, as the penalty)" in out
+    assert main(["demo", "--tower", "--network", "--rpc-url", "embedded"]) == 2
+    assert capsys.readouterr().err == "paychan: error: --network and --tower are two different demos: choose one\n"
