@@ -41,6 +41,7 @@ from eth_account.messages import SignableMessage, encode_typed_data
 from eth_utils.address import is_address, to_checksum_address
 
 from paychan.exceptions import PaychanError
+from paychan.fees import FeeUpdate
 from paychan.signing import (
     HALF_N,
     SECP256K1_N,
@@ -53,7 +54,7 @@ from paychan.signing import (
 )
 from paychan.state import ChannelState, Revocation, Signature, Withdrawal
 
-TypedMessage = Union[ChannelState, Revocation, Withdrawal, TypedStruct]  # noqa: UP007 - a runtime alias
+TypedMessage = Union[ChannelState, Revocation, Withdrawal, FeeUpdate, TypedStruct]  # noqa: UP007 - a runtime alias
 _HEX_SIGNATURE = re.compile(r"0x[0-9a-fA-F]{128}([0-9a-fA-F]{2})?")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import coincurve
 from eth_hash.auto import keccak
@@ -19,6 +19,9 @@ from eth_utils.address import to_checksum_address
 
 from paychan.exceptions import InvalidSignature, MalformedMessage, MalleableSignature
 from paychan.state import ChannelState, Revocation, Signature, Withdrawal
+
+if TYPE_CHECKING:
+    from paychan.fees import FeeUpdate
 
 DOMAIN_NAME = "paychan"
 DOMAIN_VERSION = "1"
@@ -149,14 +152,21 @@ def _typehash(type_string: str) -> bytes:
     return keccak(type_string.encode())
 
 
-def message_digest(domain: Domain, message: ChannelState | Revocation | Withdrawal | TypedStruct) -> bytes:
-    """The EIP-712 digest of any of the three channel messages, or of another ``TypedStruct``."""
+def message_digest(
+    domain: Domain, message: ChannelState | Revocation | Withdrawal | FeeUpdate | TypedStruct
+) -> bytes:
+    """The EIP-712 digest of any of the typed messages (a state, revocation, withdrawal or fee update), or of
+    another ``TypedStruct``."""
     if isinstance(message, ChannelState):
         return state_digest(domain, message)
     if isinstance(message, Revocation):
         return revocation_digest(domain, message)
     if isinstance(message, Withdrawal):
         return withdrawal_digest(domain, message)
+    from paychan.fees import FeeUpdate, fee_update_digest  # fees imports this module
+
+    if isinstance(message, FeeUpdate):
+        return fee_update_digest(domain, message)
     if isinstance(message, TypedStruct):
         return struct_digest(domain, message)
     raise MalformedMessage(f"not a typed message: {type(message).__name__}")
@@ -247,9 +257,9 @@ def check_message_signer(
 
 
 def typed_data(
-    domain: Domain, state: ChannelState | Revocation | Withdrawal | TypedStruct, *, wallet_safe: bool = False
+    domain: Domain, state: ChannelState | Revocation | Withdrawal | FeeUpdate | TypedStruct, *, wallet_safe: bool = False
 ) -> dict[str, Any]:
-    """``state`` (or a revocation or withdrawal) as an EIP-712 ``full_message`` for
+    """``state`` (or a revocation, withdrawal or fee update) as an EIP-712 ``full_message`` for
     ``eth_account.Account.sign_typed_data``.
 
     ``wallet_safe=True``: the same message as plain JSON for a wallet (``eth_signTypedData_v4``): every
@@ -257,6 +267,10 @@ def typed_data(
     doubles, so a balance above 2**53 wei (0.009 ETH) would be refused or silently rounded, and the wallet
     would sign another state; decimal strings are what EIP-712 tooling (ethers, viem, eth_account) accepts.
     """
+    from paychan.fees import FeeUpdate, fee_update_typed_data  # fees imports this module
+
+    if isinstance(state, FeeUpdate):
+        return fee_update_typed_data(domain, state, wallet_safe=wallet_safe)
     primary, fields, message = _typed_fields(state)
     chain_id: int | str = domain.chain_id
     if wallet_safe:

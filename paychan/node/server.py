@@ -120,6 +120,7 @@ from paychan.node.messages import (
     parse_signed,
     parse_turn,
 )
+from paychan.node.network import NodeNetwork
 from paychan.node.peer import PeerClient, PeerRefused, PeerUnavailable
 from paychan.node.remote_signer import MAX_ROUNDS, RemoteSigning, SignatureNeeded
 from paychan.node.restored import (
@@ -455,6 +456,7 @@ class Node:
             self._load(record)
             if record.status != STATUS_CLOSED:
                 self._unsynced.add(record.channel_id)
+        self.network = NodeNetwork(self)  # the contract's channel graph and our fees (paychan.node.network)
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -1985,6 +1987,7 @@ class Node:
         app.router.add_post("/peer/channels", self._peer_announce)
         app.router.add_post("/peer/withdraw", self._peer_withdraw)
         app.router.add_get("/peer/channels/{cid}/latest", self._peer_latest)
+        self.network.add_peer_routes(app)
         return app
 
     async def _peer_info(self, request: web.Request) -> web.Response:
@@ -2051,6 +2054,7 @@ class Node:
         app.router.add_post("/locks/expire", self._control_lock_expire)
         app.router.add_post("/withdraw", self._control_withdraw)
         app.router.add_get("/token/{address}", self._control_token)
+        self.network.add_control_routes(app)
         return app
 
     @web.middleware

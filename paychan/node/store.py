@@ -187,6 +187,29 @@ MIGRATIONS: list[tuple[int, str, Sequence[str]]] = [
             "ALTER TABLE channels ADD COLUMN payout_b TEXT",
         ),
     ),
+    (
+        8,
+        "the channel graph: every channel open on the contract, and the newest fee announcement per channel and node",
+        (
+            # Every open channel of the contract (not only ours), as the watcher read it from the events, in the
+            # transaction of the page that carried them: the graph is rebuilt from here at start, and the
+            # watcher's cursor (node_meta) resumes after it. A channel that closes is deleted with its fees.
+            """CREATE TABLE graph_channels (
+                channel_id BLOB PRIMARY KEY CHECK (length(channel_id) = 32),
+                params TEXT NOT NULL,
+                deposit_a TEXT NOT NULL,
+                deposit_b TEXT NOT NULL
+            ) WITHOUT ROWID""",
+            # The newest signed announcement of each node for each channel (ours, and what peers sent), as JSON.
+            """CREATE TABLE fee_announcements (
+                channel_id BLOB NOT NULL REFERENCES graph_channels (channel_id) ON DELETE CASCADE,
+                node TEXT NOT NULL,
+                timestamp INTEGER NOT NULL,
+                announcement TEXT NOT NULL,
+                PRIMARY KEY (channel_id, node)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -602,6 +625,47 @@ class Store:
                 (lock_hash, secret, time.time()),
             )
         return lock_hash
+
+    # --- the channel graph (paychan.node.network) -------------------------------------------------
+
+    def put_graph_channel(self, cid: bytes, params: ChannelParams, deposit_a: int, deposit_b: int) -> None:
+        """Keeps (or updates the deposits of) an open channel of the contract (joins the caller's transaction)."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO graph_channels (channel_id, params, deposit_a, deposit_b) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (channel_id) DO UPDATE SET deposit_a = excluded.deposit_a,"
+                " deposit_b = excluded.deposit_b",
+                (cid, json.dumps(params.to_json()), str(deposit_a), str(deposit_b)),
+            )
+
+    def delete_graph_channel(self, cid: bytes) -> None:
+        """Forgets a channel that closed, with its fee announcements."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM fee_announcements WHERE channel_id = ?", (cid,))
+            self.conn.execute("DELETE FROM graph_channels WHERE channel_id = ?", (cid,))
+
+    def graph_channels(self) -> list[tuple[ChannelId, ChannelParams, int, int]]:
+        """Every channel kept by ``put_graph_channel``: id, parameters, deposits."""
+        return [
+            (ChannelId(bytes(cid)), ChannelParams.from_json(json.loads(params)), int(a), int(b))
+            for cid, params, a, b in self.conn.execute(
+                "SELECT channel_id, params, deposit_a, deposit_b FROM graph_channels"
+            )
+        ]
+
+    def put_fee_announcement(self, cid: bytes, node: str, timestamp: int, announcement: dict[str, Any]) -> None:
+        """Keeps ``node``'s newest announcement for ``cid`` (the caller checked it is newer)."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO fee_announcements (channel_id, node, timestamp, announcement) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (channel_id, node) DO UPDATE SET timestamp = excluded.timestamp,"
+                " announcement = excluded.announcement",
+                (cid, node, timestamp, json.dumps(announcement, separators=(",", ":"))),
+            )
+
+    def fee_announcements(self) -> list[dict[str, Any]]:
+        """Every kept announcement, as JSON (``FeeAnnouncement.to_json``)."""
+        return [json.loads(row[0]) for row in self.conn.execute("SELECT announcement FROM fee_announcements")]
 
     def secret(self, lock_hash: bytes) -> bytes | None:
         """The secret of ``lock_hash``, if the node knows it."""

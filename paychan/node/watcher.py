@@ -333,6 +333,7 @@ class Watcher:
         node, applied = self.node, 0
         events = sorted(events, key=lambda e: (e.name != "ChannelOpened", e.block, e.index))
         for event in events:
+            node.network.note_event(event)  # every channel of the contract, for the channel graph
             args = event.args
             if event.name == "ChannelOpened":
                 if node.address not in (args["participantA"], args["participantB"]):

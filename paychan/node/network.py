@@ -1,0 +1,357 @@
+"""The node's view of the payment network: the channel graph of the whole contract and the fees it advertises.
+
+- **The graph** (``paychan.routing.ChannelGraph``) holds every channel open on the contract, not only the
+  node's: the watcher feeds each event it already reads (``note_event``: ``ChannelOpened``, ``Deposited``,
+  ``Withdrawn``, ``ChannelClosed``, ``ChannelSettled``) in the transaction of its page, so the graph costs no
+  chain call of its own, and it is kept in the store (``graph_channels``) to be rebuilt at start, since the
+  watcher resumes after the blocks it processed. A closing channel leaves the graph with its fees. The node's
+  own channels get their spendable balances (``set_capacity``) before each route search.
+- **Fees.** ``set_fees`` signs a ``FeeAnnouncement`` per channel with the node's signer (a signer that is not
+  local signs off the event loop first: ``Node.sign_ahead``), keeps it (``fee_announcements``) and sends it to
+  every counterparty's node (``POST /peer/fees``).
+- **Relaying.** ``POST /peer/fees`` takes at most ``MAX_ANNOUNCEMENTS`` announcements from a counterparty's
+  node only (an authenticated peer request whose signer is one of the node's counterparties), each checked
+  against the graph with no chain call: its channel must be in the graph (else ``UnknownChannel``), its
+  signer the participant it names (``verify_fee_announcement``), its timestamp newer than the held one's (else
+  ``StaleFeeUpdate``). Only the new ones are kept and relayed, to every other counterparty: an announcement
+  that comes back is no longer newer, so it stops there and relays cannot loop.
+- **Routes** (``routes``): the ``k`` cheapest routes from the node with the capacity, by
+  ``ChannelGraph.routes`` at the chain's time (routes whose lock expiries would not fit are left out).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from eth_utils.address import to_checksum_address
+
+from paychan.exceptions import MalformedMessage, PaychanError, UnknownChannel
+from paychan.fees import FeeAnnouncement, FeePolicy, FeeUpdate, next_timestamp
+from paychan.node.auth import Unauthenticated
+from paychan.node.messages import decode_json, error_body, parse_channel_id
+from paychan.node.peer import PeerRefused, PeerUnavailable
+from paychan.node.store import STATUS_OPEN
+from paychan.routing import ChannelGraph, Route
+from paychan.state import ChannelId, ChannelParams
+
+if TYPE_CHECKING:
+    from paychan.node.server import Node
+    from paychan.node.watcher import ChainEvent
+
+log = logging.getLogger("paychan.node.network")
+
+MAX_ANNOUNCEMENTS = 64  # announcements per /peer/fees request (a relay sends more in several)
+MAX_ROUTES = 10  # k at most for a route query
+
+
+class NotAPeer(Unauthenticated):
+    """Raised when a fee announcement comes from a node that is not a counterparty of this node (``signer``)."""
+
+    def __init__(self, signer: str) -> None:
+        self.signer = signer
+        super().__init__(f"NotAPeer(signer={signer}): only the node of a counterparty may send fee announcements")
+
+
+class NoRoute(PaychanError):
+    """Raised when the graph has no route from ``source`` to ``target`` for ``amount`` wei (of ``channels``
+    open channels it knows, ``announced`` with a fee announcement)."""
+
+    def __init__(self, source: str, target: str, amount: int, channels: int, announced: int) -> None:
+        self.source, self.target, self.amount = source, target, amount
+        self.channels, self.announced = channels, announced
+        super().__init__(
+            f"NoRoute(source={source}, target={target}, amount={amount}): no route of channels with the capacity "
+            f"and announced fees ({channels} open channels known, {announced} fee announcements)"
+        )
+
+
+class NoChannelForFees(PaychanError):
+    """Raised when ``paychan fees set`` finds no open channel of the node in the graph to set fees on."""
+
+
+class NodeNetwork:
+    """The channel graph and fees of ``node`` (see the module docstring)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.graph = ChannelGraph(node.domain)
+        self._known: dict[ChannelId, tuple[ChannelParams, int, int]] = {}  # params and deposits, as stored
+        self.stats = {"announcementsAccepted": 0, "announcementsRefused": 0, "announcementsRelayed": 0}
+        store = node.store
+        for cid, params, deposit_a, deposit_b in store.graph_channels():
+            self.graph.open_channel(params, deposit_a, deposit_b)
+            self._known[cid] = (params, deposit_a, deposit_b)
+        for data in store.fee_announcements():
+            try:
+                self.graph.apply_fee_announcement(FeeAnnouncement.from_json(data))
+            except PaychanError as exc:  # checked before it was stored: only a store edited by hand
+                log.warning("a stored fee announcement is not valid any more: %s", exc)
+
+    # --- chain events (the watcher, inside the transaction of its page) ----------------------------
+
+    def note_event(self, event: ChainEvent) -> None:
+        """Applies one contract event to the graph and its store (no chain call)."""
+        args, cid = event.args, ChannelId(event.channel_id)
+        if event.name == "ChannelOpened":
+            params = ChannelParams(
+                args["participantA"], args["participantB"], args["asset"], args["challengePeriod"], args["number"]
+            )
+            if cid in self.graph:
+                return
+            self.graph.open_channel(params)
+            self._known[cid] = (params, 0, 0)
+            self.node.store.put_graph_channel(cid, params, 0, 0)
+        elif cid not in self.graph:
+            return  # a channel that closed already (or opened before the watcher's first block)
+        elif event.name == "Deposited":
+            params, deposit_a, deposit_b = self._known[cid]
+            is_a = to_checksum_address(args["participant"]) == params.participant_a
+            total = int(args["total"])
+            self._set_deposits(cid, (total, deposit_b) if is_a else (deposit_a, total))
+        elif event.name == "Withdrawn":
+            self._set_deposits(cid, (int(args["depositA"]), int(args["depositB"])))
+        elif event.name in ("ChannelClosed", "ChannelSettled"):
+            self.graph.close_channel(cid)
+            self._known.pop(cid, None)
+            self.node.store.delete_graph_channel(cid)
+
+    def _set_deposits(self, cid: ChannelId, deposits: tuple[int, int]) -> None:
+        params = self._known[cid][0]
+        self._known[cid] = (params, *deposits)
+        self.graph.record_deposits(cid, *deposits)
+        self.node.store.put_graph_channel(cid, params, *deposits)
+
+    # --- our fees ----------------------------------------------------------------------------------
+
+    def _own_open(self) -> list[ChannelId]:
+        """The node's open channels that the graph knows (seen on chain by the watcher)."""
+        return [
+            ChannelId(cid)
+            for cid, runtime in self.node.runtimes.items()
+            if runtime.record.status == STATUS_OPEN and cid in self.graph
+        ]
+
+    def own_fees(self) -> dict[str, Any]:
+        """The node's current announcement on each of its open channels (``None``: none yet)."""
+        channels = []
+        for cid in self._own_open():
+            runtime = self.node.runtimes[cid]
+            held = self.graph.fee_announcement(cid, self.node.address)
+            channels.append(
+                {
+                    "channelId": "0x" + cid.hex(),
+                    "peer": runtime.channel.peer_address,
+                    "fees": None if held is None else held.update.to_json(),
+                }
+            )
+        announcements = self.graph.fee_announcements()
+        return {
+            "address": self.node.address,
+            "channels": channels,
+            "graph": {"channels": len(self.graph), "announcements": len(announcements)},
+            **self.stats,
+        }
+
+    async def set_fees(self, base_fee: int, ppm: int, cid: ChannelId | None = None) -> list[FeeAnnouncement]:
+        """Announces ``base_fee`` + ``ppm`` on channel ``cid`` (default: every open channel of the node): signed,
+        kept, and sent to every counterparty's node. ``UnknownChannel`` for a channel that is not ours or not
+        seen on chain yet; ``NoChannelForFees`` if the node has none; ``MalformedMessage`` for a bad fee."""
+        FeePolicy(base_fee, ppm)  # checks both ranges before anything is signed
+        node = self.node
+        if cid is not None:
+            runtime = node.runtime(cid)
+            if runtime.record.status != STATUS_OPEN or cid not in self.graph:
+                raise UnknownChannel(f"channel 0x{cid.hex()} is not open in the channel graph (seen on chain?)")
+            targets = [cid]
+        else:
+            targets = self._own_open()
+            if not targets:
+                raise NoChannelForFees("the node has no open channel seen on chain to set fees on")
+        now = int(time.time())
+        updates = []
+        for target in targets:
+            held = self.graph.fee_announcement(target, node.address)
+            previous = None if held is None else held.update.timestamp
+            updates.append(FeeUpdate(target, node.address, next_timestamp(now, previous), base_fee, ppm))
+        await node.sign_ahead([(node.domain, update) for update in updates])
+        announcements = [FeeAnnouncement(update, node.signer.sign_typed(node.domain, update)) for update in updates]
+        with node.store.transaction():
+            for announcement in announcements:
+                self._keep(announcement)
+        log.info("announcing fees %d wei + %d ppm on %d channel(s)", base_fee, ppm, len(announcements))
+        self._relay(announcements, exclude=None)
+        return announcements
+
+    def _keep(self, announcement: FeeAnnouncement) -> None:
+        """Checks ``announcement`` against the graph and keeps it (store and graph; the store's row rolls back
+        if the graph refuses it)."""
+        update = announcement.update
+        with self.node.store.transaction():
+            self.node.store.put_fee_announcement(
+                update.channel_id, update.node, update.timestamp, announcement.to_json()
+            )
+            self.graph.apply_fee_announcement(announcement)
+
+    # --- from peers --------------------------------------------------------------------------------
+
+    def receive(self, signer: str, body: bytes) -> dict[str, Any]:
+        """``POST /peer/fees`` from ``signer`` (authenticated): keeps and relays the new announcements.
+
+        Raises ``NotAPeer`` for a signer that is not a counterparty, ``MalformedMessage`` for a body that is not
+        ``{"announcements": [1 to MAX_ANNOUNCEMENTS announcements]}`` (nothing kept), and, when not one of them
+        is kept, the refusal of the first (``UnknownChannel``, ``NotParticipant``, ``InvalidSignature``,
+        ``StaleFeeUpdate``). Otherwise answers how many were kept and why the others were refused."""
+        node = self.node
+        if signer not in node.counterparties:
+            raise NotAPeer(signer)
+        data = decode_json(body)
+        if set(data) != {"announcements"} or not isinstance(data["announcements"], list):
+            raise MalformedMessage('a fee message is {"announcements": [...]}')
+        items = data["announcements"]
+        if not 1 <= len(items) <= MAX_ANNOUNCEMENTS:
+            raise MalformedMessage(f"a fee message carries 1 to {MAX_ANNOUNCEMENTS} announcements, not {len(items)}")
+        parsed = [FeeAnnouncement.from_json(item) for item in items]
+        node.gate.charge_peer(signer, len(parsed) - 1)  # one share per announcement, as per state
+        kept: list[FeeAnnouncement] = []
+        refused: list[tuple[int, PaychanError]] = []
+        for index, announcement in enumerate(parsed):
+            try:
+                self._keep(announcement)
+            except PaychanError as exc:  # UnknownChannel, NotParticipant, InvalidSignature, StaleFeeUpdate
+                refused.append((index, exc))
+            else:
+                kept.append(announcement)
+        self.stats["announcementsAccepted"] += len(kept)
+        self.stats["announcementsRefused"] += len(refused)
+        if not kept:
+            raise refused[0][1]
+        self._relay(kept, exclude=signer)
+        return {
+            "type": "fees",
+            "accepted": len(kept),
+            "refused": [{"index": index, **error_body(exc)} for index, exc in refused],
+        }
+
+    def _relay(self, announcements: Sequence[FeeAnnouncement], exclude: str | None) -> None:
+        """Sends ``announcements`` to the node of every counterparty but ``exclude``, in the background."""
+        peers: dict[str, str] = {}
+        for runtime in self.node.runtimes.values():
+            peer = runtime.channel.peer_address
+            if runtime.record.status == STATUS_OPEN and runtime.record.peer_url and peer != exclude:
+                peers.setdefault(peer, runtime.record.peer_url)
+        for peer, url in peers.items():
+            self.node._background(self._send(peer, url, list(announcements)))
+
+    async def _send(self, peer: str, url: str, announcements: list[FeeAnnouncement]) -> None:
+        for start in range(0, len(announcements), MAX_ANNOUNCEMENTS):
+            chunk = announcements[start : start + MAX_ANNOUNCEMENTS]
+            try:
+                await self.node.peer.post(url + "/peer/fees", {"announcements": [a.to_json() for a in chunk]}, peer)
+                self.stats["announcementsRelayed"] += len(chunk)
+            except PeerRefused as exc:  # it knew them already, or has not seen the channel yet
+                log.info("%s did not take %d fee announcement(s): %s", peer, len(chunk), exc)
+            except (PeerUnavailable, TimeoutError) as exc:
+                log.info("fee announcements not delivered to %s: %s", peer, exc)
+
+    # --- routes ------------------------------------------------------------------------------------
+
+    def refresh_own_capacities(self) -> None:
+        """Each open channel of the node: both sides' spendable balances from its latest state."""
+        for cid in self._own_open():
+            runtime = self.node.runtimes[cid]
+            balance_a, balance_b = runtime.channel.balances()
+            params = runtime.record.params
+            self.graph.set_capacity(cid, params.participant_a, max(0, balance_a))
+            self.graph.set_capacity(cid, params.participant_b, max(0, balance_b))
+
+    def routes(self, target: str, amount: int, k: int = 3) -> list[Route]:
+        """The ``k`` cheapest routes from the node to ``target`` for ``amount``; ``NoRoute`` if none."""
+        if not 1 <= k <= MAX_ROUTES:
+            raise MalformedMessage(f"k is 1 to {MAX_ROUTES}, not {k}")
+        target = to_checksum_address(target)
+        if target == self.node.address:
+            raise MalformedMessage("a route goes to another node than this one")
+        self.refresh_own_capacities()
+        found = self.graph.routes(self.node.address, target, amount, k, now=self.node.chain_now())
+        if not found:
+            raise NoRoute(self.node.address, target, amount, len(self.graph), len(self.graph.fee_announcements()))
+        return found
+
+    def route_json(self, route: Route) -> dict[str, Any]:
+        """A route for the control API: each hop with what it carries, and each intermediary's fee as computed
+        from its announced base fee and ppm."""
+        hops = []
+        for i, hop in enumerate(route.hops):
+            entry: dict[str, Any] = {
+                "channelId": "0x" + hop.channel_id.hex(),
+                "sender": hop.sender,
+                "receiver": hop.receiver,
+                "amount": str(hop.amount),
+                "fee": str(hop.fee),
+            }
+            if i > 0:
+                policy = self.graph.fee_policy(hop.channel_id, hop.sender)
+                assert policy is not None  # a route only uses announced intermediaries
+                entry["baseFee"], entry["ppm"] = str(policy.base_fee), str(policy.ppm)
+            hops.append(entry)
+        return {"hops": hops, "amount": str(route.amount), "sent": str(route.sent), "totalFee": str(route.total_fee)}
+
+    # --- HTTP (the hooks in Node.peer_app and Node.control_app) -------------------------------------
+
+    def add_peer_routes(self, app: web.Application) -> None:
+        app.router.add_post("/peer/fees", self._peer_fees)
+
+    def add_control_routes(self, app: web.Application) -> None:
+        app.router.add_get("/fees", self._control_fees)
+        app.router.add_post("/fees", self._control_set_fees)
+        app.router.add_post("/route", self._control_route)
+
+    async def _peer_fees(self, request: web.Request) -> web.Response:
+        from paychan.node.server import BODY, SIGNER  # the server imports this module
+
+        return _json(self.receive(request[SIGNER], request[BODY]))
+
+    async def _control_fees(self, request: web.Request) -> web.Response:
+        return _json(self.own_fees())
+
+    async def _control_set_fees(self, request: web.Request) -> web.Response:
+        data = decode_json(await self.node.read_body(request))
+        cid = None if data.get("channel") in (None, "") else parse_channel_id(data["channel"])
+        announced = await self.set_fees(_uint(data.get("baseFee"), "baseFee"), _uint(data.get("ppm"), "ppm"), cid)
+        return _json({"announced": [a.update.to_json() for a in announced]})
+
+    async def _control_route(self, request: web.Request) -> web.Response:
+        data = decode_json(await self.node.read_body(request))
+        to = data.get("to")
+        if not isinstance(to, str) or len(to) != 42:
+            raise MalformedMessage(f"to is a 0x-prefixed address, not {to!r}")
+        try:
+            target = to_checksum_address(to)
+        except ValueError:
+            raise MalformedMessage(f"to is a 0x-prefixed address, not {to!r}") from None
+        amount = _uint(data.get("amount"), "amount")
+        if amount == 0:
+            raise MalformedMessage("a payment amount is positive")
+        found = self.routes(target, amount, _uint(data.get("k", 3), "k"))
+        return _json({"to": target, "amount": str(amount), "routes": [self.route_json(r) for r in found]})
+
+
+def _uint(value: Any, name: str) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 78:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise MalformedMessage(f"{name} must be an unsigned integer (a decimal string or a JSON integer), not {value!r}")
+
+
+def _json(data: dict[str, Any]) -> web.Response:
+    import json
+
+    return web.Response(text=json.dumps(data, separators=(",", ":")), content_type="application/json")
+
+
+__all__ = ["MAX_ANNOUNCEMENTS", "NoChannelForFees", "NoRoute", "NodeNetwork", "NotAPeer"]
