@@ -190,6 +190,8 @@ class NodeNetwork:
         """Checks ``announcement`` against the graph and keeps it (store and graph; the store's row rolls back
         if the graph refuses it)."""
         update = announcement.update
+        if update.channel_id not in self.graph:  # before the store: its row would name an unknown channel
+            raise UnknownChannel(f"no open channel 0x{update.channel_id.hex()} in the channel graph")
         with self.node.store.transaction():
             self.node.store.put_fee_announcement(
                 update.channel_id, update.node, update.timestamp, announcement.to_json()
