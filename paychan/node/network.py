@@ -13,8 +13,9 @@
   node only (an authenticated peer request whose signer is one of the node's counterparties), each checked
   against the graph with no chain call: its channel must be in the graph (else ``UnknownChannel``), its
   signer the participant it names (``verify_fee_announcement``), its timestamp newer than the held one's (else
-  ``StaleFeeUpdate``). Only the new ones are kept and relayed, to every other counterparty: an announcement
-  that comes back is no longer newer, so it stops there and relays cannot loop.
+  ``StaleFeeUpdate``) and at most ``MAX_CLOCK_AHEAD`` s ahead of the node's clock (else ``FeeFromTheFuture``).
+  Only the new ones are kept and relayed, to every other counterparty: an announcement that comes back is no
+  longer newer, so it stops there and relays cannot loop.
 - **Routes** (``routes``): the ``k`` cheapest routes from the node with the capacity, by
   ``ChannelGraph.routes`` at the chain's time (routes whose lock expiries would not fit are left out).
 """
@@ -46,6 +47,9 @@ log = logging.getLogger("paychan.node.network")
 
 MAX_ANNOUNCEMENTS = 64  # announcements per /peer/fees request (a relay sends more in several)
 MAX_ROUTES = 10  # k at most for a route query
+# Seconds an announcement's timestamp may lie ahead of this node's clock: one far ahead would let no later
+# announcement of its node replace it (newest wins) until the clock got there.
+MAX_CLOCK_AHEAD = 600
 
 
 class NotAPeer(Unauthenticated):
@@ -67,6 +71,15 @@ class NoRoute(PaychanError):
             f"NoRoute(source={source}, target={target}, amount={amount}): no route of channels with the capacity "
             f"and announced fees ({channels} open channels known, {announced} fee announcements)"
         )
+
+
+class FeeFromTheFuture(PaychanError):
+    """Raised when an announcement's ``timestamp`` is more than ``MAX_CLOCK_AHEAD`` s after this node's clock
+    (``now``)."""
+
+    def __init__(self, timestamp: int, now: int) -> None:
+        self.timestamp, self.now = timestamp, now
+        super().__init__(f"FeeFromTheFuture(timestamp={timestamp}, now={now}): more than {MAX_CLOCK_AHEAD} s ahead")
 
 
 class NoChannelForFees(PaychanError):
@@ -192,6 +205,9 @@ class NodeNetwork:
         update = announcement.update
         if update.channel_id not in self.graph:  # before the store: its row would name an unknown channel
             raise UnknownChannel(f"no open channel 0x{update.channel_id.hex()} in the channel graph")
+        now = int(time.time())
+        if update.timestamp > now + MAX_CLOCK_AHEAD:
+            raise FeeFromTheFuture(update.timestamp, now)
         with self.node.store.transaction():
             self.node.store.put_fee_announcement(
                 update.channel_id, update.node, update.timestamp, announcement.to_json()
@@ -206,7 +222,8 @@ class NodeNetwork:
         Raises ``NotAPeer`` for a signer that is not a counterparty, ``MalformedMessage`` for a body that is not
         ``{"announcements": [1 to MAX_ANNOUNCEMENTS announcements]}`` (nothing kept), and, when not one of them
         is kept, the refusal of the first (``UnknownChannel``, ``NotParticipant``, ``InvalidSignature``,
-        ``StaleFeeUpdate``). Otherwise answers how many were kept and why the others were refused."""
+        ``StaleFeeUpdate``, ``FeeFromTheFuture``). Otherwise answers how many were kept and why the others were
+        refused."""
         node = self.node
         if signer not in node.counterparties:
             raise NotAPeer(signer)
@@ -356,4 +373,12 @@ def _json(data: dict[str, Any]) -> web.Response:
     return web.Response(text=json.dumps(data, separators=(",", ":")), content_type="application/json")
 
 
-__all__ = ["MAX_ANNOUNCEMENTS", "NoChannelForFees", "NoRoute", "NodeNetwork", "NotAPeer"]
+__all__ = [
+    "MAX_ANNOUNCEMENTS",
+    "MAX_CLOCK_AHEAD",
+    "FeeFromTheFuture",
+    "NoChannelForFees",
+    "NoRoute",
+    "NodeNetwork",
+    "NotAPeer",
+]

@@ -113,8 +113,10 @@ def test_fees_announced_by_intermediaries_reach_the_payer_through_a_relay_and_pr
     before = stored_announcements(bob)
     held = FeeAnnouncement.from_json(next(a for a in before if a["update"]["node"] == ADDRESS_C))
     forged_sig = sign_fee_update(domain, FeeUpdate(bob_carol, ADDRESS_C, held.update.timestamp + 9, 0, 0), KEY_A)
-    not_participant = sign_fee_update(domain, FeeUpdate(bob_carol, ADDRESS_A, 2**40, 0, 0), KEY_A)
-    unknown = sign_fee_update(domain, FeeUpdate(ChannelId(b"\x07" * 32), ADDRESS_A, 2**40, 0, 0), KEY_A)
+    not_participant = sign_fee_update(domain, FeeUpdate(bob_carol, ADDRESS_A, held.update.timestamp + 9, 0, 0), KEY_A)
+    unknown = sign_fee_update(
+        domain, FeeUpdate(ChannelId(b"\x07" * 32), ADDRESS_A, held.update.timestamp + 9, 0, 0), KEY_A
+    )
     for announcement, status, error in (
         (forged_sig, 422, "InvalidSignature"),
         (not_participant, 400, "NotParticipant"),

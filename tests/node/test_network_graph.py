@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from paychan.exceptions import InvalidSignature, MalformedMessage, NotParticipant, UnknownChannel
 from paychan.fees import FeeAnnouncement, FeeUpdate, fee_update_digest, sign_fee_update
-from paychan.node.network import MAX_ANNOUNCEMENTS, NoRoute, NotAPeer
+from paychan.node.network import MAX_ANNOUNCEMENTS, MAX_CLOCK_AHEAD, FeeFromTheFuture, NoRoute, NotAPeer
 from paychan.node.server import Node
 from paychan.node.store import MIGRATIONS, Store
 from paychan.node.watcher import ChainEvent
@@ -117,6 +118,7 @@ def test_announcements_from_a_counterparty_are_kept_newest_wins_and_a_refused_on
         (body(announcement(CID_BC, KEY_A, ADDRESS_B, 200, 0, 0)), InvalidSignature),  # alice signs as bob
         (body(announcement(CID_BC, KEY_A, ADDRESS_A, 200, 0, 0)), NotParticipant),
         (body(announcement(b"\x05" * 32, KEY_B, ADDRESS_B, 200, 0, 0)), UnknownChannel),
+        (body(announcement(CID_BC, KEY_B, ADDRESS_B, int(time.time()) + MAX_CLOCK_AHEAD + 60, 0, 0)), FeeFromTheFuture),
         (body(*[newer] * (MAX_ANNOUNCEMENTS + 1)), MalformedMessage),
         (body(), MalformedMessage),
         (b'{"announcements": [{"update": {}, "signature": "0x00"}]}', MalformedMessage),
