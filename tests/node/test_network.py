@@ -26,6 +26,7 @@ from .conftest import (
     KEY_B,
     KEY_C,
     NodeProcess,
+    one_error,
     open_channel_by_cli,
     paychan,
     signed_request,
@@ -138,6 +139,18 @@ def test_fees_announced_by_intermediaries_reach_the_payer_through_a_relay_and_pr
     assert (code, body["type"], body["fields"]["timestamp"]) == (400, "StaleFeeUpdate", held.update.timestamp)
     code, out, _ = paychan(capsys, "route", "--db", str(alice.db), "--to", ADDRESS_D, "0.1ether", "--json")
     assert json.loads(out)["routes"][0]["hops"][2]["fee"] == str(fee(3000, 150, AMOUNT))
+
+    # bad input to the commands: one sentence each, nothing announced
+    before = stored_announcements(bob)
+    assert one_error(*paychan(capsys, "fees", "--db", str(bob.db), "--ppm", "5")) == (
+        "--base, --ppm and --channel go with `paychan fees set`"
+    )
+    refused_ppm = one_error(*paychan(capsys, "fees", "set", "--db", str(bob.db), "--base", "1", "--ppm", str(2**32)))
+    assert refused_ppm == f"a proportional fee is a uint32 in parts per million, not {2**32}"
+    assert "to is a 0x-prefixed address" in one_error(
+        *paychan(capsys, "route", "--db", str(alice.db), "--to", "0x12", "1")
+    )
+    assert stored_announcements(bob) == before
 
     # carol and dave close their channel: it leaves every graph, and with it the only route to dave
     code, _, err = paychan(capsys, "close", "--db", str(carol.db), "--channel", carol_dave.hex())
