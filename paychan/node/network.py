@@ -41,7 +41,7 @@ from paychan.state import ChannelId, ChannelParams
 
 if TYPE_CHECKING:
     from paychan.node.server import Node
-    from paychan.node.watcher import ChainEvent
+    from paychan.node.watcher import ChainEvent, Watcher
 
 log = logging.getLogger("paychan.node.network")
 
@@ -50,6 +50,8 @@ MAX_ROUTES = 10  # k at most for a route query
 # Seconds an announcement's timestamp may lie ahead of this node's clock: one far ahead would let no later
 # announcement of its node replace it (newest wins) until the clock got there.
 MAX_CLOCK_AHEAD = 600
+BACKFILL_KEY = "graph.backfillTo"  # node_meta: the watcher's cursor when the store gained the graph (schema 7)
+BACKFILL_DONE = "done"
 
 
 class NotAPeer(Unauthenticated):
@@ -93,6 +95,7 @@ class NodeNetwork:
         self.node = node
         self.graph = ChannelGraph(node.domain)
         self._known: dict[ChannelId, tuple[ChannelParams, int, int]] = {}  # params and deposits, as stored
+        self._backfilled = False
         self.stats = {"announcementsAccepted": 0, "announcementsRefused": 0, "announcementsRelayed": 0}
         store = node.store
         for cid, params, deposit_a, deposit_b in store.graph_channels():
@@ -131,6 +134,31 @@ class NodeNetwork:
             self.graph.close_channel(cid)
             self._known.pop(cid, None)
             self.node.store.delete_graph_channel(cid)
+
+    async def backfill(self, watcher: Watcher) -> None:
+        """Once, in a store upgraded from one without the graph: the channel events of the blocks the watcher
+        had processed before the upgrade (``BACKFILL_KEY``), read in the watcher's pages and applied to the
+        graph only. Interrupted, it starts again from the first block at the next poll: applying the events
+        again in order gives the same graph."""
+        store = self.node.store
+        if self._backfilled:
+            return
+        stored = store.get_meta(BACKFILL_KEY)
+        if stored is None or stored == BACKFILL_DONE:
+            self._backfilled = True
+            return
+        start, last = watcher.from_block, int(stored) - 1
+        while start <= last:
+            end = min(last, start + watcher.page_blocks - 1)
+            raw_logs = await watcher._chain(watcher._get_logs, start, end)
+            events = [e for e in (watcher.decode(raw) for raw in raw_logs) if e is not None]
+            with store.transaction():
+                for item in sorted(events, key=lambda e: (e.name != "ChannelOpened", e.block, e.index)):
+                    self.note_event(item)
+            start = end + 1
+        store.set_meta(BACKFILL_KEY, BACKFILL_DONE)
+        self._backfilled = True
+        log.info("channel graph: %d open channels found in blocks %d to %d", len(self.graph), watcher.from_block, last)
 
     def _set_deposits(self, cid: ChannelId, deposits: tuple[int, int]) -> None:
         params = self._known[cid][0]

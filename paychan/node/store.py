@@ -208,6 +208,10 @@ MIGRATIONS: list[tuple[int, str, Sequence[str]]] = [
                 announcement TEXT NOT NULL,
                 PRIMARY KEY (channel_id, node)
             ) WITHOUT ROWID""",
+            # A store that watched the chain before it kept the graph: the watcher reads the channel events of
+            # the blocks it had processed once more, for the graph only (paychan.node.network.backfill).
+            "INSERT INTO node_meta (key, value) SELECT 'graph.backfillTo', value FROM node_meta"
+            " WHERE key = 'watcher.nextBlock'",
         ),
     ),
 ]

@@ -293,6 +293,7 @@ class Watcher:
             return 0
         if self.node.chain_lost is not None:
             return 0
+        await self.node.network.backfill(self)  # once, after an upgrade to a store with the channel graph
         for _ in range(self.max_pages):
             if start > head:
                 break

@@ -160,3 +160,27 @@ def test_fees_announced_by_intermediaries_reach_the_payer_through_a_relay_and_pr
     code, out, err = paychan(capsys, "route", "--db", str(alice.db), "--to", ADDRESS_D, "0.1ether")
     assert (code, out) == (1, "")
     assert err.startswith(f"paychan: error: NoRoute(source={ADDRESS_A}, target={ADDRESS_D}, amount={AMOUNT}): ")
+
+
+def test_a_node_upgraded_from_a_store_without_the_graph_reads_the_channels_it_had_watched_past_once(
+    node_processes: Callable[..., NodeProcess], devnet: Any, devnet_contract: Any
+) -> None:
+    from paychan.chain import rpc_chain
+    from paychan.contract import PaychanContract
+    from paychan.node.store import MIGRATIONS
+
+    chain = rpc_chain(devnet.url, ["0x" + KEY_C.hex()])
+    contract = PaychanContract(chain, devnet_contract.address)
+    params, _ = contract.open_channel(chain.accounts[0], ADDRESS_B, 3 * 10**17, challenge_period=3600)
+    dave = node_processes("dave", KEY_D)
+    old = Store(dave.db, migrations=MIGRATIONS[:6])  # a node of schema 6 that watched past the open
+    old.set_meta("watcher.nextBlock", str(chain.w3.eth.block_number + 1))
+    old.close()
+    dave.start()
+    wait_for(lambda: fees_of(dave)["graph"]["channels"] == 1, "dave's graph to learn the channel opened before")
+    store = Store(dave.db)
+    try:
+        assert store.graph_channels() == [(contract.channel_id(params), params, 3 * 10**17, 0)]
+        assert (store.schema_version, store.get_meta("graph.backfillTo")) == (7, "done")
+    finally:
+        store.close()
