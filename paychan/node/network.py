@@ -15,7 +15,8 @@
   signer the participant it names (``verify_fee_announcement``), its timestamp newer than the held one's (else
   ``StaleFeeUpdate``) and at most ``MAX_CLOCK_AHEAD`` s ahead of the node's clock (else ``FeeFromTheFuture``).
   Only the new ones are kept and relayed, to every other counterparty: an announcement that comes back is no
-  longer newer, so it stops there and relays cannot loop.
+  longer newer, so it stops there and relays cannot loop. A counterparty's node whose URL becomes known gets
+  every announcement the graph holds (``greet``), so a node that joins later learns the fees set before.
 - **Routes** (``routes``): the ``k`` cheapest routes from the node with the capacity, by
   ``ChannelGraph.routes`` at the chain's time (routes whose lock expiries would not fit are left out).
 """
@@ -40,7 +41,7 @@ from paychan.routing import ChannelGraph, Route
 from paychan.state import ChannelId, ChannelParams
 
 if TYPE_CHECKING:
-    from paychan.node.server import Node
+    from paychan.node.server import Node, Runtime
     from paychan.node.watcher import ChainEvent, Watcher
 
 log = logging.getLogger("paychan.node.network")
@@ -282,6 +283,14 @@ class NodeNetwork:
             "accepted": len(kept),
             "refused": [{"index": index, **error_body(exc)} for index, exc in refused],
         }
+
+    def greet(self, runtime: Runtime) -> None:
+        """A counterparty's node became reachable (its URL is newly known): it gets every announcement the
+        graph holds, in the background (``MAX_ANNOUNCEMENTS`` a request), so a node that joins later learns the
+        fees announced before."""
+        held = self.graph.fee_announcements()
+        if held and runtime.record.peer_url and runtime.record.status == STATUS_OPEN:
+            self.node._background(self._send(runtime.channel.peer_address, runtime.record.peer_url, held))
 
     def _relay(self, announcements: Sequence[FeeAnnouncement], exclude: str | None) -> None:
         """Sends ``announcements`` to the node of every counterparty but ``exclude``, in the background."""

@@ -958,6 +958,7 @@ class Node:
                 # the opener learns from our announce which key speaks for the wallet: it takes our
                 # signatures as the wallet's only from then on (the opener announces first, never back)
                 self._background(self.announce_until_known(runtime, patience=3600.0))
+            self.network.greet(runtime)  # the fee announcements we hold
         return runtime.record
 
     # --- proposing (our side) --------------------------------------------------------------------
@@ -1454,7 +1455,9 @@ class Node:
         self._note_receipt_deposits(runtime, receipt)
         if self.store.set_peer_url(cid, peer_url.rstrip("/"), 1):
             runtime.record = self.store.channel(cid) or runtime.record
-        if not await self.announce_until_known(runtime, patience=self.announce_patience):
+        if await self.announce_until_known(runtime, patience=self.announce_patience):
+            self.network.greet(runtime)  # the fee announcements we hold
+        else:
             self._background(self.announce_until_known(runtime, patience=3600.0))
         return runtime
 

@@ -35,6 +35,7 @@ from .conftest import (
 
 KEY_D = bytes.fromhex("47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a")  # anvil account 4
 ADDRESS_D = Account.from_key(KEY_D).address
+KEY_E = bytes.fromhex("8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba")  # anvil account 5
 AMOUNT = 10**17
 
 
@@ -140,6 +141,14 @@ def test_fees_announced_by_intermediaries_reach_the_payer_through_a_relay_and_pr
     code, out, _ = paychan(capsys, "route", "--db", str(alice.db), "--to", ADDRESS_D, "0.1ether", "--json")
     assert json.loads(out)["routes"][0]["hops"][2]["fee"] == str(fee(3000, 150, AMOUNT))
 
+    # erin joins later, with a channel to alice: alice's node hands her the four announcements it holds
+    erin = node_processes("erin", KEY_E)
+    erin.start()
+    wait_for(lambda: fees_of(erin)["graph"]["channels"] == 3, "erin's graph of 3 channels")
+    open_channel_by_cli(capsys, erin, alice, "0.1ether")
+    wait_for(lambda: fees_of(erin)["graph"]["announcements"] == 4, "erin to get the announcements alice holds")
+    assert fees_of(erin)["announcementsRefused"] == 0
+
     # bad input to the commands: one sentence each, nothing announced
     before = stored_announcements(bob)
     assert one_error(*paychan(capsys, "fees", "--db", str(bob.db), "--ppm", "5")) == (
@@ -155,7 +164,7 @@ def test_fees_announced_by_intermediaries_reach_the_payer_through_a_relay_and_pr
     # carol and dave close their channel: it leaves every graph, and with it the only route to dave
     code, _, err = paychan(capsys, "close", "--db", str(carol.db), "--channel", carol_dave.hex())
     assert code == 0, err
-    wait_for(lambda: fees_of(alice)["graph"]["channels"] == 2, "alice's graph to drop the closed channel")
+    wait_for(lambda: fees_of(alice)["graph"]["channels"] == 3, "alice's graph to drop the closed channel")
     assert fees_of(alice)["graph"]["announcements"] == 3
     code, out, err = paychan(capsys, "route", "--db", str(alice.db), "--to", ADDRESS_D, "0.1ether")
     assert (code, out) == (1, "")
