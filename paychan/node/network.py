@@ -38,7 +38,7 @@ from paychan.node.messages import decode_json, error_body, parse_channel_id
 from paychan.node.peer import PeerRefused, PeerUnavailable
 from paychan.node.store import STATUS_OPEN
 from paychan.routing import ChannelGraph, Route
-from paychan.state import ChannelId, ChannelParams
+from paychan.state import ChannelId, ChannelParams, channel_id
 
 if TYPE_CHECKING:
     from paychan.node.server import Node, Runtime
@@ -117,6 +117,7 @@ class NodeNetwork:
             params = ChannelParams(
                 args["participantA"], args["participantB"], args["asset"], args["challengePeriod"], args["number"]
             )
+            cid = channel_id(params, self.graph.domain.chain_id, self.graph.domain.verifying_contract)
             if cid in self.graph:
                 return
             self.graph.open_channel(params)
