@@ -85,6 +85,12 @@ def test_fees_announced_by_intermediaries_reach_the_payer_through_a_relay_and_pr
     # carol sends hers to bob and dave; bob relays it to alice (its other peer), and alice to nobody new
     wait_for(lambda: fees_of(alice)["graph"]["announcements"] == 3, "alice to learn bob's two and carol's one")
     assert fees_of(alice)["announcementsAccepted"] == 3 and fees_of(bob)["announcementsAccepted"] == 1
+    code, out, _ = paychan(capsys, "fees", "--db", str(bob.db))
+    lines = out.splitlines()
+    assert (code, lines[0], len(lines)) == (0, f"node {ADDRESS_B}", 4)
+    assert sorted(line.split(": ")[0].split(" with ")[1] for line in lines[1:3]) == sorted([ADDRESS_A, ADDRESS_C])
+    assert all(line.split(": ")[1].startswith("1000 wei + 100 ppm (timestamp ") for line in lines[1:3])
+    assert lines[3].startswith("channel graph: 3 open channels, 3 fee announcements (1 received, 0 refused, ")
 
     code, out, err = paychan(capsys, "route", "--db", str(alice.db), "--to", ADDRESS_D, "0.1ether")
     assert code == 0, err
