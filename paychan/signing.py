@@ -152,9 +152,7 @@ def _typehash(type_string: str) -> bytes:
     return keccak(type_string.encode())
 
 
-def message_digest(
-    domain: Domain, message: ChannelState | Revocation | Withdrawal | FeeUpdate | TypedStruct
-) -> bytes:
+def message_digest(domain: Domain, message: ChannelState | Revocation | Withdrawal | FeeUpdate | TypedStruct) -> bytes:
     """The EIP-712 digest of any of the typed messages (a state, revocation, withdrawal or fee update), or of
     another ``TypedStruct``."""
     if isinstance(message, ChannelState):
@@ -257,7 +255,10 @@ def check_message_signer(
 
 
 def typed_data(
-    domain: Domain, state: ChannelState | Revocation | Withdrawal | FeeUpdate | TypedStruct, *, wallet_safe: bool = False
+    domain: Domain,
+    state: ChannelState | Revocation | Withdrawal | FeeUpdate | TypedStruct,
+    *,
+    wallet_safe: bool = False,
 ) -> dict[str, Any]:
     """``state`` (or a revocation, withdrawal or fee update) as an EIP-712 ``full_message`` for
     ``eth_account.Account.sign_typed_data``.

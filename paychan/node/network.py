@@ -51,7 +51,7 @@ MAX_ROUTES = 10  # k at most for a route query
 # Seconds an announcement's timestamp may lie ahead of this node's clock: one far ahead would let no later
 # announcement of its node replace it (newest wins) until the clock got there.
 MAX_CLOCK_AHEAD = 600
-BACKFILL_KEY = "graph.backfillTo"  # node_meta: the watcher's cursor when the store gained the graph (schema 7)
+BACKFILL_KEY = "graph.backfillTo"  # node_meta: the watcher's cursor when the store gained the graph (schema 8)
 BACKFILL_DONE = "done"
 
 

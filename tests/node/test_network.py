@@ -196,6 +196,6 @@ def test_a_node_upgraded_from_a_store_without_the_graph_reads_the_channels_it_ha
     store = Store(dave.db)
     try:
         assert store.graph_channels() == [(contract.channel_id(params), params, 3 * 10**17, 0)]
-        assert (store.schema_version, store.get_meta("graph.backfillTo")) == (7, "done")
+        assert (store.schema_version, store.get_meta("graph.backfillTo")) == (8, "done")
     finally:
         store.close()
