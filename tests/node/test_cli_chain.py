@@ -105,7 +105,12 @@ def test_a_node_on_a_restarted_devnet_stops_paying_and_says_so_once(
             ("--poll-interval", "0.2", "--log-level", "WARNING"),
         )  # fmt: skip
         node.start()
-        wait_for(lambda: node is not None and node.status()["depositB"] == str(10**17), "bob's node to find it")
+
+        def found() -> bool:  # the node finds the channel (opened before it started) on its first polls
+            channels = node.control("GET", "/status")["channels"] if node is not None else []
+            return bool(channels) and channels[-1]["depositB"] == str(10**17)
+
+        wait_for(found, "bob's node to find it")
 
         net.stop()  # the devnet restarts: a new chain on the same port, without the contract
         net = start_devnet(port=port)
