@@ -417,9 +417,8 @@ class Watcher:
                     guard = self.node.settle_guard(action.channel_id)
                     if guard.locked():  # `paychan settle` is sending it: the next poll sees the outcome
                         continue
-                    async with guard:
-                        if runtime.record.status == STATUS_CLOSING:
-                            await self.execute(action)
+                    async with guard:  # free: taken at once, so the record is still the one `decide` read
+                        await self.execute(action)
                     continue
                 await self.execute(action)
             except asyncio.CancelledError:
