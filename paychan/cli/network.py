@@ -4,7 +4,10 @@
   the network's channel graph it knows; ``paychan fees set --base WEI --ppm N [--channel ID]`` signs a new
   announcement (all open channels by default), keeps it and sends it to its peers' nodes, which relay it;
 - ``paychan route --to ADDRESS AMOUNT``: the ``--k`` cheapest routes from the node to ADDRESS for AMOUNT, each
-  hop with what it carries and each intermediary's fee (base + ppm computed), without paying anything.
+  hop with what it carries and each intermediary's fee (base + ppm computed), without paying anything;
+- ``paychan pay --to ADDRESS AMOUNT`` (``run_pay_routed``, when the node has no channel to ADDRESS): pays
+  through the network and prints the route, each hop's fee and the outcome; ``paychan transfers`` lists the
+  routed payments the node made, forwarded (with the fee it earned) or received.
 """
 
 from __future__ import annotations
@@ -49,6 +52,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     route.add_argument("--k", type=int, default=3, help="how many routes at most, 1 to 10 (default 3)")
     _add_json(route)
     route.set_defaults(func=run_route)
+
+    transfers = subparsers.add_parser(
+        "transfers",
+        help="the payments the node made, forwarded or received through the network, and the fees it earned",
+        description="Every routed payment the node holds: as payer (initiator), intermediary (mediator, with "
+        "the fee it charged) or payee (target), where each stands, and the totals sent, earned and received.",
+    )
+    _add_db(transfers)
+    _add_json(transfers)
+    transfers.set_defaults(func=run_transfers)
+
+
+def run_transfers(args: argparse.Namespace) -> int:
+    data = control_request(args.db, "GET", "/transfers")
+    lines = [
+        f"{len(data['transfers'])} payment(s); sent {data['sent']} wei, earned {data['feesEarned']} wei in fees, "
+        f"received {data['received']} wei"
+    ]
+    for row in data["transfers"]:
+        lines.append(f"  {row['paymentId']}: {row['role']} {row['status']}, {row['amount']} wei, fee {row['fee']} wei")
+    _print(args, data, "\n".join(lines))
+    return EXIT_OK
 
 
 def run_fees(args: argparse.Namespace) -> int:
@@ -97,6 +122,67 @@ def _show_fees(args: argparse.Namespace) -> int:
 
 def _fee(base: str | int, ppm: str | int) -> str:
     return f"{int(base)} wei + {int(ppm)} ppm"
+
+
+def direct_channel(args: argparse.Namespace) -> str | None:
+    """The id of our open channel with ``args.to``, if there is exactly one (a direct payment needs no route)."""
+    to = _address(args.to)
+    channels = control_request(args.db, "GET", "/status")["channels"]
+    direct = [c for c in channels if c["status"] == "open" and str(c["counterparty"]).lower() == to.lower()]
+    return str(direct[0]["channelId"]) if len(direct) == 1 else None
+
+
+def run_pay_routed(args: argparse.Namespace) -> int:
+    """``paychan pay --to ADDRESS AMOUNT`` with no channel to ADDRESS: one routed payment per ``--count``."""
+    from paychan.cli.node import EXIT_FAILED, EXIT_PENDING
+    from paychan.cli.progress import waiting
+    from paychan.units import parse_amount
+
+    amount = parse_amount(args.amount, allow_zero=False)
+    if not 1 <= args.count <= 1000:
+        raise PaychanError("a routed --count is 1 to 1000")
+    if not 1 <= args.k <= 10:
+        raise PaychanError("--k is 1 to 10")
+    payload = {"to": _address(args.to), "amount": str(amount), "k": args.k, "timeout": 120}
+    results, code = [], EXIT_OK
+    for number in range(args.count):
+        with waiting(f"paying {_fmt(amount)} to {payload['to']} through the network ({number + 1}/{args.count})"):
+            data = control_request(args.db, "POST", "/transfers", payload, timeout=180)
+        results.append(data)
+        if not getattr(args, "json", False):
+            print(format_payment(data, amount))
+        if data["outcome"] != "succeeded":
+            code = EXIT_PENDING if data["outcome"] == "pending" else EXIT_FAILED
+            break
+    if getattr(args, "json", False):
+        print(json.dumps(results[0] if args.count == 1 else results, indent=2))
+    return code
+
+
+def format_payment(data: dict[str, Any], amount: int) -> str:
+    """A routed payment's outcome as text: what happened, the route, each hop's fee."""
+    outcome, attempts = data["outcome"], data["attempts"]
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    if outcome == "succeeded":
+        head = f"paid {_fmt(amount)} ({amount} wei) as payment {data['paymentId']}, {tries}, no transaction"
+    elif outcome == "failed":
+        head = f"payment {data['paymentId']} failed after {tries}: {data['reason']}; nothing was paid"
+    else:
+        head = (
+            f"payment {data['paymentId']} is not decided yet ({tries}): its locks are signed and resolve by "
+            "themselves; `paychan transfers` shows it"
+        )
+    if data.get("route") is None:
+        return head
+    return head + "\n" + format_route(attempts, data["route"]).replace(f"route {attempts}:", "route:", 1)
+
+
+def _address(value: str) -> str:
+    from eth_utils.address import is_address, to_checksum_address
+
+    if not isinstance(value, str) or not value.startswith("0x") or not is_address(value):
+        raise PaychanError(f"--to is a 0x-prefixed address, not {value!r}")
+    return str(to_checksum_address(value))
 
 
 def run_route(args: argparse.Namespace) -> int:

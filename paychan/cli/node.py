@@ -129,9 +129,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     pay = subparsers.add_parser(
         "pay",
-        help="pay the counterparty over the channel",
+        help="pay the counterparty over the channel, or anyone through intermediaries (--to)",
         description="Pays AMOUNT to the counterparty, COUNT times (one signed state each), and reports exactly "
-        "what happened.",
+        "what happened. With --to ADDRESS and no open channel to it, the payment is routed through "
+        "intermediaries (each earns its advertised fee): it prints the route, each hop's fee and the outcome.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -139,6 +140,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pay.add_argument("amount", help="1ether, 0.5gwei, 1e15, 2500wei or plain wei; in a token channel: token units")
     _add_channel(pay)
     pay.add_argument("--count", type=int, default=1, help="send this many payments of AMOUNT (default 1)")
+    pay.add_argument(
+        "--to",
+        default=None,
+        metavar="ADDRESS",
+        help="the payee: over our channel with it if there is one, else routed through the network",
+    )
+    pay.add_argument("--k", type=int, default=3, help="with --to: routes to try at most, 1 to 10 (default 3)")
     _add_json(pay)
     pay.set_defaults(func=run_pay)
 
@@ -633,6 +641,13 @@ def _pay_exit(outcome: str) -> int:
 def run_pay(args: argparse.Namespace) -> int:
     import uuid
 
+    if args.to is not None and not args.channel:
+        from paychan.cli.network import direct_channel, run_pay_routed
+
+        direct = direct_channel(args)
+        if direct is None:
+            return run_pay_routed(args)
+        args.channel = direct
     channel = _channel_of(args)
     info = _asset_info(args.db, channel["asset"])
     amount = _amount(args.amount, info)

@@ -141,6 +141,7 @@ from paychan.node.store import (
     Store,
     StoreError,
 )
+from paychan.node.transfers import NodeTransfers
 from paychan.node.wallet_peers import UnknownParticipant, WalletCheckFailed, WalletPeers, WalletSignerRefused
 from paychan.signers import Erc1271Signer, LocalKeySigner, Signer, SignerError, SignerUnavailable, TypedMessage
 from paychan.signing import Domain, check_signer, state_struct_hash
@@ -457,6 +458,7 @@ class Node:
             if record.status != STATUS_CLOSED:
                 self._unsynced.add(record.channel_id)
         self.network = NodeNetwork(self)  # the contract's channel graph and our fees (paychan.node.network)
+        self.transfers = NodeTransfers(self)  # payments through intermediaries (paychan.node.transfers)
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -619,6 +621,7 @@ class Node:
         left unanswered and sends new payments."""
         self._started = True
         loop = asyncio.get_running_loop()
+        self.transfers.start()
         if self.remote is not None:
             self._background(self._watch_signer())
         for runtime in self.runtimes.values():
@@ -682,6 +685,7 @@ class Node:
         self._unsynced.discard(cid)
 
     async def stop(self) -> None:
+        self.transfers.stop()
         for task in list(self._tasks):
             task.cancel()
         for runtime in self.runtimes.values():
@@ -789,7 +793,9 @@ class Node:
                     self.store.set_own_revocation(runtime.cid, revocation[0].below_nonce)
         except Exception:
             self._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
+            self.transfers.rollback()  # nor what the transfer machines decided about its lock operations
             raise
+        self.transfers.after_exchange()
         if revocation is not None:
             self._revocations[runtime.cid] = SignedRevocation(revocation[0].below_nonce, revocation[1])
         self.stats["batchesReceived"] += 1
@@ -810,8 +816,24 @@ class Node:
                 return self._own_signature(row.signed, runtime.role)
             raise UnexpectedNonce(state.nonce, runtime.channel.nonce + 1)
         channel = runtime.channel
-        # Channel validates (the lock window against our chain time, duplicates, totals, root, balances, the
+        # The machine of the lock's payment (if it is a mediated transfer's) decides first, then Channel
+        # validates (the lock window against our chain time, duplicates, totals, root, balances, the
         # signature) before before_sign records the intent: a refused proposal writes nothing
+        mark = self.transfers.mark()
+        if op is not None:
+            self.transfers.check_peer_op(runtime, op)
+        try:
+            signed = self._receive_op(runtime, proposal, op)
+        except Exception:
+            self.transfers.undo_to(mark)
+            raise
+        if op is not None:
+            self.store.put_lock_list(runtime.cid, channel.locks)  # in the caller's transaction, before we answer
+        fresh.append(signed)
+        return signed
+
+    def _receive_op(self, runtime: Runtime, proposal: SignedState, op: LockOp | None) -> SignedState:
+        channel = runtime.channel
         if isinstance(op, AddLock):
             signed = channel.receive_proposal(proposal, lock=op.lock, now=self.chain_now())
         elif isinstance(op, SettleLock):
@@ -821,9 +843,6 @@ class Node:
             signed = channel.receive_proposal(proposal, expire=op.hashlock, now=self.chain_now())
         else:
             signed = channel.receive_proposal(proposal)
-        if op is not None:
-            self.store.put_lock_list(runtime.cid, channel.locks)  # in the caller's transaction, before we answer
-        fresh.append(signed)
         return signed
 
     # --- revocations -----------------------------------------------------------------------------
@@ -1398,13 +1417,18 @@ class Node:
             except Exception:
                 self._reload(runtime.cid)
                 raise
+            finished: list[LockOp] = []
             for signed in done:
-                runtime.ops.pop(signed.state.nonce, None)
+                op = runtime.ops.pop(signed.state.nonce, None)
+                if op is not None:
+                    finished.append(op)
                 request = runtime.waiters.pop(signed.state.nonce, None)
                 if request is not None and not request.future.done():
                     request.future.set_result(signed)
             if done[-1].state.is_final:
                 log.info("channel 0x%s: final state countersigned", runtime.cid.hex()[:12])
+            for op in finished:  # a lock operation of a mediated transfer: its machine learns it
+                self.transfers.own_op_countersigned(runtime.cid, op)
         revocation = parse_revocation(answer.get("revocation"))
         if revocation is not None:
             try:
@@ -1805,6 +1829,16 @@ class Node:
         await self.refresh_chain_time()
         return await self.lock_op(cid, ExpireLock(lock_hash))
 
+    def queue_op(self, cid: bytes, op: LockOp) -> asyncio.Future[SignedState]:
+        """Queues a lock operation of a mediated transfer behind the payments before it, without waiting;
+        the future gets the countersigned state or the refusal (``NodeTransfers`` learns the
+        countersignature from ``_apply`` also after a restart)."""
+        runtime = self.runtime(cid)
+        request = Request(0, False, asyncio.get_running_loop().create_future(), op)
+        runtime.queue.append(request)
+        runtime.wakeup.set()
+        return request.future
+
     async def lock_op(self, cid: bytes | None, op: LockOp) -> SignedState:
         """Queues a lock operation behind the payments before it and waits for the peer's countersignature
         (at most ``payment_timeout`` s). ``Channel`` refuses an invalid one before anything is signed."""
@@ -1991,6 +2025,7 @@ class Node:
         app.router.add_post("/peer/withdraw", self._peer_withdraw)
         app.router.add_get("/peer/channels/{cid}/latest", self._peer_latest)
         self.network.add_peer_routes(app)
+        self.transfers.add_peer_routes(app)
         return app
 
     async def _peer_info(self, request: web.Request) -> web.Response:
@@ -2058,6 +2093,7 @@ class Node:
         app.router.add_post("/withdraw", self._control_withdraw)
         app.router.add_get("/token/{address}", self._control_token)
         self.network.add_control_routes(app)
+        self.transfers.add_control_routes(app)
         return app
 
     @web.middleware

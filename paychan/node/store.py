@@ -214,6 +214,26 @@ MIGRATIONS: list[tuple[int, str, Sequence[str]]] = [
             " WHERE key = 'watcher.nextBlock'",
         ),
     ),
+    (
+        9,
+        "mediated transfers: the state of every payment the node makes, forwards or receives",
+        (
+            # One row per payment id: the transfer machine's state as JSON (paychan.transfer.codec), written
+            # in the transaction of the step that produced it (with the channel state it signs, when there is
+            # one) and before any of the step's actions leaves the process; the hashlock and the payer's URL
+            # (where the payee asks for the secret) beside it. done: nothing of the payment can move any more.
+            """CREATE TABLE transfers (
+                payment_id TEXT PRIMARY KEY,
+                role TEXT NOT NULL CHECK (role IN ('initiator', 'mediator', 'target')),
+                hashlock BLOB NOT NULL CHECK (length(hashlock) = 32),
+                initiator_url TEXT NOT NULL,
+                state TEXT NOT NULL,
+                done INTEGER NOT NULL DEFAULT 0,
+                updated_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX transfers_by_hashlock ON transfers (hashlock)",
+        ),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -629,6 +649,30 @@ class Store:
                 (lock_hash, secret, time.time()),
             )
         return lock_hash
+
+    # --- mediated transfers (paychan.node.transfers) -----------------------------------------------
+
+    def put_transfer(
+        self, payment_id: int, role: str, lock_hash: bytes, initiator_url: str, state: str, done: bool
+    ) -> None:
+        """Keeps the machine state of payment ``payment_id`` (joins the caller's transaction)."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO transfers (payment_id, role, hashlock, initiator_url, state, done, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (payment_id) DO UPDATE SET role = excluded.role,"
+                " hashlock = excluded.hashlock, initiator_url = excluded.initiator_url, state = excluded.state,"
+                " done = excluded.done, updated_at = excluded.updated_at",
+                (str(payment_id), role, lock_hash, initiator_url, state, int(done), time.time()),
+            )
+
+    def transfers(self) -> list[tuple[int, str, str]]:
+        """Every kept payment: its id, the payer's URL and the machine state (JSON), oldest first."""
+        return [
+            (int(pid), str(url), str(state))
+            for pid, url, state in self.conn.execute(
+                "SELECT payment_id, initiator_url, state FROM transfers ORDER BY updated_at"
+            )
+        ]
 
     # --- the channel graph (paychan.node.network) -------------------------------------------------
 

@@ -1,12 +1,14 @@
 """The chain watcher: follows the contract's events for the node's channels and answers a stale close.
 
 Each poll reads the events of the blocks it has not processed yet, in pages of at most ``page_blocks``
-blocks, with one ``eth_getLogs`` per page for the seven events it needs (``ChannelOpened``, ``Deposited``,
-``Withdrawn``, ``ChannelClosed``, ``ChallengeAccepted``, ``RevokedStateProven``, ``ChannelSettled``; topic 0
-OR-ed), however many channels the
-node has. It starts at the contract's deployment block and resumes from the last processed block, which
-is stored in the same transaction as what the page's events changed. So a poll with nothing new costs
-two calls (``eth_blockNumber``, ``eth_getLogs``), plus ``eth_getBlockByNumber`` while a channel is closing.
+blocks, with one ``eth_getLogs`` per page for the eight events it needs (``ChannelOpened``, ``Deposited``,
+``Withdrawn``, ``ChannelClosed``, ``ChallengeAccepted``, ``RevokedStateProven``, ``ChannelSettled``,
+``SecretRevealed``; topic 0 OR-ed), however many channels the node has. A ``SecretRevealed`` of a payment
+the node takes part in (``NodeTransfers.wants``; any other costs nothing) is timestamped with one
+``revealedAt`` call and fed to its machine. It starts at the contract's deployment block and resumes from
+the last processed block, which is stored in the same transaction as what the page's events changed. So a
+poll with nothing new costs two calls (``eth_blockNumber``, ``eth_getLogs``), plus ``eth_getBlockByNumber``
+while a channel is closing.
 
 From the events the node learns:
 
@@ -63,6 +65,7 @@ EVENTS = (
     "ChallengeAccepted",
     "RevokedStateProven",
     "ChannelSettled",
+    "SecretRevealed",
 )
 # Seconds before an incoming lock's expiry at which the watcher reveals its secret on chain if the peer has
 # not settled the lock off chain by then. The reveal must be mined in a block stamped at or before the expiry;
@@ -226,6 +229,7 @@ class Watcher:
         self.proofs = 0
         self.reveals = 0
         self._outage: str | None = None  # what failed, while the RPC keeps failing (logged once)
+        self._revealed: list[bytes] = []  # secrets of our payments revealed on chain, not yet timestamped
         contract = self.contract.contract
         self._events = {bytes(HexBytes(getattr(contract.events, name)().topic)): name for name in EVENTS}
         self._decoders = {name: getattr(contract.events, name)() for name in EVENTS}
@@ -282,7 +286,8 @@ class Watcher:
         if name is None:
             return None
         args = dict(self._decoders[name].process_log(raw)["args"])
-        return ChainEvent(name, bytes(args["channelId"]), int(raw["blockNumber"]), int(raw["logIndex"]), args)
+        cid = bytes(args.get("channelId", b""))  # SecretRevealed names a hashlock, not a channel
+        return ChainEvent(name, cid, int(raw["blockNumber"]), int(raw["logIndex"]), args)
 
     async def poll(self) -> int:
         """Processes the new blocks (at most ``max_pages`` pages), then acts on closing channels once the
@@ -304,9 +309,24 @@ class Watcher:
                 applied += self.apply(events)
                 self.node.store.set_meta(CURSOR_KEY, str(end + 1))
             start = end + 1
+        await self._learn_revealed()
         if start > head:
             await self.act(head)
         return applied
+
+    async def _learn_revealed(self) -> None:
+        """The secrets of the node's payments someone revealed on chain (``SecretRevealed``, picked out by
+        ``apply`` with no chain call): when the registry recorded each (one ``revealedAt`` call per secret
+        of ours), kept, and told to the payment's machine."""
+        node = self.node
+        while self._revealed:
+            secret = self._revealed[0]
+            lock_hash = node.store.add_secret(secret)
+            revealed_at = await self._chain(self.contract.revealed_at, lock_hash)
+            self._revealed.pop(0)
+            if revealed_at:
+                node.store.set_secret_revealed(lock_hash, revealed_at)
+                node.transfers.note_revealed(secret, revealed_at)
 
     async def _chain_replaced(self) -> bool:
         """Whether the chain behind the RPC is not the one the node's channels live on any more (the
@@ -336,6 +356,11 @@ class Watcher:
         for event in events:
             node.network.note_event(event)  # every channel of the contract, for the channel graph
             args = event.args
+            if event.name == "SecretRevealed":
+                secret = bytes(args["secret"])
+                if node.transfers.wants(bytes(args["hashlock"])) and secret not in self._revealed:
+                    self._revealed.append(secret)  # when it was recorded: read after the page (_learn_revealed)
+                continue
             if event.name == "ChannelOpened":
                 if node.address not in (args["participantA"], args["participantB"]):
                     continue
@@ -359,6 +384,8 @@ class Watcher:
                 node.note_withdrawn(event.channel_id, args["withdrawals"], args["depositA"], args["depositB"])
             elif event.name in ("ChannelClosed", "ChallengeAccepted"):
                 node.note_close_event(event.channel_id, event.name, args)
+                if event.name == "ChannelClosed":
+                    node.transfers.note_channel_closed(event.channel_id)
             elif event.name == "RevokedStateProven":
                 node.note_penalized(event.channel_id, args["cheater"], args["closerNonce"], args["belowNonce"])
             elif event.name == "ChannelSettled":

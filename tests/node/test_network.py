@@ -182,7 +182,7 @@ def test_a_node_upgraded_from_a_store_without_the_graph_reads_the_channels_it_ha
 ) -> None:
     from paychan.chain import rpc_chain
     from paychan.contract import PaychanContract
-    from paychan.node.store import MIGRATIONS
+    from paychan.node.store import MIGRATIONS, SCHEMA_VERSION
 
     chain = rpc_chain(devnet.url, ["0x" + KEY_C.hex()])
     contract = PaychanContract(chain, devnet_contract.address)
@@ -196,6 +196,6 @@ def test_a_node_upgraded_from_a_store_without_the_graph_reads_the_channels_it_ha
     store = Store(dave.db)
     try:
         assert store.graph_channels() == [(contract.channel_id(params), params, 3 * 10**17, 0)]
-        assert (store.schema_version, store.get_meta("graph.backfillTo")) == (8, "done")
+        assert (store.schema_version, store.get_meta("graph.backfillTo")) == (SCHEMA_VERSION, "done")
     finally:
         store.close()

@@ -39,7 +39,7 @@ def test_migrations_are_recorded_once_in_order(tmp_path: Path) -> None:
     Store(tmp_path / "a.db").close()
     again = Store(tmp_path / "a.db")
     assert again.applied_migrations() == [(v, n) for v, n, _ in MIGRATIONS]
-    assert again.schema_version == SCHEMA_VERSION == 8
+    assert again.schema_version == SCHEMA_VERSION == 9
 
 
 def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_an_older_store_is_migrated_and_keeps_its_states(tmp_path: Path) -> None
     old.conn.commit()
     old.close()
     new = Store(tmp_path / "old.db")
-    assert new.schema_version == SCHEMA_VERSION == 8
+    assert new.schema_version == SCHEMA_VERSION == 9
     record = new.channel(CID)
     assert record is not None and record.close_nonce is None and record.challenged_nonce is None
     # migration 4: the URL was not set by a signed announce (any signed one replaces it); no close record
