@@ -40,7 +40,6 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +89,7 @@ from paychan.transfer.events import (
     StoreSecret,
     Tick,
 )
-from paychan.transfer.state import MAX_PAYMENT_ID, ChannelView, LockedTransfer
+from paychan.transfer.state import MAX_PAYMENT_ID, TARGET_MIN_LOCK_TIME, ChannelView, LockedTransfer, ReplayedPayment
 
 if TYPE_CHECKING:
     from paychan.node.server import Node, Runtime
@@ -102,7 +101,6 @@ MAX_LIVE = 1024  # live payments in all
 MAX_REASON = 400  # characters of a refusal's reason kept from a peer
 MAX_URL = 200
 TICK_INTERVAL = 0.5  # seconds between the clock events the machines get while a payment is live
-SECRET_REQUEST_TRIES = 8  # the payee asks the payer for the secret this often before the lock's expiry logic
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?(?:/[A-Za-z0-9._~\-/]*)?")
 ROLES = {initiator.InitiatorState: "initiator", mediator.MediatorState: "mediator", target.TargetState: "target"}
 
@@ -122,6 +120,15 @@ class TooManyTransfers(StateRejected):
     def __init__(self, peer: str, count: int, limit: int) -> None:
         self.peer, self.count, self.limit = peer, count, limit
         super().__init__(f"TooManyTransfers(peer={peer}, count={count}, limit={limit})")
+
+
+class SettleNotAccepted(StateRejected):
+    """Raised when the peer proposes to settle a lock of our payment ``payment_id`` that its machine does
+    not pay (not the lock of its live attempt or forward); the peer may still reveal the secret on chain."""
+
+    def __init__(self, payment_id: int) -> None:
+        self.payment_id = payment_id
+        super().__init__(f"SettleNotAccepted(payment_id={payment_id})")
 
 
 class LockNotOffered(StateRejected):
@@ -153,6 +160,7 @@ class NodeTransfers:
         self.by_hashlock: dict[bytes, int] = {}
         self.waiters: dict[int, asyncio.Future[Action]] = {}  # our payments' outcomes
         self.outcomes: dict[int, Action] = {}  # the final outcome of each payment of ours
+        self.done: dict[int, Task] = {}  # payments of which nothing can move any more (out of the book's ticks)
         self._staged: list[Staged] = []
         self._after_commit: list[Event] = []
         self._open_ops: set[tuple[bytes, str, bytes]] = set()  # settle/expire ops queued, not answered yet
@@ -164,7 +172,7 @@ class NodeTransfers:
             except MalformedMessage as exc:
                 log.error("payment %d: the stored state does not load: %s", payment_id, exc)
                 continue
-            self.book.tasks[payment_id] = task
+            (self.done if _is_done(task) else self.book.tasks)[payment_id] = task
             self.urls[payment_id] = url
             self.by_hashlock[_hashlock_of(task)] = payment_id
             outcome = _outcome_of(task)
@@ -176,6 +184,35 @@ class NodeTransfers:
     def start(self) -> None:
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        for action in self._resumed():
+            self._take(action)
+
+    def _resumed(self) -> list[Action]:
+        """What a node restarted from its store does at once rather than at the machines' next re-send: ask
+        for the secret it waited for, propose again the settles and expiries it had proposed (the ones that
+        were signed before the stop are in flight already and not queued twice)."""
+        actions: list[Action] = []
+        for payment_id, task in self.book.tasks.items():
+            if isinstance(task, target.TargetState):
+                hop, secret = task.hop, task.secret
+                if task.status == target.REQUESTED:
+                    transfer = task.transfer
+                    actions.append(
+                        SendSecretRequest(transfer.initiator, payment_id, transfer.hashlock, transfer.target_amount)
+                    )
+                elif task.status == target.SETTLING and secret is not None:
+                    actions.append(ProposeSettleLock(hop.channel_id, hop.sender, payment_id, secret))
+            elif isinstance(task, mediator.MediatorState):
+                incoming, outgoing, secret = task.incoming_hop, task.outgoing_hop, task.secret
+                if task.incoming == mediator.SETTLING and secret is not None:
+                    actions.append(ProposeSettleLock(incoming.channel_id, incoming.sender, payment_id, secret))
+                if task.outgoing == mediator.EXPIRING:
+                    lock_hash = task.transfer.hashlock
+                    actions.append(ProposeExpireLock(outgoing.channel_id, outgoing.receiver, payment_id, lock_hash))
+            elif task.current is not None and task.current.status == initiator.EXPIRING:
+                hop = task.current.hop
+                actions.append(ProposeExpireLock(hop.channel_id, hop.receiver, payment_id, task.hashlock))
+        return actions
 
     def stop(self) -> None:
         if self._ticker is not None:
@@ -184,7 +221,7 @@ class NodeTransfers:
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(TICK_INTERVAL)
-            if any(not _is_done(task) for task in self.book.tasks.values()):
+            if self.book.tasks:
                 try:
                     self.feed(Tick(self.node.chain_now()))
                 except asyncio.CancelledError:
@@ -206,11 +243,17 @@ class NodeTransfers:
         except Exception:
             self.book.tasks = before
             raise
+        self._retire()
         replies = [a for a in actions if reply_to is not None and _is_reply(a, reply_to)]
         for action in actions:
             if not any(action is reply for reply in replies):
                 self._take(action)
         return replies
+
+    def _retire(self) -> None:
+        """Moves the payments that are done out of the book: the clock no longer visits them."""
+        for payment_id in [pid for pid, task in self.book.tasks.items() if _is_done(task)]:
+            self.done[payment_id] = self.book.tasks.pop(payment_id)
 
     def _persist(self, before: dict[int, Task], actions: list[Action]) -> None:
         store = self.node.store
@@ -253,6 +296,9 @@ class NodeTransfers:
         if refusal is not None:
             self.book.tasks = old
             raise refusal.error
+        if isinstance(op, SettleLock) and not any(_is_answer(a, cid) for a in actions):
+            self.book.tasks = old  # a lock of a payment of ours its machine does not pay now (stale, or not ours)
+            raise SettleNotAccepted(payment_id)
         self._persist(old, actions)
         self._staged.append(Staged(payment_id, before, [a for a in actions if not _is_answer(a, cid)]))
 
@@ -401,8 +447,9 @@ class NodeTransfers:
         if runtime is None or runtime.record.status != STATUS_OPEN:
             return  # a closing channel's locks resolve at settlement
         if key is not None:
-            if key in self._open_ops:
-                return  # the one queued (or in flight) goes on: the exchange re-sends it
+            signed = any(type(held) is type(op) and _op_hashlock(held) == key[2] for held in runtime.ops.values())
+            if key in self._open_ops or signed:
+                return  # the one queued (or signed and in flight) goes on: the exchange re-sends it
             self._open_ops.add(key)
         future = self.node.queue_op(cid, op)
         future.add_done_callback(lambda done: self._op_done(done, key))
@@ -467,8 +514,10 @@ class NodeTransfers:
                 ReceiveRefusal(payment_id, hop.channel_id, hop.receiver, str(exc)[:MAX_REASON], self.node.chain_now())
             )
             return
-        except PeerUnavailable as exc:  # no answer: the machine gives up on it after OFFER_TIMEOUT
+        except PeerUnavailable as exc:  # nothing is signed yet: the offer ends now, not at OFFER_TIMEOUT
             log.info("payment %d: offer to %s not answered: %s", payment_id, hop.receiver, exc)
+            reason = f"unreachable: {exc}"[:MAX_REASON]
+            self._feed_quietly(ReceiveRefusal(payment_id, hop.channel_id, hop.receiver, reason, self.node.chain_now()))
             return
         now = self.node.chain_now()
         if answer.get("type") == "accepted":
@@ -486,7 +535,7 @@ class NodeTransfers:
             "amount": str(action.amount),
         }
         delay = 0.05
-        for _ in range(SECRET_REQUEST_TRIES):
+        while self._still_requesting(action.payment_id):
             try:
                 answer = await self.node.peer.post(url + "/peer/transfer", payload, action.to)
             except PeerRefused as exc:
@@ -501,6 +550,13 @@ class NodeTransfers:
             if secret is not None and hashlock(secret) == action.hashlock:
                 self._feed_quietly(ReceiveSecretReveal(action.payment_id, secret, action.to, self.node.chain_now()))
             return
+
+    def _still_requesting(self, payment_id: int) -> bool:
+        """Whether our lock as payee of ``payment_id`` still waits for the secret with time to use it."""
+        task = self.book.tasks.get(payment_id)
+        if not isinstance(task, target.TargetState) or task.status != target.REQUESTED:
+            return False
+        return self.node.chain_now() < task.hop.expiry - TARGET_MIN_LOCK_TIME // 2
 
     async def _reveal(self, secret: bytes) -> None:
         node, lock_hash = self.node, hashlock(secret)
@@ -580,7 +636,7 @@ class NodeTransfers:
         return self.describe(payment_id, outcome)
 
     def describe(self, payment_id: int, outcome: Action | None) -> dict[str, Any]:
-        task = self.book.tasks.get(payment_id)
+        task = self.book.tasks.get(payment_id) or self.done.get(payment_id)
         route: Route | None = None
         if isinstance(outcome, PaymentSucceeded):
             route = outcome.route
@@ -604,7 +660,7 @@ class NodeTransfers:
     def summary(self) -> dict[str, Any]:
         """Every payment the node holds and what it sent, earned and received in all."""
         rows, earned, received, sent = [], 0, 0, 0
-        for payment_id, task in self.book.tasks.items():
+        for payment_id, task in [*self.done.items(), *self.book.tasks.items()]:
             row: dict[str, Any] = {"paymentId": str(payment_id), "role": ROLES[type(task)]}
             if isinstance(task, initiator.InitiatorState):
                 paid = task.outcome == initiator.SUCCEEDED
@@ -613,8 +669,7 @@ class NodeTransfers:
                 sent += (task.amount + fee) if paid else 0
                 row.update(status=task.outcome, amount=str(task.amount), fee=str(fee))
             elif isinstance(task, mediator.MediatorState):
-                paid = task.incoming in (mediator.SETTLED, mediator.ONCHAIN) and task.outgoing == mediator.SETTLED
-                earned += task.fee if paid else 0
+                earned += forwarding_gain(task)
                 row.update(
                     status=f"{task.incoming}/{task.outgoing}", amount=str(task.incoming_hop.amount), fee=str(task.fee)
                 )
@@ -694,8 +749,13 @@ class NodeTransfers:
 
     def _admit_offer(self, signer: str, transfer: LockedTransfer) -> None:
         held = self.by_hashlock.get(transfer.hashlock)
-        if held is not None and held != transfer.payment_id and held in self.book.tasks:
+        if held is not None and held != transfer.payment_id:
             raise HashlockInUse(transfer.payment_id, held)
+        finished = self.done.get(transfer.payment_id)
+        if finished is not None:
+            if isinstance(finished, initiator.InitiatorState) or finished.is_live:
+                raise ReplayedPayment(transfer.payment_id)
+            del self.done[transfer.payment_id]  # its lock expired: the payer's next route may come through us
         live = [t for t in self.book.tasks.values() if not _is_done(t)]
         if len(live) >= MAX_LIVE:
             raise TooManyTransfers("*", len(live) + 1, MAX_LIVE)
@@ -728,6 +788,18 @@ class NodeTransfers:
 
 
 # --- helpers --------------------------------------------------------------------------------------------
+
+
+def forwarding_gain(task: mediator.MediatorState) -> int:
+    """What forwarding ``task`` gained us, to the wei: the incoming lock if it was paid to us (off chain, or
+    on chain at settlement), less the outgoing one if it was paid (off chain, or on chain: its secret was
+    revealed in time). The fee when both were paid, nothing when neither was."""
+    incoming, outgoing = task.incoming_hop, task.outgoing_hop
+    gained = incoming.amount if task.incoming in (mediator.SETTLED, mediator.ONCHAIN) else 0
+    signed = task.outgoing in (mediator.PROPOSED, mediator.LOCKED, mediator.EXPIRING)
+    if task.outgoing == mediator.SETTLED or (signed and 0 < task.revealed_on_chain_at <= outgoing.expiry):
+        gained -= outgoing.amount
+    return gained
 
 
 def _hashlock_of(task: Task) -> bytes:
@@ -811,13 +883,12 @@ def _json(data: dict[str, Any]) -> web.Response:
     return web.Response(text=json.dumps(data, separators=(",", ":")), content_type="application/json")
 
 
-Callback = Callable[[], None]
-
 __all__ = [
     "MAX_LIVE",
     "MAX_LIVE_PER_PEER",
     "HashlockInUse",
     "LockNotOffered",
     "NodeTransfers",
+    "SettleNotAccepted",
     "TooManyTransfers",
 ]

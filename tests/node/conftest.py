@@ -294,9 +294,10 @@ def node_processes(tmp_path: Path, devnet: Any, devnet_contract: Any) -> Iterato
         poll_interval: float = 0.2,
         log_level: str = "WARNING",
         extra: tuple[str, ...] = (),
+        port: int | None = None,
     ) -> NodeProcess:
         process = NodeProcess(
-            tmp_path, name, key, rpc_url or devnet.url, devnet_contract.address, free_port(), PASSWORD,
+            tmp_path, name, key, rpc_url or devnet.url, devnet_contract.address, port or free_port(), PASSWORD,
             ("--poll-interval", str(poll_interval), "--payment-timeout", "5", "--log-level", log_level, *extra),
         )  # fmt: skip
         started.append(process)

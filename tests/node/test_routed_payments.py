@@ -1,23 +1,47 @@
-"""Routed payments between node processes on the devnet: alice pays dave through bob and carol, each
-intermediary earns exactly its advertised fee, and no transaction is needed; and after every test, for every
-party, what it holds (off-chain balances + on-chain payouts) = its deposits + fees earned + received - sent."""
+"""Routed payments between five node processes on the devnet, through intermediaries who earn their fees.
+
+The network (each channel opened, and funded, by its first party)::
+
+    alice - bob - carol - dave - erin
+             \\___________/
+                bob - dave (bob's fee on it is high: the route through carol is cheaper while carol is up)
+
+alice pays dave through bob and carol (2 intermediaries), erin through bob, carol and dave (3); intermediaries
+killed (SIGKILL) before and after they learned the secret restart from their stores; one that vanishes after
+forwarding lets the next hop reveal on chain, close and be paid, and claims its own lock when back; a payee
+that never gets the secret lets every lock expire. After every test, for every party, to the wei: what it
+holds (off-chain balances of open channels + on-chain payouts of settled ones) = its deposits + what it
+gained forwarding (its fees) + what it received - what it sent (amounts and fees).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account import Account
 
-from .conftest import KEY_A, KEY_B, KEY_C, NodeProcess, open_channel_by_cli, paychan, wait_for
+from .conftest import KEY_A, KEY_B, KEY_C, NodeProcess, free_port, open_channel_by_cli, paychan, wait_for
 
 KEY_D = bytes.fromhex("47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a")  # anvil account 4
 KEY_E = bytes.fromhex("8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba")  # anvil account 5
+KEYS = {"alice": KEY_A, "bob": KEY_B, "carol": KEY_C, "dave": KEY_D, "erin": KEY_E}
 ETHER = 10**18
-FEES = {"bob": (1000, 100), "carol": (2000, 150), "erin": (5000, 1000)}  # base wei, ppm
+AMOUNT = 10**17
+FEES = {"bob": (1000, 100), "carol": (2000, 150), "dave": (3000, 200)}  # base wei, ppm, on every channel
+BOB_DAVE_FEE = (50_000, 1000)  # bob's fee on bob-dave: the second route to dave costs more
 
 
 def fee(base: int, ppm: int, forwarded: int) -> int:
@@ -26,10 +50,11 @@ def fee(base: int, ppm: int, forwarded: int) -> int:
 
 @dataclass
 class Network:
-    """Node processes and the channels between them, with what each party deposited."""
+    """Node processes, the channels between them and what each party deposited."""
 
     nodes: dict[str, NodeProcess]
     capsys: pytest.CaptureFixture[str]
+    devnet: Any
     deposits: dict[str, int] = field(default_factory=dict)
     channels: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
@@ -42,83 +67,318 @@ class Network:
         self.channels[(payer, payee)] = cid
         return cid
 
-    def balances(self, name: str) -> int:
-        """What ``name`` holds off chain: its balance in every channel of its (locks not included)."""
-        channels = self.nodes[name].control("GET", "/status")["channels"]
-        return sum(int(c["myBalance"]) for c in channels if c["status"] == "open")
+    def status(self, name: str) -> list[dict[str, Any]]:
+        return list(self.nodes[name].control("GET", "/status")["channels"])
+
+    def holds(self, name: str) -> int:
+        """Off-chain balances of open channels + what the settlement paid out of the settled ones."""
+        held = 0
+        for channel in self.status(name):
+            if channel["status"] == "open":
+                held += int(channel["myBalance"])
+            else:
+                payout = channel["payoutA"] if channel["role"] == "A" else channel["payoutB"]
+                assert payout is not None, f"{name}'s channel {channel['channelId']} is not settled"
+                held += int(payout)
+        return held
 
     def transfers(self, name: str) -> dict[str, Any]:
         return dict(self.nodes[name].control("GET", "/transfers"))
 
     def pay(self, payer: str, payee: str, amount: int) -> dict[str, Any]:
-        code, out, err = paychan(
-            self.capsys, "pay", "--db", str(self.nodes[payer].db), "--to", self.address(payee), f"{amount}wei", "--json"
-        )
+        db = str(self.nodes[payer].db)
+        code, out, err = paychan(self.capsys, "pay", "--db", db, "--to", self.address(payee), f"{amount}wei", "--json")
         data = json.loads(out)
         assert (code, data["outcome"]) == (0, "succeeded"), (code, out, err)
         return dict(data)
 
+    def no_locks(self) -> bool:
+        return all(c["pendingLocks"] == 0 and c["inflight"] == 0 for name in self.nodes for c in self.status(name))
+
     def check_conservation(self) -> None:
-        """For every party: held = deposits + earned + received - sent, to the wei, once no lock is pending."""
+        """For every party: what it holds = deposits + gained forwarding + received - sent, to the wei."""
+        wait_for(self.no_locks, "every lock resolved")
         for name in self.nodes:
             summary = self.transfers(name)
-            expected = (
-                self.deposits.get(name, 0)
-                + int(summary["feesEarned"])
-                + int(summary["received"])
-                - int(summary["sent"])
-            )
-            assert self.balances(name) == expected, (name, summary)
+            gained, received, sent = (int(summary[k]) for k in ("feesEarned", "received", "sent"))
+            assert self.holds(name) == self.deposits.get(name, 0) + gained + received - sent, (name, summary)
+
+    def travel(self, seconds: int) -> None:
+        """The devnet's clock moves ``seconds`` on, and a block is mined with the new time."""
+        from paychan.chain import rpc_chain
+
+        chain = rpc_chain(self.devnet.url)
+        chain.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    def block_number(self) -> int:
+        from paychan.chain import rpc_chain
+
+        return int(rpc_chain(self.devnet.url).w3.eth.block_number)
+
+    def stored_transfers(self, name: str) -> list[dict[str, Any]]:
+        """The machine states in ``name``'s store, read directly (the node may be about to be killed)."""
+        with sqlite3.connect(f"file:{self.nodes[name].db}?mode=ro", uri=True, timeout=5) as conn:
+            rows = conn.execute("SELECT state FROM transfers").fetchall()
+        return [json.loads(row[0])["state"] for row in rows]
+
+    def stored_secrets(self, name: str) -> int:
+        with sqlite3.connect(f"file:{self.nodes[name].db}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM secrets").fetchone()[0])
 
 
-@pytest.fixture
-def network(node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str]) -> Network:
-    keys = {"alice": KEY_A, "bob": KEY_B, "carol": KEY_C, "dave": KEY_D, "erin": KEY_E}
-    nodes = {name: node_processes(name, key) for name, key in keys.items()}
+@contextmanager
+def peer_delay_proxy(target: str, delay: float) -> Iterator[str]:
+    """``peer_delay_proxy.py`` in front of ``target`` (a node's peer URL), in its own process on a free port,
+    stopped by PID afterwards. Yields its URL."""
+    port = free_port()
+    script = Path(__file__).with_name("peer_delay_proxy.py")
+    process = subprocess.Popen(
+        [sys.executable, str(script), target, str(delay), str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket_open(port):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the peer delay proxy did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextmanager
+def socket_open(port: int) -> Iterator[None]:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        yield
+
+
+def build(
+    node_processes: Callable[..., NodeProcess],
+    capsys: pytest.CaptureFixture[str],
+    devnet: Any,
+    alice_port: int | None = None,
+    alice_url: str | None = None,
+) -> Network:
+    """The five nodes and six channels of the module docstring, fees announced, routes known to alice.
+    ``alice_port``, ``alice_url``: where alice's node listens, and where her peers and payees reach her (a
+    proxy in front of it)."""
+    nodes = {}
+    for name, key in KEYS.items():
+        if name == "alice" and alice_url:
+            nodes[name] = node_processes(name, key, extra=("--public-url", alice_url), port=alice_port)
+        else:
+            nodes[name] = node_processes(name, key)
     for node in nodes.values():
         node.start()
-    return Network(nodes, capsys)
+    net = Network(nodes, capsys, devnet)
+    for payer, payee in (("alice", "bob"), ("bob", "carol"), ("carol", "dave"), ("dave", "erin"), ("bob", "dave")):
+        net.open(payer, payee, ETHER)
+    peers = {"bob": 3, "carol": 2, "dave": 3}
+    for name, count in peers.items():
+        wait_for(lambda n=name, c=count: len(nodes[n].control("GET", "/fees")["channels"]) == c, f"{name}'s peers")
+        base, ppm = FEES[name]
+        code, _, err = paychan(
+            capsys, "fees", "set", "--db", str(nodes[name].db), "--base", str(base), "--ppm", str(ppm)
+        )
+        assert code == 0, err
+    bob_dave = net.channels[("bob", "dave")].hex()
+    base, ppm = BOB_DAVE_FEE
+    args = ("fees", "set", "--db", str(nodes["bob"].db), "--base", str(base), "--ppm", str(ppm), "--channel", bob_dave)
+    assert paychan(capsys, *args)[0] == 0
+    wait_for(lambda: nodes["alice"].control("GET", "/fees")["graph"]["announcements"] == 8, "alice to learn every fee")
+    return net
 
 
-def set_fees(net: Network, name: str) -> None:
-    base, ppm = FEES[name]
-    code, _, err = paychan(net.capsys, "fees", "set", "--db", str(net.nodes[name].db), "--base", str(base), "--ppm", str(ppm))
-    assert code == 0, err
+def route_fees(route: dict[str, Any]) -> list[int]:
+    return [int(hop["fee"]) for hop in route["hops"][1:]]
 
 
-def wait_for_route(net: Network, payer: str, payee: str, amount: int, hops: int) -> None:
-    def found() -> bool:
+def start_payment(net: Network, payer: str, payee: str, amount: int, timeout: int = 120) -> dict[str, Any]:
+    """``POST /transfers`` on a thread (the test acts meanwhile); the dict gets the answer, or the error."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
         try:
-            routes = net.nodes[payer].control("POST", "/route", {"to": net.address(payee), "amount": str(amount)})
-        except Exception:
-            return False
-        return any(len(r["hops"]) == hops for r in routes["routes"])
+            payload = {"to": net.address(payee), "amount": str(amount), "timeout": timeout}
+            result.update(net.nodes[payer].control("POST", "/transfers", payload, timeout=timeout + 30))
+        except Exception as exc:
+            result["error"] = repr(exc)
 
-    wait_for(found, f"{payer}'s route of {hops} hops to {payee}")
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    result["thread"] = thread
+    return result
 
 
-def test_alice_pays_dave_through_bob_and_carol_who_each_earn_exactly_their_advertised_fee_without_a_transaction(
-    network: Network,
+def finished(result: dict[str, Any], timeout: float = 150) -> dict[str, Any]:
+    result["thread"].join(timeout)
+    assert "outcome" in result, result
+    return result
+
+
+# --- the tests -----------------------------------------------------------------------------------------------
+
+
+def test_payments_through_two_and_three_intermediaries_pay_each_exactly_its_advertised_fee_with_no_transaction(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet: Any
 ) -> None:
-    net = network
-    net.open("alice", "bob", ETHER)
-    net.open("bob", "carol", ETHER)
-    net.open("carol", "dave", ETHER)
-    for name in ("bob", "carol"):
-        wait_for(lambda name=name: len(net.nodes[name].control("GET", "/fees")["channels"]) == 2, f"{name}'s peers")
-        set_fees(net, name)
-    amount = 10**17
-    wait_for_route(net, "alice", "dave", amount, 3)
-    blocks = net.nodes["alice"].control("GET", "/status")
-    paid = net.pay("alice", "dave", amount)
+    net = build(node_processes, capsys, devnet)
+    before = net.block_number()
 
-    carol_fee = fee(*FEES["carol"], amount)
-    bob_fee = fee(*FEES["bob"], amount + carol_fee)
-    assert [hop["fee"] for hop in paid["route"]["hops"]] == ["0", str(bob_fee), str(carol_fee)]
-    assert paid["attempts"] == 1
-    wait_for(lambda: net.transfers("bob")["feesEarned"] == str(bob_fee), "bob's fee settled")
-    wait_for(lambda: net.transfers("carol")["feesEarned"] == str(carol_fee), "carol's fee settled")
-    wait_for(lambda: net.transfers("dave")["received"] == str(amount), "dave paid")
-    assert net.transfers("alice")["sent"] == str(amount + bob_fee + carol_fee)
+    to_dave = [net.pay("alice", "dave", AMOUNT) for _ in range(2)]
+    carol_fee = fee(*FEES["carol"], AMOUNT)
+    bob_fee = fee(*FEES["bob"], AMOUNT + carol_fee)
+    for paid in to_dave:
+        assert [h["sender"] for h in paid["route"]["hops"]] == [net.address(n) for n in ("alice", "bob", "carol")]
+        assert (route_fees(paid["route"]), paid["attempts"]) == ([bob_fee, carol_fee], 1)
+
+    to_erin = net.pay("alice", "erin", AMOUNT)
+    dave_fee = fee(*FEES["dave"], AMOUNT)
+    carol_fee_3 = fee(*FEES["carol"], AMOUNT + dave_fee)
+    bob_fee_3 = fee(*FEES["bob"], AMOUNT + dave_fee + carol_fee_3)
+    assert route_fees(to_erin["route"]) == [bob_fee_3, carol_fee_3, dave_fee]
+    assert int(to_erin["route"]["sent"]) == AMOUNT + bob_fee_3 + carol_fee_3 + dave_fee
+
+    wait_for(net.no_locks, "every lock settled off chain")
+    assert net.block_number() == before  # not one transaction
+    earned = {name: int(net.transfers(name)["feesEarned"]) for name in ("bob", "carol", "dave")}
+    assert earned == {"bob": 2 * bob_fee + bob_fee_3, "carol": 2 * carol_fee + carol_fee_3, "dave": dave_fee}
+    assert net.transfers("dave")["received"] == str(2 * AMOUNT)
+    assert net.transfers("erin")["received"] == str(AMOUNT)
+    code, out, _ = paychan(capsys, "transfers", "--db", str(net.nodes["bob"].db))
+    assert code == 0 and out.startswith(f"3 payment(s); sent 0 wei, earned {earned['bob']} wei in fees")
     net.check_conservation()
-    assert blocks is not None
+
+
+def test_an_intermediary_killed_before_it_learned_the_secret_restarts_and_the_payment_succeeds_on_the_second_route(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet: Any
+) -> None:
+    net = build(node_processes, capsys, devnet)
+    carol = net.nodes["carol"].process
+    assert carol is not None
+    os.kill(carol.pid, signal.SIGSTOP)  # bob's offer to carol goes unanswered while we kill bob
+    try:
+        result = start_payment(net, "alice", "dave", AMOUNT)
+        wait_for(
+            lambda: any(s["incoming"] == "locked" and s["outgoing"] == "offered" for s in net.stored_transfers("bob")),
+            "bob to hold alice's lock and offer carol his",
+        )
+        net.nodes["bob"].kill()
+        assert net.stored_secrets("bob") == 0  # killed before it learned the secret
+        net.nodes["bob"].start()
+    finally:
+        os.kill(carol.pid, signal.SIGCONT)
+    net.travel(40)  # bob's offer to carol times out: bob passes the refusal to alice
+    wait_for(
+        lambda: (
+            net.nodes["alice"].control("GET", "/transfers")["transfers"][0]["status"] == "pending"
+            and any(s["outgoing"] == "refused" for s in net.stored_transfers("bob"))
+        ),
+        "bob to refuse upstream",
+    )
+    net.travel(800)  # alice's lock through bob expires: she takes it back and tries the route through bob-dave
+    paid = finished(result)
+    assert (paid["outcome"], paid["attempts"]) == ("succeeded", 2), paid
+    bob_fee = fee(*BOB_DAVE_FEE, AMOUNT)
+    assert route_fees(paid["route"]) == [bob_fee]
+    wait_for(lambda: net.transfers("bob")["feesEarned"] == str(bob_fee), "bob's fee on the second route")
+    assert net.transfers("carol")["feesEarned"] == "0"
+    net.check_conservation()
+
+
+def test_an_intermediary_killed_after_it_learned_the_secret_restarts_from_its_store_and_claims_its_lock(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet: Any
+) -> None:
+    alice_port = free_port()
+    with peer_delay_proxy(f"http://127.0.0.1:{alice_port}", 1.0) as alice_url:
+        net = build(node_processes, capsys, devnet, alice_port, alice_url)
+        result = start_payment(net, "alice", "dave", AMOUNT)
+        # bob learns the secret from carol's settle; his own settle with alice waits for alice's (slow) turn
+        wait_for(lambda: net.stored_secrets("bob") == 1, "bob to learn the secret", timeout=60)
+        net.nodes["bob"].kill()
+        assert [s["incoming"] for s in net.stored_transfers("bob")] == ["settling"]
+        net.nodes["bob"].start()
+        paid = finished(result)
+        assert paid["outcome"] == "succeeded", paid
+        carol_fee = fee(*FEES["carol"], AMOUNT)
+        bob_fee = fee(*FEES["bob"], AMOUNT + carol_fee)
+        wait_for(lambda: net.transfers("bob")["feesEarned"] == str(bob_fee), "bob's settle with alice after restart")
+        net.check_conservation()
+
+
+def test_an_intermediary_gone_after_forwarding_lets_the_next_hop_reveal_on_chain_and_claims_its_own_when_back(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet: Any
+) -> None:
+    alice_port = free_port()
+    with peer_delay_proxy(f"http://127.0.0.1:{alice_port}", 1.0) as alice_url:
+        net = build(node_processes, capsys, devnet, alice_port, alice_url)
+        result = start_payment(net, "alice", "dave", AMOUNT, timeout=300)
+        wait_for(
+            lambda: any(s["outgoing"] == "locked" for s in net.stored_transfers("bob")),
+            "bob's lock to carol signed",
+            timeout=60,
+        )
+        net.nodes["bob"].kill()  # before dave's secret request reaches alice (1 s away)
+        assert net.stored_secrets("bob") == 0
+        wait_for(lambda: net.transfers("dave")["received"] == str(AMOUNT), "dave paid by carol off chain")
+        carol_state = [s for s in net.stored_transfers("carol")]
+        assert [s["incoming"] for s in carol_state] == ["settling"]  # bob does not answer
+
+        net.travel(430)  # carol's incoming lock is within REVEAL_MARGIN of its expiry: she reveals and closes
+        bob_carol = "0x" + net.channels[("bob", "carol")].hex()
+        wait_for(
+            lambda: next(c for c in net.status("carol") if c["channelId"] == bob_carol)["status"] == "closing",
+            "carol to reveal the secret on chain and close bob-carol",
+            timeout=60,
+        )
+        net.nodes["bob"].start()  # bob is back before his own incoming lock expires: he reads the secret on chain
+        paid = finished(result, timeout=300)
+        assert paid["outcome"] == "succeeded", paid
+        net.travel(3601)  # the challenge period of bob-carol ends: it settles, the revealed lock pays carol
+        wait_for(
+            lambda: all(
+                c["status"] == "closed" for n in ("bob", "carol") for c in net.status(n) if c["channelId"] == bob_carol
+            ),
+            "bob-carol settled",
+            timeout=60,
+        )
+        carol_fee = fee(*FEES["carol"], AMOUNT)
+        bob_fee = fee(*FEES["bob"], AMOUNT + carol_fee)
+        assert (net.transfers("bob")["feesEarned"], net.transfers("carol")["feesEarned"]) == (
+            str(bob_fee),
+            str(carol_fee),
+        )
+        net.check_conservation()
+
+
+def test_a_payee_that_never_gets_the_secret_lets_every_lock_expire_and_every_balance_returns(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet: Any
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # where dave asks alice for the secret: nobody answers
+    net = build(node_processes, capsys, devnet, free_port(), dead)
+    result = start_payment(net, "alice", "dave", AMOUNT, timeout=5)
+    assert finished(result)["outcome"] == "pending"
+    wait_for(lambda: any(s["status"] == "requested" for s in net.stored_transfers("dave")), "dave's lock")
+    net.travel(800)  # every lock of the payment expires: each sender takes its own back
+    wait_for(lambda: net.transfers("alice")["transfers"][0]["status"] == "failed", "alice's payment failed")
+    net.check_conservation()
+    for name in KEYS:
+        assert net.holds(name) == net.deposits.get(name, 0)
+        summary = net.transfers(name)
+        assert (summary["feesEarned"], summary["received"], summary["sent"]) == ("0", "0", "0")
