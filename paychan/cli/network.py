@@ -207,6 +207,9 @@ def format_route(number: int, route: dict[str, Any]) -> str:
     for hop in hops:
         lines.append(f"  {hop['sender']} locks {hop['amount']} wei for {hop['receiver']} on {hop['channelId']}")
     for hop in hops[1:]:
+        if "baseFee" not in hop:  # its channel closed since: the fee it charged, not how
+            lines.append(f"  fee {hop['sender']}: {hop['fee']} wei")
+            continue
         base, ppm, forwarded = int(hop["baseFee"]), int(hop["ppm"]), int(hop["amount"])
         lines.append(
             f"  fee {hop['sender']}: {base} wei + {forwarded} wei * {ppm} / 1000000 = "

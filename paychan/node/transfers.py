@@ -165,6 +165,7 @@ class NodeTransfers:
         self._after_commit: list[Event] = []
         self._open_ops: set[tuple[bytes, str, bytes]] = set()  # settle/expire ops queued, not answered yet
         self._ticker: asyncio.Task[None] | None = None
+        self._routes_shown: dict[Route, dict[str, Any]] = {}  # the routes of payments the control API waits on
         self.stats = {"offersReceived": 0, "offersRefused": 0, "paymentsSent": 0, "paymentsReceived": 0}
         for payment_id, url, text in node.store.transfers():
             try:
@@ -628,6 +629,8 @@ class NodeTransfers:
         self.waiters[payment_id] = waiter
         self.urls[payment_id] = node.public_url
         now = node.chain_now()
+        for route in routes:  # the fees as announced now, shown with the outcome even if a channel closes
+            self._routes_shown[route] = self.node.network.route_json(route)
         self.feed(InitPayment(payment_id, secret, target_address, amount, tuple(routes), self.views(), now))
         try:
             outcome: Action | None = await asyncio.wait_for(asyncio.shield(waiter), timeout)
@@ -643,6 +646,11 @@ class NodeTransfers:
         elif isinstance(task, initiator.InitiatorState) and task.current is not None:
             route = task.current.route
         attempts = len(task.attempts) if isinstance(task, initiator.InitiatorState) else 0
+        network = self.node.network
+        if isinstance(task, initiator.InitiatorState):
+            for unused in task.routes:
+                if unused != route:
+                    self._routes_shown.pop(unused, None)
         return {
             "paymentId": str(payment_id),
             "outcome": (
@@ -652,7 +660,7 @@ class NodeTransfers:
                 if isinstance(outcome, PaymentFailed)
                 else "pending"
             ),
-            "route": None if route is None else self.node.network.route_json(route),
+            "route": None if route is None else self._routes_shown.pop(route, None) or network.route_json(route),
             "attempts": attempts,
             "reason": outcome.reason if isinstance(outcome, PaymentFailed) else "",
         }

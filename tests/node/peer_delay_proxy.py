@@ -3,7 +3,10 @@ forwards it (method, path, headers and body unchanged, so the request's signatur
 far away would answer. Tests give it to a node as its ``--public-url`` (where its peers and payees reach
 it), start it as a process on a free port and stop it by PID::
 
-    python tests/node/peer_delay_proxy.py TARGET_URL DELAY_SECONDS PORT
+    python tests/node/peer_delay_proxy.py TARGET_URL DELAY_SECONDS PORT [DROP]
+
+With ``DROP``, a request whose body contains that text is answered 502 and not forwarded (e.g.
+``secretRequest``: the node never hears its payees ask for a secret).
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from aiohttp import ClientSession, ClientTimeout, web
 HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
 
 
-async def serve(target: str, delay: float, port: int) -> None:
+async def serve(target: str, delay: float, port: int, drop: str = "") -> None:
     session = ClientSession(timeout=ClientTimeout(total=60))
 
     async def forward(request: web.Request) -> web.Response:
         body = await request.read()
         await asyncio.sleep(delay)
+        if drop and drop.encode() in body:
+            return web.Response(status=502, text="proxy: dropped")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         url = target.rstrip("/") + str(request.rel_url)
         try:
@@ -41,4 +46,4 @@ async def serve(target: str, delay: float, port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1], float(sys.argv[2]), int(sys.argv[3])))
+    asyncio.run(serve(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:5]))
