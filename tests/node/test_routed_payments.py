@@ -247,9 +247,23 @@ def test_payments_through_two_and_three_intermediaries_pay_each_exactly_its_adve
     net = build(node_processes, capsys, devnet)
     before = net.block_number()
 
-    to_dave = [net.pay("alice", "dave", AMOUNT) for _ in range(2)]
+    to_dave = [net.pay("alice", "dave", AMOUNT)]
     carol_fee = fee(*FEES["carol"], AMOUNT)
     bob_fee = fee(*FEES["bob"], AMOUNT + carol_fee)
+    code, out, err = paychan(capsys, "pay", "--db", str(net.nodes["alice"].db), "--to", net.address("dave"), "0.1ether")
+    lines = out.splitlines()
+    assert code == 0, err
+    assert lines[0].startswith(f"paid 0.1 ETH ({AMOUNT} wei) as payment ") and lines[0].endswith(
+        ", 1 attempt, no transaction"
+    )
+    alice, bob, carol, dave = (net.address(n) for n in ("alice", "bob", "carol", "dave"))
+    assert lines[1] == f"route: {alice} -> {bob} -> {carol} -> {dave}"
+    assert lines[-3:] == [
+        f"  fee {bob}: 1000 wei + {AMOUNT + carol_fee} wei * 100 / 1000000 = 1000 + {bob_fee - 1000} = {bob_fee} wei",
+        f"  fee {carol}: 2000 wei + {AMOUNT} wei * 150 / 1000000 = 2000 + {carol_fee - 2000} = {carol_fee} wei",
+        f"  total fee {bob_fee + carol_fee} wei (0.000025001500003 ETH); the payer locks "
+        f"{AMOUNT + bob_fee + carol_fee} wei and the payee receives {AMOUNT} wei",
+    ]
     for paid in to_dave:
         assert [h["sender"] for h in paid["route"]["hops"]] == [net.address(n) for n in ("alice", "bob", "carol")]
         assert (route_fees(paid["route"]), paid["attempts"]) == ([bob_fee, carol_fee], 1)

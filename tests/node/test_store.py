@@ -312,3 +312,18 @@ def test_a_store_of_schema_5_gains_lock_lists_and_secrets_kept_across_a_reopen(t
     again.set_secret_revealed(hashlock(secret), 1_234)
     assert again.secret_revealed_at(hashlock(secret)) == 1_234
     again.close()
+
+
+def test_a_payments_machine_state_is_kept_by_payment_id_and_replaced_by_its_next_step(tmp_path: Path) -> None:
+    store = Store(tmp_path / "t.db")
+    lock_hash = b"\x01" * 32
+    big = 2**64 - 1  # payment ids are uint64: stored as text, not as SQLite's signed integer
+    with store.transaction():
+        store.put_transfer(big, "mediator", lock_hash, "http://127.0.0.1:1", '{"step": 1}', False)
+    store.put_transfer(big, "mediator", lock_hash, "http://127.0.0.1:1", '{"step": 2}', True)
+    store.close()
+    again = Store(tmp_path / "t.db")
+    assert again.transfers() == [(big, "http://127.0.0.1:1", '{"step": 2}')]
+    with pytest.raises(sqlite3.IntegrityError):
+        again.put_transfer(1, "thief", lock_hash, "", "{}", False)  # a role outside the three
+    again.close()
