@@ -16,6 +16,10 @@ from paychan.node.keystore import write_keystore
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class PortTaken(RuntimeError):
+    """Raised when the node's port was taken by another process before the node could listen on it."""
+
+
 class NodeProcess:
     """``paychan node`` in its own process, on a fixed port so its peer finds it again after a restart."""
 
@@ -39,6 +43,7 @@ class NodeProcess:
         self.rpc_url, self.contract, self.extra_args = rpc_url, contract, extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.peer_url = f"http://127.0.0.1:{port}"
+        self.started_once = False
 
     @property
     def control_file(self) -> Path:
@@ -53,7 +58,23 @@ class NodeProcess:
         ]  # fmt: skip
 
     def start(self, timeout: float = 60.0) -> None:
-        """Starts the process; returns once it wrote ``control_file`` naming its PID (it is listening)."""
+        """Starts the process; returns once it wrote ``control_file`` naming its PID (it is listening).
+
+        A first start whose port another process took meanwhile (a free port is free only when it is picked)
+        moves to another free port, at most twice; a restart keeps its port, where its peers know it."""
+        for attempt in range(3):
+            try:
+                self._start(timeout)
+                return
+            except PortTaken:
+                if self.started_once or attempt == 2:
+                    raise
+                from paychan.devnet import free_port
+
+                self.port = free_port()
+                self.peer_url = f"http://127.0.0.1:{self.port}"
+
+    def _start(self, timeout: float) -> None:
         self.control_file.unlink(missing_ok=True)  # a SIGKILLed node leaves its control file behind
         command = self.command()
         with open(self.log, "ab") as log:
@@ -64,9 +85,13 @@ class NodeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"node {self.name} exited: {self.log.read_text()[-2000:]}")
+                tail = self.log.read_text()[-2000:]
+                if f"port {self.port} on 127.0.0.1 is already in use" in tail.splitlines()[-1]:
+                    raise PortTaken(f"node {self.name} exited: {tail}")
+                raise RuntimeError(f"node {self.name} exited: {tail}")
             try:
                 if json.loads(self.control_file.read_text())["pid"] == self.process.pid:
+                    self.started_once = True
                     return
             except (OSError, ValueError, KeyError):
                 pass

@@ -1355,6 +1355,7 @@ class Node:
             raise ChainLost(self.chain_lost)
         with self.store.transaction():
             self.store.set_turn_epoch(runtime.cid, runtime.epoch)
+            self.transfers.flush(op.lock.hashlock if isinstance(op, AddLock) else _op_hashlock(op))
             if isinstance(op, AddLock):
                 lock = op.lock
                 signed, _ = channel.propose_lock(lock.amount, lock.hashlock, lock.expiry, self.chain_now())
@@ -1412,23 +1413,24 @@ class Node:
         self.stats["batchesSent"] += 1
         self.stats["statesSent"] += len(done)
         if done:
+            finished = [runtime.ops[s.state.nonce] for s in done if s.state.nonce in runtime.ops]
             try:
-                self.store.add_signatures(*done)
+                with self.store.transaction():
+                    self.store.add_signatures(*done)
+                    for op in finished:  # a lock operation of a mediated transfer: its machine learns it
+                        self.transfers.own_op_countersigned(runtime.cid, op)
             except Exception:
+                self.transfers.rollback()
                 self._reload(runtime.cid)
                 raise
-            finished: list[LockOp] = []
             for signed in done:
-                op = runtime.ops.pop(signed.state.nonce, None)
-                if op is not None:
-                    finished.append(op)
+                runtime.ops.pop(signed.state.nonce, None)
                 request = runtime.waiters.pop(signed.state.nonce, None)
                 if request is not None and not request.future.done():
                     request.future.set_result(signed)
             if done[-1].state.is_final:
                 log.info("channel 0x%s: final state countersigned", runtime.cid.hex()[:12])
-            for op in finished:  # a lock operation of a mediated transfer: its machine learns it
-                self.transfers.own_op_countersigned(runtime.cid, op)
+            self.transfers.after_exchange()
         revocation = parse_revocation(answer.get("revocation"))
         if revocation is not None:
             try:
@@ -2251,6 +2253,10 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _op_hashlock(op: LockOp) -> bytes:
+    return hashlock(op.secret) if isinstance(op, SettleLock) else op.hashlock  # type: ignore[union-attr]
 
 
 def _int(value: Any) -> int:

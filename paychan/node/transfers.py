@@ -164,6 +164,7 @@ class NodeTransfers:
         self._staged: list[Staged] = []
         self._after_commit: list[Event] = []
         self._open_ops: set[tuple[bytes, str, bytes]] = set()  # settle/expire ops queued, not answered yet
+        self._dirty: set[int] = set()  # payments whose newest state waits for a transaction (``_defer``)
         self._ticker: asyncio.Task[None] | None = None
         self._routes_shown: dict[Route, dict[str, Any]] = {}  # the routes of payments the control API waits on
         self.stats = {"offersReceived": 0, "offersRefused": 0, "paymentsSent": 0, "paymentsReceived": 0}
@@ -240,7 +241,8 @@ class NodeTransfers:
         try:
             with self.node.store.transaction():
                 actions = self.book.handle(event)
-                self._persist(before, actions)
+                if not self._defer(before, event, actions):
+                    self._persist(before, actions)
         except Exception:
             self.book.tasks = before
             raise
@@ -256,18 +258,58 @@ class NodeTransfers:
         for payment_id in [pid for pid, task in self.book.tasks.items() if _is_done(task)]:
             self.done[payment_id] = self.book.tasks.pop(payment_id)
 
+    def _defer(self, before: dict[int, Task], event: Event, actions: list[Action]) -> bool:
+        """Whether the step's new state may wait for a later transaction instead of a commit of its own (one
+        fsync less on a payment's path), and if so marks it ``_dirty``:
+
+        - an offer we accept: nothing is signed yet, and a node that forgets it (a crash before the lock
+          comes) countersigns the lock as one it does not forward: its sender takes it back after expiry;
+        - a step whose only actions propose a lock or a lock's settle (``ProposeLock``, ``ProposeSettleLock``,
+          the secret that settle shows): it is written in the transaction that signs the proposal
+          (``flush``, called by the node inside it), so it is durable before the signature leaves; if the
+          proposal is not signed, ``_op_done`` writes it on its own.
+        """
+        changed = [pid for pid, task in self.book.tasks.items() if before.get(pid) is not task]
+        if len(changed) != 1:
+            return False
+        deferrable = isinstance(event, ReceiveLockedTransfer) and all(
+            isinstance(a, AcceptLock | Refuse) for a in actions
+        )
+        proposals = [a for a in actions if isinstance(a, ProposeLock | ProposeSettleLock)]
+        if proposals and all(isinstance(a, ProposeLock | ProposeSettleLock | StoreSecret) for a in actions):
+            deferrable = True
+        if deferrable:
+            self._dirty.add(changed[0])
+            task = self.book.tasks[changed[0]]
+            self.by_hashlock.setdefault(_hashlock_of(task), changed[0])
+            self.urls.setdefault(changed[0], self.node.public_url)
+        return deferrable
+
+    def flush(self, lock_hash: bytes) -> None:
+        """Writes the deferred state of the payment of ``lock_hash`` (inside the caller's transaction: the
+        one that signs its lock operation)."""
+        payment_id = self.by_hashlock.get(lock_hash)
+        if payment_id is not None and payment_id in self._dirty:
+            self._write(payment_id)
+
+    def _write(self, payment_id: int) -> None:
+        task = self.book.tasks.get(payment_id) or self.done.get(payment_id)
+        self._dirty.discard(payment_id)
+        if task is None:
+            return
+        lock_hash = _hashlock_of(task)
+        url = self.urls.setdefault(payment_id, self.node.public_url)
+        self.node.store.put_transfer(payment_id, ROLES[type(task)], lock_hash, url, codec.dump(task), _is_done(task))
+        self.by_hashlock.setdefault(lock_hash, payment_id)
+
     def _persist(self, before: dict[int, Task], actions: list[Action]) -> None:
         store = self.node.store
         for action in actions:
             if isinstance(action, StoreSecret):
                 store.add_secret(action.secret)
         for payment_id, task in self.book.tasks.items():
-            if before.get(payment_id) is task:
-                continue
-            lock_hash = _hashlock_of(task)
-            url = self.urls.setdefault(payment_id, self.node.public_url)
-            store.put_transfer(payment_id, ROLES[type(task)], lock_hash, url, codec.dump(task), _is_done(task))
-            self.by_hashlock.setdefault(lock_hash, payment_id)
+            if before.get(payment_id) is not task or payment_id in self._dirty:
+                self._write(payment_id)
 
     # --- the channel exchange (called by Node) -----------------------------------------------------
 
@@ -281,12 +323,11 @@ class NodeTransfers:
         if payment_id is None or payment_id not in self.book.tasks:
             return  # not a payment of ours: a lock of `paychan lock`, which Channel alone checks
         now, cid = self.node.chain_now(), runtime.cid
+        event: Event
         if isinstance(op, AddLock):
             self._check_offered_lock(runtime, payment_id, op.lock)
-            self._after_commit.append(LockAdded(payment_id, cid, now))
-            return
-        event: Event
-        if isinstance(op, SettleLock):
+            event = LockAdded(payment_id, cid, now)  # written with the countersignature; the forward after it
+        elif isinstance(op, SettleLock):
             event = ReceiveSettleProposal(payment_id, cid, op.secret, now)
         else:
             event = ReceiveExpireProposal(payment_id, cid, now)
@@ -337,6 +378,7 @@ class NodeTransfers:
         """The transaction of the peer's proposals committed: the staged steps' actions, then the locks added."""
         staged, self._staged = self._staged, []
         events, self._after_commit = self._after_commit, []
+        self._retire()
         for step in staged:
             for action in step.actions:
                 self._take(action)
@@ -353,20 +395,33 @@ class NodeTransfers:
         self._staged, self._after_commit = [], []
 
     def own_op_countersigned(self, cid: bytes, op: LockOp) -> None:
-        """The peer countersigned our lock operation ``op`` (stored): the machine of its payment learns it."""
+        """The peer countersigned our lock operation ``op``: the machine of its payment learns it, in the
+        caller's transaction (the one that stores the countersignature); its actions wait for
+        ``after_exchange``, and ``rollback`` undoes it if that transaction fails."""
         lock_hash = op.lock.hashlock if isinstance(op, AddLock) else _op_hashlock(op)
         payment_id = self.by_hashlock.get(lock_hash)
-        if payment_id is None:
+        if payment_id is None or payment_id not in self.book.tasks:
             return
         channel_id, now = ChannelId(bytes(cid)), self.node.chain_now()
+        event: Event
         if isinstance(op, AddLock):
-            self._feed_quietly(LockAdded(payment_id, channel_id, now))
+            event = LockAdded(payment_id, channel_id, now)
         elif isinstance(op, SettleLock):
             self._open_ops.discard((cid, "settle", lock_hash))
-            self._feed_quietly(LockSettled(payment_id, channel_id, now))
+            event = LockSettled(payment_id, channel_id, now)
         else:
             self._open_ops.discard((cid, "expire", lock_hash))
-            self._feed_quietly(LockExpired(payment_id, channel_id, now))
+            event = LockExpired(payment_id, channel_id, now)
+        before = self.book.tasks.get(payment_id)
+        old = dict(self.book.tasks)
+        try:
+            actions = self.book.handle(event)
+        except Exception:  # a bug: the countersignature is stored all the same, the machine learns nothing
+            log.exception("payment %d: %s failed", payment_id, type(event).__name__)
+            self.book.tasks = old
+            return
+        self._persist(old, actions)
+        self._staged.append(Staged(payment_id, before, actions))
 
     def _feed_quietly(self, event: Event) -> None:
         try:
@@ -467,6 +522,10 @@ class NodeTransfers:
                 self._open_ops.discard(key)
         if error is not None:
             log.info("lock operation not countersigned yet: %s", error)
+            if self._dirty:  # not signed: the step that asked for it is written on its own
+                with self.node.store.transaction():
+                    for payment_id in list(self._dirty):
+                        self._write(payment_id)
 
     def _expire(self, action: ProposeExpireLock) -> None:
         runtime = self.node.runtimes.get(action.channel_id)
