@@ -2024,7 +2024,7 @@ class Node:
             gate.charge_stranger(ip)
             raise
         who = claim.speaks_for  # the signer, or the contract wallet it claims to speak for
-        known = who in self.counterparties
+        known = who in self.counterparties or self.transfers.awaits_secret_request(who)
         if known:
             gate.admit_peer(who, ip)
         else:

@@ -23,7 +23,8 @@ the next tick (a machine re-sends what is not answered).
 - ``refuse``: a hop further down refused or timed out (passed upstream hop by hop).
 - ``secretRequest``: the payee, which holds its lock, asks the payer (at the URL the offer carried) for the
   secret; the answer carries it when the payer's machine says so (the payee is any node, not a
-  counterparty: a stranger's budget pays for its request).
+  counterparty: its request draws on a peer's budget while it is the payee of one of our live payments,
+  ``awaits_secret_request``, else on the strangers' budget of its IP address).
 
 **Lock operations** go through the channel exchange of ``paychan.node.server`` (``Node.queue_op``); the
 peer's proposals of a lock op are checked with the machines before ``Channel`` countersigns them
@@ -394,6 +395,13 @@ class NodeTransfers:
                 self.book.tasks[step.payment_id] = step.before
         self._staged, self._after_commit = [], []
 
+    def awaits_secret_request(self, address: str) -> bool:
+        """Whether ``address`` is the payee of one of our live payments: its secret request draws on a peer's
+        budget, not on a stranger's (a payee is no counterparty of ours; strangers share one IP's budget)."""
+        return any(
+            isinstance(task, initiator.InitiatorState) and task.target == address for task in self.book.tasks.values()
+        )
+
     def takes_part(self, op: LockOp) -> bool:
         """Whether ``op`` is a lock operation of a live payment of ours (the node hands the turn over with it)."""
         payment_id = self.by_hashlock.get(_op_hashlock_or_lock(op))
@@ -604,8 +612,12 @@ class NodeTransfers:
             try:
                 answer = await self.node.peer.post(url + "/peer/transfer", payload, action.to)
             except PeerRefused as exc:
-                log.warning("payment %d: the payer refused our secret request: %s", action.payment_id, exc)
-                return
+                if exc.type != "RateLimited":
+                    log.warning("payment %d: the payer refused our secret request: %s", action.payment_id, exc)
+                    return
+                await asyncio.sleep(delay)  # the payer's node is busy: ask again
+                delay = min(delay * 4, 5.0)
+                continue
             except PeerUnavailable as exc:
                 log.info("payment %d: the payer did not answer our secret request: %s", action.payment_id, exc)
                 await asyncio.sleep(delay)
@@ -850,8 +862,8 @@ class NodeTransfers:
             raise MalformedMessage("a payment amount is positive")
         k = _uint(data.get("k", 3), "k", 10)
         timeout = data.get("timeout", 60)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
-            raise MalformedMessage("timeout is a number of seconds, more than 0 and at most 3600")
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout <= 3600:
+            raise MalformedMessage("timeout is a whole number of seconds, 1 to 3600")
         if self.node.chain_lost is not None:
             from paychan.node.server import ChainLost
 
