@@ -46,6 +46,7 @@ import aiohttp
 
 from benchmarks.network_setup import Fees, Line, cpu_of, node_line
 from benchmarks.offchain import Control, percentile
+from paychan.channel import MAX_LOCKS
 from paychan.exceptions import PaychanError
 
 RESULTS = Path(__file__).resolve().parent / "results" / "routed.json"
@@ -195,7 +196,7 @@ async def measure_concurrent(
     elapsed = time.perf_counter() - start
     return {
         "payments": payments,
-        "requests_in_flight": concurrency,
+        "requests_in_flight": min(concurrency, payments),
         **outcomes.to_json(),
         **summary(latencies, elapsed, outcomes.succeeded),
         "_routes": outcomes.routes,
@@ -385,8 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.payments, args.direct_payments, args.timeout = 4, 20, 20.0
         args.concurrency = min(args.concurrency, 4)
-    if not 1 <= args.concurrency <= 16:
-        parser.error("--concurrency is 1 to 16: a channel holds at most 16 pending locks")
+    if not 1 <= args.concurrency <= MAX_LOCKS:
+        parser.error(f"--concurrency is 1 to {MAX_LOCKS}: a channel holds at most {MAX_LOCKS} pending locks")
+    if args.payments < 1 or args.direct_payments < 1:
+        parser.error("--payments and --direct-payments are at least 1")
 
     extra = ("--log-level", "WARNING", "--poll-interval", "0.5", "--payment-timeout", str(args.timeout))
     with tempfile.TemporaryDirectory(prefix="paychan-routed-", dir=Path(__file__).resolve().parent.parent) as tmp:
