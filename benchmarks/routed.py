@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -112,7 +113,7 @@ async def probe_transfers(payer: Control) -> None:
             raise TransfersUnavailable(response.status)
 
 
-async def transfer(payer: Control, to: str, timeout: float) -> tuple[float, dict[str, Any]]:
+async def transfer(payer: Control, to: str, timeout: int) -> tuple[float, dict[str, Any]]:
     """One routed payment of ``AMOUNT`` to ``to``: its latency (s) and the node's answer."""
     start = time.perf_counter()
     answer = await payer.call("POST", "/transfers", {"to": to, "amount": str(AMOUNT), "timeout": timeout})
@@ -157,7 +158,7 @@ def route_nodes(route: dict[str, Any]) -> list[str]:
     return [hops[0]["sender"], *(hop["receiver"] for hop in hops)]
 
 
-async def measure_sequential(payer: Control, to: str, payments: int, timeout: float) -> dict[str, Any]:
+async def measure_sequential(payer: Control, to: str, payments: int, timeout: int) -> dict[str, Any]:
     """``payments`` routed payments to ``to``, one after the other (after ``WARMUP_ROUTED``)."""
     warmup = Outcomes()
     for _ in range(WARMUP_ROUTED):
@@ -178,9 +179,7 @@ async def measure_sequential(payer: Control, to: str, payments: int, timeout: fl
     }
 
 
-async def measure_concurrent(
-    payer: Control, to: str, payments: int, concurrency: int, timeout: float
-) -> dict[str, Any]:
+async def measure_concurrent(payer: Control, to: str, payments: int, concurrency: int, timeout: int) -> dict[str, Any]:
     """``payments`` routed payments to ``to`` from ``concurrency`` workers, each one request at a time."""
     outcomes, latencies = Outcomes(), []
 
@@ -374,17 +373,25 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def keep_logs(folder: Path, into: Path) -> None:
+    """Copies the node logs of the run (``NAME.log``) into ``into``."""
+    into.mkdir(parents=True, exist_ok=True)
+    for log in sorted(folder.glob("*.log")):
+        shutil.copyfile(log, into / log.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--payments", type=int, default=200, help="routed payments per phase (default 200)")
     parser.add_argument("--direct-payments", type=int, default=300, help="direct payments (default 300)")
     parser.add_argument("--concurrency", type=int, default=8, help="routed requests in flight (at most 16)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds a routed payment may take")
+    parser.add_argument("--timeout", type=int, default=60, help="seconds a routed payment may take")
     parser.add_argument("--quick", action="store_true", help="a few payments: checks the harness, not the speed")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--logs", type=Path, default=None, help="copy the node logs into this folder at the end")
     args = parser.parse_args(argv)
     if args.quick:
-        args.payments, args.direct_payments, args.timeout = 4, 20, 20.0
+        args.payments, args.direct_payments, args.timeout = 4, 20, 20
         args.concurrency = min(args.concurrency, 4)
     if not 1 <= args.concurrency <= MAX_LOCKS:
         parser.error(f"--concurrency is 1 to {MAX_LOCKS}: a channel holds at most {MAX_LOCKS} pending locks")
@@ -394,11 +401,15 @@ def main(argv: list[str] | None = None) -> int:
     extra = ("--log-level", "WARNING", "--poll-interval", "0.5", "--payment-timeout", str(args.timeout))
     with tempfile.TemporaryDirectory(prefix="paychan-routed-", dir=Path(__file__).resolve().parent.parent) as tmp:
         folder = Path(tmp)  # on the repository's file system: the fsyncs are the real disk's
-        with node_line(folder, NAMES, DEPOSIT, FEES, extra, route_amount=AMOUNT) as line:
-            load_before = os.getloadavg()
-            measured = asyncio.run(_drive(line, args))
-            load_after = os.getloadavg()
-            cpu_total = {name: round(seconds, 2) for name, seconds in cpu_of(line.nodes).items()}
+        try:
+            with node_line(folder, NAMES, DEPOSIT, FEES, extra, route_amount=AMOUNT) as line:
+                load_before = os.getloadavg()
+                measured = asyncio.run(_drive(line, args))
+                load_after = os.getloadavg()
+                cpu_total = {name: round(seconds, 2) for name, seconds in cpu_of(line.nodes).items()}
+        finally:  # the nodes are stopped: their logs are complete
+            if args.logs is not None:
+                keep_logs(folder, args.logs)
     machine = {
         "cpus": os.cpu_count(),
         "load_average_before": load_before,
