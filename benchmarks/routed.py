@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -373,6 +374,22 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def log_warnings(folder: Path, names: list[str], most: int = 5) -> dict[str, dict[str, int]]:
+    """Each node's WARNING and ERROR log lines, the numbers in them (payment ids, delays) as ``N``: the
+    ``most`` commonest with their counts. A payment that stalled or failed says why here."""
+    found: dict[str, dict[str, int]] = {}
+    for name in names:
+        lines = (folder / f"{name}.log").read_text(errors="replace").splitlines()
+        kinds = Counter(
+            re.sub(r"\d+(\.\d+)?", "N", line.split(level, 1)[1].strip())[:300]
+            for line in lines
+            for level in (" WARNING ", " ERROR ")
+            if level in line
+        )
+        found[name] = dict(kinds.most_common(most))
+    return found
+
+
 def keep_logs(folder: Path, into: Path) -> None:
     """Copies the node logs of the run (``NAME.log``) into ``into``."""
     into.mkdir(parents=True, exist_ok=True)
@@ -407,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                 measured = asyncio.run(_drive(line, args))
                 load_after = os.getloadavg()
                 cpu_total = {name: round(seconds, 2) for name, seconds in cpu_of(line.nodes).items()}
+            warnings = log_warnings(folder, NAMES)
         finally:  # the nodes are stopped: their logs are complete
             if args.logs is not None:
                 keep_logs(folder, args.logs)
@@ -417,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         "node_cpu_seconds_whole_run": cpu_total,
     }
     result = report(measured, args, machine)
+    result["node_log_warnings"] = warnings
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -70,6 +70,7 @@ def test_a_quick_run_reports_every_figure_for_direct_and_routed_payments(quick_r
     assert targets["one_intermediary_p50_to_direct_p50"]["at_most"] == 3.0
     assert all(isinstance(target["met"], bool) for target in targets.values())
     assert set(quick_run["machine"]["node_cpu_seconds_whole_run"]) == set(NAMES)
+    assert set(quick_run["node_log_warnings"]) == set(NAMES)
 
 
 @pytest.mark.anvil
