@@ -17,7 +17,9 @@ control API as ``benchmarks/offchain.py`` does:
 - *one intermediary*: payer -> i1 -> i2 (i2 is the payee of these; it has a channel with i1): ``POST
   /transfers`` one after the other (p50/p99, payments/s), then ``--concurrency`` requests in flight (a
   channel holds at most ``MAX_LOCKS`` = 16 pending locks);
-- *two intermediaries*: payer -> i1 -> i2 -> payee, the same.
+- *two intermediaries*: payer -> i1 -> i2 -> payee, the same;
+- *direct again*, at the end: if it differs much from the first, the machine's load changed during the run
+  and the ratios are less telling.
 
 Each routed figure is compared with the direct one of the same run (payments/s ratio, p50 ratio) and with
 the targets (through one intermediary, one request at a time: payments/s >= 40 % of direct, p50 <= 3x
@@ -243,8 +245,12 @@ async def _drive(line: Line, args: argparse.Namespace) -> dict[str, Any]:
                 "sequential": sequential,
                 "concurrent": concurrent,
             }
+        cpu = cpu_of(line.nodes)
+        after = await measure_direct(payer, args.direct_payments)  # did the machine's load change meanwhile?
+        after.update(cpu_used(cpu, cpu_of(line.nodes), after["payments"] + WARMUP_DIRECT))
+        print(f"direct again: {_brief(after)}", file=sys.stderr, flush=True)
         transfers = {node.name: await Control(node, session).call("GET", "/transfers") for node in line.nodes}
-    return {"direct": direct, **phases, "transfers": transfers}
+    return {"direct": direct, **phases, "direct_after_routed": after, "transfers": transfers}
 
 
 def _brief(figures: dict[str, Any]) -> str:
@@ -344,6 +350,12 @@ def report(measured: dict[str, Any], args: argparse.Namespace, machine: dict[str
             "fees": {name: {"baseFee": f.base_fee, "ppm": f.ppm} for name, f in FEES.items()},
         },
         "direct": direct,
+        "direct_after_routed": {
+            **measured["direct_after_routed"],
+            "payments_per_s_to_before": round(
+                measured["direct_after_routed"]["payments_per_s"] / direct["payments_per_s"], 3
+            ),
+        },
         **{phase: measured[phase] for phase, _, _ in ROUTES},
         "ratios": relative,
         "targets": targets(relative["one_intermediary"]),
@@ -361,6 +373,11 @@ def table(result: dict[str, Any]) -> str:
         f"| direct (`POST /pay`, one at a time) | {direct['payments_per_s']} | {direct['ms_p50']} | "
         f"{direct['ms_p99']} | 1, 1 |",
     ]
+    again = result["direct_after_routed"]
+    rows.append(
+        f"| direct again, after the routed runs | {again['payments_per_s']} | {again['ms_p50']} | "
+        f"{again['ms_p99']} | {again['payments_per_s_to_before']:.0%}, - |"
+    )
     for phase, label in (("one_intermediary", "1 intermediary"), ("two_intermediaries", "2 intermediaries")):
         seq, con, rel = result[phase]["sequential"], result[phase]["concurrent"], result["ratios"][phase]
         rows.append(

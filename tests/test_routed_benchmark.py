@@ -46,9 +46,13 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.mark.anvil
 def test_a_quick_run_reports_every_figure_for_direct_and_routed_payments(quick_run: dict[str, Any]) -> None:
     direct = quick_run["direct"]
-    assert direct["succeeded"] == direct["payments"] == quick_run["workload"]["direct_payments"] > 0
-    assert all(direct[name] > 0 for name in FIGURES)
-    assert set(direct["cpu_seconds"]) == set(direct["cpu_ms_per_payment"]) == set(NAMES)
+    for figures in (direct, quick_run["direct_after_routed"]):
+        assert figures["succeeded"] == figures["payments"] == quick_run["workload"]["direct_payments"] > 0
+        assert all(figures[name] > 0 for name in FIGURES)
+        assert set(figures["cpu_seconds"]) == set(figures["cpu_ms_per_payment"]) == set(NAMES)
+    assert quick_run["direct_after_routed"]["payments_per_s_to_before"] == round(
+        quick_run["direct_after_routed"]["payments_per_s"] / direct["payments_per_s"], 3
+    )
     for phase in PHASES:
         for kind in ("sequential", "concurrent"):
             figures = quick_run[phase][kind]
