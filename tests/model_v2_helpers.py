@@ -5,19 +5,23 @@ tells how it ended, and the contract's money rules written out independently of 
 lists, withdrawals and signatures go through the SDK) whose transactions are first run as a call on the
 pending block, the very block they are then mined in, so a revert is reported with the exact custom error
 and values the mined transaction hit (timestamps included), and whose last receipt is kept, reverted or
-not, so the model can charge the sender's gas to the wei.
+not, so the model can charge the sender's gas to the wei. ``module_constants_left_out`` keeps the
+literals of whatever modules are loaded out of hypothesis's draws, so the derandomized model draws the
+same histories in any process.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 from eth_abi import decode
 from eth_account.signers.local import LocalAccount
 from eth_utils.abi import get_abi_output_types
 from hexbytes import HexBytes
+from hypothesis.internal.conjecture import providers
 from web3.types import TxReceipt
 
 from paychan.contract import PaychanContract
@@ -139,3 +143,29 @@ def withdrawal_leaves(deposit_a: int, deposit_b: int, amount_a: int, amount_b: i
 
 def packed(locks: tuple[Lock, ...] | list[Lock]) -> bytes:
     return pack_locks(list(locks))
+
+
+@contextmanager
+def module_constants_left_out() -> Iterator[None]:
+    """Hypothesis draws, now and then (5% of the integers, bytes, strings and floats it draws), a literal
+    found in the source of any module loaded in the process that is not a test or an installed package:
+    all of ``paychan``'s (``_get_local_constants``, read again whenever ``sys.modules`` grows). So the
+    same derandomized seed drew other histories once other code had imported other modules (one 32-byte
+    literal in ``paychan/demo_network.py``, imported by ``paychan.cli``, became a lock's secret), and any
+    edit of a literal anywhere in the package moved them. Inside this block that pool is empty: the draws
+    follow the seed and the strategies alone (hypothesis's own built-in constants stay). The cache of the
+    constants each draw may take, filled from the pool, is emptied on the way in and out.
+
+    Hypothesis has no setting for this; a version that renames these internals makes this a no-op, and
+    ``test_model``'s check of the histories in two interpreters then fails."""
+    get_local_constants = getattr(providers, "_get_local_constants", None)
+    if get_local_constants is None:
+        yield
+        return
+    providers._get_local_constants = providers.Constants
+    providers.CONSTANTS_CACHE.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = get_local_constants
+        providers.CONSTANTS_CACHE.cache.clear()

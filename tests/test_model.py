@@ -39,12 +39,17 @@ default run must reach every outcome that matters (successful and refused closes
 lock payouts both ways, penalties and withdrawals). A few rules are stories of several transactions (a
 dispute with its proofs and settlement, locks from close to settle, a withdrawal and its bad twins) so that
 these outcomes are reached in few steps; the derandomized examples follow the machine's code, so an edit
-can move what the default run reaches, and the check then names what is missing.
+can move what the default run reaches, and the check then names what is missing. They follow nothing else:
+hypothesis would also draw literals from the source of every module loaded in the process (so importing
+``paychan.cli`` first changed them), and ``module_constants_left_out`` keeps those out; the second test
+compares the first examples' histories in fresh interpreters with and without every ``paychan`` module
+imported, and in the session's own process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -59,6 +64,7 @@ from eth_abi import decode
 from hexbytes import HexBytes
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.control import current_build_context
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from paychan.chain import Chain, embedded_chain
@@ -110,9 +116,18 @@ from paychan.state import (
 )
 
 from .conftest import deploy_test_contract, record_salt
-from .model_v2_helpers import ModelContract, computed_root, packed, resolve_locks, withdrawal_leaves
+from .model_v2_helpers import (
+    ModelContract,
+    computed_root,
+    module_constants_left_out,
+    packed,
+    resolve_locks,
+    withdrawal_leaves,
+)
 
 EXAMPLES = int(os.environ.get("PAYCHAN_FUZZ_EXAMPLES", "50"))
+# Plain `pytest` (CI) replays the same examples every run; a chosen number explores new ones.
+DERANDOMIZE = "PAYCHAN_FUZZ_EXAMPLES" not in os.environ
 STEPS = int(os.environ.get("PAYCHAN_FUZZ_STEPS", "16"))
 GAS = 600_000
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -235,6 +250,7 @@ class World:
 
 class ChannelMachine(RuleBasedStateMachine):
     world: World
+    history: Any  # a sha256 of every example's draws and outcomes, in order (``run_the_model`` sets both)
 
     def __init__(self) -> None:
         super().__init__()
@@ -258,6 +274,11 @@ class ChannelMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.chain.revert(self.snapshot)
+        # The example's history: every choice hypothesis made for it (rules and their arguments), and the
+        # outcomes reached so far (both the same in every run of the same examples; the chain's block
+        # hashes and the records' salts are not: the genesis block carries the wall clock).
+        choices = current_build_context().data.choices
+        self.history.update(repr((choices, sorted(OUTCOMES.items()))).encode())
 
     # --- chain access --------------------------------------------------------------------------
 
@@ -683,26 +704,40 @@ class ChannelMachine(RuleBasedStateMachine):
         share_a=percents,
         share_b=percents,
         submitter=indexes,
-        then=st.sampled_from(["replay", "expired", "wrong counter", "one party"]),
+        then=st.lists(
+            st.sampled_from(["replay", "expired", "wrong counter", "one party"]), min_size=1, max_size=4, unique=True
+        ),
         stale=indexes,
         closer=sides,
         end=st.sampled_from(["cooperative close", "stay open"]),
     )
     def withdraw_story(
-        self, index: int, share_a: int, share_b: int, submitter: int, then: str, stale: int, closer: str, end: str
+        self,
+        index: int,
+        share_a: int,
+        share_b: int,
+        submitter: int,
+        then: list[str],
+        stale: int,
+        closer: str,
+        end: str,
     ) -> None:
-        """A withdrawal is made; then a bad one is submitted (the same again, an expired one, one for another
-        counter, one signed by one party), one side tries to close with a state from before it, and maybe
-        both then close cooperatively with a final state signed under the new counter."""
+        """A withdrawal is made (after a payment, if no state was signed under the current counter); then a
+        few bad ones are submitted (the same again, an expired one, one for another counter, one signed by
+        one party), one side tries to close with a state from before it (refused), and maybe both then close
+        cooperatively with a final state signed under the new counter."""
         open_channels = [c for c in self.channels if c.status == STATUS_OPEN]
         ch = open_channels[index % len(open_channels)]
         self.touched.append(ch)
         sender = self._actor(submitter)
         before = [ms for ms in ch.states if ms.state.withdrawals == ch.withdrawals]
+        if not before:  # a payment first, so that there is a state from before the withdrawal
+            self._sign(ch, share_a, False, "none")
+            before = [ch.states[-1]]
         self._withdraw(ch, sender, "honest", share_a, share_b)
-        self._withdraw(ch, sender, then, share_b, share_a)
-        if before and stale % 2:
-            self._close(ch, self._role(ch, closer), before[stale % len(before)])
+        for variant in then:
+            self._withdraw(ch, sender, variant, share_b, share_a)
+        self._close(ch, self._role(ch, closer), before[stale % len(before)])
         if end == "cooperative close" and ch.status == STATUS_OPEN:
             self._sign(ch, share_a, True, "none")
             self._cooperative_close(ch, ch.states[-1], sender)
@@ -862,12 +897,12 @@ class ChannelMachine(RuleBasedStateMachine):
         ch = self._pick(index, STATUS_CLOSING, need_states=True)
         self._challenge(ch, self._state_of(ch, which), self._actor(challenger), wrong_record, wait)
 
-    @precondition(lambda self: any(c.states and c.status == STATUS_OPEN for c in self.channels))
+    @precondition(lambda self: any(c.status == STATUS_OPEN for c in self.channels))
     @rule(
         index=picks,
         closer=sides,
         stale=indexes,
-        challenger=st.sampled_from(["the other side", "the other side", "the closer", "a third party"]),
+        challenger=st.sampled_from(["the other side"] * 3 + ["the closer", "a third party"]),
         share=percents,
         final=st.sampled_from([True, True, False]),
         proof=st.sampled_from([None, "revoked", "not covering", "wrong party"]),
@@ -890,9 +925,11 @@ class ChannelMachine(RuleBasedStateMachine):
         (a final one pays out at once only from the side that did not close), and then the older one again.
         With ``proof``, the closer had revoked every state below the new one, and that is proven (maybe after
         a proof that does not hold). With ``settle``, the channel is then settled after its deadline."""
-        ch = self._pick(index, STATUS_OPEN, need_states=True)
+        ch = self._pick(index, STATUS_OPEN)
         if ch.status == STATUS_OPEN:
             self._sign(ch, share, final, "none")
+        if not ch.states:  # any channel was picked, and none was ever signed for it: nothing to dispute
+            return
         newest = ch.states[-1]
         revocation = None
         if proof:
@@ -914,7 +951,7 @@ class ChannelMachine(RuleBasedStateMachine):
         if settle and ch.status == STATUS_CLOSING:
             self._settle(ch, self._actor(prover), "deadline+1", False, "right")
 
-    @precondition(lambda self: any(c.states and c.status == STATUS_OPEN for c in self.channels))
+    @precondition(lambda self: any(c.status == STATUS_OPEN for c in self.channels))
     @rule(
         index=indexes,
         closer=sides,
@@ -923,15 +960,25 @@ class ChannelMachine(RuleBasedStateMachine):
         challenge_first=st.booleans(),
         prover=indexes,
         bad_proof=st.sampled_from([None, "not covering", "wrong party"]),
+        settle=st.booleans(),
     )
     def cheat(
-        self, index: int, closer: str, stale: int, share: int, challenge_first: bool, prover: int, bad_proof: str | None
+        self,
+        index: int,
+        closer: str,
+        stale: int,
+        share: int,
+        challenge_first: bool,
+        prover: int,
+        bad_proof: str | None,
+        settle: bool,
     ) -> None:
-        """Both sign a new state and the closer revokes every older one; then it closes with an older state
-        (or none), the other side maybe challenges with the newest first, maybe a proof that does not hold is
-        submitted (a revocation not covering the closer's nonce, or the other side's), and anyone proves the
-        revocation."""
-        open_channels = [c for c in self.channels if c.status == STATUS_OPEN and c.states]
+        """Both sign a new state and the closer revokes every older one; then it closes with an older valid
+        state (or none), the other side maybe challenges with the newest first, maybe a proof that does not
+        hold is submitted (a revocation not covering the closer's nonce, or the other side's), and anyone
+        proves the revocation. With ``settle``, the channel is then settled after its deadline, and the proof
+        submitted again is refused."""
+        open_channels = [c for c in self.channels if c.status == STATUS_OPEN]
         ch = open_channels[index % len(open_channels)]
         self.touched.append(ch)
         self._sign(ch, share, False, "none")
@@ -941,11 +988,15 @@ class ChannelMachine(RuleBasedStateMachine):
         signature = sign_message(self.k.domain, Revocation(ch.cid, below), self.world.keys[cheater])
         revocation = ModelRevocation(cheater, below, signature)
         ch.revocations.append(revocation)
-        older = ch.states[(stale // 3) % (len(ch.states) - 1)] if stale % 3 and len(ch.states) > 1 else None
+        valid = [ms for ms in ch.states[:-1] if self._state_error(ch, ms) is None]
+        older = valid[(stale // 3) % len(valid)] if stale % 3 and valid else None
         self._close(ch, self._account(cheater), older)
         if challenge_first:
             self._challenge(ch, newest, self._role(ch, "B" if closer == "A" else "A"), False, "no")
         self._proofs(ch, closer, newest, revocation, bad_proof, prover)
+        if settle and ch.status == STATUS_CLOSING:
+            self._settle(ch, self._actor(prover), "deadline+1", False, "right")
+            self._prove(ch, revocation, self._actor(prover), False)
 
     def _proofs(
         self,
@@ -1067,11 +1118,11 @@ class ChannelMachine(RuleBasedStateMachine):
                 sides,
                 percents,
                 st.sampled_from(["minute", "half period", "period-1", "period+1", "past"]),
-                st.sampled_from(["now", "at expiry", "expiry+1", "never", "after the deadline"]),
+                st.sampled_from(["now", "at expiry", "expiry+1", "after the deadline"] + ["never"] * 2),
                 st.binary(min_size=32, max_size=32),
             ),
-            min_size=1,
-            max_size=2,
+            min_size=2,
+            max_size=3,
         ),
         closer=sides,
         lock_list=st.sampled_from(["right"] * 3 + ["reordered", "missing", "extra", "empty", "junk byte"]),
@@ -1088,8 +1139,9 @@ class ChannelMachine(RuleBasedStateMachine):
         early: bool,
     ) -> None:
         """Locks are added, one side closes with the state holding them, their secrets are revealed (now, at
-        or after the expiry, after the deadline, or never), and after the deadline the channel is settled
-        (first with a wrong lock list, when ``lock_list`` names one; with ``early``, also once at once)."""
+        or after the expiry, after the deadline, or never; those due at once together), and after the
+        deadline the channel is settled (first with a wrong lock list, when ``lock_list`` names one; with
+        ``early``, also once at once)."""
         open_channels = [c for c in self.channels if c.status == STATUS_OPEN]
         ch = open_channels[index % len(open_channels)]
         self.touched.append(ch)
@@ -1107,16 +1159,17 @@ class ChannelMachine(RuleBasedStateMachine):
             self._settle(ch, self._actor(settler), "no", False, "right")
         deadline = ch.record.deadline
         when = {"now": 0, "at expiry": None, "expiry+1": None, "never": None, "after the deadline": deadline + 2}
-        timed = []
+        timed: dict[int, list[bytes]] = {}  # when -> the secrets revealed then
         for reveal, lock in plans:
             if reveal == "never":
                 continue
             at = when[reveal] if reveal in ("now", "after the deadline") else lock.expiry + (reveal == "expiry+1")
-            timed.append((at or 0, lock))
-        for at, lock in sorted(timed, key=lambda t: t[0]):
-            self._travel(at)
-            self._reveal(self._actor(settler), [self.secrets[lock.hashlock]])
+            timed.setdefault(at or 0, []).append(self.secrets[lock.hashlock])
         sender = self._actor(settler)
+        for at, secrets in sorted(timed.items()):
+            # secrets due at once in one `revealSecrets`; a single one by either function
+            self._travel(at)
+            self._reveal(sender, secrets, len(secrets) > 1 or settler % 2 == 1)
         if lock_list != "right":
             self._settle(ch, sender, "deadline+1", False, lock_list)
         self._settle(ch, sender, "deadline+1", False, "right")
@@ -1331,8 +1384,7 @@ class ChannelMachine(RuleBasedStateMachine):
 MODEL_EPOCH = 3_000_000_000  # 2065-01-24: the model chain's clock starts here
 
 
-@pytest.fixture(scope="module")
-def world(artifacts: dict[str, Any]) -> World:
+def make_world(artifacts: dict[str, Any]) -> World:
     """A fresh embedded chain (not the session's: the model needs exact block timestamps), with the
     contract and a TestToken minted to and approved by every actor."""
     chain = embedded_chain()
@@ -1352,6 +1404,11 @@ def world(artifacts: dict[str, Any]) -> World:
             data = fn.build_transaction({"from": actor.address, "gas": 100_000})["data"]
             assert chain.send(actor, {"to": token.address, "data": data, "gas": 100_000})["status"] == 1
     return World(chain, contract, token)
+
+
+@pytest.fixture(scope="module")
+def world(artifacts: dict[str, Any]) -> World:
+    return make_world(artifacts)
 
 
 NEEDED = [
@@ -1389,42 +1446,71 @@ NEEDED = [
 ]
 
 
-IN_THIS_PROCESS = "PAYCHAN_MODEL_IN_THIS_PROCESS"
-
-
-def test_random_channel_histories_match_the_reference_model(request: pytest.FixtureRequest) -> None:
-    """The machine runs in a fresh interpreter (this test starts one, with ``IN_THIS_PROCESS`` set, which
-    runs it in place): the derandomized examples are then the same histories in every run, whatever ran
-    before them. In a process that has run other tests first they were not (after ``build_parser()``, say,
-    the same seed gave other histories), so the check of the outcomes reached depended on the test order."""
-    if os.environ.get(IN_THIS_PROCESS) == "1":
-        run_the_model(request.getfixturevalue("world"))
-        return
-    root = Path(__file__).resolve().parent.parent
-    test = f"{Path(__file__).relative_to(root)}::test_random_channel_histories_match_the_reference_model"
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", test],
-        cwd=root, env={**os.environ, IN_THIS_PROCESS: "1"}, capture_output=True, text=True, timeout=900,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    print(result.stdout[-6000:])
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
-
-
-def run_the_model(world: World) -> None:
+def run_the_model(world: World, examples: int = EXAMPLES, derandomize: bool = DERANDOMIZE) -> str:
+    """Runs ``examples`` examples of the machine on ``world`` (counting ``OUTCOMES`` afresh); returns the
+    digest of their histories. The literals of the loaded modules are left out of the draws, so the
+    derandomized examples are the same whatever this process imported before."""
     ChannelMachine.world = world
-    run_state_machine_as_test(
-        ChannelMachine,
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            # Plain `pytest` (CI) replays the same examples every run; a chosen number explores new ones.
-            derandomize="PAYCHAN_FUZZ_EXAMPLES" not in os.environ,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    ChannelMachine.history = hashlib.sha256()
+    OUTCOMES.clear()
+    with module_constants_left_out():
+        run_state_machine_as_test(
+            ChannelMachine,
+            settings=settings(
+                max_examples=examples,
+                stateful_step_count=STEPS,
+                deadline=None,
+                derandomize=derandomize,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            ),
+        )
+    return str(ChannelMachine.history.hexdigest())
+
+
+def test_random_channel_histories_match_the_reference_model(world: World) -> None:
+    digest = run_the_model(world)
     print("\n".join(f"{n:6d}  {what}" for what, n in sorted(OUTCOMES.items())))
+    print(f"history digest: {digest}")
     if EXAMPLES >= 50:  # the run reached every outcome that matters (not a degenerate generator)
         missing = [what for what in NEEDED if not OUTCOMES[what]]
         assert not missing, f"the random histories never reached: {missing}"
+
+
+HISTORY_EXAMPLES = 8  # examples whose histories the next test compares (about a second each)
+
+
+def start_fresh_history_run(artifacts_dir: Path, *flags: str) -> subprocess.Popen[str]:
+    """``tests/model_history.py`` in a fresh interpreter: it prints the digest of the first
+    ``HISTORY_EXAMPLES`` derandomized examples (whatever ``PAYCHAN_FUZZ_EXAMPLES`` says)."""
+    env = {k: v for k, v in os.environ.items() if k != "PAYCHAN_FUZZ_EXAMPLES"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.model_history", str(artifacts_dir), str(HISTORY_EXAMPLES), *flags],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_the_model_draws_the_same_histories_whatever_was_imported_before_it(
+    artifacts: dict[str, Any], tmp_path: Path
+) -> None:
+    """The first derandomized examples have the same history digest in a fresh interpreter that imports
+    only what the model needs, in one that first imports every module of ``paychan`` (and builds the CLI's
+    parser), and in this process, after whatever the session ran before. (Without
+    ``module_constants_left_out`` the second drew other histories: hypothesis draws literals of the
+    modules loaded.)"""
+    for name in ("PaymentChannels", "TestToken"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(artifacts[name].to_json()))
+    runs = {
+        "fresh": start_fresh_history_run(tmp_path),
+        "fresh, every paychan module imported first": start_fresh_history_run(tmp_path, "--import-paychan"),
+    }
+    digests = {"this process": run_the_model(make_world(artifacts), HISTORY_EXAMPLES, derandomize=True)}
+    for how, run in runs.items():
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, f"{how}: exit {run.returncode}\n{out[-3000:]}{err[-3000:]}"
+        digests[how] = out.split()[-1]
+    assert len(set(digests.values())) == 1, digests
