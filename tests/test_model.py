@@ -1476,7 +1476,7 @@ def test_random_channel_histories_match_the_reference_model(world: World) -> Non
         assert not missing, f"the random histories never reached: {missing}"
 
 
-HISTORY_EXAMPLES = 8  # examples whose histories the next test compares (about a second each)
+HISTORY_EXAMPLES = 5  # examples the next test compares (about a second each; unguarded, the third differed)
 
 
 def start_fresh_history_run(artifacts_dir: Path, *flags: str) -> subprocess.Popen[str]:
