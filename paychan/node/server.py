@@ -16,10 +16,6 @@ Protocol between two nodes (``messages`` has the wire format):
   records and signs the next batch (at most two batches are open). A state re-sent after a crash is
   answered with the state already countersigned (idempotent); any other state at a used nonce is refused.
   While the peer waits for the turn, the holder signs no new batch, so neither side starves the other.
-  A lock operation of a routed payment (``paychan.node.transfers``) with nothing queued behind it hands the
-  turn over with it (``Propose.handover``; our next epoch stored with its intent, the peer's when it
-  countersigns), so the settle that answers it needs no turn request; a handed-over message sent again after
-  a crash and countersigned already is answered as before, although the turn is the peer's by then.
 - **Locks.** Adding, settling or expiring a lock (control ``/locks/add``, ``/locks/settle``,
   ``/locks/expire``) is queued behind the payments before it and proposed on its own, once nothing is in
   flight: ``Channel.propose_lock`` / ``propose_settle_lock`` / ``propose_expire_lock`` check and sign it,
