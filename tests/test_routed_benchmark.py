@@ -133,3 +133,11 @@ def test_a_fee_earned_one_wei_off_the_advertised_one_is_reported_as_not_exact() 
     assert (checked["i1"]["exact"], checked["i2"]["exact"]) == (True, False)
     assert int(checked["i2"]["expected"]) - int(checked["i2"]["earned"]) == 1
     assert [f["payments"] for f in checked["i1"]["forwards"]] == [6, 6]
+
+
+def test_the_readmes_routed_table_is_the_committed_results_table() -> None:
+    from benchmarks.routed import RESULTS, table
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- routed:start -->\n", 1)[1].split("\n<!-- routed:end -->", 1)[0]
+    assert block == table(json.loads(RESULTS.read_text())), "README.md's routed table: run python -m benchmarks.routed"
