@@ -64,8 +64,9 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -320,6 +321,7 @@ class PayBatch:
     requests: list[Request]
     interrupted: asyncio.Event = field(default_factory=asyncio.Event)
     outcome: asyncio.Future[PayOutcome] | None = None
+    settled: asyncio.Future[None] | None = None  # done once every payment is, or the batch is interrupted
 
 
 @dataclass
@@ -863,19 +865,32 @@ class Node:
         """Revokes every nonce below our latest doubly-signed state (stored durably already) with
         ``Channel.sign_revocation``; recorded in the store before the signature leaves the process. None if
         there is nothing new to revoke."""
-        channel = runtime.channel
-        held = channel.own_revocation
-        revocation = channel.sign_revocation()
+        with self._revocation_kept(runtime):
+            signed = self._record_revocation(runtime)
+        if signed is not None:
+            self._revocations[runtime.cid] = signed
+        return signed
+
+    def _record_revocation(self, runtime: Runtime) -> SignedRevocation | None:
+        """``_revoke_latest`` inside the caller's transaction (inside ``_revocation_kept``): the caller keeps
+        the signed revocation in ``_revocations`` once that transaction has committed, not before."""
+        revocation = runtime.channel.sign_revocation()
         if revocation is None:
             return None
+        self.store.set_own_revocation(runtime.cid, revocation[0].below_nonce)
+        return SignedRevocation(revocation[0].below_nonce, revocation[1])
+
+    @contextmanager
+    def _revocation_kept(self, runtime: Runtime) -> Iterator[None]:
+        """Restores the channel's own revocation if the block raises: a revocation whose transaction did not
+        commit is not stored, so it is never sent (``own_revocation`` would sign and send the one in memory)."""
+        channel = runtime.channel
+        held = channel.own_revocation
         try:
-            self.store.set_own_revocation(runtime.cid, revocation[0].below_nonce)
-        except Exception:
-            channel.own_revocation = held  # not stored: never sent
+            yield
+        except BaseException:
+            channel.own_revocation = held
             raise
-        signed = SignedRevocation(revocation[0].below_nonce, revocation[1])
-        self._revocations[runtime.cid] = signed
-        return signed
 
     def _take_peer_revocation(self, runtime: Runtime, revocation: SignedRevocation) -> None:
         """Checks the peer's revocation with ``Channel.receive_revocation`` and keeps it if it is the peer's
@@ -1022,16 +1037,23 @@ class Node:
         runtime.wakeup.set()
         batch.outcome = loop.create_future()
         try:
-            # asyncio.wait never cancels what it waits for: cancelling ``payments`` leaves the payments be
-            payments = asyncio.ensure_future(asyncio.wait([r.future for r in requests]))
-            interrupted = asyncio.ensure_future(batch.interrupted.wait())
+            # one future, resolved once every payment is done or the batch is interrupted: no task of its own
+            # (waiting on it never cancels a payment)
+            settled = batch.settled = loop.create_future()
+            left = [len(requests)]
+
+            def one_done(_: asyncio.Future[SignedState]) -> None:
+                left[0] -= 1
+                if not left[0] and not settled.done():
+                    settled.set_result(None)
+
+            for request in requests:
+                request.future.add_done_callback(one_done)
             try:
-                await asyncio.wait(
-                    [payments, interrupted], timeout=self.payment_timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                payments.cancel()
-                interrupted.cancel()
+                async with asyncio.timeout(self.payment_timeout):
+                    await settled
+            except TimeoutError:
+                pass
             outcome = self._settle_batch(runtime, requests, amount)
             batch.outcome.set_result(outcome)
             return outcome
@@ -1077,6 +1099,8 @@ class Node:
         if batch is None:
             raise UnknownChannel(f"no pay request {batch_id!r} on this node")
         batch.interrupted.set()
+        if batch.settled is not None and not batch.settled.done():
+            batch.settled.set_result(None)
         return batch
 
     def describe_outcome(self, outcome: PayOutcome) -> str:
@@ -1163,10 +1187,11 @@ class Node:
         request: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(self._send(runtime, sent))
         try:
             while request is not None:
-                for _ in range(3):  # let the request reach the socket first
-                    await asyncio.sleep(0)
-                if self._may_build(runtime):
-                    await self._build_batch(runtime)
+                if self._may_build(runtime):  # else nothing to sign meanwhile: wait for the answer at once
+                    for _ in range(3):  # let the request reach the socket first
+                        await asyncio.sleep(0)
+                    if self._may_build(runtime):
+                        await self._build_batch(runtime)
                 answer = await request
                 request = None
                 following = runtime.inflight[len(sent) :]
@@ -1293,13 +1318,19 @@ class Node:
                     return
             # signed inside the transaction of their intents (which keep our signatures): a signer that fails
             # (refuses, is unreachable, answers with another key's signature) rolls the intents back, and
-            # nothing was signed
-            with self.store.transaction():
+            # nothing was signed. With a local key, our revocation below the latest doubly-signed state (what
+            # the message carrying them sends) commits with them: no commit of its own before the send.
+            revocation = None
+            with self._revocation_kept(runtime), self.store.transaction():
                 self.store.set_turn_epoch(runtime.cid, runtime.epoch)
                 signer, domain = self.signer, self.domain
                 signed = [SignedState(s).with_signature(runtime.role, signer.sign_typed(domain, s)) for s in states]
                 for one in signed:
                     self.store.record_intent(one if self.remote is not None else SignedState(one.state), runtime.role)
+                if self.remote is None:
+                    revocation = self._record_revocation(runtime)
+            if revocation is not None:
+                self._revocations[runtime.cid] = revocation
         except (DoubleSignRefused, SignerError) as exc:
             for request in owners:
                 request.future.set_exception(exc)
@@ -1412,17 +1443,39 @@ class Node:
         channel.pending = runtime.inflight[0] if runtime.inflight else None
         self.stats["batchesSent"] += 1
         self.stats["statesSent"] += len(done)
-        if done:
-            finished = [runtime.ops[s.state.nonce] for s in done if s.state.nonce in runtime.ops]
+        # One commit for what the answer brings: the countersignatures, the machine steps of the lock
+        # operations they complete, the peer's revocation and, when more of our proposals are in flight (the
+        # message after this one is about to be sent), our revocation below the new latest state, which that
+        # message carries. A bad revocation of the peer is refused before anything of it is written; the
+        # countersignatures are kept all the same.
+        revocation_problem: Exception | None = None
+        try:
+            revocation = parse_revocation(answer.get("revocation"))
+        except (PaychanError, ValueError) as exc:
+            revocation, revocation_problem = None, exc
+        own: SignedRevocation | None = None
+        finished = [runtime.ops[s.state.nonce] for s in done if s.state.nonce in runtime.ops]
+        if done or revocation is not None:
             try:
-                with self.store.transaction():
-                    self.store.add_signatures(*done)
-                    for op in finished:  # a lock operation of a mediated transfer: its machine learns it
-                        self.transfers.own_op_countersigned(runtime.cid, op)
+                with self._revocation_kept(runtime), self.store.transaction():
+                    if done:
+                        self.store.add_signatures(*done)
+                        for op in finished:  # a lock operation of a mediated transfer: its machine learns it
+                            self.transfers.own_op_countersigned(runtime.cid, op)
+                    if revocation is not None:
+                        try:
+                            self._take_peer_revocation(runtime, revocation)
+                        except PaychanError as exc:  # checked before it is stored: nothing of it written
+                            revocation_problem = exc
+                    if done and runtime.inflight and self.remote is None:
+                        own = self._record_revocation(runtime)
             except Exception:
                 self.transfers.rollback()
-                self._reload(runtime.cid)
+                self._reload(runtime.cid)  # not stored: the channel forgets it too
                 raise
+        if own is not None:
+            self._revocations[runtime.cid] = own
+        if done:
             for signed in done:
                 runtime.ops.pop(signed.state.nonce, None)
                 request = runtime.waiters.pop(signed.state.nonce, None)
@@ -1431,14 +1484,8 @@ class Node:
             if done[-1].state.is_final:
                 log.info("channel 0x%s: final state countersigned", runtime.cid.hex()[:12])
             self.transfers.after_exchange()
-        revocation = parse_revocation(answer.get("revocation"))
-        if revocation is not None:
-            try:
-                with self.store.transaction():
-                    self._take_peer_revocation(runtime, revocation)
-            except Exception:
-                self._reload(runtime.cid)  # not stored: the channel forgets it too
-                raise
+        if revocation_problem is not None:
+            raise revocation_problem
         if problem is not None:
             raise problem
         error = answer.get("error")
@@ -1966,7 +2013,8 @@ class Node:
         if request.content_length is not None and request.content_length > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
         try:
-            return await asyncio.wait_for(_read_at_most(request, limit), self.body_timeout)
+            async with asyncio.timeout(self.body_timeout):  # no task of its own, unlike wait_for
+                return await _read_at_most(request, limit)
         except TimeoutError:
             raise BodyTimeout(f"request body not received within {self.body_timeout}s") from None
 
