@@ -271,6 +271,32 @@ class PaymentTimeout(PaychanError):
     """Raised when a payment was not countersigned in time (it stays queued and may still complete)."""
 
 
+class AheadKeySigner(LocalKeySigner):
+    """The node's own key (a ``LocalKeySigner`` without the recovery check) that may sign a revocation ahead
+    (``sign_ahead``), while the node waits for its next message. The signature waits here, in memory, until
+    the node signs that revocation (``Channel.sign_revocation``), which records it in the store before it
+    leaves the process, as any other: signing ahead takes the signature (about 100 µs) off the path of the
+    next payment, and is the same signature (RFC 6979) made earlier."""
+
+    def __init__(self, private_key: bytes) -> None:
+        super().__init__(private_key, check=False)
+        self._ahead: dict[tuple[Domain, Revocation], Signature] = {}
+
+    def sign_ahead(self, domain: Domain, revocation: Revocation) -> None:
+        if (domain, revocation) in self._ahead:
+            return
+        if len(self._ahead) >= 64:  # a few channels' guesses at most: the older ones were wrong
+            self._ahead.clear()
+        self._ahead[(domain, revocation)] = super().sign_typed(domain, revocation)
+
+    def sign_typed(self, domain: Domain, message: TypedMessage) -> Signature:
+        if isinstance(message, Revocation):
+            made = self._ahead.pop((domain, message), None)
+            if made is not None:
+                return made
+        return super().sign_typed(domain, message)
+
+
 @dataclass
 class Request:
     """A queued payment (or, with ``final``, the closing state; with ``op``, a lock added, settled or
@@ -404,7 +430,7 @@ class Node:
         self.address = self.account.address if wallet is None else to_checksum_address(wallet)
         self.wallet = None if wallet is None else self.address
         self.sender: Sender = self.account if wallet is None else WalletAccount(self.address, self.account)
-        self._local_signer = LocalKeySigner(self._key, check=False)
+        self._local_signer = AheadKeySigner(self._key)
         default = self._local_signer if wallet is None else Erc1271Signer(self.address, self._local_signer)
         given: Signer = signer if signer is not None else default
         if given.address != self.address:
@@ -891,6 +917,26 @@ class Node:
         except BaseException:
             channel.own_revocation = held
             raise
+
+    def _sign_revocation_ahead_soon(self, cid: bytes) -> None:
+        """Once the answer being written has left (the next turn of the event loop), signs ahead the revocation
+        channel ``cid``'s next message will carry (``_sign_revocation_ahead``)."""
+        asyncio.get_running_loop().call_soon(self._sign_revocation_ahead, cid)
+
+    def _sign_revocation_ahead(self, cid: bytes) -> None:
+        """Signs ahead, in memory (``AheadKeySigner``), the revocation we will sign with the next message of an
+        idle channel: below our latest state if we have not revoked below it yet (we proposed it: our next
+        proposal revokes below it), else below the next nonce (we countersigned it: our answer to a proposal of
+        one state revokes below that). Only with the node's own key, and never stored or sent from here."""
+        runtime = self.runtimes.get(cid)
+        if runtime is None or self.signer is not self._local_signer or runtime.inflight or runtime.queue:
+            return
+        channel = runtime.channel
+        if channel.pending_withdrawal is not None or not channel.latest.is_complete:
+            return
+        below = channel.nonce if channel.nonce > channel.own_revocation else channel.nonce + 1
+        if below <= MAX_NONCE:
+            self._local_signer.sign_ahead(self.domain, Revocation(runtime.cid, below))
 
     def _take_peer_revocation(self, runtime: Runtime, revocation: SignedRevocation) -> None:
         """Checks the peer's revocation with ``Channel.receive_revocation`` and keeps it if it is the peer's
@@ -2102,6 +2148,8 @@ class Node:
             body["revocation"] = revocation.to_json()
         if error is not None:
             body["error"] = error_body(error)["error"]
+        if len(message.states) == 1:  # one payment at a time: the next message is likely one state too
+            self._sign_revocation_ahead_soon(runtime.cid)
         return _json(body)
 
     async def _peer_turn(self, request: web.Request) -> web.Response:
@@ -2192,6 +2240,7 @@ class Node:
             _int(data.get("count", 1)),
             None if request_id is None else str(request_id)[:64],
         )
+        self._sign_revocation_ahead_soon(runtime.cid)
         return self._pay_answer(outcome)
 
     def _pay_answer(self, outcome: PayOutcome) -> web.Response:
