@@ -1233,11 +1233,10 @@ class Node:
         request: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(self._send(runtime, sent))
         try:
             while request is not None:
-                if self._may_build(runtime):  # else nothing to sign meanwhile: wait for the answer at once
-                    for _ in range(3):  # let the request reach the socket first
-                        await asyncio.sleep(0)
-                    if self._may_build(runtime):
-                        await self._build_batch(runtime)
+                for _ in range(3):  # let the request reach the socket first (and payments arriving meanwhile in)
+                    await asyncio.sleep(0)
+                if self._may_build(runtime):
+                    await self._build_batch(runtime)
                 answer = await request
                 request = None
                 following = runtime.inflight[len(sent) :]
