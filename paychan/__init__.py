@@ -1,5 +1,14 @@
 """paychan: Ethereum payment channels — the contract's client, state signing and off-chain channels."""
 
+import os as _os
+from importlib.util import find_spec as _find_spec
+
+# eth-hash picks its keccak backend at the first hash, pycryptodome's (through ctypes, about 15 µs a hash)
+# unless told otherwise; safe-pysha3's (a C extension, about 4 µs), which eth-tester[py-evm] installs, when it
+# is there. A node hashes every state it stores, signs and checks, and every request. Before anything hashes.
+if "ETH_HASH_BACKEND" not in _os.environ and _find_spec("sha3") is not None:
+    _os.environ["ETH_HASH_BACKEND"] = "pysha3"
+
 from paychan.chain import Chain, connect, embedded_chain, rpc_chain
 from paychan.channel import Channel, agree_final, pay
 from paychan.contract import OnchainChannel, PaychanContract, RecordedState
