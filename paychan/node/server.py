@@ -12,7 +12,10 @@ Protocol between two nodes (``messages`` has the wire format):
   The peer checks each with ``Channel.receive_proposal`` (the core channel object: nonce, channel,
   balances, conservation, signature), records each as an intent *before* signing (``Channel.before_sign``),
   countersigns, commits (one fsync) and only then answers. The proposer checks each countersignature with
-  ``Channel.receive_countersignature`` and stores it. While the peer works on one message, the proposer
+  ``Channel.receive_countersignature`` and stores them (one fsync). Each side's revocation below its latest
+  doubly-signed state rides along, stored in the commit of the step it goes with (the proposer's with its
+  intents, or with the countersignatures before the next message; the peer's with its countersignatures
+  on both sides): three fsyncs a message. While the peer works on one message, the proposer
   records and signs the next batch (at most two batches are open). A state re-sent after a crash is
   answered with the state already countersigned (idempotent); any other state at a used nonce is refused.
   While the peer waits for the turn, the holder signs no new batch, so neither side starves the other.
