@@ -78,3 +78,38 @@ def test_a_proposal_sent_again_after_a_lost_answer_gets_the_same_countersignatur
             await b.stop()
 
     asyncio.run(scenario())
+
+
+def test_one_payment_at_a_time_costs_three_commits_and_each_revocation_is_stored_before_it_is_sent(
+    tmp_path: Path,
+) -> None:
+    """Two on the payer's side (its intent with its revocation; the countersignature with the payee's
+    revocation), one on the payee's (its countersignature with its revocation)."""
+
+    async def scenario() -> None:
+        a, b = await _pair(tmp_path)
+        try:
+            await a.node.pay(CID, 10, count=2)
+            commits: dict[str, int] = {"A": 0, "B": 0}
+            for name, live in (("A", a), ("B", b)):
+                live.node.store.conn.set_trace_callback(
+                    lambda sql, name=name: commits.__setitem__(name, commits[name] + (sql == "COMMIT"))
+                )
+            for _ in range(5):
+                await a.node.pay(CID, 1)
+            for live in (a, b):
+                live.node.store.conn.set_trace_callback(None)
+            assert commits == {"A": 10, "B": 5}
+            nonce = a.channel.nonce
+            assert nonce == 7
+            # what each sent with its last message is what the other holds, and is stored by its sender
+            assert b.channel.own_revocation == nonce == b.node.store.channel(CID).own_revocation  # type: ignore[union-attr]
+            assert a.channel.own_revocation == nonce - 1 == a.node.store.channel(CID).own_revocation  # type: ignore[union-attr]
+            assert a.node.store.channel(CID).peer_revocation == nonce  # type: ignore[union-attr]
+            assert b.node.store.channel(CID).peer_revocation == nonce - 1  # type: ignore[union-attr]
+            _assert_agree(a, b)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(scenario())
