@@ -50,6 +50,7 @@ from eth_utils.address import to_checksum_address
 from paychan.exceptions import MalformedMessage, StateRejected
 from paychan.fees import FeePolicy
 from paychan.node.messages import AddLock, ExpireLock, LockOp, SettleLock, decode_json
+from paychan.node.network import _json
 from paychan.node.peer import PeerRefused, PeerUnavailable
 from paychan.node.store import STATUS_CLOSED, STATUS_OPEN
 from paychan.routing import Route
@@ -90,7 +91,15 @@ from paychan.transfer.events import (
     StoreSecret,
     Tick,
 )
-from paychan.transfer.state import MAX_PAYMENT_ID, TARGET_MIN_LOCK_TIME, ChannelView, LockedTransfer, ReplayedPayment
+from paychan.transfer.state import (
+    MAX_PAYMENT_ID,
+    TARGET_MIN_LOCK_TIME,
+    ChannelView,
+    LockedTransfer,
+    ReplayedPayment,
+    _bytes32,
+    _uint,
+)
 
 if TYPE_CHECKING:
     from paychan.node.server import Node, Runtime
@@ -163,7 +172,6 @@ class NodeTransfers:
         self.outcomes: dict[int, Action] = {}  # the final outcome of each payment of ours
         self.done: dict[int, Task] = {}  # payments of which nothing can move any more (out of the book's ticks)
         self._staged: list[Staged] = []
-        self._after_commit: list[Event] = []
         self._open_ops: set[tuple[bytes, str, bytes]] = set()  # settle/expire ops queued, not answered yet
         self._dirty: set[int] = set()  # payments whose newest state waits for a transaction (``_defer``)
         self._ticker: asyncio.Task[None] | None = None
@@ -355,15 +363,14 @@ class NodeTransfers:
         if terms != (runtime.peer_role, hop.amount, hop.expiry):
             raise LockNotOffered(payment_id, f"the lock ({lock.amount} until {lock.expiry}) is not the offered one")
 
-    def mark(self) -> tuple[int, int]:
+    def mark(self) -> int:
         """Where the staged steps stand: ``undo_to`` it if the proposal checked next is refused after all."""
-        return len(self._staged), len(self._after_commit)
+        return len(self._staged)
 
-    def undo_to(self, mark: tuple[int, int]) -> None:
+    def undo_to(self, mark: int) -> None:
         """Undoes the steps staged since ``mark`` (``Channel`` refused the proposal they were fed by), in the
         book and in the store (the transaction of the proposals before it still commits)."""
-        staged, self._staged = self._staged[mark[0] :], self._staged[: mark[0]]
-        del self._after_commit[mark[1] :]
+        staged, self._staged = self._staged[mark:], self._staged[:mark]
         for step in reversed(staged):
             if step.before is None:
                 self.book.tasks.pop(step.payment_id, None)
@@ -376,15 +383,13 @@ class NodeTransfers:
             )
 
     def after_exchange(self) -> None:
-        """The transaction of the peer's proposals committed: the staged steps' actions, then the locks added."""
+        """The transaction of the proposals (the peer's, or the countersignatures of ours) committed: the
+        staged steps' actions."""
         staged, self._staged = self._staged, []
-        events, self._after_commit = self._after_commit, []
         self._retire()
         for step in staged:
             for action in step.actions:
                 self._take(action)
-        for event in events:
-            self._feed_quietly(event)
 
     def rollback(self) -> None:
         """The transaction of the peer's proposals did not commit: every staged step is undone."""
@@ -393,7 +398,7 @@ class NodeTransfers:
                 self.book.tasks.pop(step.payment_id, None)
             else:
                 self.book.tasks[step.payment_id] = step.before
-        self._staged, self._after_commit = [], []
+        self._staged = []
 
     def awaits_secret_request(self, address: str) -> bool:
         """Whether ``address`` is the payee of one of our live payments: its secret request draws on a peer's
@@ -779,9 +784,12 @@ class NodeTransfers:
         if kind == "offer":
             return self._receive_offer(signer, data, now)
         payment_id = _uint(data.get("paymentId"), "paymentId", MAX_PAYMENT_ID)
+        held = payment_id in self.book.tasks  # anything else is ignored by the book: no transaction for it
         if kind == "secretRequest":
             lock_hash = _bytes32(data.get("hashlock"), "hashlock")
             amount = _uint(data.get("amount"), "amount", 2**256 - 1)
+            if not held:
+                return {"type": "noSecret"}
             replies = self.feed(ReceiveSecretRequest(payment_id, lock_hash, amount, signer, now), reply_to=signer)
             reveal = next((a for a in replies if isinstance(a, SendSecretReveal)), None)
             if reveal is None:
@@ -792,12 +800,14 @@ class NodeTransfers:
         if runtime is None or runtime.channel.peer_address != signer:
             raise MalformedMessage("a transfer message names a channel of ours with its sender")
         if kind == "accept":
-            self.feed(ReceiveAcceptance(payment_id, cid, signer, now))
+            if held:
+                self.feed(ReceiveAcceptance(payment_id, cid, signer, now))
         elif kind == "refuse":
             reason = data.get("reason")
             if not isinstance(reason, str):
                 raise MalformedMessage("a refusal has a reason")
-            self.feed(ReceiveRefusal(payment_id, cid, signer, reason[:MAX_REASON], now))
+            if held:
+                self.feed(ReceiveRefusal(payment_id, cid, signer, reason[:MAX_REASON], now))
         else:
             raise MalformedMessage("a transfer message's type is offer, accept, refuse or secretRequest")
         return {"type": "ok"}
@@ -939,27 +949,6 @@ def _secret(value: object) -> bytes | None:
     if isinstance(value, str) and re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
         return bytes.fromhex(value[2:])
     return None
-
-
-def _bytes32(value: object, name: str) -> bytes:
-    found = _secret(value)
-    if found is None:
-        raise MalformedMessage(f"{name} must be 0x and 64 hex digits")
-    return found
-
-
-def _uint(value: object, name: str, maximum: int) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 78:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        raise MalformedMessage(f"{name} must be an unsigned integer at most {maximum}")
-    return value
-
-
-def _json(data: dict[str, Any]) -> web.Response:
-    import json
-
-    return web.Response(text=json.dumps(data, separators=(",", ":")), content_type="application/json")
 
 
 __all__ = [
