@@ -268,6 +268,7 @@ class Propose:
     states: list[SignedState]
     revocation: SignedRevocation | None = None
     ops: tuple[LockOp | None, ...] = ()
+    handover: bool = False  # the sender gave up the turn with these states: the receiver takes it (epoch)
 
     def op(self, index: int) -> LockOp | None:
         """What the ``index``-th state does to the locks (None: a plain payment)."""
@@ -287,6 +288,8 @@ class Propose:
             if len(self.ops) != len(self.states):
                 raise ValueError("one op (or None) per state")
             body["ops"] = [None if op is None else op.to_json() for op in self.ops]
+        if self.handover:
+            body["handover"] = True
         return body
 
 
@@ -360,7 +363,10 @@ def _check_header(data: dict[str, Any], kind: str) -> None:
 
 def parse_propose(body: bytes) -> Propose:
     data = _fields(
-        decode_json(body), "propose", {"type", "version", "channelId", "epoch", "states"}, {"revocation", "ops"}
+        decode_json(body),
+        "propose",
+        {"type", "version", "channelId", "epoch", "states"},
+        {"revocation", "ops", "handover"},
     )
     _check_header(data, "propose")
     states = data["states"]
@@ -369,12 +375,16 @@ def parse_propose(body: bytes) -> Propose:
     ops = data.get("ops", [])
     if "ops" in data and (not isinstance(ops, list) or len(ops) != len(states)):
         raise MalformedMessage("ops must be a list with one entry (null or an op) per state")
+    handover = data.get("handover", False)
+    if not isinstance(handover, bool):
+        raise MalformedMessage("handover is true or false")
     return Propose(
         parse_channel_id(data["channelId"]),
         _integer(data["epoch"], "epoch", 2**62),
         [parse_signed(s) for s in states],
         parse_revocation(data.get("revocation")),
         tuple(parse_op(op) for op in ops),
+        handover,
     )
 
 

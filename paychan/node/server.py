@@ -801,9 +801,13 @@ class Node:
             raise NotSynced(runtime.cid)
         if runtime.record.status != STATUS_OPEN:
             raise ChannelNotOpen(runtime.record.status)
-        if runtime.has_turn():
+        if runtime.has_turn() and not self._countersigned_already(runtime, message.states):
             raise NotYourTurn(runtime.epoch)
         accepted: list[SignedState] = []
+        # The peer hands the turn over with these states: ours once they are all countersigned (an epoch of
+        # our parity only, higher than ours)
+        ours = _is_turn_of_a(message.epoch) == (runtime.role == "A")
+        takes_turn = message.handover and message.epoch > runtime.epoch and ours
         fresh: list[SignedState] = []  # countersigned now: our signature goes to the store with them
         error: Exception | None = None
         revocation: tuple[Revocation, Signature] | None = None
@@ -819,6 +823,9 @@ class Node:
                         break
                 if fresh:
                     self.store.add_signatures(*fresh)
+                takes_turn = takes_turn and error is None and len(accepted) == len(message.states)
+                if takes_turn:
+                    self.store.set_turn_epoch(runtime.cid, message.epoch)
                 revocation = runtime.channel.sign_revocation()  # below the latest we now hold doubly signed
                 if revocation is not None:  # committed with the states it follows, before it is sent
                     self.store.set_own_revocation(runtime.cid, revocation[0].below_nonce)
@@ -826,12 +833,26 @@ class Node:
             self._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
             self.transfers.rollback()  # nor what the transfer machines decided about its lock operations
             raise
+        if takes_turn:
+            runtime.epoch = message.epoch
         self.transfers.after_exchange()
         if revocation is not None:
             self._revocations[runtime.cid] = SignedRevocation(revocation[0].below_nonce, revocation[1])
         self.stats["batchesReceived"] += 1
         self.stats["statesCountersigned"] += len(accepted)
         return accepted, error
+
+    def _countersigned_already(self, runtime: Runtime, states: Sequence[SignedState]) -> bool:
+        """Whether we countersigned every one of ``states`` already (a re-sent message, answered as before even
+        when the turn is ours now: the peer handed it over with them and did not get our answer)."""
+        for proposal in states:
+            state = proposal.state
+            if state.channel_id != runtime.cid or state.nonce > runtime.channel.nonce:
+                return False
+            row = self.store.state_at(runtime.cid, state.nonce)
+            if row is None or row.state_hash != state_struct_hash(state):
+                return False
+        return True
 
     def _countersign(
         self, runtime: Runtime, proposal: SignedState, fresh: list[SignedState], op: LockOp | None = None
@@ -998,9 +1019,9 @@ class Node:
         try:
             while True:
                 async with runtime.lock:
-                    if not runtime.has_turn():
-                        return runtime.epoch
-                    if not runtime.inflight:
+                    if not runtime.has_turn() and not runtime.inflight:
+                        return runtime.epoch  # (in flight without the turn: handed over, not yet taken)
+                    if runtime.has_turn() and not runtime.inflight:
                         self.store.set_turn_epoch(runtime.cid, runtime.epoch + 1)
                         runtime.epoch += 1
                         return runtime.epoch
@@ -1410,8 +1431,12 @@ class Node:
         it is sent; ``request``'s future gets the countersigned state, or the refusal."""
         op, cid = request.op, runtime.cid
         assert op is not None
+        # A lock of a payment through the network, with nothing queued behind it: the peer will answer it
+        # with the next state (the settle, or a lock of its own), so the turn goes with it, saving a turn
+        # request; the peer takes it when it countersigns (``handle_propose``).
+        handover = not runtime.queue and self.transfers.takes_part(op)
         try:
-            signed = await self.with_signatures(lambda: self._op_state(self.runtimes[cid], op), cid)
+            signed = await self.with_signatures(lambda: self._op_state(self.runtimes[cid], op, handover), cid)
         except Exception as exc:
             if self.runtimes[cid].channel.pending is not None:  # signed, but the transaction rolled back
                 self._reload(cid)
@@ -1420,20 +1445,22 @@ class Node:
                 raise
             return
         runtime = self.runtimes[cid]
+        if handover:
+            runtime.epoch += 1  # stored with the intent: the peer's turn once it countersigns
         runtime.inflight.append(signed)
         runtime.ops[signed.state.nonce] = op
         runtime.waiters[signed.state.nonce] = request
 
-    def _op_state(self, runtime: Runtime, op: LockOp) -> SignedState:
+    def _op_state(self, runtime: Runtime, op: LockOp, handover: bool = False) -> SignedState:
         """The signed state of lock operation ``op``, committed with its intent and lock list (see
-        ``_build_op``)."""
+        ``_build_op``); with ``handover``, the turn's next epoch too."""
         channel = runtime.channel
         if runtime.record.status != STATUS_OPEN:
             raise ChannelNotOpen(runtime.record.status)
         if self.chain_lost is not None:
             raise ChainLost(self.chain_lost)
         with self.store.transaction():
-            self.store.set_turn_epoch(runtime.cid, runtime.epoch)
+            self.store.set_turn_epoch(runtime.cid, runtime.epoch + handover)
             self.transfers.flush(op.lock.hashlock if isinstance(op, AddLock) else _op_hashlock(op))
             if isinstance(op, AddLock):
                 lock = op.lock
@@ -1462,7 +1489,9 @@ class Node:
             log.warning("channel 0x%s: the signer did not sign our revocation: %s", runtime.cid.hex()[:12], exc)
             revocation = self._revocations.get(runtime.cid)
         ops = tuple(runtime.ops.get(s.state.nonce) for s in states) if runtime.ops else ()
-        message = Propose(runtime.cid, runtime.epoch, states, revocation, ops)
+        # In flight without the turn: we handed it over with these states (``_build_op``), also after a restart
+        handover = not runtime.has_turn()
+        message = Propose(runtime.cid, runtime.epoch, states, revocation, ops, handover)
         return await self.peer.post(
             runtime.record.peer_url + "/peer/propose", message.to_json(), runtime.channel.peer_address
         )
@@ -2352,6 +2381,10 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _is_turn_of_a(epoch: int) -> bool:
+    return epoch % 2 == 0
 
 
 def _op_hashlock(op: LockOp) -> bytes:

@@ -407,6 +407,11 @@ class NodeTransfers:
             isinstance(task, initiator.InitiatorState) and task.target == address for task in self.book.tasks.values()
         )
 
+    def takes_part(self, op: LockOp) -> bool:
+        """Whether ``op`` is a lock operation of a live payment of ours (the node hands the turn over with it)."""
+        payment_id = self.by_hashlock.get(_op_hashlock_or_lock(op))
+        return payment_id is not None and payment_id in self.book.tasks
+
     def own_op_countersigned(self, cid: bytes, op: LockOp) -> None:
         """The peer countersigned our lock operation ``op``: the machine of its payment learns it, in the
         caller's transaction (the one that stores the countersignature); its actions wait for
