@@ -1216,16 +1216,21 @@ class Node:
                 await runtime.wakeup.wait()
                 continue
             try:
-                if not runtime.inflight and runtime.turn_wanted and runtime.has_turn():
+                asked = False
+                if not runtime.inflight and runtime.has_turn() and runtime.turn_wanted:
                     await asyncio.sleep(0.002)  # the peer is about to get the turn: let it
                     continue
+                if not runtime.inflight and not runtime.has_turn() and cid not in self._unsynced:
+                    # Asked without holding the channel's lock: the peer may be asking us for the turn at the
+                    # same time, and our grant (``grant_turn``) takes that lock.
+                    await self._acquire_turn(runtime)
+                    asked = True
                 async with runtime.lock:
                     runtime = self.runtimes[cid]
                     if not runtime.inflight:
-                        if cid in self._unsynced:
-                            continue  # not synced with the peer yet: sign nothing new
-                        await self._acquire_turn(runtime)
-                        if not runtime.turn_wanted:
+                        if cid in self._unsynced or not runtime.has_turn():
+                            continue  # not synced with the peer yet: sign nothing new; or the turn went back
+                        if asked or not runtime.turn_wanted:  # a turn we asked for carries one batch at least
                             await self._build_batch(runtime)
                     if runtime.inflight:
                         await self._exchange_and_build(runtime)
