@@ -1,4 +1,9 @@
-"""The node: one party's channels, the peer endpoint other nodes talk to and the local control API.
+"""The node: one party's channels and the channel exchange with each counterparty's node.
+
+``Node`` holds the channels and runs the protocol below; the HTTP apps that carry it only translate requests
+into calls of the node and its answers into JSON (``peer_api``: the peer endpoint other nodes talk to;
+``control_api``: the local control API; ``serve`` starts both), and every transaction and chain read goes
+through ``Node.chain`` (``chain_actions``).
 
 Protocol between two nodes (``messages`` has the wire format):
 
@@ -41,20 +46,20 @@ Protocol between two nodes (``messages`` has the wire format):
 **Authentication and admission.** Every peer request but ``GET /peer/info`` is signed by its sender
 (``auth``: method, path, timestamp, body, the recipient's address, under the contract's EIP-712 domain); the
 node checks the claim, the sender's budget and the signature before it parses the body, touches the store or
-does anything else, and answers each request from the channel's counterparty only. No peer request causes a
-chain call, with one bounded exception: the first request of a counterparty that is a contract wallet, whose
-node signs with the wallet's owner key, is checked once by the wallet itself (``wallet_peers``: one
-gas-capped ``eth_call`` per wallet and minute at most, on the control chain thread); the watcher reads the
-chain alone, on its own thread.
+does anything else (``peer_api``), and answers each request from the channel's counterparty only. No peer
+request causes a chain call, with one bounded exception: the first request of a counterparty that is a
+contract wallet, whose node signs with the wallet's owner key, is checked once by the wallet itself
+(``wallet_peers``: one gas-capped ``eth_call`` per wallet and minute at most, on the control chain thread);
+the watcher reads the chain alone, on its own thread.
 
 **A contract-wallet participant** (``Node(..., wallet=W)``, ``paychan node --wallet W``): the node's address
 is the wallet, its key the wallet's owner. It signs states for the wallet with that key
 (``Erc1271Signer``), sends its transactions through the wallet (``sender``, a ``WalletAccount``: the owner
 calls ``W.execute``, the key pays the gas), and names the wallet in its peer requests (``Paychan-Participant``).
 
-The control API (``/status``, ``/open``, ``/pay``, ``/close``, ``/locks/...``, ...) listens on 127.0.0.1
-only and needs the bearer token the node writes to ``<db>.control.json`` (mode 0600), which the ``paychan``
-CLI reads.
+The control API (``control_api``: ``/status``, ``/open``, ``/pay``, ``/close``, ``/locks/...``, ...) listens on
+127.0.0.1 only and needs the bearer token the node writes to ``<db>.control.json`` (mode 0600), which its
+client (``paychan.node.control``, under the ``paychan`` CLI) reads.
 """
 
 from __future__ import annotations
@@ -299,7 +304,8 @@ class Runtime:
 
 
 class Node:
-    """One party's node. Create it, ``await start()``, serve ``peer_app()`` and ``control_app()``."""
+    """One party's node. Create it, ``await start()``, serve ``peer_app(node)`` and ``control_app(node)``
+    (``serve`` does all three)."""
 
     def __init__(
         self,
