@@ -16,8 +16,9 @@ import argparse
 import json
 from typing import Any
 
-from paychan.cli.node import EXIT_OK, _add_db, _add_json, _channel_of, _fmt, _print, control_request
+from paychan.cli.node import EXIT_OK, _add_db, _add_json, _channel_of, _fmt, _print
 from paychan.exceptions import PaychanError
+from paychan.node.control import control_request
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -28,13 +28,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from eth_utils.address import to_checksum_address
 
 from paychan.exceptions import MalformedMessage, PaychanError, UnknownChannel
 from paychan.fees import FeeAnnouncement, FeePolicy, FeeUpdate, next_timestamp
 from paychan.node.auth import Unauthenticated
-from paychan.node.messages import decode_json, error_body, parse_channel_id
+from paychan.node.messages import decode_json, error_body
 from paychan.node.peer import PeerRefused, PeerUnavailable
 from paychan.node.store import STATUS_OPEN
 from paychan.routing import ChannelGraph, Route
@@ -355,59 +354,6 @@ class NodeNetwork:
                 entry["baseFee"], entry["ppm"] = str(policy.base_fee), str(policy.ppm)
             hops.append(entry)
         return {"hops": hops, "amount": str(route.amount), "sent": str(route.sent), "totalFee": str(route.total_fee)}
-
-    # --- HTTP (the hooks in Node.peer_app and Node.control_app) -------------------------------------
-
-    def add_peer_routes(self, app: web.Application) -> None:
-        app.router.add_post("/peer/fees", self._peer_fees)
-
-    def add_control_routes(self, app: web.Application) -> None:
-        app.router.add_get("/fees", self._control_fees)
-        app.router.add_post("/fees", self._control_set_fees)
-        app.router.add_post("/route", self._control_route)
-
-    async def _peer_fees(self, request: web.Request) -> web.Response:
-        from paychan.node.server import BODY, SIGNER  # the server imports this module
-
-        return _json(self.receive(request[SIGNER], request[BODY]))
-
-    async def _control_fees(self, request: web.Request) -> web.Response:
-        return _json(self.own_fees())
-
-    async def _control_set_fees(self, request: web.Request) -> web.Response:
-        data = decode_json(await self.node.read_body(request))
-        cid = None if data.get("channel") in (None, "") else parse_channel_id(data["channel"])
-        announced = await self.set_fees(_uint(data.get("baseFee"), "baseFee"), _uint(data.get("ppm"), "ppm"), cid)
-        return _json({"announced": [a.update.to_json() for a in announced]})
-
-    async def _control_route(self, request: web.Request) -> web.Response:
-        data = decode_json(await self.node.read_body(request))
-        to = data.get("to")
-        if not isinstance(to, str) or len(to) != 42:
-            raise MalformedMessage(f"to is a 0x-prefixed address, not {to!r}")
-        try:
-            target = to_checksum_address(to)
-        except ValueError:
-            raise MalformedMessage(f"to is a 0x-prefixed address, not {to!r}") from None
-        amount = _uint(data.get("amount"), "amount")
-        if amount == 0:
-            raise MalformedMessage("a payment amount is positive")
-        found = self.routes(target, amount, _uint(data.get("k", 3), "k"))
-        return _json({"to": target, "amount": str(amount), "routes": [self.route_json(r) for r in found]})
-
-
-def _uint(value: Any, name: str) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 78:
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise MalformedMessage(f"{name} must be an unsigned integer (a decimal string or a JSON integer), not {value!r}")
-
-
-def _json(data: dict[str, Any]) -> web.Response:
-    import json
-
-    return web.Response(text=json.dumps(data, separators=(",", ":")), content_type="application/json")
 
 
 __all__ = [

@@ -1,4 +1,9 @@
-"""The node: one party's channels, the peer endpoint other nodes talk to and the local control API.
+"""The node: one party's channels and the channel exchange with each counterparty's node.
+
+``Node`` holds the channels and runs the protocol below; the HTTP apps that carry it only translate requests
+into calls of the node and its answers into JSON (``peer_api``: the peer endpoint other nodes talk to;
+``control_api``: the local control API; ``serve`` starts both), and every transaction and chain read goes
+through ``Node.chain`` (``chain_actions``).
 
 Protocol between two nodes (``messages`` has the wire format):
 
@@ -41,20 +46,20 @@ Protocol between two nodes (``messages`` has the wire format):
 **Authentication and admission.** Every peer request but ``GET /peer/info`` is signed by its sender
 (``auth``: method, path, timestamp, body, the recipient's address, under the contract's EIP-712 domain); the
 node checks the claim, the sender's budget and the signature before it parses the body, touches the store or
-does anything else, and answers each request from the channel's counterparty only. No peer request causes a
-chain call, with one bounded exception: the first request of a counterparty that is a contract wallet, whose
-node signs with the wallet's owner key, is checked once by the wallet itself (``wallet_peers``: one
-gas-capped ``eth_call`` per wallet and minute at most, on the control chain thread); the watcher reads the
-chain alone, on its own thread.
+does anything else (``peer_api``), and answers each request from the channel's counterparty only. No peer
+request causes a chain call, with one bounded exception: the first request of a counterparty that is a
+contract wallet, whose node signs with the wallet's owner key, is checked once by the wallet itself
+(``wallet_peers``: one gas-capped ``eth_call`` per wallet and minute at most, on the control chain thread);
+the watcher reads the chain alone, on its own thread.
 
 **A contract-wallet participant** (``Node(..., wallet=W)``, ``paychan node --wallet W``): the node's address
 is the wallet, its key the wallet's owner. It signs states for the wallet with that key
 (``Erc1271Signer``), sends its transactions through the wallet (``sender``, a ``WalletAccount``: the owner
 calls ``W.execute``, the key pays the gas), and names the wallet in its peer requests (``Paychan-Participant``).
 
-The control API (``/status``, ``/open``, ``/pay``, ``/close``, ``/locks/...``, ...) listens on 127.0.0.1
-only and needs the bearer token the node writes to ``<db>.control.json`` (mode 0600), which the ``paychan``
-CLI reads.
+The control API (``control_api``: ``/status``, ``/open``, ``/pay``, ``/close``, ``/locks/...``, ...) listens on
+127.0.0.1 only and needs the bearer token the node writes to ``<db>.control.json`` (mode 0600), which its
+client (``paychan.node.control``, under the ``paychan`` CLI) reads.
 """
 
 from __future__ import annotations
@@ -68,7 +73,6 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +82,6 @@ from aiohttp import web
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
-from web3.logs import DISCARD
 
 from paychan.channel import LOCK_EXPIRY_MARGIN, MAX_LOCKS, Channel
 from paychan.contract import PaychanContract
@@ -88,7 +91,6 @@ from paychan.exceptions import (
     InvalidAmount,
     InvalidSignature,
     MalformedMessage,
-    NegativeBalance,
     PaychanError,
     ProposalPending,
     StateRejected,
@@ -99,13 +101,22 @@ from paychan.node import withdraw
 from paychan.node.auth import (
     Limits,
     PeerGate,
-    RateLimited,
     ReplayGuard,
-    Unauthenticated,
-    read_claim,
+)
+from paychan.node.chain_actions import ChainActions
+from paychan.node.control_api import control_app
+from paychan.node.exceptions import (
+    ChainLost,
+    ChannelNotOpen,
+    CloseTimeout,
+    InsufficientBalance,
+    NotCounterparty,
+    NotSynced,
+    NotYourTurn,
+    PaymentTimeout,
+    SignerMismatch,
 )
 from paychan.node.messages import (
-    MAX_BODY_BYTES,
     AddLock,
     Announce,
     ExpireLock,
@@ -114,22 +125,18 @@ from paychan.node.messages import (
     SettleLock,
     SignedRevocation,
     TurnMessage,
-    decode_json,
     encode_signed,
     error_body,
-    parse_announce,
-    parse_channel_id,
-    parse_propose,
     parse_revocation,
     parse_signed,
     parse_turn,
 )
 from paychan.node.network import NodeNetwork
 from paychan.node.peer import PeerClient, PeerRefused, PeerUnavailable
+from paychan.node.peer_api import peer_app
 from paychan.node.remote_signer import MAX_ROUNDS, RemoteSigning, SignatureNeeded
 from paychan.node.restored import (
     SyncDeferred,
-    check_may_close,
     is_restored,
     mark_synced,
     needs_sync,
@@ -146,14 +153,11 @@ from paychan.node.store import (
     StoreError,
 )
 from paychan.node.transfers import NodeTransfers
-from paychan.node.wallet_peers import UnknownParticipant, WalletCheckFailed, WalletPeers, WalletSignerRefused
+from paychan.node.wallet_peers import WalletPeers
 from paychan.signers import Erc1271Signer, LocalKeySigner, Signer, SignerError, SignerUnavailable, TypedMessage
 from paychan.signing import Domain, check_signer, state_struct_hash
 from paychan.state import (
-    ETH,
     MAX_NONCE,
-    MAX_UINT40,
-    MAX_UINT256,
     ChannelId,
     ChannelParams,
     ChannelState,
@@ -167,8 +171,7 @@ from paychan.state import (
     hashlock,
     locks_root,
 )
-from paychan.token import Token, ensure_allowance
-from paychan.wallets import Sender, WalletAccount, accepts_signature
+from paychan.wallets import Sender, WalletAccount
 
 log = logging.getLogger("paychan.node")
 T = TypeVar("T")
@@ -176,102 +179,6 @@ T = TypeVar("T")
 UNKNOWN_TO_PEER = ("UnknownChannel", "UnknownParticipant")
 # What an announce is retried after: the above, and a wallet's signer not checked yet (``wallet_peers``).
 ANNOUNCE_AGAIN = (*UNKNOWN_TO_PEER, "RateLimited", "WalletCheckFailed")
-
-# What ``Node._authenticate`` leaves on an admitted peer request: who signed it, when, and its body.
-SIGNER = web.RequestKey("signer", str)
-SIGNED_AT = web.RequestKey("signedAt", int)
-BODY = web.RequestKey("body", bytes)
-
-
-class NotYourTurn(StateRejected):
-    """Raised when the peer proposes while the turn to propose is ours."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-        super().__init__(f"NotYourTurn(epoch={epoch})")
-
-
-class ChannelNotOpen(StateRejected):
-    """Raised when paying on a channel that is closing or closed on chain."""
-
-    def __init__(self, status: str) -> None:
-        self.status = status
-        super().__init__(f"ChannelNotOpen(status={status})")
-
-
-class NotSynced(StateRejected):
-    """Raised when the peer proposes on a channel this node has not yet synced with it (after a restore)."""
-
-    def __init__(self, channel_id: bytes) -> None:
-        self.channel_id = channel_id
-        super().__init__(f"NotSynced(channelId=0x{channel_id.hex()}): retry once this node has synced")
-
-
-class NotCounterparty(Unauthenticated):
-    """Raised when a correctly signed peer request comes from someone who is not the channel's counterparty."""
-
-    def __init__(self, signer: str, expected: str) -> None:
-        self.signer, self.expected = signer, expected
-        super().__init__(f"the request is signed by {signer}, not by the counterparty {expected}")
-
-
-class InsufficientBalance(NegativeBalance):
-    """Raised when a payment asks for more than our balance in the channel."""
-
-    def __init__(self, available: int, asked: int) -> None:
-        from paychan.units import format_amount
-
-        super().__init__(available - asked)
-        self.available, self.asked = available, asked
-        self.args = (f"insufficient balance: {format_amount(available)} available, {format_amount(asked)} asked",)
-
-
-class SignerMismatch(PaychanError):
-    """Raised when a node is given a signer (``signer``: the address it signs for) of another address than
-    the node's own (``node``)."""
-
-    def __init__(self, signer: str, node: str) -> None:
-        self.signer, self.node = signer, node
-        super().__init__(f"SignerMismatch(signer={signer}, node={node}): the signer signs for another address")
-
-
-class CloseTimeout(PaychanError):
-    """Raised when the peer does not countersign the final state in time: nothing was closed."""
-
-    def __init__(self, timeout: float, signed: bool, challenge_period: int) -> None:
-        self.timeout, self.signed = timeout, signed
-        after = (
-            "our final state is signed and sent: if the peer answers later, this node submits the cooperative "
-            "close itself"
-            if signed
-            else "nothing was signed"
-        )
-        super().__init__(
-            f"the peer did not countersign the final state within {timeout:g} s, so nothing was closed ({after}); "
-            f"to close without the peer, run `paychan close --unilateral` (paid out after the challenge period "
-            f"of {challenge_period} s)"
-        )
-
-
-class NothingToSettle(PaychanError):
-    """Raised when settling a channel that is not closing (or whose close record the node has not seen)."""
-
-    def __init__(self, status: str) -> None:
-        self.status = status
-        super().__init__(f"the channel is {status}, not closing: there is nothing to settle")
-
-
-class ChainLost(PaychanError):
-    """Raised when paying on a chain the node no longer trusts (the contract has no code, or the chain's
-    genesis block changed: a devnet restarted): signed states there are worth nothing."""
-
-
-class BodyTimeout(PaychanError):
-    """Raised when a request body does not arrive within the body timeout (a slow-loris client)."""
-
-
-class PaymentTimeout(PaychanError):
-    """Raised when a payment was not countersigned in time (it stays queued and may still complete)."""
 
 
 class AheadKeySigner(LocalKeySigner):
@@ -397,7 +304,8 @@ class Runtime:
 
 
 class Node:
-    """One party's node. Create it, ``await start()``, serve ``peer_app()`` and ``control_app()``."""
+    """One party's node. Create it, ``await start()``, serve ``peer_app(node)`` and ``control_app(node)``
+    (``serve`` does all three)."""
 
     def __init__(
         self,
@@ -456,7 +364,8 @@ class Node:
         self.payment_timeout = payment_timeout
         self.peer = PeerClient(peer_timeout, domain, self._key, participant=self.wallet)
         # The keys whose signatures count as those of counterparties that are contract wallets.
-        self.wallet_peers = WalletPeers(store, self._wallet_accepts)
+        self.chain = ChainActions(self)  # every transaction and chain read of the node (paychan.node.chain_actions)
+        self.wallet_peers = WalletPeers(store, self.chain.wallet_accepts)
         self.wallet_peers.on_bound.append(self._note_wallet_signer)
         self.control_token = secrets.token_hex(16)
         self.runtimes: dict[bytes, Runtime] = {}
@@ -465,14 +374,9 @@ class Node:
         self.counterparties: set[str] = set()
         self.gate = PeerGate(limits)
         self.replays = ReplayGuard()
-        # Chain work on separate threads, so the watcher never waits behind anything else: the control
-        # API's transactions (open, close) on one, the watcher's reads and transactions on its own.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paychan-chain")
-        self._watch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paychan-watch")
         self._started = False
         self.announce_patience = announce_patience
         self.pay_batches: dict[str, PayBatch] = {}
-        self._settle_guards: dict[bytes, asyncio.Lock] = {}
         # Why the node stopped trusting its chain (``ChainLost``), or None; set by the watcher.
         self.chain_lost: str | None = None
         self.chain_time: int | None = None  # the latest block's timestamp the watcher saw
@@ -725,8 +629,7 @@ class Node:
         await self.peer.close()
         if self.remote is not None:
             self.remote.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._watch_executor.shutdown(wait=False, cancel_futures=True)
+        self.chain.stop()
 
     def note_chain_time(self, timestamp: int) -> None:
         """The latest block's timestamp, just read from the chain (by the watcher or a control action)."""
@@ -740,20 +643,6 @@ class Node:
         if self.chain_time is None:
             return int(time.time())
         return self.chain_time + int(time.monotonic() - self._chain_time_at)
-
-    async def refresh_chain_time(self) -> int:
-        """Reads the latest block's timestamp (a control action's chain call; none without a chain)."""
-        if self.contract is not None:
-            self.note_chain_time(await self.on_chain(self.contract.chain.now))
-        return self.chain_now()
-
-    async def on_chain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Runs a blocking chain call for the control API (the user's own actions) on its chain thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(*args, **kwargs))
-
-    async def on_watch_chain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Runs a blocking chain call of the watcher on the watcher's own thread (nothing else queues there)."""
-        return await asyncio.get_running_loop().run_in_executor(self._watch_executor, lambda: fn(*args, **kwargs))
 
     def resolve(self, name: Any, any_status: bool = False) -> Runtime:
         """The channel a user names: its full id, a unique prefix of it (at least 4 hex digits, with or
@@ -979,17 +868,6 @@ class Node:
         if signer is not None and signer != runtime.channel.peer_address:
             raise NotCounterparty(signer, runtime.channel.peer_address)
 
-    async def _wallet_accepts(self, wallet: str, digest: bytes, signature: Signature) -> bool:
-        """Whether the counterparty ``wallet`` accepts ``signature`` of ``digest`` (ERC-1271, gas-capped): the
-        one chain call a peer request may cause (``wallet_peers``), on the control chain thread."""
-        if self.contract is None:
-            raise WalletCheckFailed(wallet, "this node was started without a chain")
-        w3 = self.contract.chain.w3
-        try:
-            return await self.on_chain(accepts_signature, w3, wallet, digest, signature)
-        except Exception as exc:  # the RPC did not answer: nothing learnt, the peer retries later
-            raise WalletCheckFailed(wallet, f"{type(exc).__name__}: {exc}") from None
-
     def _note_wallet_signer(self, wallet: str, key: str) -> None:
         """A counterparty wallet's signer, just learnt: its signatures count as the wallet's from now on."""
         for runtime in self.runtimes.values():
@@ -1131,6 +1009,13 @@ class Node:
             if batch_id is not None:
                 self._forget_batch(batch_id)
 
+    async def pay_request(self, cid: bytes, amount: int, count: int, request_id: str | None) -> PayOutcome:
+        """A user's pay request (control ``/pay``): ``pay_outcome``, then our next revocation signed ahead
+        (the next request is likely one like it)."""
+        outcome = await self.pay_outcome(cid, amount, count, request_id)
+        self._sign_revocation_ahead_soon(cid)
+        return outcome
+
     def _forget_batch(self, batch_id: str) -> None:
         # kept a little while, so that a ``/pay/cancel`` arriving after the outcome still gets it
         asyncio.get_running_loop().call_later(60.0, self.pay_batches.pop, batch_id, None)
@@ -1163,15 +1048,16 @@ class Node:
                 outcome.paid.append(future.result())
         return outcome
 
-    def cancel_pay(self, batch_id: str) -> PayBatch:
-        """Interrupts the pay request ``batch_id`` (Ctrl-C on ``paychan pay``)."""
+    async def cancel_pay(self, batch_id: str) -> PayOutcome:
+        """Interrupts the pay request ``batch_id`` (Ctrl-C on ``paychan pay``); its outcome."""
         batch = self.pay_batches.get(batch_id)
         if batch is None:
             raise UnknownChannel(f"no pay request {batch_id!r} on this node")
         batch.interrupted.set()
         if batch.settled is not None and not batch.settled.done():
             batch.settled.set_result(None)
-        return batch
+        assert batch.outcome is not None
+        return await asyncio.shield(batch.outcome)
 
     def describe_outcome(self, outcome: PayOutcome) -> str:
         """One plain sentence saying exactly what happened to a pay request."""
@@ -1585,37 +1471,6 @@ class Node:
 
     # --- chain actions ---------------------------------------------------------------------------
 
-    def _require_contract(self) -> PaychanContract:
-        if self.contract is None:
-            raise PaychanError("this node was started without a chain (--rpc-url and --contract)")
-        return self.contract
-
-    async def open(self, peer_url: str, deposit: int, challenge_period: int, asset: str = ETH) -> Runtime:
-        """Opens a channel in ``asset`` (ETH, or an ERC-20: approved first) to the node at ``peer_url``."""
-        contract = self._require_contract()
-        info = await self.peer.get(peer_url.rstrip("/") + "/peer/info")
-        if (
-            info.get("chainId") != self.domain.chain_id
-            or str(info.get("contract", "")).lower() != contract.address.lower()
-        ):
-            raise PaychanError(f"the peer at {peer_url} uses another chain or contract")
-        counterparty = str(info.get("address"))
-        if asset != ETH and deposit > 0:
-            await self.on_chain(ensure_allowance, Token(contract.chain, asset), self.sender, contract.address, deposit)
-        params, receipt = await self.on_chain(
-            contract.open_channel, self.sender, counterparty, deposit, asset, challenge_period
-        )
-        cid = contract.channel_id(params)
-        runtime = self.add_discovered(params)  # the watcher may have seen the ChannelOpened event first
-        self._note_receipt_deposits(runtime, receipt)
-        if self.store.set_peer_url(cid, peer_url.rstrip("/"), 1):
-            runtime.record = self.store.channel(cid) or runtime.record
-        if await self.announce_until_known(runtime, patience=self.announce_patience):
-            self.network.greet(runtime)  # the fee announcements we hold
-        else:
-            self._background(self.announce_until_known(runtime, patience=3600.0))
-        return runtime
-
     def _background(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
@@ -1756,173 +1611,29 @@ class Node:
         runtime.record = self.store.channel(cid) or runtime.record
         log.info("channel 0x%s: settled on chain: A %d, B %d", cid.hex()[:12], payout_a, payout_b)
 
-    def _note_receipt_deposits(self, runtime: Runtime, receipt: Any) -> None:
-        """The deposits a transaction of ours credited (its ``Deposited`` events), before the watcher sees them."""
-        contract = self._require_contract()
-        for event in contract.contract.events.Deposited().process_receipt(receipt, errors=DISCARD):
-            total = int(event["args"]["total"])
-            is_a = event["args"]["participant"] == runtime.record.params.participant_a
-            self.note_deposits(runtime.cid, total if is_a else 0, 0 if is_a else total)
+    # --- closing (the transactions: ``ChainActions``) -------------------------------------------
 
-    async def deposit(self, cid: bytes | None, amount: int, for_peer: bool = False) -> dict[str, Any]:
-        """Adds ``amount`` to our side (or, with ``for_peer``, the counterparty's) of an open channel."""
-        contract = self._require_contract()
-        runtime = self.runtime(cid)
-        if runtime.record.status != STATUS_OPEN:
-            raise ChannelNotOpen(runtime.record.status)
-        params = runtime.record.params
-        participant = runtime.channel.peer_address if for_peer else self.address
-        if params.asset != ETH:
-            await self.on_chain(
-                ensure_allowance, Token(contract.chain, params.asset), self.sender, contract.address, amount
-            )
-        receipt = await self.on_chain(contract.deposit, self.sender, params, participant, amount)
-        self._note_receipt_deposits(runtime, receipt)
-        return {
-            "channelId": "0x" + runtime.cid.hex(),
-            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
-            "participant": participant,
-            "depositA": str(runtime.record.deposit_a),
-            "depositB": str(runtime.record.deposit_b),
-        }
+    async def sign_final(self, runtime: Runtime) -> SignedState:
+        """The final state of an open channel, countersigned by the peer (our latest if it is final already),
+        for a cooperative close (``ChainActions.close`` submits it).
 
-    async def close_unilaterally(self, cid: bytes | None, lost_data: bool = False) -> dict[str, Any]:
-        """Starts a unilateral close with our latest doubly-signed state (no peer needed); the watcher
-        settles after the challenge period. A channel of a restored store must have synced with the peer
-        first, unless ``lost_data`` (the user's override: the peer is gone for good)."""
-        contract = self._require_contract()
-        runtime = self.runtime(cid)
-        if runtime.record.status != STATUS_OPEN:
-            raise ChannelNotOpen(runtime.record.status)
-        check_may_close(self.store, runtime.cid, lost_data)
-        latest = runtime.channel.state_for_chain(runtime.record.withdrawals)  # not one of a withdrawal unmade
-        signed = latest if latest.is_complete and latest.state.nonce > 0 else None
-        runtime.channel.check_close(signed)
-        receipt = await self.on_chain(contract.close, self.sender, runtime.record.params, signed)
-        (closed,) = contract.contract.events.ChannelClosed().process_receipt(receipt, errors=DISCARD)
-        args = closed["args"]
-        self.note_close_event(runtime.cid, "ChannelClosed", args)
-        return {
-            "channelId": "0x" + runtime.cid.hex(),
-            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
-            "nonce": int(args["nonce"]),
-            "balanceA": str(args["balanceA"]),
-            "balanceB": str(args["balanceB"]),
-            "deadline": int(args["deadline"]),
-        }
-
-    async def settle(self, cid: bytes | None) -> dict[str, Any]:
-        """Pays out the recorded state of a closing channel once its challenge period is over."""
-        from paychan.node.watcher import recorded_state
-
-        contract = self._require_contract()
-        runtime = self.runtime(cid)
-        async with self.settle_guard(runtime.cid):  # the watcher's auto-settle may be sending one right now
-            recorded = recorded_state(runtime.record)
-            if recorded is None:
-                raise NothingToSettle(runtime.record.status)
-            now = await self.on_chain(contract.chain.now)
-            if now <= recorded.deadline:
-                raise PaychanError(
-                    f"the challenge period runs until {recorded.deadline} ({recorded.deadline - now} s from now): "
-                    "settle after it (the node settles by itself unless started with --no-auto-settle)"
-                )
-            locks = self.lock_list(runtime.cid, recorded.locks_root)  # resolved against the secret registry
-            receipt = await self.on_chain(contract.settle, self.sender, runtime.record.params, recorded, locks=locks)
-            if runtime.record.status != STATUS_CLOSED:
-                self.mark_closed(runtime)
-            return self._settled(runtime, receipt, recorded.nonce)
-
-    def settle_guard(self, cid: bytes) -> asyncio.Lock:
-        """Held while a settling transaction of channel ``cid`` is in flight (the control API's or the
-        watcher's), so that two are never sent for one record: the second would revert on chain and cost
-        its gas. The watcher skips a channel whose guard is held; ``settle`` waits for it, then finds the
-        channel closed (``NothingToSettle``)."""
-        guard = self._settle_guards.get(cid)
-        if guard is None:
-            guard = self._settle_guards[cid] = asyncio.Lock()
-        return guard
-
-    def _settled(self, runtime: Runtime, receipt: Any, nonce: int) -> dict[str, Any]:
-        """What a settling transaction paid (``ChannelSettled``) and what it deferred (``PayoutDeferred``)."""
-        contract = self._require_contract()
-        (settled,) = contract.contract.events.ChannelSettled().process_receipt(receipt, errors=DISCARD)
-        deferred = contract.contract.events.PayoutDeferred().process_receipt(receipt, errors=DISCARD)
-        self.note_settled(runtime.cid, int(settled["args"]["payoutA"]), int(settled["args"]["payoutB"]))
-        return {
-            "channelId": "0x" + runtime.cid.hex(),
-            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
-            "nonce": nonce,
-            "payoutA": str(settled["args"]["payoutA"]),
-            "payoutB": str(settled["args"]["payoutB"]),
-            "deferred": {e["args"]["recipient"]: str(e["args"]["amount"]) for e in deferred},
-        }
-
-    async def claim(self, asset: str = ETH) -> dict[str, Any]:
-        """Collects our payouts in ``asset`` that could not be pushed (``owed``)."""
-        contract = self._require_contract()
-        owed = await self.on_chain(contract.owed, self.address, asset)
-        if owed == 0:
-            what = "ETH" if asset == ETH else f"token {asset}"
-            raise PaychanError(f"nothing to claim: no payout in {what} was deferred to {self.address}")
-        receipt = await self.on_chain(contract.claim, self.sender, asset)
-        (claimed,) = contract.contract.events.Claimed().process_receipt(receipt, errors=DISCARD)
-        return {
-            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
-            "asset": asset,
-            "amount": str(claimed["args"]["amount"]),
-        }
-
-    async def close(self, cid: bytes | None) -> dict[str, Any]:
-        """Cooperative close: both sign a final state, then we submit it; the contract pays out at once.
-
-        If the peer does not countersign in time, nothing is closed and ``CloseTimeout`` says so; if our
-        final state is already signed and sent, the node submits the close itself once the peer answers."""
-        contract = self._require_contract()
-        runtime = self.runtime(cid)
-        if runtime.record.status != STATUS_OPEN:
-            raise ChannelNotOpen(runtime.record.status)
+        If the peer does not countersign in time, ``CloseTimeout`` says so; if our final state is already
+        signed and sent, the node submits the close itself once the peer answers."""
         if runtime.channel.is_final:
-            final = runtime.channel.latest
-        else:
-            request = Request(0, True, asyncio.get_running_loop().create_future())
-            runtime.queue.append(request)
-            runtime.wakeup.set()
-            done, _ = await asyncio.wait([request.future], timeout=self.payment_timeout)
-            if not done:
-                signed = any(w is request for w in runtime.waiters.values())
-                if signed:
-                    self._background(self._close_when_countersigned(runtime, request.future))
-                else:
-                    runtime.queue = deque(r for r in runtime.queue if r is not request)
-                    request.future.cancel()
-                raise CloseTimeout(self.payment_timeout, signed, runtime.record.params.challenge_period)
-            final = request.future.result()
-        receipt = await self.on_chain(contract.cooperative_close, self.sender, runtime.record.params, final)
-        self.mark_closed(runtime)
-        # What was paid: the final state's balances plus deposits it does not know of (from the event).
-        (settled,) = contract.contract.events.ChannelSettled().process_receipt(receipt, errors=DISCARD)
-        return {
-            "channelId": "0x" + runtime.cid.hex(),
-            "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
-            "nonce": final.state.nonce,
-            "payoutA": str(settled["args"]["payoutA"]),
-            "payoutB": str(settled["args"]["payoutB"]),
-        }
-
-    async def _close_when_countersigned(self, runtime: Runtime, final: asyncio.Future[SignedState]) -> None:
-        """Submits the cooperative close once the peer countersigns our final state (after a timeout)."""
-        signed = await final
-        if runtime.record.status != STATUS_OPEN:
-            return  # closed meanwhile (by the peer, or unilaterally)
-        contract = self._require_contract()
-        try:
-            await self.on_chain(contract.cooperative_close, self.sender, runtime.record.params, signed)
-        except PaychanError as exc:
-            log.warning("channel 0x%s: the delayed cooperative close failed: %s", runtime.cid.hex()[:12], exc)
-            return
-        self.mark_closed(runtime)
-        log.warning("channel 0x%s: closed cooperatively once the peer answered", runtime.cid.hex()[:12])
+            return runtime.channel.latest
+        request = Request(0, True, asyncio.get_running_loop().create_future())
+        runtime.queue.append(request)
+        runtime.wakeup.set()
+        done, _ = await asyncio.wait([request.future], timeout=self.payment_timeout)
+        if not done:
+            signed = any(w is request for w in runtime.waiters.values())
+            if signed:
+                self._background(self.chain.close_when_countersigned(runtime, request.future))
+            else:
+                runtime.queue = deque(r for r in runtime.queue if r is not request)
+                request.future.cancel()
+            raise CloseTimeout(self.payment_timeout, signed, runtime.record.params.challenge_period)
+        return request.future.result()
 
     def mark_closed(self, runtime: Runtime) -> None:
         self.store.set_status(runtime.cid, STATUS_CLOSED)
@@ -1946,7 +1657,7 @@ class Node:
         """Locks ``amount`` of our balance towards the peer under ``lock_hash`` until ``expiry`` (chain time;
         by default halfway through the window a lock may expire in); returns the countersigned state."""
         runtime = self.runtime(cid)
-        now = await self.refresh_chain_time()
+        now = await self.chain.refresh_chain_time()
         if expiry is None:
             expiry = now + (runtime.record.params.challenge_period - LOCK_EXPIRY_MARGIN) // 2
         return await self.lock_op(runtime.cid, AddLock(Lock(runtime.role, amount, expiry, lock_hash)))
@@ -1957,7 +1668,7 @@ class Node:
 
     async def expire_lock(self, cid: bytes | None, lock_hash: bytes) -> SignedState:
         """Gives our expired lock of ``lock_hash`` back to us (once the chain's time is past its expiry)."""
-        await self.refresh_chain_time()
+        await self.chain.refresh_chain_time()
         return await self.lock_op(cid, ExpireLock(lock_hash))
 
     def queue_op(self, cid: bytes, op: LockOp) -> asyncio.Future[SignedState]:
@@ -1993,21 +1704,12 @@ class Node:
         request.future.cancel()
         raise PaymentTimeout(f"the lock operation was not signed within {self.payment_timeout:g} s: it will not happen")
 
-    def _lock_json(self, runtime: Runtime, lock: Lock) -> dict[str, Any]:
+    def lock_json(self, runtime: Runtime, lock: Lock) -> dict[str, Any]:
         return {
             **lock.to_json(),
             "direction": "outgoing" if lock.sender == runtime.role else "incoming",
             "secretKnown": self.store.secret(lock.hashlock) is not None,
             "revealedAt": self.store.secret_revealed_at(lock.hashlock),
-        }
-
-    def _lock_answer(self, runtime: Runtime, signed: SignedState) -> dict[str, Any]:
-        return {
-            "channelId": "0x" + runtime.cid.hex(),
-            "nonce": signed.state.nonce,
-            "myBalance": str(runtime.channel.balance()),
-            "locks": [self._lock_json(runtime, lock) for lock in runtime.channel.locks],
-            "state": encode_signed(signed),
         }
 
     # --- reporting -------------------------------------------------------------------------------
@@ -2074,7 +1776,7 @@ class Node:
                     "ownRevocation": runtime.own_revocation,
                     "peerRevocation": 0 if runtime.peer_revocation is None else runtime.peer_revocation.below_nonce,
                     "pendingLocks": len(channel.locks),
-                    "locks": [self._lock_json(runtime, lock) for lock in channel.locks],
+                    "locks": [self.lock_json(runtime, lock) for lock in channel.locks],
                     "latest": encode_signed(channel.latest),
                 }
             )
@@ -2089,87 +1791,13 @@ class Node:
             "channels": channels,
         }
 
-    # --- HTTP ------------------------------------------------------------------------------------
+    # --- answering the peer (the handlers of ``peer_api``) ---------------------------------------
 
-    async def read_body(self, request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
-        if request.content_length is not None and request.content_length > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-        try:
-            async with asyncio.timeout(self.body_timeout):  # no task of its own, unlike wait_for
-                return await _read_at_most(request, limit)
-        except TimeoutError:
-            raise BodyTimeout(f"request body not received within {self.body_timeout}s") from None
-
-    @web.middleware
-    async def _authenticate(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        """Admits a peer request: its claim, its sender's budget, its body and its signature, in that order.
-
-        Nothing is parsed, stored or asked of the chain before the signature has been checked; a request
-        over budget is refused before its body is read. ``request[SIGNER]`` is who signed it.
-        """
-        gate, ip = self.gate, request.remote or "unknown"
-        if request.path == "/peer/info":  # public and constant, but strangers' budget still applies
-            gate.admit_stranger(ip)
-            gate.charge_stranger(ip)
-            return await handler(request)
-        try:
-            claim = read_claim(request.headers)
-        except Unauthenticated:
-            gate.admit_stranger(ip)
-            gate.charge_stranger(ip)
-            raise
-        who = claim.speaks_for  # the signer, or the contract wallet it claims to speak for
-        known = who in self.counterparties or self.transfers.awaits_secret_request(who)
-        if known:
-            gate.admit_peer(who, ip)
-        else:
-            gate.admit_stranger(ip)
-            if claim.participant is not None:  # a wallet we have no channel with: nothing to check, no chain call
-                gate.charge_stranger(ip)
-                raise UnknownParticipant(who)
-        body = await self.read_body(request, MAX_BODY_BYTES if known else gate.limits.stranger_body_bytes)
-        try:
-            digest = claim.verify(self.domain, self.address, request.method, request.rel_url.raw_path, body)
-            self.replays.check_and_remember(digest, claim.timestamp_ms, claim.checked_at)
-            if claim.participant is not None:  # the signer speaks for the wallet: known, or checked once
-                await self.wallet_peers.admit(who, claim.signer, digest, claim.signature)
-        except (Unauthenticated, RateLimited):
-            if known:
-                gate.charge_forgery(ip)
-            else:
-                gate.charge_stranger(ip)
-            raise
-        if known:
-            gate.charge_peer(who, body.count(b'"sigA"'))  # one share per state carried
-        else:
-            gate.charge_stranger(ip)
-        request[SIGNER], request[SIGNED_AT], request[BODY] = who, claim.timestamp_ms, body
-        return await handler(request)
-
-    def peer_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_errors_as_json, self._authenticate])
-        app.router.add_get("/peer/info", self._peer_info)
-        app.router.add_post("/peer/propose", self._peer_propose)
-        app.router.add_post("/peer/turn", self._peer_turn)
-        app.router.add_post("/peer/channels", self._peer_announce)
-        app.router.add_post("/peer/withdraw", self._peer_withdraw)
-        app.router.add_get("/peer/channels/{cid}/latest", self._peer_latest)
-        self.network.add_peer_routes(app)
-        self.transfers.add_peer_routes(app)
-        return app
-
-    async def _peer_info(self, request: web.Request) -> web.Response:
-        return _json(
-            {"address": self.address, "chainId": self.domain.chain_id, "contract": self.domain.verifying_contract}
-        )
-
-    async def _peer_propose(self, request: web.Request) -> web.Response:
-        message = parse_propose(request[BODY])
-        accepted, error = await self.with_signatures(
-            lambda: self.handle_propose(message, request[SIGNER]), message.channel_id
-        )
+    async def answer_proposal(self, message: Propose, signer: str) -> dict[str, Any]:
+        """Countersigns the peer's proposal (``handle_propose``, its signatures made first); the answer: the
+        states countersigned, our revocation below the latest doubly signed, and the refusal of the first
+        state not accepted, if any. Raises that refusal if none was accepted."""
+        accepted, error = await self.with_signatures(lambda: self.handle_propose(message, signer), message.channel_id)
         if not accepted:
             assert error is not None
             raise error
@@ -2186,206 +1814,25 @@ class Node:
             body["error"] = error_body(error)["error"]
         if len(message.states) == 1:  # one payment at a time: the next message is likely one state too
             self._sign_revocation_ahead_soon(runtime.cid)
-        return _json(body)
+        return body
 
-    async def _peer_turn(self, request: web.Request) -> web.Response:
-        runtime = self.handle_turn(parse_turn(request[BODY]), request[SIGNER])
+    async def give_turn(self, message: TurnMessage, signer: str) -> dict[str, Any]:
+        """Hands the turn to the peer that asks for it (``handle_turn``, ``grant_turn``); the signed answer."""
+        runtime = self.handle_turn(message, signer)
         epoch = await self.grant_turn(runtime, patience=self.body_timeout)
-        return _json(TurnMessage.create(self.domain, runtime.cid, epoch, self._key).to_json())
+        return TurnMessage.create(self.domain, runtime.cid, epoch, self._key).to_json()
 
-    async def _peer_announce(self, request: web.Request) -> web.Response:
-        record = self.handle_announce(parse_announce(request[BODY]), request[SIGNER], request[SIGNED_AT])
-        return _json({"type": "announced", "channelId": "0x" + record.channel_id.hex(), "peerUrl": record.peer_url})
+    async def countersign_withdrawal(self, message: withdraw.WithdrawMessage, signer: str) -> dict[str, Any]:
+        """Countersigns the peer's withdrawal (``withdraw.countersign``, its signatures made first)."""
+        return await self.with_signatures(lambda: withdraw.countersign(self, message, signer), message.channel_id)
 
-    async def _peer_withdraw(self, request: web.Request) -> web.Response:
-        message = withdraw.parse_withdraw(request[BODY])
-        return _json(
-            await self.with_signatures(lambda: withdraw.countersign(self, message, request[SIGNER]), message.channel_id)
-        )
-
-    async def _peer_latest(self, request: web.Request) -> web.Response:
-        runtime = self.runtime(parse_channel_id(request.match_info["cid"]))
-        self.check_counterparty(runtime, request[SIGNER])
+    def latest_state(self, cid: bytes, signer: str) -> dict[str, Any]:
+        """Our latest state of channel ``cid`` and its lock list, for its counterparty ``signer`` (a sync)."""
+        runtime = self.runtime(cid)
+        self.check_counterparty(runtime, signer)
         channel = runtime.channel
         locks = [lock.to_json() for lock in channel.locks]  # what the state's root commits to
-        return _json({"type": "latest", "state": encode_signed(channel.latest), "locks": locks})
-
-    def control_app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024, middlewares=[_errors_as_json, self._authorize])
-        app.router.add_get("/status", self._control_status)
-        app.router.add_post("/open", self._control_open)
-        app.router.add_post("/pay", self._control_pay)
-        app.router.add_post("/pay/cancel", self._control_pay_cancel)
-        app.router.add_post("/close", self._control_close)
-        app.router.add_post("/settle", self._control_settle)
-        app.router.add_post("/claim", self._control_claim)
-        app.router.add_post("/deposit", self._control_deposit)
-        app.router.add_post("/locks/secret", self._control_lock_secret)
-        app.router.add_post("/locks/add", self._control_lock_add)
-        app.router.add_post("/locks/settle", self._control_lock_settle)
-        app.router.add_post("/locks/expire", self._control_lock_expire)
-        app.router.add_post("/withdraw", self._control_withdraw)
-        app.router.add_get("/token/{address}", self._control_token)
-        self.network.add_control_routes(app)
-        self.transfers.add_control_routes(app)
-        return app
-
-    @web.middleware
-    async def _authorize(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        expected = f"Bearer {self.control_token}"
-        if not secrets.compare_digest(request.headers.get("Authorization", ""), expected):
-            return _json(
-                {"error": {"type": "Unauthorized", "message": "missing or wrong control token", "fields": {}}}, 401
-            )
-        return await handler(request)
-
-    async def _control_json(self, request: web.Request) -> dict[str, Any]:
-        return decode_json(await self.read_body(request))
-
-    async def _control_status(self, request: web.Request) -> web.Response:
-        return _json(self.status())
-
-    async def _control_open(self, request: web.Request) -> web.Response:
-        data = await self._control_json(request)
-        runtime = await self.open(
-            str(data["peer"]),
-            _int(data.get("deposit", "0")),
-            _int(data.get("challengePeriod", 3600)),
-            _address(data.get("asset", ETH)),
-        )
-        return _json(
-            {
-                "channelId": "0x" + runtime.cid.hex(),
-                "params": runtime.record.params.to_json(),
-                "depositA": str(runtime.record.deposit_a),
-                "announced": bool(runtime.record.peer_url),
-            }
-        )
-
-    async def _control_pay(self, request: web.Request) -> web.Response:
-        """Pays and reports exactly what happened: 200 when every payment went through; otherwise an error
-        ``PayIncomplete`` whose fields say how many were paid, refused, cancelled and still in flight."""
-        data = await self._control_json(request)
-        runtime = self.resolve(_channel_name(data))
-        request_id = data.get("requestId")
-        outcome = await self.pay_outcome(
-            runtime.cid,
-            _int(data.get("amount")),
-            _int(data.get("count", 1)),
-            None if request_id is None else str(request_id)[:64],
-        )
-        self._sign_revocation_ahead_soon(runtime.cid)
-        return self._pay_answer(outcome)
-
-    def _pay_answer(self, outcome: PayOutcome) -> web.Response:
-        runtime = self.runtimes[outcome.channel_id]
-        body: dict[str, Any] = {
-            "channelId": "0x" + runtime.cid.hex(),
-            "outcome": outcome.outcome,
-            "requested": outcome.requested,
-            "amount": str(outcome.amount),
-            "paid": len(outcome.paid),
-            "refused": outcome.refused,
-            "reason": outcome.reason,
-            "cancelled": outcome.cancelled,
-            "inFlight": outcome.in_flight,
-            "nonce": runtime.channel.nonce,
-            "myBalance": str(runtime.channel.balance()),
-            "state": encode_signed(outcome.paid[-1]) if outcome.paid else None,
-            "summary": self.describe_outcome(outcome),
-        }
-        if outcome.outcome == "done":
-            return _json(body)
-        status = 504 if outcome.outcome == "pending" else 409
-        return _json({"error": {"type": "PayIncomplete", "message": body["summary"], "fields": body}}, status)
-
-    async def _control_pay_cancel(self, request: web.Request) -> web.Response:
-        """Interrupts a pay request (Ctrl-C): what was not signed yet is taken back; answers its outcome."""
-        data = await self._control_json(request)
-        batch = self.cancel_pay(str(data.get("requestId")))
-        assert batch.outcome is not None
-        return self._pay_answer(await asyncio.shield(batch.outcome))
-
-    async def _control_close(self, request: web.Request) -> web.Response:
-        data = await self._control_json(request)
-        runtime = self.resolve(_channel_name(data))
-        if data.get("unilateral"):
-            return _json(await self.close_unilaterally(runtime.cid, lost_data=data.get("lostData") is True))
-        return _json(await self.close(runtime.cid))
-
-    async def _control_settle(self, request: web.Request) -> web.Response:
-        data = await self._control_json(request)
-        return _json(await self.settle(self.resolve(_channel_name(data), any_status=True).cid))
-
-    async def _control_claim(self, request: web.Request) -> web.Response:
-        data = await self._control_json(request)
-        return _json(await self.claim(_address(data.get("asset", ETH))))
-
-    async def _control_token(self, request: web.Request) -> web.Response:
-        """An asset's decimals and symbol, for amounts in its units (ETH: 18, no chain call)."""
-        address = _address(request.match_info["address"])
-        if address == ETH:
-            return _json({"address": ETH, "decimals": 18, "symbol": "ETH"})
-        token = Token(self._require_contract().chain, address)
-        decimals, symbol = await self.on_chain(lambda: (token.decimals(), token.symbol()))
-        return _json({"address": address, "decimals": decimals, "symbol": symbol})
-
-    async def _control_withdraw(self, request: web.Request) -> web.Response:
-        data = await self._control_json(request)
-        runtime = self.resolve(_channel_name(data))
-        expires_in = _int(data.get("expiresIn", withdraw.DEFAULT_EXPIRES_IN))
-        return _json(await withdraw.withdraw(self, runtime.cid, _int(data.get("amount")), expires_in))
-
-    async def _control_lock_secret(self, request: web.Request) -> web.Response:
-        """Keeps a secret (given, or a fresh one) for a lock the peer is to add; answers it and its hashlock."""
-        data = await self._control_json(request)
-        given = data.get("secret")
-        secret, lock_hash = self.new_secret(None if given is None else _bytes32(given, "secret"))
-        return _json({"secret": "0x" + secret.hex(), "hashlock": "0x" + lock_hash.hex()})
-
-    async def _control_lock_add(self, request: web.Request) -> web.Response:
-        data = await self._control_json(request)
-        runtime = self.resolve(_channel_name(data))
-        amount = _int(data.get("amount"))
-        if not 0 < amount <= MAX_UINT256:
-            raise InvalidAmount(amount)
-        lock_hash = _bytes32(data.get("hashlock"), "hashlock")
-        expiry = None if data.get("expiry") is None else _int(data["expiry"])
-        if expiry is not None and not 0 < expiry <= MAX_UINT40:
-            raise MalformedMessage(f"expiry {expiry} is not a timestamp (uint40)")
-        signed = await self.add_lock(runtime.cid, amount, lock_hash, expiry)
-        return _json(self._lock_answer(runtime, signed))
-
-    async def _control_lock_settle(self, request: web.Request) -> web.Response:
-        data = await self._control_json(request)
-        runtime = self.resolve(_channel_name(data))
-        signed = await self.settle_lock(runtime.cid, _bytes32(data.get("secret"), "secret"))
-        return _json(self._lock_answer(runtime, signed))
-
-    async def _control_lock_expire(self, request: web.Request) -> web.Response:
-        data = await self._control_json(request)
-        runtime = self.resolve(_channel_name(data))
-        signed = await self.expire_lock(runtime.cid, _bytes32(data.get("hashlock"), "hashlock"))
-        return _json(self._lock_answer(runtime, signed))
-
-    async def _control_deposit(self, request: web.Request) -> web.Response:
-        data = await self._control_json(request)
-        runtime = self.resolve(_channel_name(data))
-        return _json(await self.deposit(runtime.cid, _int(data.get("amount")), bool(data.get("forPeer", False))))
-
-
-async def _read_at_most(request: web.Request, limit: int) -> bytes:
-    """The whole request body; 413 as soon as it grows past ``limit`` bytes (the rest stays unread)."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(65536):
-        size += len(chunk)
-        if size > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        return {"type": "latest", "state": encode_signed(channel.latest), "locks": locks}
 
 
 def _is_turn_of_a(epoch: int) -> bool:
@@ -2394,15 +1841,6 @@ def _is_turn_of_a(epoch: int) -> bool:
 
 def _op_hashlock(op: LockOp) -> bytes:
     return hashlock(op.secret) if isinstance(op, SettleLock) else op.hashlock  # type: ignore[union-attr]
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise MalformedMessage("expected an integer")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise MalformedMessage(f"expected an integer, got {value!r}") from None
 
 
 def _parse_locks(value: Any) -> tuple[Lock, ...]:
@@ -2415,83 +1853,6 @@ def _parse_locks(value: Any) -> tuple[Lock, ...]:
         return tuple(Lock.from_json(item) for item in value)
     except ValueError as exc:
         raise MalformedMessage(f"a lock is malformed: {exc}") from None
-
-
-def _bytes32(value: Any, what: str) -> bytes:
-    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
-        raise MalformedMessage(f"{what} must be 0x and 64 hex digits, got {str(value)[:80]!r}")
-    return bytes.fromhex(value[2:])
-
-
-def _channel_name(data: dict[str, Any]) -> Any:
-    """The channel a control request names (``channel``: an id or prefix; ``channelId``: the full id)."""
-    return data.get("channel", data.get("channelId"))
-
-
-def _address(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
-        raise MalformedMessage(f"expected an address (0x and 40 hex digits), got {value!r}")
-    return to_checksum_address(value)
-
-
-def _cid(value: Any) -> ChannelId | None:
-    if value is None:
-        return None
-    return parse_channel_id(value)
-
-
-def _json(data: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, separators=(",", ":")), status=status, content_type="application/json")
-
-
-STATUS_OF: list[tuple[type[BaseException], int]] = [
-    (NotCounterparty, 403),
-    (UnknownParticipant, 403),
-    (WalletSignerRefused, 403),
-    (Unauthenticated, 401),
-    (RateLimited, 429),
-    (NotSynced, 409),
-    (MalformedMessage, 400),
-    (UnknownChannel, 404),
-    (BodyTimeout, 408),
-    (NotYourTurn, 409),
-    (ProposalPending, 409),
-    (StateRejected, 422),
-    (DoubleSignRefused, 409),
-    (PaymentTimeout, 504),
-    (PeerUnavailable, 502),
-    (PeerRefused, 502),
-    (SignerUnavailable, 502),
-    (WalletCheckFailed, 503),
-    (PaychanError, 400),
-]
-
-
-@web.middleware
-async def _errors_as_json(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every error becomes a JSON answer ``{"error": {type, message, fields}}`` with a fitting status."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        body = {"error": {"type": type(exc).__name__, "message": exc.text or exc.reason, "fields": {}}}
-        response = _json(body, exc.status)
-        if exc.status in (408, 413):
-            response.force_close()
-        return response
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        status = next((code for cls, code in STATUS_OF if isinstance(exc, cls)), 500)
-        if status == 500:
-            log.exception("internal error on %s", request.path)
-        response = _json(error_body(exc), status)
-        if isinstance(exc, RateLimited):
-            response.headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
-        if isinstance(exc, (BodyTimeout, RateLimited, Unauthenticated)):
-            response.force_close()  # the body may be unread: the connection cannot carry another request
-        return response
 
 
 def write_control_file(db_path: str | Path, data: dict[str, Any]) -> Path:
@@ -2522,12 +1883,12 @@ async def serve(
     arms it when the connection opens): a slow-loris client is dropped after it.
     """
     await node.start()
-    peer_runner = web.AppRunner(node.peer_app(), keepalive_timeout=keepalive_timeout, lingering_time=0, access_log=None)
+    peer_runner = web.AppRunner(peer_app(node), keepalive_timeout=keepalive_timeout, lingering_time=0, access_log=None)
     await peer_runner.setup()
     peer_site = web.TCPSite(peer_runner, host, port, backlog=128)
     await peer_site.start()
     control_runner = web.AppRunner(
-        node.control_app(), keepalive_timeout=keepalive_timeout, lingering_time=0, access_log=None
+        control_app(node), keepalive_timeout=keepalive_timeout, lingering_time=0, access_log=None
     )
     await control_runner.setup()
     control_site = web.TCPSite(control_runner, "127.0.0.1", control_port)

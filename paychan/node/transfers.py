@@ -44,13 +44,12 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from eth_utils.address import to_checksum_address
 
 from paychan.exceptions import MalformedMessage, StateRejected
 from paychan.fees import FeePolicy
-from paychan.node.messages import AddLock, ExpireLock, LockOp, SettleLock, decode_json
-from paychan.node.network import _json
+from paychan.node.exceptions import ChainLost
+from paychan.node.messages import AddLock, ExpireLock, LockOp, SettleLock
 from paychan.node.peer import PeerRefused, PeerUnavailable
 from paychan.node.store import STATUS_CLOSED, STATUS_OPEN
 from paychan.routing import Route
@@ -648,8 +647,8 @@ class NodeTransfers:
         revealed_at = node.store.secret_revealed_at(lock_hash)
         try:
             if not revealed_at:
-                await node.on_watch_chain(contract.reveal_secret, node.account, secret)
-                revealed_at = await node.on_watch_chain(contract.revealed_at, lock_hash)
+                await node.chain.run_for_watcher(contract.reveal_secret, node.account, secret)
+                revealed_at = await node.chain.run_for_watcher(contract.revealed_at, lock_hash)
                 with node.store.transaction():
                     node.store.add_secret(secret)
                     node.store.set_secret_revealed(lock_hash, revealed_at)
@@ -667,7 +666,7 @@ class NodeTransfers:
         if runtime is None or runtime.record.status != STATUS_OPEN:
             return
         try:
-            await self.node.close_unilaterally(cid)
+            await self.node.chain.close_unilaterally(cid)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -700,6 +699,8 @@ class NodeTransfers:
         """Pays ``amount`` to ``to`` through the network (``NoRoute`` if there is no route); waits at most
         ``timeout`` s for the outcome and reports it (``pending`` if the payment is not decided yet)."""
         node = self.node
+        if node.chain_lost is not None:
+            raise ChainLost(node.chain_lost)
         target_address = to_checksum_address(to)
         routes = node.network.routes(target_address, amount, k)
         payment_id = secrets.randbelow(MAX_PAYMENT_ID) + 1
@@ -769,19 +770,7 @@ class NodeTransfers:
             rows.append(row)
         return {"transfers": rows, "feesEarned": str(earned), "received": str(received), "sent": str(sent)}
 
-    # --- HTTP (the hooks in Node.peer_app and Node.control_app) -------------------------------------
-
-    def add_peer_routes(self, app: web.Application) -> None:
-        app.router.add_post("/peer/transfer", self._peer_transfer)
-
-    def add_control_routes(self, app: web.Application) -> None:
-        app.router.add_get("/transfers", self._control_transfers)
-        app.router.add_post("/transfers", self._control_pay)
-
-    async def _peer_transfer(self, request: web.Request) -> web.Response:
-        from paychan.node.server import BODY, SIGNER  # the server imports this module
-
-        return _json(self.receive(request[SIGNER], decode_json(request[BODY])))
+    # --- receiving (``POST /peer/transfer``, ``paychan.node.peer_api``) -------------------------------
 
     def receive(self, signer: str, data: dict[str, Any]) -> dict[str, Any]:
         """One transfer message from ``signer`` (authenticated); the answer."""
@@ -858,27 +847,6 @@ class NodeTransfers:
         )
         if from_peer >= MAX_LIVE_PER_PEER:
             raise TooManyTransfers(signer, from_peer + 1, MAX_LIVE_PER_PEER)
-
-    async def _control_transfers(self, request: web.Request) -> web.Response:
-        return _json(self.summary())
-
-    async def _control_pay(self, request: web.Request) -> web.Response:
-        data = decode_json(await self.node.read_body(request))
-        to = data.get("to")
-        if not isinstance(to, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", to):
-            raise MalformedMessage(f"to is a 0x-prefixed address, not {to!r}")
-        amount = _uint(data.get("amount"), "amount", 2**256 - 1)
-        if amount == 0:
-            raise MalformedMessage("a payment amount is positive")
-        k = _uint(data.get("k", 3), "k", 10)
-        timeout = data.get("timeout", 60)
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout <= 3600:
-            raise MalformedMessage("timeout is a whole number of seconds, 1 to 3600")
-        if self.node.chain_lost is not None:
-            from paychan.node.server import ChainLost
-
-            raise ChainLost(self.node.chain_lost)
-        return _json(await self.pay(to, amount, k, float(timeout)))
 
 
 # --- helpers --------------------------------------------------------------------------------------------

@@ -235,7 +235,7 @@ class Watcher:
         self._decoders = {name: getattr(contract.events, name)() for name in EVENTS}
 
     async def _chain(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self.node.on_watch_chain(fn, *args)
+        return await self.node.chain.run_for_watcher(fn, *args)
 
     async def run(self) -> None:
         backoff = self.interval
@@ -441,7 +441,7 @@ class Watcher:
                 continue
             try:
                 if isinstance(action, ContractSendSettle):
-                    guard = self.node.settle_guard(action.channel_id)
+                    guard = self.node.chain.settle_guard(action.channel_id)
                     if guard.locked():  # `paychan settle` is sending it: the next poll sees the outcome
                         continue
                     async with guard:  # free: taken at once, so the record is still the one `decide` read

@@ -38,6 +38,7 @@ from paychan.exceptions import (
     StateRejected,
     WithdrawalRejected,
 )
+from paychan.node.exceptions import ChainLost, ChannelNotOpen, InsufficientBalance, NotSynced, NotYourTurn
 from paychan.node.messages import (
     _HEX64,
     PROTOCOL_VERSION,
@@ -155,8 +156,6 @@ def countersign(node: Node, message: WithdrawMessage, signer: str | None) -> dic
 
     Runs without awaiting (no other handler interleaves); nothing is stored unless everything checks out. A
     withdrawal re-sent after we countersigned it is answered with the same signatures."""
-    from paychan.node.server import ChannelNotOpen, NotSynced, NotYourTurn
-
     runtime = node.runtime(message.channel_id)
     node.check_counterparty(runtime, signer)
     if runtime.cid in node._unsynced:
@@ -302,8 +301,6 @@ def apply_withdrawn(runtime: Runtime, withdrawals: int, deposit_a: int, deposit_
 
 async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int = DEFAULT_EXPIRES_IN) -> dict[str, Any]:
     """Withdraws ``amount`` of our balance from the open channel, valid ``expires_in`` s; what happened."""
-    from paychan.node.server import ChainLost, ChannelNotOpen, InsufficientBalance, NotSynced
-
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidAmount(amount)
     if (
@@ -315,7 +312,7 @@ async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int =
             f"a withdrawal valid for {expires_in} s would expire before its transaction is safely mined, or is "
             f"too long: give --expires-in from {MIN_EXPIRES_IN} to {MAX_EXPIRES_IN} s; nothing was withdrawn"
         )
-    contract = node._require_contract()
+    contract = node.chain.require_contract()
     runtime = node.runtime(cid)
     if runtime.record.status != STATUS_OPEN:
         raise ChannelNotOpen(runtime.record.status)
@@ -346,7 +343,7 @@ async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int =
                 f"the peer's node at {peer_url or '(no URL yet)'} does not answer ({exc}): nothing was signed, "
                 "nothing was withdrawn"
             ) from None
-        now = await node.on_chain(contract.chain.now)
+        now = await node.chain.run(contract.chain.now)
 
         # the node's before_sign hook records our proposal (as ours) before it is signed, in the transaction
         # of the signing: a signer that fails leaves no intent, and the channel is reloaded as it was
@@ -379,7 +376,7 @@ async def withdraw(node: Node, cid: bytes | None, amount: int, expires_in: int =
         with node.store.transaction():
             node.store.add_signatures(channel.latest)
             keep_pending(node.store, channel)
-        return await _submit(node, runtime, amount)
+        return await node.chain.submit_withdrawal(runtime, amount)
 
 
 async def _submit_again(node: Node, runtime: Runtime, amount: int) -> dict[str, Any]:
@@ -389,8 +386,8 @@ async def _submit_again(node: Node, runtime: Runtime, amount: int) -> dict[str, 
     assert pending is not None
     withdrawal = pending.withdrawal
     ours = withdrawal.amount_a if runtime.role == "A" else withdrawal.amount_b
-    what = f"the withdrawal of {_amount_text(runtime, withdrawal.amount_a + withdrawal.amount_b)} both signed"
-    now = await node.on_chain(node._require_contract().chain.now)
+    what = f"the withdrawal of {amount_text(runtime, withdrawal.amount_a + withdrawal.amount_b)} both signed"
+    now = await node.chain.run(node.chain.require_contract().chain.now)
     if now > withdrawal.expiry:
         raise WithdrawalFailed(
             f"{what} expired at {withdrawal.expiry} without being made: nothing was withdrawn; once the watcher "
@@ -406,7 +403,7 @@ async def _submit_again(node: Node, runtime: Runtime, amount: int) -> dict[str, 
             f"{what} is not made yet: run `paychan withdraw` with that amount to submit it (until "
             f"{withdrawal.expiry}); nothing was withdrawn"
         )
-    return await _submit(node, runtime, amount)
+    return await node.chain.submit_withdrawal(runtime, amount)
 
 
 def pending_status(channel: Channel) -> dict[str, Any] | None:
@@ -423,38 +420,7 @@ def pending_status(channel: Channel) -> dict[str, Any] | None:
     }
 
 
-def _amount_text(runtime: Runtime, amount: int) -> str:
+def amount_text(runtime: Runtime, amount: int) -> str:
     from paychan.units import format_amount
 
     return format_amount(amount) if runtime.record.params.asset == ETH else f"{amount} token units"
-
-
-async def _submit(node: Node, runtime: Runtime, amount: int) -> dict[str, Any]:
-    """Submits the channel's withdrawal both signed, waits for the receipt and records what it left."""
-    contract = node._require_contract()
-    pending = runtime.channel.pending_withdrawal
-    assert pending is not None and pending.sig_a is not None and pending.sig_b is not None
-    withdrawal = pending.withdrawal
-    try:
-        receipt = await node.on_chain(
-            contract.withdraw, node.sender, runtime.record.params, withdrawal, pending.sig_a, pending.sig_b
-        )
-    except Exception as exc:  # the chain refused or failed it: it stays signed, to be submitted again
-        raise WithdrawalNotMade(
-            f"both signed the withdrawal of {_amount_text(runtime, amount)}, but its transaction failed "
-            f"({type(exc).__name__}: {exc}): nothing was withdrawn; run `paychan withdraw` with the same amount "
-            f"to submit it again (until {withdrawal.expiry})"
-        ) from None
-    onchain = await node.on_chain(contract.get_channel, runtime.cid)
-    node.note_withdrawn(runtime.cid, onchain.withdrawals, onchain.deposit_a, onchain.deposit_b)
-    runtime = node.runtimes[runtime.cid]
-    return {
-        "channelId": "0x" + runtime.cid.hex(),
-        "amount": str(amount),
-        "transaction": "0x" + bytes(receipt["transactionHash"]).hex(),
-        "depositA": str(onchain.deposit_a),
-        "depositB": str(onchain.deposit_b),
-        "withdrawals": onchain.withdrawals,
-        "nonce": runtime.channel.nonce,
-        "myBalance": str(runtime.channel.balance()),
-    }
