@@ -117,10 +117,12 @@ def test_a_refusal_after_the_first_lock_was_signed_waits_for_its_expiry_before_t
     assert isinstance(offer, OfferLock) and offer.transfer.hops[0].receiver == DAVE
 
 
-def test_the_secret_goes_to_the_payee_only_for_the_locked_attempt_with_the_payments_amount():
+def test_the_secret_goes_to_the_payee_only_once_the_attempts_first_lock_is_signed_with_the_payments_amount():
     state, _ = start()
     request = ReceiveSecretRequest(PAYMENT_ID, HASHLOCK, AMOUNT, ERIN, NOW + 3)
     assert initiator.handle(state, request) == (state, [])  # offered only: our lock is not signed
+    _, actions = initiator.handle(proposed(), request)  # signed, its countersignature not back yet
+    assert actions == [SendSecretReveal(ERIN, PAYMENT_ID, SECRET)]
     state = locked()
     for wrong in (
         replace(request, amount=AMOUNT - 1),
@@ -131,6 +133,18 @@ def test_the_secret_goes_to_the_payee_only_for_the_locked_attempt_with_the_payme
         assert initiator.handle(state, wrong) == (state, [])
     state, actions = initiator.handle(state, request)
     assert actions == [SendSecretReveal(ERIN, PAYMENT_ID, SECRET)] and state.secret_revealed
+
+
+def test_once_the_secret_is_told_a_refused_attempt_is_not_retried_on_another_route():
+    state, _ = initiator.handle(proposed(), ReceiveSecretRequest(PAYMENT_ID, HASHLOCK, AMOUNT, ERIN, NOW + 2))
+    state, _ = initiator.handle(state, LockAdded(PAYMENT_ID, AB, NOW + 2))
+    state, _ = initiator.handle(state, ReceiveRefusal(PAYMENT_ID, AB, BOB, "NextHopTimedOut(...)", NOW + 40))
+    expiry = PAYEE_EXPIRY + 480
+    state, actions = initiator.handle(state, Tick(expiry + 1))
+    assert actions == [ProposeExpireLock(AB, BOB, PAYMENT_ID, HASHLOCK)]
+    state, actions = initiator.handle(state, LockExpired(PAYMENT_ID, AB, expiry + 2))
+    assert state.outcome == FAILED and len(state.attempts) == 1
+    assert [type(action) for action in actions] == [PaymentFailed]
 
 
 def test_the_payment_succeeded_when_the_first_hop_settles_with_the_secret():

@@ -38,7 +38,7 @@ from paychan.transfer.state import (
     NotOnRoute,
     WrongAmount,
 )
-from paychan.transfer.target import ABANDONED, EXPIRED, ONCHAIN, PAID, REQUESTED, SETTLING
+from paychan.transfer.target import ABANDONED, ACCEPTED, EXPIRED, ONCHAIN, PAID, REQUESTED, SETTLING
 from tests.transfer_helpers import (
     ALICE,
     AMOUNT,
@@ -91,11 +91,19 @@ def with_last_hop(**changes):
     return replace(transfer, hops=(*transfer.hops[:2], replace(transfer.hops[2], **changes)))
 
 
-def test_the_payee_accepts_its_lock_and_asks_the_payer_for_the_secret_once_it_is_signed():
+def test_the_payee_accepts_its_lock_and_asks_the_payer_for_the_secret_at_once_while_the_lock_is_signed():
     state, actions = target.handle(None, receive(), ERIN)
-    assert actions == [AcceptLock(offer())]
+    assert actions == [AcceptLock(offer()), SendSecretRequest(ALICE, PAYMENT_ID, HASHLOCK, AMOUNT)]
     state, actions = target.handle(state, LockAdded(PAYMENT_ID, CE, NOW + 3), ERIN)
-    assert actions == [SendSecretRequest(ALICE, PAYMENT_ID, HASHLOCK, AMOUNT)] and state.status == REQUESTED
+    assert actions == [] and state.status == REQUESTED
+
+
+def test_a_secret_that_comes_before_the_lock_is_stored_and_the_settle_proposed_once_the_lock_is_signed():
+    state, _ = target.handle(None, receive(), ERIN)
+    state, actions = target.handle(state, ReceiveSecretReveal(PAYMENT_ID, SECRET, ALICE, NOW + 3), ERIN)
+    assert actions == [StoreSecret(PAYMENT_ID, SECRET)] and state.status == ACCEPTED  # no lock to settle yet
+    state, actions = target.handle(state, LockAdded(PAYMENT_ID, CE, NOW + 4), ERIN)
+    assert actions == [ProposeSettleLock(CE, CAROL, PAYMENT_ID, SECRET)] and state.status == SETTLING
 
 
 def test_with_the_payers_secret_the_payee_stores_it_and_proposes_the_settle_to_its_upstream():

@@ -205,7 +205,7 @@ class NodeTransfers:
         for payment_id, task in self.book.tasks.items():
             if isinstance(task, target.TargetState):
                 hop, secret = task.hop, task.secret
-                if task.status == target.REQUESTED:
+                if task.status in (target.ACCEPTED, target.REQUESTED) and secret is None:
                     transfer = task.transfer
                     actions.append(
                         SendSecretRequest(transfer.initiator, payment_id, transfer.hashlock, transfer.target_amount)
@@ -270,8 +270,11 @@ class NodeTransfers:
         """Whether the step's new state may wait for a later transaction instead of a commit of its own (one
         fsync less on a payment's path), and if so marks it ``_dirty``:
 
-        - an offer we accept: nothing is signed yet, and a node that forgets it (a crash before the lock
-          comes) countersigns the lock as one it does not forward: its sender takes it back after expiry;
+        - an offer we accept (and the secret request sent with it): nothing is signed yet, and a node that
+          forgets it (a crash before the lock comes) countersigns the lock as one it does not forward: its
+          sender takes it back after expiry;
+        - a payment we start (its first offer): an offer signs nothing, and a payer that forgets it (a crash
+          before its lock) has paid nothing, and its caller got no outcome;
         - a step whose only actions propose a lock or a lock's settle (``ProposeLock``, ``ProposeSettleLock``,
           the secret that settle shows): it is written in the transaction that signs the proposal
           (``flush``, called by the node inside it), so it is durable before the signature leaves; if the
@@ -281,8 +284,10 @@ class NodeTransfers:
         if len(changed) != 1:
             return False
         deferrable = isinstance(event, ReceiveLockedTransfer) and all(
-            isinstance(a, AcceptLock | Refuse) for a in actions
+            isinstance(a, AcceptLock | Refuse | SendSecretRequest) for a in actions
         )
+        if isinstance(event, InitPayment) and all(isinstance(a, OfferLock) for a in actions):
+            deferrable = True
         proposals = [a for a in actions if isinstance(a, ProposeLock | ProposeSettleLock)]
         if proposals and all(isinstance(a, ProposeLock | ProposeSettleLock | StoreSecret) for a in actions):
             deferrable = True
@@ -635,7 +640,9 @@ class NodeTransfers:
     def _still_requesting(self, payment_id: int) -> bool:
         """Whether our lock as payee of ``payment_id`` still waits for the secret with time to use it."""
         task = self.book.tasks.get(payment_id)
-        if not isinstance(task, target.TargetState) or task.status != target.REQUESTED:
+        if not isinstance(task, target.TargetState) or task.status not in (target.ACCEPTED, target.REQUESTED):
+            return False
+        if task.secret is not None:
             return False
         return self.node.chain_now() < task.hop.expiry - TARGET_MIN_LOCK_TIME // 2
 

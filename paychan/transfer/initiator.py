@@ -20,8 +20,10 @@ most one attempt that could still be paid, and tells the secret only for that on
   unless its secret was revealed on chain at or before it (``SecretRevealedOnChain``), and it was not: the
   payer had not told it to anyone;
 - the secret goes to the payee (``SendSecretReveal``) only when it asks for it with the payment's amount
-  and hashlock (``ReceiveSecretRequest``) while the current attempt is locked: every earlier attempt is dead
-  by then, so the payee can be paid by one chain of locks only.
+  and hashlock (``ReceiveSecretRequest``) while the current attempt's first lock is signed (the payee asks
+  as soon as it accepts its offer, while its upstream signs its lock): every earlier attempt is dead by
+  then, and no later one is made once the secret is told, so the payee can be paid by one chain of locks
+  only.
 
 The payment succeeded when the first hop's receiver settles the lock (``ReceiveSettleProposal``, at or
 before its expiry), or when the secret appears on chain in time (then the first hop is paid at settlement);
@@ -280,7 +282,7 @@ def _on_secret_request(state: InitiatorState, event: ReceiveSecretRequest) -> _S
     if (
         current is None
         or state.outcome != PENDING
-        or current.status != LOCKED
+        or current.status not in (PROPOSED, LOCKED)
         or event.payment_id != state.payment_id
         or event.sender != state.target
         or event.hashlock != state.hashlock

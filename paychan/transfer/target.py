@@ -10,9 +10,12 @@ ours (``NotOnRoute``), a closing channel (``ChannelClosing``), a lock above its 
 leaves it less than ``TARGET_MIN_LOCK_TIME`` to reveal on chain (``ExpiryTooSoon``) or lies beyond the
 channel's lock window (``ExpiryTooLate``).
 
-Once the lock is signed (``LockAdded``) it asks the payer for the secret (``SendSecretRequest``, with the
-amount); with the secret (``ReceiveSecretReveal``, checked against the hashlock) it stores it and proposes
-the settle to its upstream (``ProposeSettleLock``: the secret reaches the upstream with it). If the
+Once it accepts the offer it asks the payer for the secret (``SendSecretRequest``, with the amount), while
+its upstream signs the lock: the payer answers only for its live attempt, whose first lock it signed, and
+tries no other route once it told the secret. With the secret (``ReceiveSecretReveal``, checked against the
+hashlock) it stores it, and once the lock is signed too (``LockAdded``, before or after) it proposes the
+settle to its upstream (``ProposeSettleLock``: the secret reaches the upstream with it). A secret known
+before the lock costs the payee nothing: it settles only a lock it holds. If the
 upstream does not countersign by ``REVEAL_MARGIN`` before the lock's expiry, it reveals on chain and closes
 the channel: the settlement pays it. A payee that never asks for the secret, or never reveals it, lets its
 lock expire: its upstream takes it back (``AcceptExpire``), and every lock upstream expires in turn.
@@ -135,12 +138,15 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
             hop_index = event.transfer.index
             cid = hops[hop_index].channel_id if 0 <= hop_index < len(hops) else ChannelId(b"\x00" * 32)
             return None, [Refuse(event.transfer.payment_id, cid, event.sender, refused)]
-        return TargetState(event.transfer, event.now), [AcceptLock(event.transfer)]
+        transfer = event.transfer
+        request = SendSecretRequest(transfer.initiator, transfer.payment_id, transfer.hashlock, transfer.target_amount)
+        return TargetState(transfer, event.now), [AcceptLock(transfer), request]
     hop = state.hop
     if isinstance(event, LockAdded) and event.channel_id == hop.channel_id and state.status == ACCEPTED:
-        transfer = state.transfer
-        request = SendSecretRequest(transfer.initiator, transfer.payment_id, transfer.hashlock, transfer.target_amount)
-        return replace(state, status=REQUESTED), [request]
+        state = replace(state, status=REQUESTED)
+        if state.secret is None:
+            return state, []
+        return _settle(state, state.secret, event.now, [])
     if isinstance(event, ReceiveSecretReveal):
         if event.sender != state.transfer.initiator or hashlock_of(event.secret) != state.transfer.hashlock:
             return state, []
@@ -187,9 +193,16 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
 def _learn_secret(state: TargetState, secret: bytes, now: int) -> _Step:
     if state.secret is not None or state.status not in (ACCEPTED, REQUESTED):
         return state, []
-    hop = state.hop
     state = replace(state, secret=secret)
     actions: list[Action] = [StoreSecret(state.payment_id, secret)]
+    if state.status == ACCEPTED:
+        return state, actions  # the lock is not signed yet: its ``LockAdded`` settles it
+    return _settle(state, secret, now, actions)
+
+
+def _settle(state: TargetState, secret: bytes, now: int, actions: list[Action]) -> _Step:
+    """The lock is signed and we know its secret: propose the settle (or reveal, the channel closed)."""
+    hop = state.hop
     if now > hop.expiry:
         return state, actions  # too late: the lock is its sender's
     state = replace(state, status=SETTLING, settle_proposed_at=now, settle_sent_at=now)
