@@ -744,6 +744,13 @@ def run_settle(args: argparse.Namespace) -> int:
     info = _asset_info(args.db, channel["asset"])
     with waiting("settling on chain"):
         data = control_request(args.db, "POST", "/settle", {"channel": channel["channelId"]}, timeout=3600)
+    if data.get("alreadySettled"):
+        text = (
+            f"channel {data['channelId']} was settled already (by the node itself, or when it closed): "
+            f"A got {_fmt(data['payoutA'], info)}, B got {_fmt(data['payoutB'], info)}; nothing more to do"
+        )
+        _print(args, data, text)
+        return EXIT_OK
     deferred = "".join(
         f"; {_fmt(amount, info)} to {who} could not be pushed: `paychan claim` collects it"
         for who, amount in data["deferred"].items()

@@ -222,7 +222,9 @@ class ChainActions:
     # --- settle, claim ---------------------------------------------------------------------------
 
     async def settle(self, cid: bytes | None) -> dict[str, Any]:
-        """Pays out the recorded state of a closing channel once its challenge period is over."""
+        """Pays out the recorded state of a closing channel once its challenge period is over. A channel the
+        chain paid out already (the node's auto-settle got there first, or it closed cooperatively) is
+        answered with what it paid (``alreadySettled``), not an error: the caller's goal is reached."""
         from paychan.node.watcher import recorded_state
 
         node = self.node
@@ -230,6 +232,15 @@ class ChainActions:
         runtime = node.runtime(cid)
         async with self.settle_guard(runtime.cid):  # the watcher's auto-settle may be sending one right now
             recorded = recorded_state(runtime.record)
+            record = runtime.record
+            if recorded is None and record.status == STATUS_CLOSED and record.payout_a is not None:
+                return {
+                    "channelId": "0x" + runtime.cid.hex(),
+                    "alreadySettled": True,
+                    "payoutA": str(record.payout_a),
+                    "payoutB": str(record.payout_b),
+                    "deferred": {},
+                }
             if recorded is None:
                 raise NothingToSettle(runtime.record.status)
             now = await self.run(contract.chain.now)

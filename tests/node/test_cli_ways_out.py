@@ -130,9 +130,17 @@ def test_unilateral_close_and_settle_through_the_cli_with_the_peers_node_stopped
     w3 = devnet_contract.chain.w3
     before_a, before_b = w3.eth.get_balance(ADDRESS_A), w3.eth.get_balance(ADDRESS_B)
     devnet_contract.chain.time_travel(3601)
-    code, out, err = paychan(capsys, "settle", "--db", str(alice.db), "--json")
-    if code != 0:  # alice's node may have settled by itself first (auto-settle): then nothing is left to do
-        wait_for(lambda: alice.status()["status"] == "closed", "alice's node to settle")
+    # alice's node may settle by itself first (auto-settle): either way `settle` reaches its goal, exit 0
+    code, out, err = paychan(capsys, "settle", "--db", str(alice.db), "--channel", "0x" + cid.hex(), "--json")
+    assert code == 0, err
+    assert (json.loads(out)["payoutA"], json.loads(out)["payoutB"]) == (str(5 * 10**17), str(6 * 10**17))
+    wait_for(lambda: alice.status()["status"] == "closed", "alice's node to see the settlement")
+    code, out, err = paychan(capsys, "settle", "--db", str(alice.db), "--channel", "0x" + cid.hex())
+    assert code == 0, err  # settled already: what it paid, not an error
+    assert out.strip() == (
+        f"channel 0x{cid.hex()} was settled already (by the node itself, or when it closed): "
+        "A got 0.5 ETH, B got 0.6 ETH; nothing more to do"
+    )
     assert devnet_contract.get_channel(cid).status == 0
     (settled,) = devnet_contract.contract.events.ChannelSettled().get_logs(
         from_block=0, argument_filters={"channelId": cid}
