@@ -41,8 +41,10 @@ from paychan.transfer.mediator import (
     ACCEPT_TIMEOUT,
     EXPIRED,
     LOCKED,
+    OFFERED,
     ONCHAIN,
     PROPOSED,
+    READY,
     REFUSED,
     SETTLED,
     SETTLING,
@@ -137,7 +139,7 @@ def test_an_accepted_offer_whose_lock_never_comes_is_abandoned_and_a_later_offer
     book.handle(Tick(NOW + 1 + ACCEPT_TIMEOUT))
     assert book.tasks[PAYMENT_ID].incoming == ABANDONED and book.tasks[PAYMENT_ID].is_done
     assert not book.expects_lock(PAYMENT_ID, AB)
-    assert book.handle(receive(now=NOW + 200)) == [AcceptLock(offer())]
+    assert book.handle(receive(now=NOW + 200)) == [AcceptLock(offer()), OfferLock(offer().next())]
 
 
 def test_a_refusal_after_our_outgoing_lock_was_proposed_is_passed_upstream_and_the_lock_waits_for_expiry():
@@ -154,12 +156,38 @@ def with_hop(transfer, index, **changes):
     return replace(transfer, hops=tuple(hops))
 
 
-def test_an_offer_that_pays_the_advertised_fee_is_accepted_and_forwarded_once_the_incoming_lock_is_signed():
+def test_an_offer_that_pays_the_advertised_fee_is_accepted_and_forwarded_at_once_while_the_lock_is_signed():
     state, actions = mediator.handle(None, receive(), BOB)
-    assert actions == [AcceptLock(offer())] and state.fee == 1_102
+    assert actions == [AcceptLock(offer()), OfferLock(offer().next())] and state.fee == 1_102
+    assert state.outgoing == OFFERED  # an offer signs nothing: it need not wait for the incoming lock
     state, actions = mediator.handle(state, LockAdded(PAYMENT_ID, AB, NOW + 2), BOB)
-    assert actions == [OfferLock(offer().next())] and state.incoming == LOCKED
+    assert actions == [] and state.incoming == LOCKED
     assert offer().next().hop.amount == 1_002_050 and offer().next().hop.receiver == CAROL
+
+
+def test_the_outgoing_lock_is_signed_once_both_the_incoming_lock_and_the_downstream_acceptance_are_in():
+    state, _ = mediator.handle(None, receive(), BOB)
+    state, actions = mediator.handle(state, ReceiveAcceptance(PAYMENT_ID, BC, CAROL, NOW + 2), BOB)
+    assert actions == [] and state.outgoing == READY  # the incoming lock is not signed yet: nothing to forward
+    state, actions = mediator.handle(state, LockAdded(PAYMENT_ID, AB, NOW + 3), BOB)
+    assert actions == [ProposeLock(offer().next())] and (state.incoming, state.outgoing) == (LOCKED, PROPOSED)
+
+
+def test_an_incoming_lock_signed_after_the_offer_timeout_is_not_forwarded_but_reported_upstream():
+    state, _ = mediator.handle(None, receive(), BOB)
+    state, _ = mediator.handle(state, ReceiveAcceptance(PAYMENT_ID, BC, CAROL, NOW + 2), BOB)
+    state, actions = mediator.handle(state, LockAdded(PAYMENT_ID, AB, NOW + 1 + OFFER_TIMEOUT), BOB)
+    assert actions == [Refuse(PAYMENT_ID, AB, ALICE, NextHopTimedOut(1, NOW + 1, NOW + 1 + OFFER_TIMEOUT))]
+    assert (state.incoming, state.outgoing) == (LOCKED, REFUSED)
+
+
+def test_a_refusal_from_downstream_before_the_incoming_lock_is_passed_upstream_and_nothing_is_forwarded():
+    state, _ = mediator.handle(None, receive(), BOB)
+    state, _ = mediator.handle(state, ReceiveAcceptance(PAYMENT_ID, BC, CAROL, NOW + 2), BOB)
+    state, actions = mediator.handle(state, ReceiveRefusal(PAYMENT_ID, BC, CAROL, "x", NOW + 3), BOB)
+    assert actions == [Refuse(PAYMENT_ID, AB, ALICE, NextHopRefused(1, "x"))] and state.outgoing == REFUSED
+    state, actions = mediator.handle(state, LockAdded(PAYMENT_ID, AB, NOW + 4), BOB)
+    assert actions == [] and state.incoming == LOCKED  # countersigned: it goes back to its sender at expiry
 
 
 def test_an_offer_one_wei_below_the_fee_is_refused_with_fee_too_low_and_its_values():
@@ -226,7 +254,7 @@ def test_an_offer_that_does_not_name_us_or_our_channel_or_a_closing_one_is_refus
 
 def test_a_replayed_payment_id_is_refused_while_its_lock_is_live_and_taken_again_after_it_expired():
     book = TransferBook(BOB)
-    assert book.handle(receive()) == [AcceptLock(offer())]
+    assert book.handle(receive()) == [AcceptLock(offer()), OfferLock(offer().next())]
     (refuse,) = book.handle(receive(now=NOW + 5))
     assert refuse == Refuse(PAYMENT_ID, AB, ALICE, ReplayedPayment(PAYMENT_ID))
     book.handle(LockAdded(PAYMENT_ID, AB, NOW + 6))
@@ -247,10 +275,10 @@ def test_a_refusal_from_downstream_is_passed_upstream_and_the_incoming_lock_wait
 
 
 def test_a_downstream_that_does_not_answer_within_the_offer_timeout_is_reported_upstream():
-    state = forwarding()
-    assert mediator.handle(state, Tick(NOW + 2 + OFFER_TIMEOUT - 1), BOB)[1] == []
-    state, actions = mediator.handle(state, Tick(NOW + 2 + OFFER_TIMEOUT), BOB)
-    assert actions == [Refuse(PAYMENT_ID, AB, ALICE, NextHopTimedOut(1, NOW + 2, NOW + 2 + OFFER_TIMEOUT))]
+    state = forwarding()  # offered when the incoming offer was accepted, at NOW + 1
+    assert mediator.handle(state, Tick(NOW + 1 + OFFER_TIMEOUT - 1), BOB)[1] == []
+    state, actions = mediator.handle(state, Tick(NOW + 1 + OFFER_TIMEOUT), BOB)
+    assert actions == [Refuse(PAYMENT_ID, AB, ALICE, NextHopTimedOut(1, NOW + 1, NOW + 1 + OFFER_TIMEOUT))]
 
 
 def test_the_secret_from_downstream_settles_the_outgoing_lock_is_stored_and_settles_upstream_off_chain():

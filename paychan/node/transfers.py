@@ -21,8 +21,9 @@ the next tick (a machine re-sends what is not answered).
   terms (``LockNotOffered`` otherwise). A node holds at most ``MAX_LIVE_PER_PEER`` live payments from one
   counterparty and ``MAX_LIVE`` in all; one hashlock names one payment (``HashlockInUse``).
 - ``refuse``: a hop further down refused or timed out (passed upstream hop by hop).
-- ``secretRequest``: the payee, which holds its lock, asks the payer (at the URL the offer carried) for the
-  secret; the answer carries it when the payer's machine says so (the payee is any node, not a
+- ``secretRequest``: the payee asks the payer (at the URL the offer carried) for the secret as soon as it
+  accepts its offer; the answer carries it when the payer's machine says so (``noSecret`` before the payer's
+  first lock is signed: the payee asks again, with a growing pause, while its lock can still be used) (the payee is any node, not a
   counterparty: its request draws on a peer's budget while it is the payee of one of our live payments,
   ``awaits_secret_request``, else on the strangers' budget of its IP address).
 
@@ -270,7 +271,8 @@ class NodeTransfers:
         """Whether the step's new state may wait for a later transaction instead of a commit of its own (one
         fsync less on a payment's path), and if so marks it ``_dirty``:
 
-        - an offer we accept (and the secret request sent with it): nothing is signed yet, and a node that
+        - an offer we accept (and the offer forwarded or the secret request sent with it), or downstream's
+          acceptance of ours before the incoming lock is signed: nothing is signed yet, and a node that
           forgets it (a crash before the lock comes) countersigns the lock as one it does not forward: its
           sender takes it back after expiry;
         - a payment we start (its first offer): an offer signs nothing, and a payer that forgets it (a crash
@@ -284,8 +286,10 @@ class NodeTransfers:
         if len(changed) != 1:
             return False
         deferrable = isinstance(event, ReceiveLockedTransfer) and all(
-            isinstance(a, AcceptLock | Refuse | SendSecretRequest) for a in actions
+            isinstance(a, AcceptLock | Refuse | SendSecretRequest | OfferLock) for a in actions
         )
+        if isinstance(event, ReceiveAcceptance) and not actions:  # downstream accepted, nothing signed yet
+            deferrable = True
         if isinstance(event, InitPayment) and all(isinstance(a, OfferLock) for a in actions):
             deferrable = True
         proposals = [a for a in actions if isinstance(a, ProposeLock | ProposeSettleLock)]
@@ -633,6 +637,11 @@ class NodeTransfers:
                 delay = min(delay * 4, 5.0)
                 continue
             secret = _secret(answer.get("secret")) if answer.get("type") == "secret" else None
+            if secret is None and answer.get("type") == "noSecret":
+                # asked as soon as we accepted the offer, maybe before the payer signed its first lock: again
+                await asyncio.sleep(delay)
+                delay = min(delay * 4, 5.0)
+                continue
             if secret is not None and hashlock(secret) == action.hashlock:
                 self._feed_quietly(ReceiveSecretReveal(action.payment_id, secret, action.to, self.node.chain_now()))
             return

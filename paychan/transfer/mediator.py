@@ -15,10 +15,12 @@ the outgoing channel (``paychan.fees.check_forward``: ``FeeTooLow``); the outgoi
 the incoming channel's lock window (``ExpiryTooLate``). A payment id we already hold a live lock of is a
 replay (checked by ``paychan.transfer.book``: ``ReplayedPayment``).
 
-Then, once the incoming lock is signed (``LockAdded``), it offers the outgoing one, and signs it
-(``ProposeLock``) only if downstream accepts within ``OFFER_TIMEOUT``; a refusal or no answer from downstream
-is passed upstream (``NextHopRefused``, ``NextHopTimedOut``): the incoming lock stays
-until its sender takes it back after expiry (``AcceptExpire``).
+It offers the outgoing lock as soon as it accepts the incoming offer (``OfferLock``: an offer signs nothing,
+so it travels while the upstream signs the incoming lock), and signs the outgoing lock (``ProposeLock``)
+only once both hold: the incoming lock is signed (``LockAdded``) and downstream accepted within
+``OFFER_TIMEOUT`` (``ReceiveAcceptance``), in either order. A refusal or no answer from downstream is passed
+upstream (``NextHopRefused``, ``NextHopTimedOut``): an incoming lock signed by then stays until its sender
+takes it back after expiry (``AcceptExpire``).
 
 The secret comes from downstream, as the proposal that settles the outgoing lock (``ReceiveSettleProposal``,
 accepted at or before that lock's expiry) or on chain (``SecretRevealedOnChain``). The intermediary stores it
@@ -88,9 +90,10 @@ from paychan.transfer.state import (
 ACCEPTED, LOCKED, SETTLING = "accepted", "locked", "settling"
 SETTLED, EXPIRED, ONCHAIN = "settled", "expired", "onchain"
 ABANDONED = "abandoned"  # accepted, but its sender never proposed the lock: nothing signed, nothing to do
-# outgoing lock: not offered yet, offered, proposed (accepted, signed by us), refused (or timed out), locked,
-# settled, expiring, expired
+# outgoing lock: not offered yet, offered, ready (accepted downstream, the incoming lock not signed yet),
+# proposed (accepted, signed by us), refused (or timed out), locked, settled, expiring, expired
 WAITING, OFFERED, PROPOSED, REFUSED, EXPIRING = "waiting", "offered", "proposed", "refused", "expiring"
+READY = "ready"
 ACCEPT_TIMEOUT = 2 * OFFER_TIMEOUT  # seconds after our acceptance we wait for the sender's lock proposal
 
 
@@ -190,7 +193,8 @@ def handle(state: MediatorState | None, event: Event, us: str) -> Transition:
             hops, index = event.transfer.hops, event.transfer.index
             cid = hops[index].channel_id if 0 <= index < len(hops) else ChannelId(b"\x00" * 32)
             return None, [Refuse(event.transfer.payment_id, cid, event.sender, refused)]
-        return MediatorState(event.transfer, fee, event.now), [AcceptLock(event.transfer)]
+        state = MediatorState(event.transfer, fee, event.now, outgoing=OFFERED, offered_at=event.now)
+        return state, [AcceptLock(event.transfer), OfferLock(event.transfer.next())]
     if isinstance(event, ReceiveAcceptance):
         return _on_acceptance(state, event)
     if isinstance(event, LockAdded):
@@ -220,8 +224,13 @@ def handle(state: MediatorState | None, event: Event, us: str) -> Transition:
 
 def _on_lock_added(state: MediatorState, event: LockAdded) -> _Step:
     if event.channel_id == state.incoming_hop.channel_id and state.incoming == ACCEPTED:
-        state = replace(state, incoming=LOCKED, outgoing=OFFERED, offered_at=event.now)
-        return state, [OfferLock(state.transfer.next())]
+        state = replace(state, incoming=LOCKED)
+        if state.outgoing == WAITING:  # (a state stored before offers went out with the acceptance)
+            state = replace(state, outgoing=OFFERED, offered_at=event.now)
+            return state, [OfferLock(state.transfer.next())]
+        if state.outgoing == READY:
+            return _propose_outgoing(state, event.now)
+        return state, []
     if event.channel_id == state.outgoing_hop.channel_id and state.outgoing == PROPOSED:
         return replace(state, outgoing=LOCKED), []
     return state, []
@@ -235,6 +244,19 @@ def _on_acceptance(state: MediatorState, event: ReceiveAcceptance) -> _Step:
         return state, []
     if event.now >= state.offered_at + OFFER_TIMEOUT:
         return state, []
+    if state.incoming == ACCEPTED:  # the incoming lock is not signed yet: its ``LockAdded`` proposes ours
+        return replace(state, outgoing=READY), []
+    if state.incoming != LOCKED:
+        return state, []
+    return _propose_outgoing(state, event.now)
+
+
+def _propose_outgoing(state: MediatorState, now: int) -> _Step:
+    """Sign the outgoing lock: downstream accepted it and the incoming lock is ours; past ``OFFER_TIMEOUT``
+    since the offer the downstream may have given up waiting (its acceptance is good for ``ACCEPT_TIMEOUT``),
+    so the attempt is passed upstream as timed out instead."""
+    if now >= state.offered_at + OFFER_TIMEOUT:
+        return _refuse_upstream(state, NextHopTimedOut(state.transfer.index + 1, state.offered_at, now))
     return replace(state, outgoing=PROPOSED), [ProposeLock(state.transfer.next())]
 
 
@@ -248,7 +270,7 @@ def _on_refusal(state: MediatorState, event: ReceiveRefusal) -> _Step:
     if event.channel_id != hop.channel_id or event.sender != hop.receiver:
         return state, []
     error = NextHopRefused(state.transfer.index + 1, event.reason)
-    if state.outgoing == OFFERED:
+    if state.outgoing in (OFFERED, READY):
         return _refuse_upstream(state, error)
     if state.outgoing == PROPOSED:  # our signed lock is out: it stays until it expires, but we forward nothing
         incoming = state.incoming_hop
@@ -346,7 +368,7 @@ def _on_channel_closed(state: MediatorState, event: ChannelClosed) -> _Step:
 def _on_tick(state: MediatorState, now: int) -> _Step:
     if state.incoming == ACCEPTED and now >= state.accepted_at + ACCEPT_TIMEOUT:
         return replace(state, incoming=ABANDONED), []  # never signed: nothing to forward, nothing to claim
-    if state.outgoing == OFFERED and now >= state.offered_at + OFFER_TIMEOUT:
+    if state.outgoing == OFFERED and now >= state.offered_at + OFFER_TIMEOUT:  # (ready: the upstream is late)
         return _refuse_upstream(state, NextHopTimedOut(state.transfer.index + 1, state.offered_at, now))
     actions: list[Action] = []
     incoming = state.incoming_hop

@@ -11,8 +11,9 @@ leaves it less than ``TARGET_MIN_LOCK_TIME`` to reveal on chain (``ExpiryTooSoon
 channel's lock window (``ExpiryTooLate``).
 
 Once it accepts the offer it asks the payer for the secret (``SendSecretRequest``, with the amount), while
-its upstream signs the lock: the payer answers only for its live attempt, whose first lock it signed, and
-tries no other route once it told the secret. With the secret (``ReceiveSecretReveal``, checked against the
+its upstream signs the lock (the driver asks again while the payer answers "not yet" and the lock may still
+be used): the payer answers only for its live attempt, whose first lock it signed, and tries no other route
+once it told the secret. With the secret (``ReceiveSecretReveal``, checked against the
 hashlock) it stores it, and once the lock is signed too (``LockAdded``, before or after) it proposes the
 settle to its upstream (``ProposeSettleLock``: the secret reaches the upstream with it). A secret known
 before the lock costs the payee nothing: it settles only a lock it holds. If the
