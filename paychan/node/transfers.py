@@ -23,9 +23,9 @@ the next tick (a machine re-sends what is not answered).
 - ``refuse``: a hop further down refused or timed out (passed upstream hop by hop).
 - ``secretRequest``: the payee asks the payer (at the URL the offer carried) for the secret as soon as it
   accepts its offer; the answer carries it when the payer's machine says so (``noSecret`` before the payer's
-  first lock is signed: the payee asks again, with a growing pause, while its lock can still be used) (the payee is any node, not a
-  counterparty: its request draws on a peer's budget while it is the payee of one of our live payments,
-  ``awaits_secret_request``, else on the strangers' budget of its IP address).
+  first lock is signed: the payee asks again, with a growing pause, while its lock can still be used). The
+  payee is any node, not a counterparty: its request draws on a peer's budget while it is the payee of one
+  of our live payments (``awaits_secret_request``), else on the strangers' budget of its IP address.
 
 **Lock operations** go through the channel exchange of ``paychan.node.server`` (``Node.queue_op``); the
 peer's proposals of a lock op are checked with the machines before ``Channel`` countersigns them
