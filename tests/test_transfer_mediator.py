@@ -9,7 +9,7 @@ from paychan.exceptions import InvalidAmount
 from paychan.fees import FeeTooLow
 from paychan.routing import REVEAL_MARGIN, ExpiryDeltaTooSmall
 from paychan.transfer import mediator
-from paychan.transfer.book import TransferBook
+from paychan.transfer.book import MAX_EARLY, TransferBook
 from paychan.transfer.events import (
     AcceptExpire,
     AcceptLock,
@@ -48,6 +48,7 @@ from paychan.transfer.mediator import (
     REFUSED,
     SETTLED,
     SETTLING,
+    WAITING,
 )
 from paychan.transfer.state import (
     OFFER_TIMEOUT,
@@ -386,3 +387,16 @@ def test_an_intermediary_back_after_its_incoming_lock_expired_does_not_reveal_on
     state, _ = mediator.handle(forwarded(), ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, NOW + 10), BOB)
     _, actions = mediator.handle(state, Tick(IN_EXPIRY + 1), BOB)
     assert RevealSecretOnChain(PAYMENT_ID, SECRET) not in actions
+
+
+def test_offers_of_one_sender_beyond_max_early_not_yet_locked_are_forwarded_only_once_their_lock_is_signed():
+    book = TransferBook(BOB)
+    offers = [replace(offer(), payment_id=PAYMENT_ID + n, hashlock=bytes([n + 1]) * 32) for n in range(MAX_EARLY + 1)]
+    for early in offers[:MAX_EARLY]:
+        assert book.handle(receive(early)) == [AcceptLock(early), OfferLock(early.next())]
+    last = offers[MAX_EARLY]  # costs alice nothing yet, like the four before it: it waits for its lock
+    assert book.handle(receive(last)) == [AcceptLock(last)] and book.tasks[last.payment_id].outgoing == WAITING
+    assert book.handle(LockAdded(last.payment_id, AB, NOW + 2)) == [OfferLock(last.next())]
+    book.handle(LockAdded(offers[0].payment_id, AB, NOW + 2))  # one of the four is locked now: room again
+    again = replace(offer(), payment_id=PAYMENT_ID + 99, hashlock=b"\x63" * 32)
+    assert book.handle(receive(again)) == [AcceptLock(again), OfferLock(again.next())]

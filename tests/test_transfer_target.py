@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from paychan.routing import REVEAL_MARGIN
 from paychan.transfer import target
+from paychan.transfer.book import MAX_EARLY, TransferBook
 from paychan.transfer.events import (
     AcceptExpire,
     AcceptLock,
@@ -38,7 +39,7 @@ from paychan.transfer.state import (
     NotOnRoute,
     WrongAmount,
 )
-from paychan.transfer.target import ABANDONED, ACCEPTED, EXPIRED, ONCHAIN, PAID, REQUESTED, SETTLING
+from paychan.transfer.target import ABANDONED, ACCEPTED, EXPIRED, ONCHAIN, PAID, QUIET, REQUESTED, SETTLING
 from tests.transfer_helpers import (
     ALICE,
     AMOUNT,
@@ -197,3 +198,17 @@ def test_a_payee_back_after_its_lock_expired_does_not_reveal_a_secret_that_would
     state, _ = target.handle(holding(), ReceiveSecretReveal(PAYMENT_ID, SECRET, ALICE, NOW + 4), ERIN)
     state, actions = target.handle(state, Tick(PAYEE_EXPIRY + 1), ERIN)
     assert actions == [] and not state.reveal_sent
+
+
+def test_offers_of_one_sender_beyond_max_early_not_yet_locked_ask_for_the_secret_only_once_their_lock_is_signed():
+    book = TransferBook(ERIN)
+    offers = [replace(offer(), payment_id=PAYMENT_ID + n, hashlock=bytes([n + 1]) * 32) for n in range(MAX_EARLY + 1)]
+    for early in offers[:MAX_EARLY]:
+        actions = book.handle(receive(early))
+        assert actions == [AcceptLock(early), SendSecretRequest(ALICE, early.payment_id, early.hashlock, AMOUNT)]
+    last = offers[MAX_EARLY]
+    assert book.handle(receive(last)) == [AcceptLock(last)] and book.tasks[last.payment_id].status == QUIET
+    assert book.expects_lock(last.payment_id, CE)
+    request = SendSecretRequest(ALICE, last.payment_id, last.hashlock, AMOUNT)
+    assert book.handle(LockAdded(last.payment_id, CE, NOW + 3)) == [request]
+    assert book.tasks[last.payment_id].status == REQUESTED

@@ -206,7 +206,7 @@ class NodeTransfers:
         for payment_id, task in self.book.tasks.items():
             if isinstance(task, target.TargetState):
                 hop, secret = task.hop, task.secret
-                if task.status in (target.ACCEPTED, target.REQUESTED) and secret is None:
+                if task.status in (target.ACCEPTED, target.REQUESTED) and secret is None:  # (quiet: not yet)
                     transfer = task.transfer
                     actions.append(
                         SendSecretRequest(transfer.initiator, payment_id, transfer.hashlock, transfer.target_amount)

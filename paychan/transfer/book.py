@@ -9,7 +9,7 @@ whose lock expired may be offered again (the payer's next route).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from eth_utils.address import to_checksum_address
 
@@ -27,6 +27,9 @@ from paychan.transfer.events import (
 from paychan.transfer.state import ReplayedPayment
 
 Task = initiator.InitiatorState | mediator.MediatorState | target.TargetState
+# Offers of one sender we accepted and act on before their lock is signed (forwarded, or a secret asked for):
+# beyond these its offers wait for their locks, which cost it capital
+MAX_EARLY = 4
 
 
 @dataclass
@@ -74,8 +77,18 @@ class TransferBook:
         if isinstance(task, mediator.MediatorState):
             return task.incoming == mediator.ACCEPTED and task.incoming_hop.channel_id == channel_id
         if isinstance(task, target.TargetState):
-            return task.status == target.ACCEPTED and task.hop.channel_id == channel_id
+            return task.status in target.UNLOCKED and task.hop.channel_id == channel_id
         return False
+
+    def unlocked_offers(self, sender: str) -> int:
+        """How many offers from ``sender`` we accepted whose lock is not signed yet."""
+        count = 0
+        for task in self.tasks.values():
+            if isinstance(task, mediator.MediatorState):
+                count += task.incoming == mediator.ACCEPTED and task.incoming_hop.sender == sender
+            elif isinstance(task, target.TargetState):
+                count += task.status in target.UNLOCKED and task.hop.sender == sender
+        return count
 
     def _offer(self, event: ReceiveLockedTransfer) -> list[Action]:
         transfer = event.transfer
@@ -84,6 +97,8 @@ class TransferBook:
             hop = transfer.hops[transfer.index] if 0 <= transfer.index < len(transfer.hops) else None
             cid = hop.channel_id if hop is not None else b"\x00" * 32
             return [Refuse(transfer.payment_id, cid, event.sender, ReplayedPayment(transfer.payment_id))]  # type: ignore[arg-type]
+        if self.unlocked_offers(event.sender) >= MAX_EARLY:
+            event = replace(event, early=False)
         new: mediator.MediatorState | target.TargetState | None
         if transfer.target == self.address:
             new, actions = target.handle(None, event, self.address)

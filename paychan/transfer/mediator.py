@@ -16,7 +16,8 @@ the incoming channel's lock window (``ExpiryTooLate``). A payment id we already 
 replay (checked by ``paychan.transfer.book``: ``ReplayedPayment``).
 
 It offers the outgoing lock as soon as it accepts the incoming offer (``OfferLock``: an offer signs nothing,
-so it travels while the upstream signs the incoming lock), and signs the outgoing lock (``ProposeLock``)
+so it travels while the upstream signs the incoming lock; for a sender with ``MAX_EARLY`` offers accepted and
+not locked yet, once the incoming lock is signed), and signs the outgoing lock (``ProposeLock``)
 only once both hold: the incoming lock is signed (``LockAdded``) and downstream accepted within
 ``OFFER_TIMEOUT`` (``ReceiveAcceptance``), in either order. A refusal or no answer from downstream is passed
 upstream (``NextHopRefused``, ``NextHopTimedOut``): an incoming lock signed by then stays until its sender
@@ -193,6 +194,8 @@ def handle(state: MediatorState | None, event: Event, us: str) -> Transition:
             hops, index = event.transfer.hops, event.transfer.index
             cid = hops[index].channel_id if 0 <= index < len(hops) else ChannelId(b"\x00" * 32)
             return None, [Refuse(event.transfer.payment_id, cid, event.sender, refused)]
+        if not event.early:  # (the book's bound: the offer waits for its lock)
+            return MediatorState(event.transfer, fee, event.now), [AcceptLock(event.transfer)]
         state = MediatorState(event.transfer, fee, event.now, outgoing=OFFERED, offered_at=event.now)
         return state, [AcceptLock(event.transfer), OfferLock(event.transfer.next())]
     if isinstance(event, ReceiveAcceptance):
@@ -225,7 +228,7 @@ def handle(state: MediatorState | None, event: Event, us: str) -> Transition:
 def _on_lock_added(state: MediatorState, event: LockAdded) -> _Step:
     if event.channel_id == state.incoming_hop.channel_id and state.incoming == ACCEPTED:
         state = replace(state, incoming=LOCKED)
-        if state.outgoing == WAITING:  # (a state stored before offers went out with the acceptance)
+        if state.outgoing == WAITING:  # not offered with the acceptance (``early`` false)
             state = replace(state, outgoing=OFFERED, offered_at=event.now)
             return state, [OfferLock(state.transfer.next())]
         if state.outgoing == READY:
