@@ -7,7 +7,6 @@ from dataclasses import replace
 
 from paychan.routing import REVEAL_MARGIN
 from paychan.transfer import target
-from paychan.transfer.book import MAX_EARLY, TransferBook
 from paychan.transfer.events import (
     AcceptExpire,
     AcceptLock,
@@ -39,7 +38,7 @@ from paychan.transfer.state import (
     NotOnRoute,
     WrongAmount,
 )
-from paychan.transfer.target import ABANDONED, ACCEPTED, EXPIRED, ONCHAIN, PAID, QUIET, REQUESTED, SETTLING
+from paychan.transfer.target import ABANDONED, ACCEPTED, EXPIRED, ONCHAIN, PAID, REQUESTED, SETTLING
 from tests.transfer_helpers import (
     ALICE,
     AMOUNT,
@@ -92,16 +91,16 @@ def with_last_hop(**changes):
     return replace(transfer, hops=(*transfer.hops[:2], replace(transfer.hops[2], **changes)))
 
 
-def test_the_payee_accepts_its_lock_and_asks_the_payer_for_the_secret_at_once_while_the_lock_is_signed():
+def test_the_payee_accepts_its_lock_and_asks_the_payer_for_the_secret_once_it_is_signed():
     state, actions = target.handle(None, receive(), ERIN)
-    assert actions == [AcceptLock(offer()), SendSecretRequest(ALICE, PAYMENT_ID, HASHLOCK, AMOUNT)]
+    assert actions == [AcceptLock(offer())]  # not before: the payer then tries no other route
     state, actions = target.handle(state, LockAdded(PAYMENT_ID, CE, NOW + 3), ERIN)
-    assert actions == [] and state.status == REQUESTED
+    assert actions == [SendSecretRequest(ALICE, PAYMENT_ID, HASHLOCK, AMOUNT)] and state.status == REQUESTED
 
 
-def test_a_secret_that_comes_before_the_lock_is_stored_and_the_settle_proposed_once_the_lock_is_signed():
+def test_a_secret_revealed_on_chain_before_the_lock_is_stored_and_settled_only_once_the_lock_is_signed():
     state, _ = target.handle(None, receive(), ERIN)
-    state, actions = target.handle(state, ReceiveSecretReveal(PAYMENT_ID, SECRET, ALICE, NOW + 3), ERIN)
+    state, actions = target.handle(state, SecretRevealedOnChain(HASHLOCK, SECRET, NOW + 3, NOW + 3), ERIN)
     assert actions == [StoreSecret(PAYMENT_ID, SECRET)] and state.status == ACCEPTED  # no lock to settle yet
     state, actions = target.handle(state, LockAdded(PAYMENT_ID, CE, NOW + 4), ERIN)
     assert actions == [ProposeSettleLock(CE, CAROL, PAYMENT_ID, SECRET)] and state.status == SETTLING
@@ -198,17 +197,3 @@ def test_a_payee_back_after_its_lock_expired_does_not_reveal_a_secret_that_would
     state, _ = target.handle(holding(), ReceiveSecretReveal(PAYMENT_ID, SECRET, ALICE, NOW + 4), ERIN)
     state, actions = target.handle(state, Tick(PAYEE_EXPIRY + 1), ERIN)
     assert actions == [] and not state.reveal_sent
-
-
-def test_offers_of_one_sender_beyond_max_early_not_yet_locked_ask_for_the_secret_only_once_their_lock_is_signed():
-    book = TransferBook(ERIN)
-    offers = [replace(offer(), payment_id=PAYMENT_ID + n, hashlock=bytes([n + 1]) * 32) for n in range(MAX_EARLY + 1)]
-    for early in offers[:MAX_EARLY]:
-        actions = book.handle(receive(early))
-        assert actions == [AcceptLock(early), SendSecretRequest(ALICE, early.payment_id, early.hashlock, AMOUNT)]
-    last = offers[MAX_EARLY]
-    assert book.handle(receive(last)) == [AcceptLock(last)] and book.tasks[last.payment_id].status == QUIET
-    assert book.expects_lock(last.payment_id, CE)
-    request = SendSecretRequest(ALICE, last.payment_id, last.hashlock, AMOUNT)
-    assert book.handle(LockAdded(last.payment_id, CE, NOW + 3)) == [request]
-    assert book.tasks[last.payment_id].status == REQUESTED

@@ -21,9 +21,10 @@ the next tick (a machine re-sends what is not answered).
   terms (``LockNotOffered`` otherwise). A node holds at most ``MAX_LIVE_PER_PEER`` live payments from one
   counterparty and ``MAX_LIVE`` in all; one hashlock names one payment (``HashlockInUse``).
 - ``refuse``: a hop further down refused or timed out (passed upstream hop by hop).
-- ``secretRequest``: the payee asks the payer (at the URL the offer carried) for the secret as soon as it
-  accepts its offer; the answer carries it when the payer's machine says so (``noSecret`` before the payer's
-  first lock is signed: the payee asks again, with a growing pause, while its lock can still be used). The
+- ``secretRequest``: the payee, which holds its lock, asks the payer (at the URL the offer carried) for the
+  secret; the answer carries it when the payer's machine says so (``noSecret`` otherwise, also before the
+  payer has seen its first lock countersigned: the payee asks again, with a growing pause, while its lock
+  can still be used). The
   payee is any node, not a counterparty: its request draws on a peer's budget while it is the payee of one
   of our live payments (``awaits_secret_request``), else on the strangers' budget of its IP address.
 
@@ -206,7 +207,7 @@ class NodeTransfers:
         for payment_id, task in self.book.tasks.items():
             if isinstance(task, target.TargetState):
                 hop, secret = task.hop, task.secret
-                if task.status in (target.ACCEPTED, target.REQUESTED) and secret is None:  # (quiet: not yet)
+                if task.status == target.REQUESTED:
                     transfer = task.transfer
                     actions.append(
                         SendSecretRequest(transfer.initiator, payment_id, transfer.hashlock, transfer.target_amount)
@@ -271,8 +272,8 @@ class NodeTransfers:
         """Whether the step's new state may wait for a later transaction instead of a commit of its own (one
         fsync less on a payment's path), and if so marks it ``_dirty``:
 
-        - an offer we accept (and the offer forwarded or the secret request sent with it), or downstream's
-          acceptance of ours before the incoming lock is signed: nothing is signed yet, and a node that
+        - an offer we accept (and the offer we forward with it), or downstream's acceptance of ours before
+          the incoming lock is signed: nothing is signed yet, and a node that
           forgets it (a crash before the lock comes) countersigns the lock as one it does not forward: its
           sender takes it back after expiry;
         - a payment we start (its first offer): an offer signs nothing, and a payer that forgets it (a crash
@@ -286,7 +287,7 @@ class NodeTransfers:
         if len(changed) != 1:
             return False
         deferrable = isinstance(event, ReceiveLockedTransfer) and all(
-            isinstance(a, AcceptLock | Refuse | SendSecretRequest | OfferLock) for a in actions
+            isinstance(a, AcceptLock | Refuse | OfferLock) for a in actions
         )
         if isinstance(event, ReceiveAcceptance) and not actions:  # downstream accepted, nothing signed yet
             deferrable = True
@@ -638,7 +639,7 @@ class NodeTransfers:
                 continue
             secret = _secret(answer.get("secret")) if answer.get("type") == "secret" else None
             if secret is None and answer.get("type") == "noSecret":
-                # asked as soon as we accepted the offer, maybe before the payer signed its first lock: again
+                # the payer may not have its first lock's countersignature yet (it comes on another path): again
                 await asyncio.sleep(delay)
                 delay = min(delay * 4, 5.0)
                 continue
@@ -649,9 +650,7 @@ class NodeTransfers:
     def _still_requesting(self, payment_id: int) -> bool:
         """Whether our lock as payee of ``payment_id`` still waits for the secret with time to use it."""
         task = self.book.tasks.get(payment_id)
-        if not isinstance(task, target.TargetState) or task.status not in (target.ACCEPTED, target.REQUESTED):
-            return False
-        if task.secret is not None:
+        if not isinstance(task, target.TargetState) or task.status != target.REQUESTED:
             return False
         return self.node.chain_now() < task.hop.expiry - TARGET_MIN_LOCK_TIME // 2
 

@@ -27,8 +27,8 @@ from paychan.transfer.events import (
 from paychan.transfer.state import ReplayedPayment
 
 Task = initiator.InitiatorState | mediator.MediatorState | target.TargetState
-# Offers of one sender we accepted and act on before their lock is signed (forwarded, or a secret asked for):
-# beyond these its offers wait for their locks, which cost it capital
+# Offers of one sender we accepted and forward before their lock is signed: beyond these its offers wait for
+# their locks, which cost it capital
 MAX_EARLY = 4
 
 
@@ -77,18 +77,17 @@ class TransferBook:
         if isinstance(task, mediator.MediatorState):
             return task.incoming == mediator.ACCEPTED and task.incoming_hop.channel_id == channel_id
         if isinstance(task, target.TargetState):
-            return task.status in target.UNLOCKED and task.hop.channel_id == channel_id
+            return task.status == target.ACCEPTED and task.hop.channel_id == channel_id
         return False
 
     def unlocked_offers(self, sender: str) -> int:
-        """How many offers from ``sender`` we accepted whose lock is not signed yet."""
-        count = 0
-        for task in self.tasks.values():
-            if isinstance(task, mediator.MediatorState):
-                count += task.incoming == mediator.ACCEPTED and task.incoming_hop.sender == sender
-            elif isinstance(task, target.TargetState):
-                count += task.status in target.UNLOCKED and task.hop.sender == sender
-        return count
+        """How many offers from ``sender`` we accepted to forward whose lock is not signed yet."""
+        return sum(
+            isinstance(task, mediator.MediatorState)
+            and task.incoming == mediator.ACCEPTED
+            and task.incoming_hop.sender == sender
+            for task in self.tasks.values()
+        )
 
     def _offer(self, event: ReceiveLockedTransfer) -> list[Action]:
         transfer = event.transfer

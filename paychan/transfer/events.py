@@ -45,9 +45,9 @@ class InitPayment:
 @dataclass(frozen=True)
 class ReceiveLockedTransfer:
     """An offer from ``sender``; ``channels``: our channels (the incoming one and, for an intermediary, the
-    outgoing one). ``early``: the machine may act on it before the lock is signed (an intermediary forwards
-    the offer, a payee asks for the secret); the book says no for a sender with ``MAX_EARLY`` offers
-    accepted and not locked yet, so that offers that cost their sender nothing cannot make us send many."""
+    outgoing one). ``early``: an intermediary may forward it before the incoming lock is signed; the book
+    says no for a sender with ``MAX_EARLY`` offers accepted and not locked yet, so that offers that cost
+    their sender nothing cannot make us send many."""
 
     transfer: LockedTransfer
     sender: str

@@ -10,14 +10,12 @@ ours (``NotOnRoute``), a closing channel (``ChannelClosing``), a lock above its 
 leaves it less than ``TARGET_MIN_LOCK_TIME`` to reveal on chain (``ExpiryTooSoon``) or lies beyond the
 channel's lock window (``ExpiryTooLate``).
 
-Once it accepts the offer it asks the payer for the secret (``SendSecretRequest``, with the amount), while
-its upstream signs the lock (for a sender with ``MAX_EARLY`` offers accepted and not locked yet: once the
-lock is signed; the driver asks again while the payer answers "not yet" and the lock may still
-be used): the payer answers only for its live attempt, whose first lock it signed, and tries no other route
-once it told the secret. With the secret (``ReceiveSecretReveal``, checked against the
-hashlock) it stores it, and once the lock is signed too (``LockAdded``, before or after) it proposes the
-settle to its upstream (``ProposeSettleLock``: the secret reaches the upstream with it). A secret known
-before the lock costs the payee nothing: it settles only a lock it holds. If the
+Once the lock is signed (``LockAdded``) it asks the payer for the secret (``SendSecretRequest``, with the
+amount). Not before: the payer tells the secret once and then tries no other route, so a payee that asked on
+a route whose lock never reached it would leave the payment to fail instead of being retried. With the
+secret (``ReceiveSecretReveal``, checked against the hashlock) it stores it and proposes the settle to its
+upstream (``ProposeSettleLock``: the secret reaches the upstream with it); a secret learned before the lock
+(on chain) waits for it: a payee settles only a lock it holds. If the
 upstream does not countersign by ``REVEAL_MARGIN`` before the lock's expiry, it reveals on chain and closes
 the channel: the settlement pays it. A payee that never asks for the secret, or never reveals it, lets its
 lock expire: its upstream takes it back (``AcceptExpire``), and every lock upstream expires in turn.
@@ -69,12 +67,9 @@ from paychan.transfer.state import (
     check_shape,
 )
 
-# accepted (the secret asked for at once), quiet (accepted, the secret to ask for once the lock is signed),
-# requested (the lock signed, the secret not known yet), settling, paid, expired, onchain, abandoned
-ACCEPTED, QUIET, REQUESTED, SETTLING = "accepted", "quiet", "requested", "settling"
+ACCEPTED, REQUESTED, SETTLING = "accepted", "requested", "settling"
 PAID, EXPIRED, ONCHAIN = "paid", "expired", "onchain"
 ABANDONED = "abandoned"  # accepted, but the sender never proposed the lock
-UNLOCKED = (ACCEPTED, QUIET)  # accepted, the lock not signed yet
 
 
 @dataclass(frozen=True)
@@ -143,17 +138,15 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
             hop_index = event.transfer.index
             cid = hops[hop_index].channel_id if 0 <= hop_index < len(hops) else ChannelId(b"\x00" * 32)
             return None, [Refuse(event.transfer.payment_id, cid, event.sender, refused)]
-        transfer = event.transfer
-        if not event.early:  # (the book's bound: the request waits for the lock)
-            return TargetState(transfer, event.now, status=QUIET), [AcceptLock(transfer)]
-        return TargetState(transfer, event.now), [AcceptLock(transfer), _request(transfer)]
+        return TargetState(event.transfer, event.now), [AcceptLock(event.transfer)]
     hop = state.hop
-    if isinstance(event, LockAdded) and event.channel_id == hop.channel_id and state.status in UNLOCKED:
-        asked = state.status == ACCEPTED
+    if isinstance(event, LockAdded) and event.channel_id == hop.channel_id and state.status == ACCEPTED:
         state = replace(state, status=REQUESTED)
-        if state.secret is not None:
+        if state.secret is not None:  # learned on chain before the lock came
             return _settle(state, state.secret, event.now, [])
-        return state, [] if asked else [_request(state.transfer)]
+        transfer = state.transfer
+        request = SendSecretRequest(transfer.initiator, transfer.payment_id, transfer.hashlock, transfer.target_amount)
+        return state, [request]
     if isinstance(event, ReceiveSecretReveal):
         if event.sender != state.transfer.initiator or hashlock_of(event.secret) != state.transfer.hashlock:
             return state, []
@@ -163,7 +156,7 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
     if isinstance(event, ReceiveExpireProposal) and event.channel_id == hop.channel_id:
         if state.status == EXPIRED:  # re-sent: countersign again
             return state, [AcceptExpire(hop.channel_id, state.payment_id)]
-        if state.status not in (*UNLOCKED, REQUESTED, SETTLING):
+        if state.status not in (ACCEPTED, REQUESTED, SETTLING):
             return state, []
         paid_on_chain = 0 < state.revealed_on_chain_at <= hop.expiry
         if event.now <= hop.expiry or paid_on_chain:
@@ -183,7 +176,7 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
             return _reveal(state, event.now)
         return state, []
     if isinstance(event, Tick):
-        if state.status in UNLOCKED and event.now >= state.accepted_at + ACCEPT_TIMEOUT:
+        if state.status == ACCEPTED and event.now >= state.accepted_at + ACCEPT_TIMEOUT:
             return replace(state, status=ABANDONED), []
         if state.secret is not None and state.status == SETTLING and event.now >= hop.expiry - REVEAL_MARGIN:
             if not 0 < state.revealed_on_chain_at <= hop.expiry:
@@ -198,11 +191,11 @@ def handle(state: TargetState | None, event: Event, us: str) -> Transition:
 
 
 def _learn_secret(state: TargetState, secret: bytes, now: int) -> _Step:
-    if state.secret is not None or state.status not in (*UNLOCKED, REQUESTED):
+    if state.secret is not None or state.status not in (ACCEPTED, REQUESTED):
         return state, []
     state = replace(state, secret=secret)
     actions: list[Action] = [StoreSecret(state.payment_id, secret)]
-    if state.status in UNLOCKED:
+    if state.status == ACCEPTED:
         return state, actions  # the lock is not signed yet: its ``LockAdded`` settles it
     return _settle(state, secret, now, actions)
 
@@ -217,11 +210,6 @@ def _settle(state: TargetState, secret: bytes, now: int, actions: list[Action]) 
         state, more = _reveal(state, now)
         return state, [*actions, *more]
     return state, [*actions, ProposeSettleLock(hop.channel_id, hop.sender, state.payment_id, secret)]
-
-
-def _request(transfer: LockedTransfer) -> SendSecretRequest:
-    """Our request to the payer for the secret of ``transfer``, with the amount we expect."""
-    return SendSecretRequest(transfer.initiator, transfer.payment_id, transfer.hashlock, transfer.target_amount)
 
 
 def _claim_on_chain(state: TargetState, actions: list[Action]) -> _Step:
@@ -242,4 +230,4 @@ def _reveal(state: TargetState, now: int) -> _Step:
     return replace(state, reveal_sent=True), [RevealSecretOnChain(state.payment_id, state.secret)]
 
 
-__all__ = ["UNLOCKED", "TargetState", "check_offer", "handle"]
+__all__ = ["TargetState", "check_offer", "handle"]
