@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from paychan.routing import REVEAL_MARGIN
 from paychan.transfer import target
+from paychan.transfer.book import TransferBook
 from paychan.transfer.events import (
     AcceptExpire,
     AcceptLock,
@@ -36,6 +37,7 @@ from paychan.transfer.state import (
     LockExceedsCapacity,
     MalformedHashlock,
     NotOnRoute,
+    ReplayedPayment,
     WrongAmount,
 )
 from paychan.transfer.target import ABANDONED, ACCEPTED, EXPIRED, ONCHAIN, PAID, REQUESTED, SETTLING
@@ -197,3 +199,21 @@ def test_a_payee_back_after_its_lock_expired_does_not_reveal_a_secret_that_would
     state, _ = target.handle(holding(), ReceiveSecretReveal(PAYMENT_ID, SECRET, ALICE, NOW + 4), ERIN)
     state, actions = target.handle(state, Tick(PAYEE_EXPIRY + 1), ERIN)
     assert actions == [] and not state.reveal_sent
+
+
+def test_an_offer_over_another_channel_takes_the_place_of_an_accepted_one_whose_lock_never_came():
+    book = TransferBook(ERIN)
+    assert book.handle(receive()) == [AcceptLock(offer())]
+    (replay,) = book.handle(receive(now=NOW + 3))  # the same offer over the same channel: a replay
+    assert replay == Refuse(PAYMENT_ID, CE, CAROL, ReplayedPayment(PAYMENT_ID))
+    _, actions = initiator_handle(
+        None,
+        InitPayment(PAYMENT_ID, SECRET, ERIN, AMOUNT, (route(ALICE, DAVE, ERIN),), views(ALICE, DAVE), NOW + 100),
+    )
+    second = replace(actions[0].transfer, index=1)  # the payer's next route, after the first one died
+    event = ReceiveLockedTransfer(second, DAVE, views(ERIN, CAROL, DAVE), NOW + 101)
+    assert book.handle(event) == [AcceptLock(second)]
+    assert book.expects_lock(PAYMENT_ID, cid(DAVE, ERIN)) and not book.expects_lock(PAYMENT_ID, CE)
+    book.handle(LockAdded(PAYMENT_ID, cid(DAVE, ERIN), NOW + 102))
+    (replay,) = book.handle(receive(now=NOW + 103))  # a lock is signed now: no offer takes its place
+    assert replay == Refuse(PAYMENT_ID, CE, CAROL, ReplayedPayment(PAYMENT_ID))

@@ -4,7 +4,8 @@
 reveal by hashlock; a tick or a channel close to every payment) and returns their actions in order. An offer
 for a payment id we already hold a live lock of (one not expired: a replay, or a second route through us
 while the first may still pay) is refused with ``ReplayedPayment`` before any machine sees it; a payment
-whose lock expired may be offered again (the payer's next route).
+whose lock expired may be offered again (the payer's next route), and so may one whose offer we accepted
+over another channel and whose lock never came (offers run ahead of locks).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from paychan.transfer.events import (
     SecretRevealedOnChain,
     Tick,
 )
-from paychan.transfer.state import ReplayedPayment
+from paychan.transfer.state import LockedTransfer, ReplayedPayment
 
 Task = initiator.InitiatorState | mediator.MediatorState | target.TargetState
 # Offers of one sender we accepted and forward before their lock is signed: beyond these its offers wait for
@@ -92,7 +93,8 @@ class TransferBook:
     def _offer(self, event: ReceiveLockedTransfer) -> list[Action]:
         transfer = event.transfer
         held = self.tasks.get(transfer.payment_id)
-        if held is not None and (isinstance(held, initiator.InitiatorState) or held.is_live):
+        superseded = held is not None and _superseded_by(held, transfer)
+        if held is not None and (isinstance(held, initiator.InitiatorState) or held.is_live) and not superseded:
             hop = transfer.hops[transfer.index] if 0 <= transfer.index < len(transfer.hops) else None
             cid = hop.channel_id if hop is not None else b"\x00" * 32
             return [Refuse(transfer.payment_id, cid, event.sender, ReplayedPayment(transfer.payment_id))]  # type: ignore[arg-type]
@@ -118,6 +120,22 @@ class TransferBook:
         assert new is not None
         self.tasks[payment_id] = new
         return actions
+
+
+def _superseded_by(held: Task, transfer: LockedTransfer) -> bool:
+    """Whether ``transfer``, an offer of ``held``'s payment over another channel, takes the place of ``held``:
+    an offer we accepted whose lock was never signed (the payer's earlier route, forwarded ahead of its locks
+    and dead before they came). Nothing of it is signed, and its lock is refused if it still comes (we expect
+    the new offer's, on the new channel); an offer over the same channel is a replay."""
+    if isinstance(held, mediator.MediatorState):
+        unlocked = held.incoming == mediator.ACCEPTED
+    elif isinstance(held, target.TargetState):
+        unlocked = held.status == target.ACCEPTED
+    else:
+        return False
+    hops = transfer.hops
+    channel = hops[transfer.index].channel_id if 0 <= transfer.index < len(hops) else None
+    return unlocked and channel is not None and channel != held.transfer.hop.channel_id
 
 
 def _hashlock(task: Task) -> bytes:

@@ -116,8 +116,12 @@ def test_hostile_forwards_are_refused_with_their_named_errors_before_anything_is
     s, bob = setting, setting["bob"]
     secret = b"\x11" * 32
     assert send(s, offer(s, 1, secret)) == {"type": "accepted"}
-    stored = bob.control("GET", "/transfers")["transfers"]
-    assert [(t["paymentId"], t["role"], t["status"]) for t in stored] == [("1", "mediator", "accepted/waiting")]
+
+    def stored() -> list[tuple[str, str, str]]:
+        return [(t["paymentId"], t["role"], t["status"]) for t in bob.control("GET", "/transfers")["transfers"]]
+
+    # bob forwards the offer at once (it signs nothing) and carol accepts it; nothing is signed on either side
+    wait_for(lambda: stored() == [("1", "mediator", "accepted/ready")], "carol to accept bob's forwarded offer")
 
     forwarded = AMOUNT + fee(2000, 150, AMOUNT)
     now = int(s["chain"].now())
