@@ -159,6 +159,8 @@ def build(
     net = Network(nodes, capsys, devnet)
     for payer, payee in (("alice", "bob"), ("bob", "carol"), ("carol", "dave"), ("dave", "erin"), ("bob", "dave")):
         net.open(payer, payee, ETHER)
+    for name, node in nodes.items():  # a node refuses (and drops) an announcement of a channel it has not seen yet
+        wait_for(lambda node=node: node.control("GET", "/fees")["graph"]["channels"] == 5, f"{name}'s graph of 5")
     peers = {"bob": 3, "carol": 2, "dave": 3}
     for name, count in peers.items():
         wait_for(lambda n=name, c=count: len(nodes[n].control("GET", "/fees")["channels"]) == c, f"{name}'s peers")
