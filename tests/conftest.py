@@ -8,13 +8,23 @@ the kinds locally. A test that must stay on the embedded chain (e.g. a hypothesi
 
 Every chain test ends with the conservation check: the contract's ETH and token balances equal what its
 open and closing channels hold plus the payouts owed to recipients. Nothing is created or lost.
+
+Under pytest-xdist (``-n 2``, the README's command) the workers of one run share a folder the controller
+makes (``shared_folder``): the contracts are compiled once per run, not once per worker, and a test marked
+``@pytest.mark.serial`` (it times something, or needs the second core) runs while no other test runs.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
-from collections.abc import Callable, Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,10 +44,79 @@ ETHER = 10**18
 PERIOD = 3600
 
 
+SHARED_FOLDER = pytest.StashKey[Path]()
+SHARED_FOLDER_INPUT = "paychan_shared_folder"  # the key of the folder in each xdist worker's workerinput
+
+
+def shared_folder(config: pytest.Config) -> Path | None:
+    """The folder the xdist workers of this run share (``None`` when the run has no workers)."""
+    workerinput = getattr(config, "workerinput", None)
+    return Path(workerinput[SHARED_FOLDER_INPUT]) if workerinput else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """The xdist controller hands every worker the folder it made for the run."""
+    node.workerinput[SHARED_FOLDER_INPUT] = str(node.config.stash[SHARED_FOLDER])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(SHARED_FOLDER, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def locked(path: Path, mode: int) -> Iterator[None]:
+    """``flock`` on ``path`` (created if missing) in ``mode`` (``fcntl.LOCK_SH`` or ``LOCK_EX``) while inside."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def machine_share(folder: Path, alone: bool) -> Iterator[None]:
+    """This worker's hold of the machine while inside: shared with the other workers' tests, or with ``alone``
+    exclusive. Every hold is taken through the gate, which a test waiting to run alone keeps until it has
+    run: the other workers' next tests wait behind it instead of starving it."""
+    with open(folder / "gate.lock", "a") as gate, open(folder / "machine.lock", "a") as machine:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(machine, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield  # closing the files releases both locks
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """Under xdist, each test (its fixtures' set-up and teardown included) holds the machine shared, a
+    ``@pytest.mark.serial`` test exclusively."""
+    folder = shared_folder(item.config)
+    if folder is None:
+        return (yield)
+    with machine_share(folder, alone=item.get_closest_marker("serial") is not None):
+        return (yield)
+
+
 @pytest.fixture(scope="session")
-def artifacts() -> dict[str, Artifact]:
-    """Fresh compile of contracts/ including the test-only contracts in contracts/test."""
-    return compile_contracts(include_test=True)
+def artifacts(request: pytest.FixtureRequest) -> dict[str, Artifact]:
+    """Fresh compile of contracts/ including the test-only contracts in contracts/test: once per run, by the
+    first xdist worker that needs it (the others read what it wrote), or in this process without workers."""
+    folder = shared_folder(request.config)
+    if folder is None:
+        return compile_contracts(include_test=True)
+    compiled = folder / "artifacts.json"
+    with locked(folder / "artifacts.lock", fcntl.LOCK_EX):
+        if not compiled.exists():
+            fresh = compile_contracts(include_test=True)
+            partial = compiled.with_suffix(".partial")
+            partial.write_text(json.dumps({name: artifact.to_json() for name, artifact in fresh.items()}))
+            os.replace(partial, compiled)
+            return fresh
+    return {name: Artifact.from_json(data) for name, data in json.loads(compiled.read_text()).items()}
 
 
 CHAIN_KINDS = ("embedded", "anvil")
@@ -54,6 +133,8 @@ def chain_kinds() -> list[str]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "embedded_only: run this chain test on the embedded chain only")
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        config.stash[SHARED_FOLDER] = Path(tempfile.mkdtemp(prefix="paychan-pytest-"))  # the xdist controller
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -309,34 +309,33 @@ def node_processes(tmp_path: Path, devnet: Any, devnet_contract: Any) -> Iterato
 
 
 @contextmanager
-def rpc_proxy(target: str, delay: float) -> Iterator[str]:
-    """A JSON-RPC proxy to ``target`` adding ``delay`` s to every call and counting them (``latency_proxy.py``),
-    in its own process on a free port, stopped by PID afterwards. Yields its URL."""
+def proxy_process(script: str, target: str, delay: float, *extra: str) -> Iterator[str]:
+    """``tests/node/SCRIPT TARGET DELAY PORT EXTRA...`` (one of the proxies next to this file) in its own
+    process on a free port, stopped by PID afterwards, pass or fail. Yields its URL once it accepts
+    connections."""
+    import socket
     import subprocess
     import sys
     import time
-    import urllib.request
 
     port = free_port()
-    script = Path(__file__).with_name("latency_proxy.py")
     process = subprocess.Popen(
-        [sys.executable, str(script), target, str(delay), str(port)],
+        [sys.executable, str(Path(__file__).with_name(script)), target, str(delay), str(port), *extra],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(url + "/stats", timeout=1).close()
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the latency proxy did not start") from None
+                    raise RuntimeError(f"{script} did not start (exit code {process.poll()})") from None
                 time.sleep(0.05)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         try:
@@ -344,6 +343,22 @@ def rpc_proxy(target: str, delay: float) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextmanager
+def rpc_proxy(target: str, delay: float) -> Iterator[str]:
+    """A JSON-RPC proxy to ``target`` adding ``delay`` s to every call and counting them (``latency_proxy.py``,
+    started and stopped by ``proxy_process``). Yields its URL."""
+    with proxy_process("latency_proxy.py", target, delay) as url:
+        yield url
+
+
+@contextmanager
+def peer_delay_proxy(target: str, delay: float, drop: str = "") -> Iterator[str]:
+    """``peer_delay_proxy.py`` in front of ``target`` (a node's peer URL), holding every request ``delay`` s
+    (started and stopped by ``proxy_process``); ``drop``: the requests it drops. Yields its URL."""
+    with proxy_process("peer_delay_proxy.py", target, delay, *([drop] if drop else [])) as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from paychan.node.auth import sign_request
 from paychan.node.messages import MAX_BODY_BYTES, Propose, TurnMessage, parse_turn
@@ -223,6 +224,7 @@ def test_a_huge_body_is_refused_unread(tmp_path: Path) -> None:
     run_against_victim(tmp_path, attack)
 
 
+@pytest.mark.serial  # its 1-second timeouts are timed
 def test_a_slow_loris_is_cut_off_and_does_not_block_other_peers(tmp_path: Path) -> None:
     async def attack(victim: LiveNode) -> None:
         before = victim.snapshot()

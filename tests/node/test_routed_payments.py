@@ -20,20 +20,25 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account import Account
 
-from .conftest import KEY_A, KEY_B, KEY_C, NodeProcess, free_port, open_channel_by_cli, paychan, wait_for
+from .conftest import (
+    KEY_A,
+    KEY_B,
+    KEY_C,
+    NodeProcess,
+    free_port,
+    open_channel_by_cli,
+    paychan,
+    peer_delay_proxy,
+    wait_for,
+)
 
 KEY_D = bytes.fromhex("47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a")  # anvil account 4
 KEY_E = bytes.fromhex("8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba")  # anvil account 5
@@ -133,47 +138,6 @@ class Network:
             return int(conn.execute("SELECT count(*) FROM secrets").fetchone()[0])
 
 
-@contextmanager
-def peer_delay_proxy(target: str, delay: float, drop: str = "") -> Iterator[str]:
-    """``peer_delay_proxy.py`` in front of ``target`` (a node's peer URL), in its own process on a free port,
-    stopped by PID afterwards; ``drop``: the requests it drops. Yields its URL."""
-    port = free_port()
-    script = Path(__file__).with_name("peer_delay_proxy.py")
-    process = subprocess.Popen(
-        [sys.executable, str(script), target, str(delay), str(port), *([drop] if drop else [])],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket_open(port):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the peer delay proxy did not start") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-@contextmanager
-def socket_open(port: int) -> Iterator[None]:
-    import socket
-
-    with socket.create_connection(("127.0.0.1", port), timeout=1):
-        yield
-
-
 def build(
     node_processes: Callable[..., NodeProcess],
     capsys: pytest.CaptureFixture[str],
@@ -195,6 +159,8 @@ def build(
     net = Network(nodes, capsys, devnet)
     for payer, payee in (("alice", "bob"), ("bob", "carol"), ("carol", "dave"), ("dave", "erin"), ("bob", "dave")):
         net.open(payer, payee, ETHER)
+    for name, node in nodes.items():  # a node refuses (and drops) an announcement of a channel it has not seen yet
+        wait_for(lambda node=node: node.control("GET", "/fees")["graph"]["channels"] == 5, f"{name}'s graph of 5")
     peers = {"bob": 3, "carol": 2, "dave": 3}
     for name, count in peers.items():
         wait_for(lambda n=name, c=count: len(nodes[n].control("GET", "/fees")["channels"]) == c, f"{name}'s peers")

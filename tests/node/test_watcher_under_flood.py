@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from paychan.chain import rpc_chain
 from paychan.contract import PaychanContract
 
@@ -50,6 +52,7 @@ def start_flood(peer_url: str, domain: Any) -> subprocess.Popen[str]:
     return process
 
 
+@pytest.mark.serial  # the flood takes the second core, and the challenge is timed
 def test_a_stale_close_during_a_flood_over_a_slow_rpc_is_challenged_within_5_s_and_pays_the_newest_state(
     node_processes: Callable[..., NodeProcess], devnet: Any, devnet_contract: PaychanContract, latency_proxy: str
 ) -> None:

@@ -103,6 +103,7 @@ def test_a_restored_node_whose_tower_is_down_refuses_to_start_in_one_sentence(
     )
 
 
+@pytest.mark.serial  # 20 payments are timed
 def test_a_node_whose_tower_is_down_pays_as_usual_and_pushes_once_the_tower_is_up(
     node_processes: Callable[..., NodeProcess],  # noqa: F811
     tower_process: Callable[..., TowerProcess],
