@@ -15,7 +15,10 @@
   signer the participant it names (``verify_fee_announcement``), its timestamp newer than the held one's (else
   ``StaleFeeUpdate``) and at most ``MAX_CLOCK_AHEAD`` s ahead of the node's clock (else ``FeeFromTheFuture``).
   Only the new ones are kept and relayed, to every other counterparty: an announcement that comes back is no
-  longer newer, so it stops there and relays cannot loop. A counterparty's node whose URL becomes known gets
+  longer newer, so it stops there and relays cannot loop. One for a channel the watcher has not seen yet (a
+  relay can outrun it) is refused as ``UnknownChannel`` but held, unchecked, in memory (``MAX_HELD``, the
+  newest per channel and node, for ``HELD_FOR`` s), and checked, kept and relayed once the channel opens in
+  the graph, so the fee is not lost until it is announced again. A counterparty's node whose URL becomes known gets
   every announcement the graph holds (``greet``), so a node that joins later learns the fees set before.
 - **Routes** (``routes``): the ``k`` cheapest routes from the node with the capacity, by
   ``ChannelGraph.routes`` at the chain's time (routes whose lock expiries would not fit are left out).
@@ -23,8 +26,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +55,9 @@ MAX_ROUTES = 10  # k at most for a route query
 # Seconds an announcement's timestamp may lie ahead of this node's clock: one far ahead would let no later
 # announcement of its node replace it (newest wins) until the clock got there.
 MAX_CLOCK_AHEAD = 600
+# Announcements held for channels not in the graph yet: at most this many, each for at most this many seconds
+MAX_HELD = 256
+HELD_FOR = 600.0
 BACKFILL_KEY = "graph.backfillTo"  # node_meta: the watcher's cursor when the store gained the graph (schema 8)
 BACKFILL_DONE = "done"
 
@@ -96,7 +104,14 @@ class NodeNetwork:
         self.graph = ChannelGraph(node.domain)
         self._known: dict[ChannelId, tuple[ChannelParams, int, int]] = {}  # params and deposits, as stored
         self._backfilled = False
-        self.stats = {"announcementsAccepted": 0, "announcementsRefused": 0, "announcementsRelayed": 0}
+        # (channel, announcing node) -> an announcement for a channel not in the graph yet, and when it came
+        self._held: OrderedDict[tuple[ChannelId, str], tuple[FeeAnnouncement, float]] = OrderedDict()
+        self.stats = {
+            "announcementsAccepted": 0,
+            "announcementsRefused": 0,
+            "announcementsRelayed": 0,
+            "announcementsHeld": 0,
+        }
         store = node.store
         for cid, params, deposit_a, deposit_b in store.graph_channels():
             self.graph.open_channel(params, deposit_a, deposit_b)
@@ -122,6 +137,7 @@ class NodeNetwork:
             self.graph.open_channel(params)
             self._known[cid] = (params, 0, 0)
             self.node.store.put_graph_channel(cid, params, 0, 0)
+            self._release_soon(cid)
         elif cid not in self.graph:
             return  # a channel that closed already (or opened before the watcher's first block)
         elif event.name == "Deposited":
@@ -271,6 +287,8 @@ class NodeNetwork:
                 self._keep(announcement)
             except PaychanError as exc:  # UnknownChannel, NotParticipant, InvalidSignature, StaleFeeUpdate
                 refused.append((index, exc))
+                if isinstance(exc, UnknownChannel):
+                    self._hold(announcement)
             else:
                 kept.append(announcement)
         self.stats["announcementsAccepted"] += len(kept)
@@ -283,6 +301,52 @@ class NodeNetwork:
             "accepted": len(kept),
             "refused": [{"index": index, **error_body(exc)} for index, exc in refused],
         }
+
+    def _hold(self, announcement: FeeAnnouncement) -> None:
+        """Keeps ``announcement`` of a channel not in the graph yet until it opens there (``_release``): the
+        newest per channel and node, the oldest dropped beyond ``MAX_HELD``."""
+        update = announcement.update
+        key = (update.channel_id, update.node)
+        held = self._held.get(key)
+        if held is not None and held[0].update.timestamp >= update.timestamp:
+            return
+        self._held[key] = (announcement, time.monotonic())
+        self._held.move_to_end(key)
+        while len(self._held) > MAX_HELD:
+            self._held.popitem(last=False)
+        self.stats["announcementsHeld"] = len(self._held)
+
+    def _release_soon(self, cid: ChannelId) -> None:
+        """Channel ``cid`` opened in the graph: its held announcements are checked once the watcher's page
+        is committed (outside its transaction, so a refused one cannot touch the page's)."""
+        if not any(key[0] == cid for key in self._held):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called without an event loop (a test feeding events): at once
+            self._release(cid)
+            return
+        loop.call_soon(self._release, cid)
+
+    def _release(self, cid: ChannelId) -> None:
+        """Checks and keeps the announcements held for ``cid`` (those held longer than ``HELD_FOR`` are
+        dropped), and relays the kept ones."""
+        now, kept = time.monotonic(), []
+        for key in [key for key in self._held if key[0] == cid]:
+            announcement, since = self._held.pop(key)
+            if now - since > HELD_FOR:
+                continue
+            try:
+                self._keep(announcement)
+            except PaychanError as exc:  # NotParticipant, InvalidSignature, StaleFeeUpdate, ...
+                self.stats["announcementsRefused"] += 1
+                log.info("a held fee announcement of channel 0x%s is refused: %s", cid.hex()[:12], exc)
+                continue
+            kept.append(announcement)
+        self.stats["announcementsHeld"] = len(self._held)
+        if kept:
+            self.stats["announcementsAccepted"] += len(kept)
+            self._relay(kept, exclude=None)
 
     def greet(self, runtime: Runtime) -> None:
         """A counterparty's node became reachable (its URL is newly known): it gets every announcement the

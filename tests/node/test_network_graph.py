@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import paychan.node.network as network_module
 from paychan.exceptions import InvalidSignature, MalformedMessage, NotParticipant, UnknownChannel
 from paychan.fees import FeeAnnouncement, FeeUpdate, fee_update_digest, sign_fee_update
 from paychan.node.network import MAX_ANNOUNCEMENTS, MAX_CLOCK_AHEAD, FeeFromTheFuture, NoRoute, NotAPeer
@@ -210,3 +211,31 @@ def test_a_remote_signer_signs_the_announcement_off_the_event_loop_and_one_that_
         assert [a["update"]["baseFee"] for a in node.store.fee_announcements()] == ["10"]
 
     asyncio.run(scenario())
+
+
+def test_an_announcement_that_outruns_its_channel_is_held_and_kept_once_the_channel_opens_a_forged_one_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = alice_node(tmp_path / "alice.db")
+    network = node.network
+    cd = ChannelParams(ADDRESS_C, ADDRESS_B, ETH, 3600, 3)  # carol-bob, not seen by alice's watcher yet
+    cid_cd = channel_id(cd, DOMAIN.chain_id, DOMAIN.verifying_contract)
+    carols = announcement(cid_cd, KEY_C, ADDRESS_C, 100, 7, 70)
+    forged = announcement(cid_cd, KEY_A, ADDRESS_A, 100, 0, 0)  # alice is no participant of carol-bob
+    for raw in (body(carols), body(forged)):
+        with pytest.raises(UnknownChannel):  # refused for now, and held
+            network.receive(ADDRESS_B, raw)
+    assert network.stats["announcementsHeld"] == 2 and cid_cd not in network.graph
+    network.note_event(opened(cd, block=5))  # the watcher sees it open: the held ones are checked now
+    policy = network.graph.fee_policy(cid_cd, ADDRESS_C)
+    assert policy is not None and (policy.base_fee, policy.ppm) == (7, 70)
+    assert network.graph.fee_policy(cid_cd, ADDRESS_A) is None and network.stats["announcementsHeld"] == 0
+    assert FeeAnnouncement.from_json(carols) in [FeeAnnouncement.from_json(a) for a in node.store.fee_announcements()]
+
+    monkeypatch.setattr(network_module, "HELD_FOR", -1.0)  # held too long: dropped, not kept
+    de = ChannelParams(ADDRESS_C, ADDRESS_B, ETH, 3600, 4)
+    cid_de = channel_id(de, DOMAIN.chain_id, DOMAIN.verifying_contract)
+    with pytest.raises(UnknownChannel):
+        network.receive(ADDRESS_B, body(announcement(cid_de, KEY_C, ADDRESS_C, 100, 1, 1)))
+    network.note_event(opened(de, block=6))
+    assert network.graph.fee_policy(cid_de, ADDRESS_C) is None
