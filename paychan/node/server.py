@@ -11,7 +11,8 @@ Protocol between two nodes (``messages`` has the wire format):
   turn is an epoch counter stored with the channel: A may propose while it is even, B while it is odd. To
   propose, a node without the turn asks the holder (``POST /peer/turn``); the holder waits until its own
   proposals are countersigned, stores ``epoch + 1`` durably and answers. Stale answers are harmless: both
-  sides keep the highest epoch they have seen.
+  sides keep the highest epoch they have seen. Every decision about the turn comes from the pure machine of
+  ``paychan.node.turn`` (``Runtime.turn``); the node feeds it events and carries out its actions.
 - **Propose.** The turn holder takes the queued payments (up to ``max_batch``), records each next state as
   a signed intent in one transaction (one fsync), signs them, and sends them in one ``POST /peer/propose``.
   The peer checks each with ``Channel.receive_proposal`` (the core channel object: nonce, channel,
