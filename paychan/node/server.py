@@ -903,7 +903,7 @@ class Node:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
         cid = runtime.cid
-        self._turn_stored(runtime, turn.ReceiveTurnRequest(peer_epoch), apply=True)
+        self._turn_actions(self.runtimes[cid], turn.ReceiveTurnRequest(peer_epoch))
         waiting = True
         try:
             while True:
@@ -918,22 +918,20 @@ class Node:
                 await asyncio.sleep(0.002)  # our sender takes the lock and sends what is in flight
             runtime = self.runtimes[cid]
             waiting = False
-            self._turn_actions(runtime, turn.GrantAbandoned())
+            (refusal,) = self._turn_actions(runtime, turn.GrantAbandoned())
+            assert isinstance(refusal, turn.RefuseProposalPending)
             raise ProposalPending(runtime.inflight[0].state.nonce if runtime.inflight else runtime.channel.nonce + 1)
         finally:
             if waiting:  # cancelled: the peer's request went away
                 self._turn_actions(self.runtimes[cid], turn.GrantAbandoned())
 
-    def _turn_stored(self, runtime: Runtime, event: turn.Event, apply: bool = False) -> TurnState:
+    def _turn_stored(self, runtime: Runtime, event: turn.Event) -> TurnState:
         """The turn's next state after ``event``, its epoch stored first if it says so (``StoreEpoch``, in the
-        caller's transaction if there is one); kept in ``runtime`` with ``apply`` (else by the caller, once
-        that transaction has committed)."""
+        caller's transaction if there is one); the caller keeps it in ``runtime`` once that has committed."""
         state, actions = turn.handle(runtime.turn, event)
         for action in actions:
             if isinstance(action, turn.StoreEpoch):
                 self.store.set_turn_epoch(runtime.cid, action.epoch)
-        if apply:
-            runtime.turn = state
         return state
 
     def _turn_actions(self, runtime: Runtime, event: turn.Event) -> list[turn.Action]:
@@ -1138,6 +1136,9 @@ class Node:
                 await runtime.wakeup.wait()
                 continue
             try:
+                if runtime.turn.in_flight != len(runtime.inflight):  # a bug: the turn would wait for nothing
+                    log.error("channel 0x%s: the turn counts %d in flight", cid.hex()[:12], runtime.turn.in_flight)
+                    self._turn_actions(runtime, turn.Restored(runtime.epoch, len(runtime.inflight)))
                 (action,) = self._turn_actions(runtime, turn.ActionSend())
                 if isinstance(action, turn.YieldTurn):
                     await asyncio.sleep(0.002)  # the peer is about to get the turn: let it
