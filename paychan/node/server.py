@@ -11,7 +11,8 @@ Protocol between two nodes (``messages`` has the wire format):
   turn is an epoch counter stored with the channel: A may propose while it is even, B while it is odd. To
   propose, a node without the turn asks the holder (``POST /peer/turn``); the holder waits until its own
   proposals are countersigned, stores ``epoch + 1`` durably and answers. Stale answers are harmless: both
-  sides keep the highest epoch they have seen.
+  sides keep the highest epoch they have seen. Every decision about the turn comes from the pure machine of
+  ``paychan.node.turn`` (``Runtime.turn``); the node feeds it events and carries out its actions.
 - **Propose.** The turn holder takes the queued payments (up to ``max_batch``), records each next state as
   a signed intent in one transaction (one fsync), signs them, and sends them in one ``POST /peer/propose``.
   The peer checks each with ``Channel.receive_proposal`` (the core channel object: nonce, channel,
@@ -97,7 +98,7 @@ from paychan.exceptions import (
     UnexpectedNonce,
     UnknownChannel,
 )
-from paychan.node import withdraw
+from paychan.node import turn, withdraw
 from paychan.node.auth import (
     Limits,
     PeerGate,
@@ -153,6 +154,7 @@ from paychan.node.store import (
     StoreError,
 )
 from paychan.node.transfers import NodeTransfers
+from paychan.node.turn import TurnState
 from paychan.node.wallet_peers import WalletPeers
 from paychan.signers import Erc1271Signer, LocalKeySigner, Signer, SignerError, SignerUnavailable, TypedMessage
 from paychan.signing import Domain, check_signer, state_struct_hash
@@ -266,14 +268,13 @@ class Runtime:
 
     record: ChannelRecord
     channel: Channel
-    epoch: int
+    turn: TurnState  # who may propose (``paychan.node.turn``): every decision about the turn comes from it
     inflight: list[SignedState] = field(default_factory=list)
     waiters: dict[int, Request] = field(default_factory=dict)
     queue: deque[Request] = field(default_factory=deque)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task[None] | None = None
-    turn_wanted: int = 0  # turn requests of the peer waiting for our proposals to drain
     ops: dict[int, LockOp] = field(default_factory=dict)  # what our proposals in flight do to the locks
 
     @property
@@ -299,8 +300,13 @@ class Runtime:
     def peer_role(self) -> str:
         return "B" if self.record.role == "A" else "A"
 
+    @property
+    def epoch(self) -> int:
+        """The turn's epoch as we know it (``TurnState.epoch``)."""
+        return self.turn.epoch
+
     def has_turn(self) -> bool:
-        return (self.epoch % 2 == 0) == (self.record.role == "A")
+        return self.turn.holds
 
 
 class Node:
@@ -445,13 +451,17 @@ class Node:
         channel.pending = inflight[0] if inflight else None
         withdraw.restore_pending(self.store, record, channel, lambda signed: self._own_signature(signed, role))
         old = self.runtimes.get(record.channel_id)
-        runtime = Runtime(record, channel, record.turn_epoch, inflight)
+        # a channel rebuilt in this process keeps what its turn knew in memory (an epoch adopted, a grant
+        # waiting); one loaded afresh starts from the stored epoch
+        turn_state, _ = turn.handle(
+            TurnState(role) if old is None else old.turn, turn.Restored(record.turn_epoch, len(inflight))
+        )
+        runtime = Runtime(record, channel, turn_state, inflight)
         if inflight:
             self._restore_ops(runtime)
         if old is not None:  # keep callers waiting on the rebuilt channel
             runtime.queue, runtime.waiters, runtime.lock = old.queue, old.waiters, old.lock
             runtime.wakeup, runtime.sender = old.wakeup, old.sender
-            runtime.epoch = max(runtime.epoch, old.epoch)
         self.runtimes[record.channel_id] = runtime
         self.counterparties.add(channel.peer_address)
         if self._started and runtime.sender is None:
@@ -690,13 +700,13 @@ class Node:
             raise NotSynced(runtime.cid)
         if runtime.record.status != STATUS_OPEN:
             raise ChannelNotOpen(runtime.record.status)
-        if runtime.has_turn() and not self._countersigned_already(runtime, message.states):
-            raise NotYourTurn(runtime.epoch)
+        # whether we countersigned them all already: read from the store only when the turn is ours
+        again = runtime.turn.holds and self._countersigned_already(runtime, message.states)
+        _, verdict = turn.handle(runtime.turn, turn.ReceiveProposal(message.epoch, message.handover, again))
+        if isinstance(verdict[0], turn.RefuseNotYourTurn):
+            raise NotYourTurn(verdict[0].epoch)
         accepted: list[SignedState] = []
-        # The peer hands the turn over with these states: ours once they are all countersigned (an epoch of
-        # our parity only, higher than ours)
-        ours = _is_turn_of_a(message.epoch) == (runtime.role == "A")
-        takes_turn = message.handover and message.epoch > runtime.epoch and ours
+        taken = runtime.turn  # the turn after these states: taken if the peer hands it over with them
         fresh: list[SignedState] = []  # countersigned now: our signature goes to the store with them
         error: Exception | None = None
         revocation: tuple[Revocation, Signature] | None = None
@@ -712,9 +722,9 @@ class Node:
                         break
                 if fresh:
                     self.store.add_signatures(*fresh)
-                takes_turn = takes_turn and error is None and len(accepted) == len(message.states)
-                if takes_turn:
-                    self.store.set_turn_epoch(runtime.cid, message.epoch)
+                all_states = error is None and len(accepted) == len(message.states)
+                countersigned = turn.ProposalCountersigned(message.epoch, message.handover, all_states)
+                taken = self._turn_stored(runtime, countersigned)  # in this transaction
                 revocation = runtime.channel.sign_revocation()  # below the latest we now hold doubly signed
                 if revocation is not None:  # committed with the states it follows, before it is sent
                     self.store.set_own_revocation(runtime.cid, revocation[0].below_nonce)
@@ -722,8 +732,7 @@ class Node:
             self._reload(runtime.cid)  # nothing was committed: forget what the channel object accepted
             self.transfers.rollback()  # nor what the transfer machines decided about its lock operations
             raise
-        if takes_turn:
-            runtime.epoch = message.epoch
+        runtime.turn = taken  # committed
         self.transfers.after_exchange()
         if revocation is not None:
             self._revocations[runtime.cid] = SignedRevocation(revocation[0].below_nonce, revocation[1])
@@ -875,39 +884,64 @@ class Node:
                 runtime.channel.peer_signing_address = key
 
     def handle_turn(self, message: TurnMessage, request_signer: str | None = None) -> Runtime:
-        """Checks a turn request is the peer's own; adopts its epoch if higher (one the peer handed us)."""
+        """Checks a turn request is the peer's own (``grant_turn`` answers it)."""
         runtime = self.runtime(message.channel_id)
         self.check_counterparty(runtime, request_signer)
         signer = message.signer(self.domain)
         if signer != runtime.channel.peer_signing_address:
             raise InvalidSignature(expected=runtime.channel.peer_signing_address, recovered=signer)
-        if message.epoch > runtime.epoch:
-            runtime.epoch = message.epoch
         return runtime
 
-    async def grant_turn(self, runtime: Runtime, patience: float = 10.0) -> int:
-        """Gives the turn to the peer once our proposals in flight are countersigned; returns the new epoch.
+    async def grant_turn(self, runtime: Runtime, patience: float = 10.0, peer_epoch: int = 0) -> int:
+        """Gives the turn to the peer, whose request carries ``peer_epoch``, once our proposals in flight are
+        countersigned; returns the epoch to answer (``turn``: ``ReceiveTurnRequest``, ``ActionGrant``).
 
-        While the peer waits we sign no new batch (``turn_wanted``), so a stream of our own payments cannot
-        starve the peer's. Raises ``ProposalPending`` if our proposals stay unanswered for ``patience`` s.
+        While the peer waits we sign no new batch (``TurnState.peer_waiting``), so a stream of our own payments
+        cannot starve the peer's. Raises ``ProposalPending`` if our proposals stay unanswered for ``patience``
+        s. Each check is of the channel as it is then: one rebuilt meanwhile (``_reload``) gives the turn up.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
-        runtime.turn_wanted += 1
+        cid = runtime.cid
+        self._turn_actions(self.runtimes[cid], turn.ReceiveTurnRequest(peer_epoch))
+        waiting = True
         try:
             while True:
-                async with runtime.lock:
-                    if not runtime.has_turn() and not runtime.inflight:
-                        return runtime.epoch  # (in flight without the turn: handed over, not yet taken)
-                    if runtime.has_turn() and not runtime.inflight:
-                        self.store.set_turn_epoch(runtime.cid, runtime.epoch + 1)
-                        runtime.epoch += 1
-                        return runtime.epoch
+                async with runtime.lock:  # kept by a rebuilt channel
+                    runtime = self.runtimes[cid]
+                    for action in self._turn_actions(runtime, turn.ActionGrant()):
+                        if isinstance(action, turn.AnswerTurn):
+                            waiting = False
+                            return action.epoch
                 if loop.time() > deadline:
-                    raise ProposalPending(runtime.inflight[0].state.nonce)
+                    break
                 await asyncio.sleep(0.002)  # our sender takes the lock and sends what is in flight
+            runtime = self.runtimes[cid]
+            waiting = False
+            (refusal,) = self._turn_actions(runtime, turn.GrantAbandoned())
+            assert isinstance(refusal, turn.RefuseProposalPending)
+            raise ProposalPending(runtime.inflight[0].state.nonce if runtime.inflight else runtime.channel.nonce + 1)
         finally:
-            runtime.turn_wanted -= 1
+            if waiting:  # cancelled: the peer's request went away
+                self._turn_actions(self.runtimes[cid], turn.GrantAbandoned())
+
+    def _turn_stored(self, runtime: Runtime, event: turn.Event) -> TurnState:
+        """The turn's next state after ``event``, its epoch stored first if it says so (``StoreEpoch``, in the
+        caller's transaction if there is one); the caller keeps it in ``runtime`` once that has committed."""
+        state, actions = turn.handle(runtime.turn, event)
+        for action in actions:
+            if isinstance(action, turn.StoreEpoch):
+                self.store.set_turn_epoch(runtime.cid, action.epoch)
+        return state
+
+    def _turn_actions(self, runtime: Runtime, event: turn.Event) -> list[turn.Action]:
+        """Feeds ``event`` to the channel's turn (an epoch it stores is stored first); the actions it calls for."""
+        state, actions = turn.handle(runtime.turn, event)
+        for action in actions:
+            if isinstance(action, turn.StoreEpoch):
+                self.store.set_turn_epoch(runtime.cid, action.epoch)
+        runtime.turn = state
+        return actions
 
     def handle_announce(self, message: Announce, signer: str, announced_at: int) -> ChannelRecord:
         """Takes the peer URL of a known channel from its other participant's announce, if newer.
@@ -1102,22 +1136,30 @@ class Node:
                 await runtime.wakeup.wait()
                 continue
             try:
-                asked = False
-                if not runtime.inflight and runtime.has_turn() and runtime.turn_wanted:
+                if runtime.turn.in_flight != len(runtime.inflight):  # a bug: the turn would wait for nothing
+                    log.error("channel 0x%s: the turn counts %d in flight", cid.hex()[:12], runtime.turn.in_flight)
+                    self._turn_actions(runtime, turn.Restored(runtime.epoch, len(runtime.inflight)))
+                (action,) = self._turn_actions(runtime, turn.ActionSend())
+                if isinstance(action, turn.YieldTurn):
                     await asyncio.sleep(0.002)  # the peer is about to get the turn: let it
                     continue
-                if not runtime.inflight and not runtime.has_turn() and cid not in self._unsynced:
+                if isinstance(action, turn.SendTurnRequest) and cid not in self._unsynced:
                     # Asked without holding the channel's lock: the peer may be asking us for the turn at the
                     # same time, and our grant (``grant_turn``) takes that lock.
                     await self._acquire_turn(runtime)
-                    asked = True
                 async with runtime.lock:
                     runtime = self.runtimes[cid]
                     if not runtime.inflight:
-                        if cid in self._unsynced or not runtime.has_turn():
-                            continue  # not synced with the peer yet: sign nothing new; or the turn went back
-                        if asked or not runtime.turn_wanted:  # a turn we asked for carries one batch at least
+                        if cid in self._unsynced:
+                            continue  # not synced with the peer yet: sign nothing new
+                        (action,) = self._turn_actions(runtime, turn.ActionSend())
+                        if isinstance(action, turn.SendTurnRequest):
+                            continue  # the turn went back
+                        if isinstance(action, turn.BuildBatch):  # a turn we asked for carries one batch at least
                             await self._build_batch(runtime)
+                            runtime = self.runtimes[cid]
+                            if runtime.turn.owed:  # nothing was signed after all: the turn is owed no more
+                                self._turn_actions(runtime, turn.BatchSigned(0))
                     if runtime.inflight:
                         await self._exchange_and_build(runtime)
                 backoff = 0.02
@@ -1169,26 +1211,29 @@ class Node:
         return bool(
             runtime.queue
             and runtime.cid not in self._unsynced
-            and runtime.has_turn()
-            and not runtime.turn_wanted
             and len(runtime.inflight) < 2 * self.max_batch
+            and turn.handle(runtime.turn, turn.ActionBuildMore())[1]
         )
 
     async def _acquire_turn(self, runtime: Runtime) -> None:
-        while not runtime.has_turn():
-            request = TurnMessage.create(self.domain, runtime.cid, runtime.epoch, self._key)
+        """Asks the peer for the turn until we hold it (``turn``: ``SendTurnRequest``, ``ReceiveTurnAnswer``);
+        an epoch adopted from its answer is stored with our next batch's intents."""
+        cid = runtime.cid
+        while not self.runtimes[cid].turn.holds:
+            runtime = self.runtimes[cid]
+            request = TurnMessage.create(self.domain, cid, runtime.epoch, self._key)
             answer = parse_turn(
                 await self.peer.post(
                     runtime.record.peer_url + "/peer/turn", request.to_json(), runtime.channel.peer_address
                 )
             )
+            runtime = self.runtimes[cid]
             signer = answer.signer(self.domain)
             if answer.channel_id != runtime.cid or signer != runtime.channel.peer_signing_address:
                 raise PeerUnavailable(f"turn answer not signed by the peer (signed by {signer})")
-            if answer.epoch > runtime.epoch:
-                runtime.epoch = answer.epoch  # stored with the next batch's intents
-            elif not runtime.has_turn():
-                await asyncio.sleep(0.01)
+            for action in self._turn_actions(runtime, turn.ReceiveTurnAnswer(answer.epoch)):
+                if isinstance(action, turn.SendTurnRequest) and action.delay:
+                    await asyncio.sleep(action.delay)
 
     async def _build_batch(self, runtime: Runtime) -> None:
         """Turns queued requests into the next states, records them as intents (one commit), signs them.
@@ -1282,7 +1327,7 @@ class Node:
             # the message carrying them sends) commits with them: no commit of its own before the send.
             revocation = None
             with self._revocation_kept(runtime), self.store.transaction():
-                self.store.set_turn_epoch(runtime.cid, runtime.epoch)
+                self._turn_stored(runtime, turn.SigningBatch())  # the epoch we sign under, with the intents
                 signer, domain = self.signer, self.domain
                 signed = [SignedState(s).with_signature(runtime.role, signer.sign_typed(domain, s)) for s in states]
                 for one in signed:
@@ -1304,6 +1349,7 @@ class Node:
                 return
             raise
         runtime.inflight.extend(signed)
+        self._turn_actions(runtime, turn.BatchSigned(len(signed)))
         for state, request in zip(states, owners, strict=True):
             runtime.waiters[state.nonce] = request
         channel.pending = runtime.inflight[0]
@@ -1313,7 +1359,7 @@ class Node:
         """What a batch of our payments is built on: while a remote signer signs it, none of it may change."""
         channel = runtime.channel
         last = runtime.inflight[-1] if runtime.inflight else None
-        return (last, channel.latest, channel.signed_nonce, runtime.epoch, runtime.record.status, runtime.turn_wanted)
+        return (last, channel.latest, channel.signed_nonce, runtime.turn, runtime.record.status)
 
     async def _build_op(self, runtime: Runtime, request: Request) -> None:
         """Signs the state adding, settling or expiring a lock with ``Channel.propose_lock`` /
@@ -1324,10 +1370,10 @@ class Node:
         assert op is not None
         # A lock of a payment through the network, with nothing queued behind it: the peer will answer it
         # with the next state (the settle, or a lock of its own), so the turn goes with it, saving a turn
-        # request; the peer takes it when it countersigns (``handle_propose``).
-        handover = not runtime.queue and self.transfers.takes_part(op)
+        # request (``turn``: ``SigningBatch``); the peer takes it when it countersigns (``handle_propose``).
+        signing = turn.SigningBatch(routed_op=self.transfers.takes_part(op), queued=bool(runtime.queue))
         try:
-            signed = await self.with_signatures(lambda: self._op_state(self.runtimes[cid], op, handover), cid)
+            signed, handover = await self.with_signatures(lambda: self._op_state(self.runtimes[cid], op, signing), cid)
         except Exception as exc:
             if self.runtimes[cid].channel.pending is not None:  # signed, but the transaction rolled back
                 self._reload(cid)
@@ -1336,22 +1382,23 @@ class Node:
                 raise
             return
         runtime = self.runtimes[cid]
-        if handover:
-            runtime.epoch += 1  # stored with the intent: the peer's turn once it countersigns
         runtime.inflight.append(signed)
+        self._turn_actions(runtime, turn.BatchSigned(1, handover))  # the peer's turn once it countersigns
         runtime.ops[signed.state.nonce] = op
         runtime.waiters[signed.state.nonce] = request
 
-    def _op_state(self, runtime: Runtime, op: LockOp, handover: bool = False) -> SignedState:
-        """The signed state of lock operation ``op``, committed with its intent and lock list (see
-        ``_build_op``); with ``handover``, the turn's next epoch too."""
+    def _op_state(self, runtime: Runtime, op: LockOp, signing: turn.SigningBatch) -> tuple[SignedState, bool]:
+        """The signed state of lock operation ``op``, committed with its intent, its lock list and the epoch
+        the turn signs it under (see ``_build_op``); and whether it hands the turn over."""
         channel = runtime.channel
         if runtime.record.status != STATUS_OPEN:
             raise ChannelNotOpen(runtime.record.status)
         if self.chain_lost is not None:
             raise ChainLost(self.chain_lost)
         with self.store.transaction():
-            self.store.set_turn_epoch(runtime.cid, runtime.epoch + handover)
+            _, actions = turn.handle(runtime.turn, signing)
+            sign = next(a for a in actions if isinstance(a, turn.SignBatch))
+            self.store.set_turn_epoch(runtime.cid, sign.epoch)
             self.transfers.flush(op.lock.hashlock if isinstance(op, AddLock) else _op_hashlock(op))
             if isinstance(op, AddLock):
                 lock = op.lock
@@ -1370,7 +1417,7 @@ class Node:
                 raise StoreError("the lock list noted is not the one the proposal commits to")
             if self.remote is not None:  # our signature kept: a reload need not ask the signer again
                 self.store.add_signatures(signed)
-        return signed
+        return signed, sign.handover
 
     async def _send(self, runtime: Runtime, states: list[SignedState]) -> dict[str, Any]:
         try:  # our highest, every time
@@ -1381,8 +1428,9 @@ class Node:
             revocation = self._revocations.get(runtime.cid)
         ops = tuple(runtime.ops.get(s.state.nonce) for s in states) if runtime.ops else ()
         # In flight without the turn: we handed it over with these states (``_build_op``), also after a restart
-        handover = not runtime.has_turn()
-        message = Propose(runtime.cid, runtime.epoch, states, revocation, ops, handover)
+        (header,) = turn.handle(runtime.turn, turn.ActionPropose())[1]
+        assert isinstance(header, turn.SendPropose)
+        message = Propose(runtime.cid, header.epoch, states, revocation, ops, header.handover)
         return await self.peer.post(
             runtime.record.peer_url + "/peer/propose", message.to_json(), runtime.channel.peer_address
         )
@@ -1408,6 +1456,8 @@ class Node:
                 problem = exc
                 break
             runtime.inflight.pop(0)
+        if done:
+            self._turn_actions(runtime, turn.ReceiveCountersignatures(len(done)))
         channel.pending = runtime.inflight[0] if runtime.inflight else None
         self.stats["batchesSent"] += 1
         self.stats["statesSent"] += len(done)
@@ -1819,7 +1869,7 @@ class Node:
     async def give_turn(self, message: TurnMessage, signer: str) -> dict[str, Any]:
         """Hands the turn to the peer that asks for it (``handle_turn``, ``grant_turn``); the signed answer."""
         runtime = self.handle_turn(message, signer)
-        epoch = await self.grant_turn(runtime, patience=self.body_timeout)
+        epoch = await self.grant_turn(runtime, patience=self.body_timeout, peer_epoch=message.epoch)
         return TurnMessage.create(self.domain, runtime.cid, epoch, self._key).to_json()
 
     async def countersign_withdrawal(self, message: withdraw.WithdrawMessage, signer: str) -> dict[str, Any]:
@@ -1833,10 +1883,6 @@ class Node:
         channel = runtime.channel
         locks = [lock.to_json() for lock in channel.locks]  # what the state's root commits to
         return {"type": "latest", "state": encode_signed(channel.latest), "locks": locks}
-
-
-def _is_turn_of_a(epoch: int) -> bool:
-    return epoch % 2 == 0
 
 
 def _op_hashlock(op: LockOp) -> bytes:

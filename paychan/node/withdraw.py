@@ -38,6 +38,7 @@ from paychan.exceptions import (
     StateRejected,
     WithdrawalRejected,
 )
+from paychan.node import turn
 from paychan.node.exceptions import ChainLost, ChannelNotOpen, InsufficientBalance, NotSynced, NotYourTurn
 from paychan.node.messages import (
     _HEX64,
@@ -173,8 +174,9 @@ def countersign(node: Node, message: WithdrawMessage, signer: str | None) -> dic
         own = pending.sig_a if runtime.role == "A" else pending.sig_b
         assert own is not None
         return _answer(own, channel.latest)
-    if runtime.has_turn():
-        raise NotYourTurn(runtime.epoch)
+    _, verdict = turn.handle(runtime.turn, turn.ReceiveProposal(message.epoch, False, False))
+    if isinstance(verdict[0], turn.RefuseNotYourTurn):
+        raise NotYourTurn(verdict[0].epoch)
     # the next block's time is at least the chain's as last seen and, on a chain stamping blocks by the clock
     # (anvil between blocks, or any public chain), at least the clock's
     now = max(node.chain_now(), int(time.time()))

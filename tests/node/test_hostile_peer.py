@@ -16,6 +16,7 @@ import pytest
 
 from paychan.node.auth import sign_request
 from paychan.node.messages import MAX_BODY_BYTES, Propose, TurnMessage, parse_turn
+from paychan.node.turn import TurnState
 from paychan.signing import sign_state
 from paychan.state import ChannelState, SignedState
 
@@ -273,7 +274,7 @@ def test_a_proposal_while_it_is_our_turn_is_refused(tmp_path: Path) -> None:
         assert (status, answer["epoch"]) == (200, 0)  # B has no turn to give: epoch 0 is A's
         assert parse_turn(answer).signer(DOMAIN) == ADDRESS_B  # the answer is B's own
         victim.node.store.set_turn_epoch(CID, 1)  # as if B had asked A for the turn
-        victim.node.runtimes[CID].epoch = 1
+        victim.node.runtimes[CID].turn = TurnState("B", 1)
         await expect_refusal(
             victim, propose_body(proposal(make_state(3, DEPOSIT_A - 30, 30))), 409, "NotYourTurn", {"epoch": 1}
         )
