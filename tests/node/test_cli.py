@@ -119,6 +119,9 @@ def test_a_node_restored_from_an_old_backup_signs_nothing_new_until_its_peer_ans
     alice.stop()
     assert paychan(capsys, "restore", "--backup", str(backup), "--db", str(bob.db), "--force")[0] == 0
 
+    # the payment waits for alice's restart below: on a loaded machine that can take longer than the 5 s the
+    # fixture's nodes give a pay request
+    bob.extra_args = (*bob.extra_args, "--payment-timeout", "45")
     bob.start()
     paid: dict[str, Any] = {}
     request = {"channelId": "0x" + cid.hex(), "amount": "1"}
