@@ -31,6 +31,7 @@ from paychan.transfer.events import (
 from paychan.transfer.initiator import handle as initiator_handle
 from paychan.transfer.mediator import ACCEPT_TIMEOUT
 from paychan.transfer.state import (
+    OFFER_TIMEOUT,
     ExpireRefused,
     ExpiryTooLate,
     ExpiryTooSoon,
@@ -211,6 +212,9 @@ def test_an_offer_over_another_channel_takes_the_place_of_an_accepted_one_whose_
         InitPayment(PAYMENT_ID, SECRET, ERIN, AMOUNT, (route(ALICE, DAVE, ERIN),), views(ALICE, DAVE), NOW + 100),
     )
     second = replace(actions[0].transfer, index=1)  # the payer's next route, after the first one died
+    soon = ReceiveLockedTransfer(second, DAVE, views(ERIN, CAROL, DAVE), NOW + 2 + OFFER_TIMEOUT - 1)
+    (refused,) = book.handle(soon)  # carol could still be signing its lock: a replay for now
+    assert refused == Refuse(PAYMENT_ID, cid(DAVE, ERIN), DAVE, ReplayedPayment(PAYMENT_ID))
     event = ReceiveLockedTransfer(second, DAVE, views(ERIN, CAROL, DAVE), NOW + 101)
     assert book.handle(event) == [AcceptLock(second)]
     assert book.expects_lock(PAYMENT_ID, cid(DAVE, ERIN)) and not book.expects_lock(PAYMENT_ID, CE)

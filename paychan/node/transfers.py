@@ -464,6 +464,10 @@ class NodeTransfers:
         task = None if payment_id is None else self.book.tasks.get(payment_id)
         return task is not None and not _is_done(task)
 
+    def has_live_payments(self) -> bool:
+        """Whether a payment of ours is in progress (its machine runs on the chain's clock)."""
+        return any(not _is_done(task) for task in self.book.tasks.values())
+
     def note_channel_closed(self, cid: bytes) -> None:
         if any(not _is_done(task) for task in self.book.tasks.values()):
             self._feed_quietly(ChannelClosed(ChannelId(bytes(cid)), self.node.chain_now()))

@@ -405,7 +405,9 @@ class Watcher:
         withdrawing = [
             r for r in node.runtimes.values() if r.record.status == STATUS_OPEN and r.channel.pending_withdrawal
         ]
-        if not closing and not locked and not withdrawing:
+        # a payment of ours in progress (an offer accepted, nothing locked yet) runs on the chain's clock too
+        paying = node.transfers.has_live_payments()
+        if not closing and not locked and not withdrawing and not paying:
             return
         block = await self._chain(self.contract.chain.w3.eth.get_block, head)
         now = int(block["timestamp"])

@@ -5,7 +5,7 @@ reveal by hashlock; a tick or a channel close to every payment) and returns thei
 for a payment id we already hold a live lock of (one not expired: a replay, or a second route through us
 while the first may still pay) is refused with ``ReplayedPayment`` before any machine sees it; a payment
 whose lock expired may be offered again (the payer's next route), and so may one whose offer we accepted
-over another channel and whose lock never came (offers run ahead of locks).
+over another channel at least ``OFFER_TIMEOUT`` ago and whose lock never came (offers run ahead of locks).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from paychan.transfer.events import (
     SecretRevealedOnChain,
     Tick,
 )
-from paychan.transfer.state import LockedTransfer, ReplayedPayment
+from paychan.transfer.state import OFFER_TIMEOUT, LockedTransfer, ReplayedPayment
 
 Task = initiator.InitiatorState | mediator.MediatorState | target.TargetState
 # Offers of one sender we accepted and forward before their lock is signed: beyond these its offers wait for
@@ -93,7 +93,7 @@ class TransferBook:
     def _offer(self, event: ReceiveLockedTransfer) -> list[Action]:
         transfer = event.transfer
         held = self.tasks.get(transfer.payment_id)
-        superseded = held is not None and _superseded_by(held, transfer)
+        superseded = held is not None and _superseded_by(held, transfer, event.now)
         if held is not None and (isinstance(held, initiator.InitiatorState) or held.is_live) and not superseded:
             hop = transfer.hops[transfer.index] if 0 <= transfer.index < len(transfer.hops) else None
             cid = hop.channel_id if hop is not None else b"\x00" * 32
@@ -122,11 +122,14 @@ class TransferBook:
         return actions
 
 
-def _superseded_by(held: Task, transfer: LockedTransfer) -> bool:
+def _superseded_by(held: Task, transfer: LockedTransfer, now: int) -> bool:
     """Whether ``transfer``, an offer of ``held``'s payment over another channel, takes the place of ``held``:
-    an offer we accepted whose lock was never signed (the payer's earlier route, forwarded ahead of its locks
-    and dead before they came). Nothing of it is signed, and its lock is refused if it still comes (we expect
-    the new offer's, on the new channel); an offer over the same channel is a replay."""
+    an offer we accepted at least ``OFFER_TIMEOUT`` ago whose lock was never signed (the payer's earlier
+    route, forwarded ahead of its locks and dead before they came). Nothing of it is signed, no honest sender
+    signs its lock that late (``mediator``, ``initiator``: not after ``OFFER_TIMEOUT`` from their offer), and
+    its lock is refused if it still comes (we expect the new offer's, on the new channel). An offer over the
+    same channel is a replay, and so is one sooner: a hop that saw the payment's id could otherwise make us
+    refuse the lock an honest upstream is signing."""
     if isinstance(held, mediator.MediatorState):
         unlocked = held.incoming == mediator.ACCEPTED
     elif isinstance(held, target.TargetState):
@@ -135,7 +138,8 @@ def _superseded_by(held: Task, transfer: LockedTransfer) -> bool:
         return False
     hops = transfer.hops
     channel = hops[transfer.index].channel_id if 0 <= transfer.index < len(hops) else None
-    return unlocked and channel is not None and channel != held.transfer.hop.channel_id
+    late = now >= held.accepted_at + OFFER_TIMEOUT
+    return unlocked and late and channel is not None and channel != held.transfer.hop.channel_id
 
 
 def _hashlock(task: Task) -> bytes:
