@@ -156,7 +156,8 @@ def test_a_stale_close_against_a_stopped_client_node_is_penalized_and_the_node_b
     wait_for(lambda: scene.alice.status()["penalized"], "alice's node to see the penalty")
     scene.chain.time_travel(PERIOD + 1)
     assert scene.payouts() == (0, DEPOSIT)
-    assert scene.tower.status()["sent"] == {"proofs": 1, "challenges": 0, "settlements": 1, "reveals": 0}
+    expected = {"proofs": 1, "challenges": 0, "settlements": 1, "reveals": 0}  # counted once each receipt is in
+    wait_for(lambda: scene.tower.status()["sent"] == expected, "the tower to count its transactions")
     assert scene.bob_gained() == DEPOSIT  # to the wei: bob's account paid no gas
     assert scene.tower_spent() > 0  # the tower paid its own gas
     status = scene.bob_back()
@@ -185,7 +186,8 @@ def test_a_stale_close_above_the_revocation_is_challenged_and_the_node_back_late
     assert not scene.contract.get_channel(scene.cid).penalized  # type: ignore[arg-type]
     scene.chain.time_travel(PERIOD + 1)
     assert scene.payouts() == (DEPOSIT - PAYMENTS * PAID, PAYMENTS * PAID)
-    assert scene.tower.status()["sent"] == {"proofs": 0, "challenges": 1, "settlements": 1, "reveals": 0}
+    expected = {"proofs": 0, "challenges": 1, "settlements": 1, "reveals": 0}  # counted once each receipt is in
+    wait_for(lambda: scene.tower.status()["sent"] == expected, "the tower to count its transactions")
     assert scene.bob_gained() == PAYMENTS * PAID  # to the wei: bob's account paid no gas
     assert scene.tower_spent() > 0
     status = scene.bob_back()

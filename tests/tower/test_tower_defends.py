@@ -107,7 +107,8 @@ def test_a_stale_close_against_an_offline_client_is_penalized_and_the_client_get
     scene.chain.time_travel(PERIOD + 1)
     assert scene.payouts_once_settled("the tower's settlement") == (0, DEPOSIT)
     assert scene.bob_gained() == DEPOSIT  # to the wei: bob paid no gas
-    assert scene.tower.status()["sent"] == {"proofs": 1, "challenges": 0, "settlements": 1, "reveals": 0}
+    expected = {"proofs": 1, "challenges": 0, "settlements": 1, "reveals": 0}  # counted once each receipt is in
+    wait_for(lambda: scene.tower.status()["sent"] == expected, "the tower to count its transactions")
     assert scene.tower.status()["recordsFromChain"] == 0  # the record the tower built from the events was right
     assert scene.chain.balance(Account.from_key(KEY_TOWER).address) < tower_before  # the tower paid its own gas
 
