@@ -925,22 +925,22 @@ class Node:
             if waiting:  # cancelled: the peer's request went away
                 self._turn_actions(self.runtimes[cid], turn.GrantAbandoned())
 
-    def _turn_stored(self, runtime: Runtime, event: turn.Event) -> TurnState:
-        """The turn's next state after ``event``, its epoch stored first if it says so (``StoreEpoch``, in the
-        caller's transaction if there is one); the caller keeps it in ``runtime`` once that has committed."""
+    def _turn_step(self, runtime: Runtime, event: turn.Event) -> tuple[TurnState, list[turn.Action]]:
+        """The turn's next state after ``event`` and its actions, the epoch stored first if it says so
+        (``StoreEpoch``, in the caller's transaction if there is one)."""
         state, actions = turn.handle(runtime.turn, event)
         for action in actions:
             if isinstance(action, turn.StoreEpoch):
                 self.store.set_turn_epoch(runtime.cid, action.epoch)
-        return state
+        return state, actions
+
+    def _turn_stored(self, runtime: Runtime, event: turn.Event) -> TurnState:
+        """``_turn_step``'s state; the caller keeps it in ``runtime`` once its transaction has committed."""
+        return self._turn_step(runtime, event)[0]
 
     def _turn_actions(self, runtime: Runtime, event: turn.Event) -> list[turn.Action]:
         """Feeds ``event`` to the channel's turn (an epoch it stores is stored first); the actions it calls for."""
-        state, actions = turn.handle(runtime.turn, event)
-        for action in actions:
-            if isinstance(action, turn.StoreEpoch):
-                self.store.set_turn_epoch(runtime.cid, action.epoch)
-        runtime.turn = state
+        runtime.turn, actions = self._turn_step(runtime, event)
         return actions
 
     def handle_announce(self, message: Announce, signer: str, announced_at: int) -> ChannelRecord:

@@ -469,7 +469,7 @@ class NodeTransfers:
         return any(not _is_done(task) for task in self.book.tasks.values())
 
     def note_channel_closed(self, cid: bytes) -> None:
-        if any(not _is_done(task) for task in self.book.tasks.values()):
+        if self.has_live_payments():
             self._feed_quietly(ChannelClosed(ChannelId(bytes(cid)), self.node.chain_now()))
 
     def note_revealed(self, secret: bytes, revealed_at: int) -> None:

@@ -25,7 +25,7 @@ from paychan.transfer.events import (
     SecretRevealedOnChain,
     Tick,
 )
-from paychan.transfer.state import OFFER_TIMEOUT, LockedTransfer, ReplayedPayment
+from paychan.transfer.state import OFFER_TIMEOUT, ReplayedPayment
 
 Task = initiator.InitiatorState | mediator.MediatorState | target.TargetState
 # Offers of one sender we accepted and forward before their lock is signed: beyond these its offers wait for
@@ -75,29 +75,26 @@ class TransferBook:
         """Whether we accepted an offer of ``payment_id`` on ``channel_id`` and still wait for its lock: only
         then does the driver countersign the sender's ``ProposeLock`` (an abandoned acceptance signs nothing)."""
         task = self.tasks.get(payment_id)
-        if isinstance(task, mediator.MediatorState):
-            return task.incoming == mediator.ACCEPTED and task.incoming_hop.channel_id == channel_id
-        if isinstance(task, target.TargetState):
-            return task.status == target.ACCEPTED and task.hop.channel_id == channel_id
-        return False
+        if not isinstance(task, mediator.MediatorState | target.TargetState):
+            return False
+        return _awaits_lock(task) and task.transfer.hop.channel_id == channel_id
 
     def unlocked_offers(self, sender: str) -> int:
         """How many offers from ``sender`` we accepted to forward whose lock is not signed yet."""
         return sum(
-            isinstance(task, mediator.MediatorState)
-            and task.incoming == mediator.ACCEPTED
-            and task.incoming_hop.sender == sender
+            isinstance(task, mediator.MediatorState) and _awaits_lock(task) and task.incoming_hop.sender == sender
             for task in self.tasks.values()
         )
 
     def _offer(self, event: ReceiveLockedTransfer) -> list[Action]:
         transfer = event.transfer
         held = self.tasks.get(transfer.payment_id)
-        superseded = held is not None and _superseded_by(held, transfer, event.now)
+        hops = transfer.hops
+        cid = hops[transfer.index].channel_id if 0 <= transfer.index < len(hops) else None  # the incoming one
+        superseded = held is not None and cid is not None and _superseded_by(held, cid, event.now)
         if held is not None and (isinstance(held, initiator.InitiatorState) or held.is_live) and not superseded:
-            hop = transfer.hops[transfer.index] if 0 <= transfer.index < len(transfer.hops) else None
-            cid = hop.channel_id if hop is not None else b"\x00" * 32
-            return [Refuse(transfer.payment_id, cid, event.sender, ReplayedPayment(transfer.payment_id))]  # type: ignore[arg-type]
+            refused = cid if cid is not None else b"\x00" * 32
+            return [Refuse(transfer.payment_id, refused, event.sender, ReplayedPayment(transfer.payment_id))]  # type: ignore[arg-type]
         if self.unlocked_offers(event.sender) >= MAX_EARLY:
             event = replace(event, early=False)
         new: mediator.MediatorState | target.TargetState | None
@@ -122,24 +119,26 @@ class TransferBook:
         return actions
 
 
-def _superseded_by(held: Task, transfer: LockedTransfer, now: int) -> bool:
-    """Whether ``transfer``, an offer of ``held``'s payment over another channel, takes the place of ``held``:
+def _awaits_lock(task: Task) -> bool:
+    """Whether ``task`` is an offer we accepted (as intermediary or payee) whose lock is not signed yet."""
+    if isinstance(task, mediator.MediatorState):
+        return task.incoming == mediator.ACCEPTED
+    if isinstance(task, target.TargetState):
+        return task.status == target.ACCEPTED
+    return False
+
+
+def _superseded_by(held: Task, channel: bytes, now: int) -> bool:
+    """Whether an offer of ``held``'s payment over ``channel`` takes the place of ``held``:
     an offer we accepted at least ``OFFER_TIMEOUT`` ago whose lock was never signed (the payer's earlier
     route, forwarded ahead of its locks and dead before they came). Nothing of it is signed, no honest sender
     signs its lock that late (``mediator``, ``initiator``: not after ``OFFER_TIMEOUT`` from their offer), and
     its lock is refused if it still comes (we expect the new offer's, on the new channel). An offer over the
     same channel is a replay, and so is one sooner: a hop that saw the payment's id could otherwise make us
     refuse the lock an honest upstream is signing."""
-    if isinstance(held, mediator.MediatorState):
-        unlocked = held.incoming == mediator.ACCEPTED
-    elif isinstance(held, target.TargetState):
-        unlocked = held.status == target.ACCEPTED
-    else:
+    if isinstance(held, initiator.InitiatorState) or not _awaits_lock(held):
         return False
-    hops = transfer.hops
-    channel = hops[transfer.index].channel_id if 0 <= transfer.index < len(hops) else None
-    late = now >= held.accepted_at + OFFER_TIMEOUT
-    return unlocked and late and channel is not None and channel != held.transfer.hop.channel_id
+    return now >= held.accepted_at + OFFER_TIMEOUT and channel != held.transfer.hop.channel_id
 
 
 def _hashlock(task: Task) -> bytes:
