@@ -57,6 +57,7 @@ from paychan.transfer.events import (
     ProposeExpireLock,
     ProposeLock,
     ProposeSettleLock,
+    ProposeUnlock,
     ReceiveAcceptance,
     ReceiveExpireProposal,
     ReceiveLockedTransfer,
@@ -64,6 +65,7 @@ from paychan.transfer.events import (
     ReceiveSecretRequest,
     ReceiveSecretReveal,
     ReceiveSettleProposal,
+    ReceiveUnlock,
     Refuse,
     RevealSecretOnChain,
     SecretRevealedOnChain,
@@ -112,6 +114,9 @@ class Party:
     vanishes_after_forwarding: bool = False  # goes offline once its outgoing lock is signed
     secrets: dict[int, bytes] = field(default_factory=dict)  # the store: secrets learned, by payment id
     missed: list[Event] = field(default_factory=list)  # chain events while offline, seen when back
+    # the newest signed proposal of each channel a peer sent while we were offline: a node's exchange sends a
+    # signed state again until it is answered, so we get it when back
+    unanswered: dict[ChannelId, Event] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -394,6 +399,8 @@ class Network:
         """Delivers a peer's message to ``to``, unless ``to`` is offline (then it is lost)."""
         if to.online:
             self.queue.append((to, event))
+        elif isinstance(event, ReceiveSettleProposal | ReceiveUnlock | ReceiveExpireProposal):
+            to.unanswered[event.channel_id] = event
 
     def broadcast_chain(self, event: Event) -> None:
         """A chain event: every online party's watcher sees it now, an offline one when it is back."""
@@ -433,7 +440,10 @@ class Network:
         now = self.chain.now()
         for event in party.missed:  # its watcher reads them now: the time it learns them is now
             self.queue.append((party, replace(event, now=now)))
+        for proposal in party.unanswered.values():  # and its peers' exchanges send their proposals again
+            self.queue.append((party, replace(proposal, now=now)))
         party.missed.clear()
+        party.unanswered.clear()
         self.tick()
 
     # --- actions ----------------------------------------------------------------------------------------
@@ -469,15 +479,13 @@ class Network:
             )
         elif isinstance(action, StoreSecret):
             party.secrets[action.payment_id] = action.secret
-        elif isinstance(action, ProposeSettleLock):
+        elif isinstance(action, ProposeSettleLock | ProposeUnlock):  # the lock's receiver claims, its sender pays
             key = (action.channel_id, hashlock(action.secret))
             if key not in self.pending:  # a re-sent proposal goes out as it was signed
                 proposal = party.channels[action.channel_id].propose_settle_lock(action.secret)
                 self.pending[key] = (proposal, action.secret)
-            self.send(
-                self.by_address[action.to],
-                ReceiveSettleProposal(action.payment_id, action.channel_id, action.secret, now),
-            )
+            kind = ReceiveSettleProposal if isinstance(action, ProposeSettleLock) else ReceiveUnlock
+            self.send(self.by_address[action.to], kind(action.payment_id, action.channel_id, action.secret, now))
         elif isinstance(action, AcceptSettle):
             self._countersign_settle(party, action)
         elif isinstance(action, ProposeExpireLock):
@@ -751,6 +759,7 @@ def run_network(chain: Chain, contract: PaychanContract | None = None) -> Networ
     net.wait_until(expiry - REVEAL_MARGIN)
     net.settle_closed()
     net.come_back("bob")
+    net.note("bob is back: alice's unlock, sent again since he vanished, pays him off chain")
     if record.outcome != "succeeded":
         raise NetworkError(f"payment #{record.payment_id} {record.outcome}: {record.reason}")
     net.end()

@@ -14,11 +14,13 @@ from paychan.transfer.events import (
     InitPayment,
     LockAdded,
     LockExpired,
+    LockSettled,
     OfferLock,
     PaymentFailed,
     PaymentSucceeded,
     ProposeExpireLock,
     ProposeLock,
+    ProposeUnlock,
     ReceiveAcceptance,
     ReceiveRefusal,
     ReceiveSecretRequest,
@@ -122,7 +124,7 @@ def test_the_secret_goes_to_the_payee_only_once_the_attempts_first_lock_is_signe
     request = ReceiveSecretRequest(PAYMENT_ID, HASHLOCK, AMOUNT, ERIN, NOW + 3)
     assert initiator.handle(state, request) == (state, [])  # offered only: our lock is not signed
     _, actions = initiator.handle(proposed(), request)  # signed, its countersignature not back yet
-    assert actions == [SendSecretReveal(ERIN, PAYMENT_ID, SECRET)]
+    assert actions == [SendSecretReveal(ERIN, PAYMENT_ID, SECRET), ProposeUnlock(AB, BOB, PAYMENT_ID, SECRET)]
     state = locked()
     for wrong in (
         replace(request, amount=AMOUNT - 1),
@@ -132,7 +134,33 @@ def test_the_secret_goes_to_the_payee_only_once_the_attempts_first_lock_is_signe
     ):
         assert initiator.handle(state, wrong) == (state, [])
     state, actions = initiator.handle(state, request)
-    assert actions == [SendSecretReveal(ERIN, PAYMENT_ID, SECRET)] and state.secret_revealed
+    assert actions == [SendSecretReveal(ERIN, PAYMENT_ID, SECRET), ProposeUnlock(AB, BOB, PAYMENT_ID, SECRET)]
+    assert state.secret_revealed
+
+
+def test_once_it_told_the_secret_the_payer_unlocks_its_first_hop_and_succeeds_when_that_is_countersigned():
+    state, _ = initiator.handle(locked(), ReceiveSecretRequest(PAYMENT_ID, HASHLOCK, AMOUNT, ERIN, NOW + 3))
+    _, again = initiator.handle(state, ReceiveSecretRequest(PAYMENT_ID, HASHLOCK, AMOUNT, ERIN, NOW + 4))
+    assert again == [SendSecretReveal(ERIN, PAYMENT_ID, SECRET)]  # asked again: told again, one unlock
+    assert initiator.handle(state, Tick(NOW + 3 + OFFER_TIMEOUT - 1))[1] == []
+    state, actions = initiator.handle(state, Tick(NOW + 3 + OFFER_TIMEOUT))
+    assert actions == [ProposeUnlock(AB, BOB, PAYMENT_ID, SECRET)]  # not countersigned yet: sent again
+    assert initiator.handle(state, LockSettled(PAYMENT_ID, AD, NOW + 40)) == (state, [])  # not our first hop
+    state, actions = initiator.handle(state, LockSettled(PAYMENT_ID, AB, NOW + 40))
+    assert actions == [PaymentSucceeded(PAYMENT_ID, VIA_BOB, 1)]
+    assert state.outcome == SUCCEEDED and state.current.status == SETTLED
+    assert initiator.handle(state, Tick(NOW + 3 + 3 * OFFER_TIMEOUT))[1] == []
+
+
+def test_an_unlock_is_not_sent_again_after_the_locks_expiry_and_a_settled_lock_without_one_changes_nothing():
+    state = locked()
+    assert initiator.handle(state, LockSettled(PAYMENT_ID, AB, NOW + 3)) == (state, [])  # we proposed no unlock
+    state, _ = initiator.handle(state, ReceiveSecretRequest(PAYMENT_ID, HASHLOCK, AMOUNT, ERIN, NOW + 3))
+    expiry = state.current.hop.expiry
+    state, actions = initiator.handle(state, Tick(expiry + 1))
+    assert actions == [ProposeExpireLock(AB, BOB, PAYMENT_ID, HASHLOCK)]  # bob had the time to take it
+    state, actions = initiator.handle(state, LockSettled(PAYMENT_ID, AB, expiry + 2))  # the unlock got there first
+    assert actions == [PaymentSucceeded(PAYMENT_ID, VIA_BOB, 1)] and state.current.status == SETTLED
 
 
 def test_once_the_secret_is_told_a_refused_attempt_is_not_retried_on_another_route():

@@ -29,6 +29,7 @@ from paychan.transfer.events import (
     ReceiveLockedTransfer,
     ReceiveRefusal,
     ReceiveSettleProposal,
+    ReceiveUnlock,
     Refuse,
     RevealSecretOnChain,
     SecretRevealedOnChain,
@@ -48,6 +49,7 @@ from paychan.transfer.mediator import (
     REFUSED,
     SETTLED,
     SETTLING,
+    UNLOCK_WAIT,
     WAITING,
 )
 from paychan.transfer.state import (
@@ -284,14 +286,48 @@ def test_a_downstream_that_does_not_answer_within_the_offer_timeout_is_reported_
 
 def test_the_secret_from_downstream_settles_the_outgoing_lock_is_stored_and_settles_upstream_off_chain():
     state, actions = mediator.handle(forwarded(), ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, NOW + 10), BOB)
-    assert actions == [
-        AcceptSettle(BC, PAYMENT_ID),
-        StoreSecret(PAYMENT_ID, SECRET),
-        ProposeSettleLock(AB, ALICE, PAYMENT_ID, SECRET),
-    ]
+    assert actions == [AcceptSettle(BC, PAYMENT_ID), StoreSecret(PAYMENT_ID, SECRET)]
     assert (state.incoming, state.outgoing) == (SETTLING, SETTLED)
-    state, actions = mediator.handle(state, LockSettled(PAYMENT_ID, AB, NOW + 11), BOB)
+    # our upstream is the payer, which unlocks its lock itself: ours only if its unlock does not come
+    assert mediator.handle(state, Tick(NOW + 10 + UNLOCK_WAIT - 1), BOB)[1] == []
+    state, actions = mediator.handle(state, Tick(NOW + 10 + UNLOCK_WAIT), BOB)
+    assert actions == [ProposeSettleLock(AB, ALICE, PAYMENT_ID, SECRET)]
+    state, actions = mediator.handle(state, LockSettled(PAYMENT_ID, AB, NOW + 11 + UNLOCK_WAIT), BOB)
     assert actions == [] and state.incoming == SETTLED and state.is_done
+
+
+def test_the_payers_unlock_pays_the_incoming_lock_and_teaches_the_secret_and_downstream_settles_after_it():
+    state, actions = mediator.handle(forwarded(), ReceiveUnlock(PAYMENT_ID, AB, SECRET, NOW + 10), BOB)
+    assert actions == [StoreSecret(PAYMENT_ID, SECRET), AcceptSettle(AB, PAYMENT_ID)]
+    assert (state.incoming, state.outgoing, state.secret) == (SETTLED, LOCKED, SECRET)
+    _, again = mediator.handle(state, ReceiveUnlock(PAYMENT_ID, AB, SECRET, NOW + 40), BOB)
+    assert again == [AcceptSettle(AB, PAYMENT_ID)]  # re-sent: the same countersignature
+    state, actions = mediator.handle(state, ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, NOW + 11), BOB)
+    assert actions == [AcceptSettle(BC, PAYMENT_ID)] and state.is_done  # nothing more to claim upstream
+    assert mediator.handle(state, Tick(IN_EXPIRY - REVEAL_MARGIN), BOB)[1] == []  # paid: no reveal on chain
+
+
+def test_an_unlock_after_the_downstream_settle_cancels_our_own_settle_and_a_wrong_secret_unlocks_nothing():
+    state, _ = mediator.handle(forwarded(), ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, NOW + 10), BOB)
+    assert mediator.handle(state, ReceiveUnlock(PAYMENT_ID, AB, b"\x09" * 32, NOW + 11), BOB) == (state, [])
+    assert mediator.handle(state, ReceiveUnlock(PAYMENT_ID, BC, SECRET, NOW + 11), BOB) == (state, [])
+    state, actions = mediator.handle(state, ReceiveUnlock(PAYMENT_ID, AB, SECRET, NOW + 11), BOB)
+    assert actions == [AcceptSettle(AB, PAYMENT_ID)] and state.incoming == SETTLED and state.is_done
+    assert mediator.handle(state, Tick(NOW + 10 + UNLOCK_WAIT), BOB)[1] == []  # no settle of ours left to send
+
+
+def test_an_intermediary_whose_upstream_is_another_intermediary_settles_upstream_at_once():
+    hop_in = offer().next()  # carol's offer from bob, on alice -> bob -> carol -> erin
+    state, _ = mediator.handle(None, ReceiveLockedTransfer(hop_in, BOB, views(CAROL, BOB, ERIN), NOW + 1), CAROL)
+    state, _ = mediator.handle(state, LockAdded(PAYMENT_ID, BC, NOW + 2), CAROL)
+    state, _ = mediator.handle(state, ReceiveAcceptance(PAYMENT_ID, CE, ERIN, NOW + 3), CAROL)
+    state, _ = mediator.handle(state, LockAdded(PAYMENT_ID, CE, NOW + 3), CAROL)
+    state, actions = mediator.handle(state, ReceiveSettleProposal(PAYMENT_ID, CE, SECRET, NOW + 10), CAROL)
+    assert actions == [
+        AcceptSettle(CE, PAYMENT_ID),
+        StoreSecret(PAYMENT_ID, SECRET),
+        ProposeSettleLock(BC, BOB, PAYMENT_ID, SECRET),
+    ]
 
 
 def test_a_wrong_secret_changes_nothing_and_a_late_settle_is_refused_though_the_secret_is_kept():
@@ -300,9 +336,9 @@ def test_a_wrong_secret_changes_nothing_and_a_late_settle_is_refused_though_the_
     state, actions = mediator.handle(state, ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, OUT_EXPIRY + 1), BOB)
     assert actions == [
         StoreSecret(PAYMENT_ID, SECRET),
-        ProposeSettleLock(AB, ALICE, PAYMENT_ID, SECRET),
         Refuse(PAYMENT_ID, BC, CAROL, SettleTooLate(OUT_EXPIRY, OUT_EXPIRY + 1)),
     ]
+    assert state.incoming == SETTLING  # the incoming lock is ours to claim: the payer's unlock, or ours
 
 
 def test_an_upstream_that_does_not_settle_by_the_reveal_margin_makes_us_reveal_on_chain_and_close():
@@ -323,7 +359,7 @@ def test_an_upstream_that_does_not_settle_by_the_reveal_margin_makes_us_reveal_o
 def test_a_secret_revealed_on_chain_by_downstream_is_learned_and_settled_upstream():
     revealed = SecretRevealedOnChain(HASHLOCK, SECRET, NOW + 20, NOW + 20)
     state, actions = mediator.handle(forwarded(), revealed, BOB)
-    assert actions == [StoreSecret(PAYMENT_ID, SECRET), ProposeSettleLock(AB, ALICE, PAYMENT_ID, SECRET)]
+    assert actions == [StoreSecret(PAYMENT_ID, SECRET)]  # the payer unlocks, else ours after UNLOCK_WAIT
     _, actions = mediator.handle(state, Tick(OUT_EXPIRY + 1), BOB)
     assert actions == [ProposeSettleLock(AB, ALICE, PAYMENT_ID, SECRET)]  # the outgoing lock is payable: kept
     state, actions = mediator.handle(state, ReceiveSettleProposal(PAYMENT_ID, BC, SECRET, OUT_EXPIRY + 5), BOB)
@@ -341,7 +377,7 @@ def test_a_secret_downstream_revealed_on_chain_that_the_upstream_does_not_settle
 def test_a_secret_learned_from_the_chain_after_the_incoming_expiry_leaves_the_upstream_time_to_settle_first():
     revealed = SecretRevealedOnChain(HASHLOCK, SECRET, OUT_EXPIRY - 10, IN_EXPIRY + 500)  # we were offline
     state, actions = mediator.handle(forwarded(), revealed, BOB)
-    assert actions == [StoreSecret(PAYMENT_ID, SECRET), ProposeSettleLock(AB, ALICE, PAYMENT_ID, SECRET)]
+    assert actions == [StoreSecret(PAYMENT_ID, SECRET)]
     assert mediator.handle(state, Tick(IN_EXPIRY + 500 + OFFER_TIMEOUT - 1), BOB)[1] == []
     state, actions = mediator.handle(state, Tick(IN_EXPIRY + 500 + OFFER_TIMEOUT), BOB)
     assert actions == [CloseChannel(AB, PAYMENT_ID)]

@@ -1368,10 +1368,11 @@ class Node:
         it is sent; ``request``'s future gets the countersigned state, or the refusal."""
         op, cid = request.op, runtime.cid
         assert op is not None
-        # A lock of a payment through the network, with nothing queued behind it: the peer will answer it
+        # A lock of a payment we forward or receive, with nothing queued behind it: the peer will answer it
         # with the next state (the settle, or a lock of its own), so the turn goes with it, saving a turn
         # request (``turn``: ``SigningBatch``); the peer takes it when it countersigns (``handle_propose``).
-        signing = turn.SigningBatch(routed_op=self.transfers.takes_part(op), queued=bool(runtime.queue))
+        # A payer keeps it: it proposes the unlock after its lock, and its next payment's lock.
+        signing = turn.SigningBatch(routed_op=self.transfers.hands_over(op), queued=bool(runtime.queue))
         try:
             signed, handover = await self.with_signatures(lambda: self._op_state(self.runtimes[cid], op, signing), cid)
         except Exception as exc:

@@ -77,6 +77,7 @@ from paychan.transfer.events import (
     ProposeExpireLock,
     ProposeLock,
     ProposeSettleLock,
+    ProposeUnlock,
     ReceiveAcceptance,
     ReceiveExpireProposal,
     ReceiveLockedTransfer,
@@ -84,6 +85,7 @@ from paychan.transfer.events import (
     ReceiveSecretRequest,
     ReceiveSecretReveal,
     ReceiveSettleProposal,
+    ReceiveUnlock,
     Refuse,
     RevealSecretOnChain,
     SecretRevealedOnChain,
@@ -113,6 +115,7 @@ MAX_REASON = 400  # characters of a refusal's reason kept from a peer
 MAX_URL = 200
 TICK_INTERVAL = 0.5  # seconds between the clock events the machines get while a payment is live
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?(?:/[A-Za-z0-9._~\-/]*)?")
+UNLOCKING = (initiator.PROPOSED, initiator.LOCKED)  # a payer's first lock its unlock may still pay
 ROLES = {initiator.InitiatorState: "initiator", mediator.MediatorState: "mediator", target.TargetState: "target"}
 
 
@@ -224,6 +227,9 @@ class NodeTransfers:
             elif task.current is not None and task.current.status == initiator.EXPIRING:
                 hop = task.current.hop
                 actions.append(ProposeExpireLock(hop.channel_id, hop.receiver, payment_id, task.hashlock))
+            elif task.current is not None and task.current.unlock_sent_at and task.current.status in UNLOCKING:
+                hop = task.current.hop
+                actions.append(ProposeUnlock(hop.channel_id, hop.receiver, payment_id, task.secret))
         return actions
 
     def stop(self) -> None:
@@ -279,7 +285,7 @@ class NodeTransfers:
         - a payment we start (its first offer): an offer signs nothing, and a payer that forgets it (a crash
           before its lock) has paid nothing, and its caller got no outcome;
         - a step whose only actions propose a lock or a lock's settle (``ProposeLock``, ``ProposeSettleLock``,
-          the secret that settle shows): it is written in the transaction that signs the proposal
+          ``ProposeUnlock``, the secret that settle shows): it is written in the transaction that signs the proposal
           (``flush``, called by the node inside it), so it is durable before the signature leaves; if the
           proposal is not signed, ``_op_done`` writes it on its own.
         """
@@ -293,8 +299,10 @@ class NodeTransfers:
             deferrable = True
         if isinstance(event, InitPayment) and all(isinstance(a, OfferLock) for a in actions):
             deferrable = True
-        proposals = [a for a in actions if isinstance(a, ProposeLock | ProposeSettleLock)]
-        if proposals and all(isinstance(a, ProposeLock | ProposeSettleLock | StoreSecret) for a in actions):
+        proposals = [a for a in actions if isinstance(a, ProposeLock | ProposeSettleLock | ProposeUnlock)]
+        if proposals and all(
+            isinstance(a, ProposeLock | ProposeSettleLock | ProposeUnlock | StoreSecret) for a in actions
+        ):
             deferrable = True
         if deferrable:
             self._dirty.add(changed[0])
@@ -345,8 +353,12 @@ class NodeTransfers:
         if isinstance(op, AddLock):
             self._check_offered_lock(runtime, payment_id, op.lock)
             event = LockAdded(payment_id, cid, now)  # written with the countersignature; the forward after it
-        elif isinstance(op, SettleLock):
-            event = ReceiveSettleProposal(payment_id, cid, op.secret, now)
+        elif isinstance(op, SettleLock):  # the lock's sender pays it (an unlock), or its receiver claims it
+            held = next((x for x in runtime.channel.locks if x.hashlock == lock_hash), None)
+            if held is not None and held.sender == runtime.peer_role:
+                event = ReceiveUnlock(payment_id, cid, op.secret, now)
+            else:
+                event = ReceiveSettleProposal(payment_id, cid, op.secret, now)
         else:
             event = ReceiveExpireProposal(payment_id, cid, now)
         before = self.book.tasks.get(payment_id)
@@ -416,10 +428,13 @@ class NodeTransfers:
             isinstance(task, initiator.InitiatorState) and task.target == address for task in self.book.tasks.values()
         )
 
-    def takes_part(self, op: LockOp) -> bool:
-        """Whether ``op`` is a lock operation of a live payment of ours (the node hands the turn over with it)."""
+    def hands_over(self, op: LockOp) -> bool:
+        """Whether the peer makes the next move of ``op``'s payment on its channel (the node hands the turn over
+        with it): ``op`` is a lock operation of a live payment we forward or receive. Not of a payment of ours:
+        the payer also proposes the unlock that follows its lock, and its next payment's lock."""
         payment_id = self.by_hashlock.get(_op_hashlock_or_lock(op))
-        return payment_id is not None and payment_id in self.book.tasks
+        task = None if payment_id is None else self.book.tasks.get(payment_id)
+        return task is not None and not isinstance(task, initiator.InitiatorState)
 
     def own_op_countersigned(self, cid: bytes, op: LockOp) -> None:
         """The peer countersigned our lock operation ``op``: the machine of its payment learns it, in the
@@ -508,7 +523,7 @@ class NodeTransfers:
             self._spawn(self._request_secret(action))
         elif isinstance(action, SendSecretReveal):
             log.warning("payment %d: a secret for %s outside its request is not sent", action.payment_id, action.to)
-        elif isinstance(action, ProposeSettleLock):
+        elif isinstance(action, ProposeSettleLock | ProposeUnlock):
             self._queue(
                 action.channel_id, SettleLock(action.secret), (action.channel_id, "settle", hashlock(action.secret))
             )

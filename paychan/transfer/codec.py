@@ -113,9 +113,11 @@ def _decode_dataclass(data: object, kind: Any) -> Any:
         raise MalformedMessage(f"a stored {kind.__name__} is an object")
     hints = typing.get_type_hints(kind)
     fields = {f.name: f for f in dataclasses.fields(kind)}
-    if set(data) != set(fields):
+    # a field added since the state was stored (it has a default) may be missing; an unknown one may not
+    optional = {name for name, f in fields.items() if f.default is not dataclasses.MISSING}
+    if not set(fields) - optional <= set(data) <= set(fields):
         raise MalformedMessage(f"a stored {kind.__name__} has the fields {', '.join(sorted(fields))}")
-    return kind(**{name: _decode(data[name], hints[name]) for name in fields})
+    return kind(**{name: _decode(data[name], hints[name]) for name in fields if name in data})
 
 
 def _list(data: object) -> list[Any]:

@@ -2,15 +2,16 @@
 
 Events come from three places: a peer's message (``ReceiveLockedTransfer``, ``ReceiveRefusal``,
 ``ReceiveAcceptance``, ``ReceiveSecretRequest``, ``ReceiveSecretReveal``, ``ReceiveSettleProposal``,
-``ReceiveExpireProposal``), the
+``ReceiveUnlock``, ``ReceiveExpireProposal``), the
 driver's own channel exchange (``LockAdded``, ``LockSettled``, ``LockExpired``: the peer countersigned), the
 chain (``SecretRevealedOnChain``, ``ChannelClosed``) and the clock (``Tick``). Each carries ``now``, the chain
 time the driver read; the machines never read a clock.
 
 Actions tell the driver what to do, in order: send an offer or a message, countersign (``AcceptLock``,
 ``AcceptSettle``, ``AcceptExpire``) or refuse (``Refuse``), propose a channel state (``ProposeSettleLock``,
-``ProposeExpireLock``; a lock is offered first, ``OfferLock``, and proposed, ``ProposeLock``, only once its
-receiver accepted the offer and if the sender still stands by it), store the secret before
+``ProposeUnlock``, ``ProposeExpireLock``; a lock is offered first, ``OfferLock``, and proposed,
+``ProposeLock``, only once its receiver accepted the offer and if the sender still stands by it), store the
+secret before
 anything reveals it (``StoreSecret``), reveal it on chain (``RevealSecretOnChain``), close a channel whose
 counterparty does not settle (``CloseChannel``), and report the outcome (``PaymentSucceeded``,
 ``PaymentFailed``, ``PaymentReceived``).
@@ -119,8 +120,21 @@ class ReceiveSettleProposal:
 
 
 @dataclass(frozen=True)
+class ReceiveUnlock:
+    """The sender of our incoming lock on ``channel_id`` proposes the state that pays it to us, showing
+    ``secret`` (the payer does, once it told the payee the secret: Raiden's ``Unlock``)."""
+
+    payment_id: int
+    channel_id: ChannelId
+    secret: bytes
+    now: int
+
+
+@dataclass(frozen=True)
 class LockSettled:
-    """The sender of our incoming lock on ``channel_id`` countersigned the state that pays it to us."""
+    """The peer countersigned the settle we proposed of the lock on ``channel_id``: as its receiver, the state
+    that pays it to us (``ProposeSettleLock``); as its sender, the state that pays it to the peer
+    (``ProposeUnlock``)."""
 
     payment_id: int
     channel_id: ChannelId
@@ -179,6 +193,7 @@ Event = (
     | ReceiveSecretRequest
     | ReceiveSecretReveal
     | ReceiveSettleProposal
+    | ReceiveUnlock
     | LockSettled
     | ReceiveExpireProposal
     | LockExpired
@@ -275,8 +290,21 @@ class ProposeSettleLock:
 
 
 @dataclass(frozen=True)
+class ProposeUnlock:
+    """Propose to ``to``, the receiver of our outgoing lock on ``channel_id``, the state that pays it to it:
+    the payer does so as soon as it told the payee the secret, which the payee can claim with from then on,
+    so the payer's payment completes without waiting for the secret to come back hop by hop."""
+
+    channel_id: ChannelId
+    to: str
+    payment_id: int
+    secret: bytes
+
+
+@dataclass(frozen=True)
 class AcceptSettle:
-    """Countersign the settle of our outgoing lock on ``channel_id`` its receiver proposed."""
+    """Countersign the settle of our lock on ``channel_id`` the peer proposed (the receiver of our outgoing
+    lock, ``ReceiveSettleProposal``; the sender of our incoming one, ``ReceiveUnlock``)."""
 
     channel_id: ChannelId
     payment_id: int
@@ -353,6 +381,7 @@ Action = (
     | SendSecretReveal
     | StoreSecret
     | ProposeSettleLock
+    | ProposeUnlock
     | AcceptSettle
     | ProposeExpireLock
     | AcceptExpire
@@ -383,6 +412,7 @@ __all__ = [
     "ProposeExpireLock",
     "ProposeLock",
     "ProposeSettleLock",
+    "ProposeUnlock",
     "ReceiveAcceptance",
     "ReceiveExpireProposal",
     "ReceiveLockedTransfer",
@@ -390,6 +420,7 @@ __all__ = [
     "ReceiveSecretRequest",
     "ReceiveSecretReveal",
     "ReceiveSettleProposal",
+    "ReceiveUnlock",
     "Refuse",
     "RevealSecretOnChain",
     "SecretRevealedOnChain",

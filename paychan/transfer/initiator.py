@@ -21,13 +21,19 @@ most one attempt that could still be paid, and tells the secret only for that on
   payer had not told it to anyone;
 - the secret goes to the payee (``SendSecretReveal``) only when it asks for it with the payment's amount
   and hashlock (``ReceiveSecretRequest``) while the current attempt's first lock is signed (the payee asks
-  as soon as it accepts its offer, while its upstream signs its lock): every earlier attempt is dead by
-  then, and no later one is made once the secret is told, so the payee can be paid by one chain of locks
-  only.
+  once its own lock is signed; the payer's first lock may still wait for its countersignature): every
+  earlier attempt is dead by then, and no later one is made once the secret is told, so the payee can be
+  paid by one chain of locks only.
 
-The payment succeeded when the first hop's receiver settles the lock (``ReceiveSettleProposal``, at or
-before its expiry), or when the secret appears on chain in time (then the first hop is paid at settlement);
-it failed when every route was tried, or when the payee never claimed a locked attempt (another route would
+Once it told the secret the payer pays its first hop itself: it proposes the state that moves its lock to the
+first hop's receiver (``ProposeUnlock``, re-sent every ``OFFER_TIMEOUT`` until countersigned while the lock
+pays: until its expiry, or for good once the secret is on chain in time). The payee can claim its own lock
+with the secret from then on, so every hop is paid or can claim on chain; the payer need not wait for the
+secret to come back upstream hop by hop. The payment succeeded when that unlock is countersigned
+(``LockSettled``), when the first hop's receiver settles the lock itself (``ReceiveSettleProposal``, at or
+before its expiry: an intermediary that learned the secret from downstream and got no unlock), or when the
+secret appears on chain in time (then the first hop is paid at settlement); it failed when every route was
+tried, or when the payee never claimed a locked attempt (another route would
 reach the same payee: it is not retried).
 """
 
@@ -48,11 +54,13 @@ from paychan.transfer.events import (
     InitPayment,
     LockAdded,
     LockExpired,
+    LockSettled,
     OfferLock,
     PaymentFailed,
     PaymentSucceeded,
     ProposeExpireLock,
     ProposeLock,
+    ProposeUnlock,
     ReceiveAcceptance,
     ReceiveRefusal,
     ReceiveSecretRequest,
@@ -95,6 +103,7 @@ class Attempt:
     reason: str = ""
     closed: bool = False
     expire_sent_at: int = 0  # when our expire proposal was last sent (re-sent until countersigned)
+    unlock_sent_at: int = 0  # when our unlock (the settle we propose once the payee has the secret) was last sent
 
     @property
     def hop(self) -> RouteHop:
@@ -168,6 +177,8 @@ def handle(state: InitiatorState | None, event: Event) -> Transition:
         return _on_secret_request(state, event)
     if isinstance(event, ReceiveSettleProposal):
         return _on_settle_proposal(state, event)
+    if isinstance(event, LockSettled):
+        return _on_unlocked(state, event)
     if isinstance(event, LockExpired):
         return _on_lock_expired(state, event)
     if isinstance(event, SecretRevealedOnChain):
@@ -290,7 +301,26 @@ def _on_secret_request(state: InitiatorState, event: ReceiveSecretRequest) -> _S
         or event.now > current.transfer.hops[-1].expiry
     ):
         return state, []  # not for the live attempt, or not what we pay: the secret stays ours
-    return replace(state, secret_revealed=True), [SendSecretReveal(state.target, state.payment_id, state.secret)]
+    actions: list[Action] = [SendSecretReveal(state.target, state.payment_id, state.secret)]
+    if not current.unlock_sent_at:  # the payee can claim from now on: we pay our first hop (once; re-sent on ticks)
+        hop = current.hop
+        state = _set_current(state, unlock_sent_at=event.now)
+        actions.append(ProposeUnlock(hop.channel_id, hop.receiver, state.payment_id, state.secret))
+    return replace(state, secret_revealed=True), actions
+
+
+def _on_unlocked(state: InitiatorState, event: LockSettled) -> _Step:
+    """The first hop countersigned our unlock: it is paid, and so is the payee (it holds the secret)."""
+    current = state.current
+    if current is None or event.payment_id != state.payment_id or event.channel_id != current.hop.channel_id:
+        return state, []
+    if not current.unlock_sent_at or current.status not in (*SIGNED, EXPIRING):
+        return state, []
+    state = _set_current(state, status=SETTLED)
+    if state.outcome != PENDING:
+        return state, []
+    state = replace(state, outcome=SUCCEEDED)
+    return state, [PaymentSucceeded(state.payment_id, current.route, len(state.attempts))]
 
 
 def _on_settle_proposal(state: InitiatorState, event: ReceiveSettleProposal) -> _Step:
@@ -375,6 +405,12 @@ def _on_tick(state: InitiatorState, now: int) -> _Step:
     if current.status == OFFERED and now >= current.offered_at + OFFER_TIMEOUT and state.outcome == PENDING:
         reason = str(NextHopTimedOut(0, current.offered_at, now))
         return _try_next_route(_set_current(state, status=DEAD, reason=reason), now, reason)
+    unanswered = current.unlock_sent_at and now >= current.unlock_sent_at + OFFER_TIMEOUT
+    payable = now <= current.hop.expiry or 0 < state.revealed_on_chain_at <= current.hop.expiry
+    if current.status in (PROPOSED, LOCKED) and unanswered and payable:
+        hop = current.hop  # our unlock is not countersigned yet: send it again
+        state = _set_current(state, unlock_sent_at=now)
+        return state, [ProposeUnlock(hop.channel_id, hop.receiver, state.payment_id, state.secret)]
     expired = now > current.hop.expiry and not 0 < state.revealed_on_chain_at <= current.hop.expiry
     if current.status in SIGNED and expired:
         if current.closed:  # the settlement gives it back: nothing to sign

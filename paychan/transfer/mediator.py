@@ -24,8 +24,12 @@ upstream (``NextHopRefused``, ``NextHopTimedOut``): an incoming lock signed by t
 takes it back after expiry (``AcceptExpire``).
 
 The secret comes from downstream, as the proposal that settles the outgoing lock (``ReceiveSettleProposal``,
-accepted at or before that lock's expiry) or on chain (``SecretRevealedOnChain``). The intermediary stores it
-and proposes the settle of the incoming lock to its upstream (``ProposeSettleLock``). If that is not
+accepted at or before that lock's expiry) or on chain (``SecretRevealedOnChain``), or from the payer
+upstream, as the state that pays the incoming lock (``ReceiveUnlock``: the payer unlocks its first hop as
+soon as it told the payee the secret; countersigned whenever it comes, it pays us). The intermediary stores
+it and proposes the settle of the incoming lock to its upstream (``ProposeSettleLock``); when that upstream
+is the payer, only after ``UNLOCK_WAIT`` without its unlock (the two would cross, and the channel's turn
+would go back and forth for nothing). If that is not
 countersigned (``LockSettled``) by ``REVEAL_MARGIN`` before the incoming lock's expiry, it reveals the secret
 on chain (``RevealSecretOnChain``) and, once the registry has it in time, closes the incoming channel
 (``CloseChannel``): the settlement pays it the lock (the expiry rule in ``paychan.routing`` leaves it
@@ -62,6 +66,7 @@ from paychan.transfer.events import (
     ReceiveLockedTransfer,
     ReceiveRefusal,
     ReceiveSettleProposal,
+    ReceiveUnlock,
     Refuse,
     RevealSecretOnChain,
     SecretRevealedOnChain,
@@ -96,6 +101,7 @@ ABANDONED = "abandoned"  # accepted, but its sender never proposed the lock: not
 WAITING, OFFERED, PROPOSED, REFUSED, EXPIRING = "waiting", "offered", "proposed", "refused", "expiring"
 READY = "ready"
 ACCEPT_TIMEOUT = 2 * OFFER_TIMEOUT  # seconds after our acceptance we wait for the sender's lock proposal
+UNLOCK_WAIT = OFFER_TIMEOUT  # seconds we wait for the payer's unlock before we propose our settle to it
 
 
 @dataclass(frozen=True)
@@ -206,6 +212,8 @@ def handle(state: MediatorState | None, event: Event, us: str) -> Transition:
         return _on_refusal(state, event)
     if isinstance(event, ReceiveSettleProposal):
         return _on_settle_proposal(state, event)
+    if isinstance(event, ReceiveUnlock):
+        return _on_unlock(state, event)
     if isinstance(event, LockSettled):
         if event.channel_id == state.incoming_hop.channel_id and state.incoming == SETTLING:
             return replace(state, incoming=SETTLED), []
@@ -292,9 +300,26 @@ def _learn_secret(state: MediatorState, secret: bytes, now: int) -> _Step:
     if state.incoming == LOCKED and payable:
         if state.incoming_closed:
             return _reveal(state, actions, now)
+        if state.transfer.index == 0:  # our upstream is the payer, which unlocks: ours goes at the re-send if need be
+            sent_at = now - OFFER_TIMEOUT + UNLOCK_WAIT
+            return replace(state, incoming=SETTLING, settle_proposed_at=now, settle_sent_at=sent_at), actions
         state = replace(state, incoming=SETTLING, settle_proposed_at=now, settle_sent_at=now)
         actions.append(ProposeSettleLock(hop.channel_id, hop.sender, state.payment_id, secret))
     return state, actions
+
+
+def _on_unlock(state: MediatorState, event: ReceiveUnlock) -> _Step:
+    """The payer pays our incoming lock (it told the payee the secret): we countersign, and learn the secret."""
+    hop = state.incoming_hop
+    if event.channel_id != hop.channel_id or hashlock_of(event.secret) != state.transfer.hashlock:
+        return state, []
+    if state.incoming == SETTLED:  # a re-sent unlock: our countersignature again
+        return state, [AcceptSettle(hop.channel_id, state.payment_id)]
+    if state.incoming not in (LOCKED, SETTLING):
+        return state, []
+    actions: list[Action] = [] if state.secret is not None else [StoreSecret(state.payment_id, event.secret)]
+    state = replace(state, secret=event.secret, incoming=SETTLED)
+    return state, [*actions, AcceptSettle(hop.channel_id, state.payment_id)]
 
 
 def _reveal(state: MediatorState, actions: list[Action], now: int) -> _Step:

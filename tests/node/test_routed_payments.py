@@ -144,13 +144,14 @@ def build(
     devnet: Any,
     alice_port: int | None = None,
     alice_url: str | None = None,
+    proxied: str = "alice",
 ) -> Network:
     """The five nodes and six channels of the module docstring, fees announced, routes known to alice.
-    ``alice_port``, ``alice_url``: where alice's node listens, and where her peers and payees reach her (a
-    proxy in front of it)."""
+    ``alice_port``, ``alice_url``: where alice's node (or ``proxied``'s) listens, and where her peers and payees
+    reach her (a proxy in front of it)."""
     nodes = {}
     for name, key in KEYS.items():
-        if name == "alice" and alice_url:
+        if name == proxied and alice_url:
             nodes[name] = node_processes(name, key, extra=("--public-url", alice_url), port=alice_port)
         else:
             nodes[name] = node_processes(name, key)
@@ -291,20 +292,22 @@ def test_an_intermediary_killed_before_it_learned_the_secret_restarts_and_the_pa
 def test_an_intermediary_killed_after_it_learned_the_secret_restarts_from_its_store_and_claims_its_lock(
     node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet: Any
 ) -> None:
-    alice_port = free_port()
-    with peer_delay_proxy(f"http://127.0.0.1:{alice_port}", 1.0) as alice_url:
-        net = build(node_processes, capsys, devnet, alice_port, alice_url)
+    bob_port = free_port()
+    with peer_delay_proxy(f"http://127.0.0.1:{bob_port}", 1.0) as bob_url:
+        net = build(node_processes, capsys, devnet, bob_port, bob_url, proxied="bob")
         result = start_payment(net, "alice", "dave", AMOUNT)
-        # bob learns the secret from carol's settle; his own settle with alice waits for alice's (slow) turn
-        wait_for(lambda: net.stored_secrets("bob") == 1, "bob to learn the secret", timeout=60)
-        net.nodes["bob"].kill()
-        assert [s["incoming"] for s in net.stored_transfers("bob")] == ["settling"]
-        net.nodes["bob"].start()
+        # carol learns the secret from dave's settle; her own settle with bob waits for bob's (slow) answer (bob
+        # learns it from alice's unlock: the payer pays its first hop once the payee has the secret)
+        wait_for(lambda: net.stored_secrets("carol") == 1, "carol to learn the secret", timeout=60)
+        net.nodes["carol"].kill()
+        assert [s["incoming"] for s in net.stored_transfers("carol")] == ["settling"]
+        net.nodes["carol"].start()
         paid = finished(result)
         assert paid["outcome"] == "succeeded", paid
         carol_fee = fee(*FEES["carol"], AMOUNT)
         bob_fee = fee(*FEES["bob"], AMOUNT + carol_fee)
-        wait_for(lambda: net.transfers("bob")["feesEarned"] == str(bob_fee), "bob's settle with alice after restart")
+        wait_for(lambda: net.transfers("carol")["feesEarned"] == str(carol_fee), "carol's settle after restart")
+        wait_for(lambda: net.transfers("bob")["feesEarned"] == str(bob_fee), "bob's fee")
         net.check_conservation()
 
 
