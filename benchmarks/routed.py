@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few payments: checks the harness, not the speed")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--logs", type=Path, default=None, help="copy the node logs into this folder at the end")
+    parser.add_argument("--node-log-level", default="WARNING", help="the nodes' --log-level (INFO to trace a stall)")
     args = parser.parse_args(argv)
     if args.quick:
         args.payments, args.direct_payments, args.timeout = 4, 20, 20
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.payments < 1 or args.direct_payments < 1:
         parser.error("--payments and --direct-payments are at least 1")
 
-    extra = ("--log-level", "WARNING", "--poll-interval", "0.5", "--payment-timeout", str(args.timeout))
+    extra = ("--log-level", args.node_log_level, "--poll-interval", "0.5", "--payment-timeout", str(args.timeout))
     with tempfile.TemporaryDirectory(prefix="paychan-routed-", dir=Path(__file__).resolve().parent.parent) as tmp:
         folder = Path(tmp)  # on the repository's file system: the fsyncs are the real disk's
         try:

@@ -212,12 +212,14 @@ class AheadKeySigner(LocalKeySigner):
 @dataclass
 class Request:
     """A queued payment (or, with ``final``, the closing state; with ``op``, a lock added, settled or
-    expired) and the future its caller waits on."""
+    expired) and the future its caller waits on. ``patient``: a lock of a mediated transfer, which waits for
+    room in a full channel (``Node._waits_for_room``); one of ``paychan lock add`` is refused at once."""
 
     amount: int
     final: bool
     future: asyncio.Future[SignedState]
     op: LockOp | None = None
+    patient: bool = False
 
 
 @dataclass
@@ -706,6 +708,7 @@ class Node:
         if isinstance(verdict[0], turn.RefuseNotYourTurn):
             raise NotYourTurn(verdict[0].epoch)
         accepted: list[SignedState] = []
+        locks_before = len(runtime.channel.locks)
         taken = runtime.turn  # the turn after these states: taken if the peer hands it over with them
         fresh: list[SignedState] = []  # countersigned now: our signature goes to the store with them
         error: Exception | None = None
@@ -733,6 +736,8 @@ class Node:
             self.transfers.rollback()  # nor what the transfer machines decided about its lock operations
             raise
         runtime.turn = taken  # committed
+        if len(runtime.channel.locks) < locks_before and runtime.queue:
+            runtime.wakeup.set()  # a lock of ours that waited for room may go now (``_waits_for_room``)
         self.transfers.after_exchange()
         if revocation is not None:
             self._revocations[runtime.cid] = SignedRevocation(revocation[0].below_nonce, revocation[1])
@@ -1127,8 +1132,8 @@ class Node:
                     backoff = min(backoff * 2, 1.0)
                     continue
                 runtime = self.runtimes[cid]  # an adopted state reloads the channel
-            if not runtime.queue and not runtime.inflight:
-                runtime.wakeup.clear()
+            if not runtime.inflight and all(self._waits_for_room(runtime, r) for r in runtime.queue):
+                runtime.wakeup.clear()  # nothing queued, or only locks of a full channel: a settle wakes us
                 await runtime.wakeup.wait()
                 continue
             if not runtime.inflight and runtime.channel.pending_withdrawal is not None:
@@ -1235,7 +1240,29 @@ class Node:
                 if isinstance(action, turn.SendTurnRequest) and action.delay:
                     await asyncio.sleep(action.delay)
 
+    def _waits_for_room(self, runtime: Runtime, request: Request) -> bool:
+        """Whether ``request`` is a lock that waits for room: its channel holds ``MAX_LOCKS`` locks already.
+        A payer whose payments complete with its own unlock may start payments faster than the hops after it
+        settle theirs; the lock waits (it is not refused) until the peer's settle of a lock frees a place, so
+        the settles hold the pace, and the payment completes instead of hanging until its expiry."""
+        return request.patient and isinstance(request.op, AddLock) and len(runtime.channel.locks) >= MAX_LOCKS
+
     async def _build_batch(self, runtime: Runtime) -> None:
+        """``_build_queued`` on the queue without the locks that wait for room (put back first after it)."""
+        waiting = [r for r in runtime.queue if self._waits_for_room(runtime, r)]
+        if not waiting:
+            await self._build_queued(runtime)
+            return
+        queue = runtime.queue  # changed in place: a reload of the channel meanwhile keeps this queue
+        kept = [r for r in queue if not any(r is w for w in waiting)]
+        queue.clear()
+        queue.extend(kept)
+        try:
+            await self._build_queued(runtime)
+        finally:
+            queue.extendleft(reversed(waiting))
+
+    async def _build_queued(self, runtime: Runtime) -> None:
         """Turns queued requests into the next states, records them as intents (one commit), signs them.
 
         Payments keep the locks of the state they follow. A lock added, settled or expired (``op``) is
@@ -1727,7 +1754,7 @@ class Node:
         the future gets the countersigned state or the refusal (``NodeTransfers`` learns the
         countersignature from ``_apply`` also after a restart)."""
         runtime = self.runtime(cid)
-        request = Request(0, False, asyncio.get_running_loop().create_future(), op)
+        request = Request(0, False, asyncio.get_running_loop().create_future(), op, patient=True)
         runtime.queue.append(request)
         runtime.wakeup.set()
         return request.future

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from paychan.node.messages import Propose
+import pytest
+
+from paychan.channel import MAX_LOCKS
+from paychan.exceptions import TooManyLocks
+from paychan.node.messages import AddLock, Propose
+from paychan.state import Lock, hashlock
 from paychan.signing import check_signer
 
 from .conftest import ADDRESS_A, ADDRESS_B, CID, DEPOSIT_A, DOMAIN, KEY_A, KEY_B, LiveNode, free_port, start_live_node
@@ -108,6 +113,41 @@ def test_one_payment_at_a_time_costs_three_commits_and_each_revocation_is_stored
             assert a.node.store.channel(CID).peer_revocation == nonce  # type: ignore[union-attr]
             assert b.node.store.channel(CID).peer_revocation == nonce - 1  # type: ignore[union-attr]
             _assert_agree(a, b)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_mediated_lock_waits_for_room_in_a_full_channel_and_goes_once_the_peers_settle_frees_a_place(
+    tmp_path: Path,
+) -> None:
+    """A payer that completes with its own unlock may start payments faster than the hops after it settle: a
+    lock of a mediated transfer (``queue_op``) waits in a channel holding ``MAX_LOCKS`` locks instead of being
+    refused, and goes once the peer's settle of one makes room; ``paychan lock add`` is refused at once."""
+
+    async def scenario() -> None:
+        a, b = await _pair(tmp_path)
+        now = 1_900_000_000
+        for node in (a, b):
+            node.node.chain_now = lambda: now  # type: ignore[method-assign]
+        secrets = [bytes([n + 1]) * 32 for n in range(MAX_LOCKS + 1)]
+        locks = [Lock("A", 1000, now + 1800, hashlock(secret)) for secret in secrets]
+        try:
+            for lock in locks[:MAX_LOCKS]:
+                await asyncio.wait_for(a.node.queue_op(CID, AddLock(lock)), 10)
+            assert len(a.channel.locks) == MAX_LOCKS
+            with pytest.raises(TooManyLocks):  # the CLI's lock: refused, nothing signed
+                await a.node.lock_op(CID, AddLock(locks[MAX_LOCKS]))
+            nonce = a.channel.nonce
+            waiting = a.node.queue_op(CID, AddLock(locks[MAX_LOCKS]))
+            await asyncio.sleep(0.3)
+            assert not waiting.done() and a.channel.nonce == nonce  # it waits: no refusal, nothing signed
+            await b.node.settle_lock(CID, secrets[0])  # bob claims the first lock: a place is free
+            signed = await asyncio.wait_for(waiting, 10)
+            assert signed.state.nonce == nonce + 2 and len(a.channel.locks) == MAX_LOCKS
+            assert a.channel.latest == b.channel.latest and locks[MAX_LOCKS] in b.channel.locks
         finally:
             await a.stop()
             await b.stop()
