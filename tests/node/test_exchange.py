@@ -10,8 +10,8 @@ import pytest
 from paychan.channel import MAX_LOCKS
 from paychan.exceptions import TooManyLocks
 from paychan.node.messages import AddLock, Propose
-from paychan.state import Lock, hashlock
 from paychan.signing import check_signer
+from paychan.state import Lock, hashlock
 
 from .conftest import ADDRESS_A, ADDRESS_B, CID, DEPOSIT_A, DOMAIN, KEY_A, KEY_B, LiveNode, free_port, start_live_node
 
