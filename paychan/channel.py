@@ -38,6 +38,7 @@ proposes again nor signs the peer's proposal.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -485,6 +486,26 @@ class Channel:
         signed = proposal.with_signature(self.role, self.signer.sign_typed(self.domain, state))
         self._accept(signed, locks)
         return signed
+
+    def following(self, proposal: SignedState, locks: tuple[Lock, ...]) -> Channel:
+        """This channel as it will be once our ``proposal`` (with its lock list ``locks``) is countersigned: the
+        proposal after it in one message (a batch of lock operations) is built and checked on it with
+        ``propose_lock`` and the others. Signing on it records intents through the same ``before_sign`` hooks;
+        its state is its own, and the proposals it makes are noted here with ``await_countersignature``."""
+        view = copy.copy(self)
+        view.latest, view.locks = proposal, tuple(locks)
+        view.pending, view._pending_locks = None, None
+        view.on_signed = []
+        return view
+
+    def await_countersignature(
+        self, proposal: SignedState, locks: tuple[Lock, ...] | None = None, through: int = 0
+    ) -> None:
+        """Notes ``proposal``, which we signed (here or on a ``following`` view), as the one the next
+        countersignature must be for; ``locks``: the lock list it commits to, if it changes them;
+        ``through``: the highest nonce we signed after it (on views), taken as well."""
+        self.pending, self._pending_locks = proposal, None if locks is None else tuple(locks)
+        self._nonce_floor = max(self._nonce_floor, proposal.state.nonce, Nonce(through))
 
     def receive_countersignature(self, signed: SignedState) -> SignedState:
         """Checks the peer's countersignature on our pending proposal; it becomes the latest state."""

@@ -209,6 +209,10 @@ class AheadKeySigner(LocalKeySigner):
         return super().sign_typed(domain, message)
 
 
+class _NothingSigned(Exception):
+    """Rolls back the transaction of a batch of lock operations its states all refused."""
+
+
 @dataclass
 class Request:
     """A queued payment (or, with ``final``, the closing state; with ``op``, a lock added, settled or
@@ -278,6 +282,7 @@ class Runtime:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task[None] | None = None
     ops: dict[int, LockOp] = field(default_factory=dict)  # what our proposals in flight do to the locks
+    op_locks: dict[int, tuple[Lock, ...]] = field(default_factory=dict)  # the lock list each of them leaves
 
     @property
     def cid(self) -> ChannelId:
@@ -489,8 +494,9 @@ class Node:
             if state.locks_root != previous.locks_root:
                 before = self.lock_list(runtime.cid, previous.locks_root)
                 after = self.lock_list(runtime.cid, state.locks_root)
+                runtime.op_locks[state.nonce] = after  # what Channel.propose_* had noted before the restart
                 if index == 0:
-                    channel._pending_locks = after  # what Channel.propose_* had noted before the restart
+                    channel.await_countersignature(proposal, after)
                 if len(after) == len(before) + 1:
                     runtime.ops[state.nonce] = AddLock(after[-1])
                 else:
@@ -1272,7 +1278,7 @@ class Node:
             runtime.queue.popleft()
         if runtime.queue and runtime.queue[0].op is not None:
             if not runtime.inflight:
-                await self._build_op(runtime, runtime.queue.popleft())
+                await self._build_ops(runtime)
             return
         if runtime.inflight:  # continue after the states already in flight
             last = runtime.inflight[-1].state
@@ -1388,64 +1394,123 @@ class Node:
         last = runtime.inflight[-1] if runtime.inflight else None
         return (last, channel.latest, channel.signed_nonce, runtime.turn, runtime.record.status)
 
-    async def _build_op(self, runtime: Runtime, request: Request) -> None:
-        """Signs the state adding, settling or expiring a lock with ``Channel.propose_lock`` /
-        ``propose_settle_lock`` / ``propose_expire_lock`` (which check it first: a refusal signs and stores
-        nothing). Its intent, its lock list (and a secret we settle with) commit in one transaction before
-        it is sent; ``request``'s future gets the countersigned state, or the refusal."""
-        op, cid = request.op, runtime.cid
-        assert op is not None
-        # A lock of a payment we forward or receive, with nothing queued behind it: the peer will answer it
-        # with the next state (the settle, or a lock of its own), so the turn goes with it, saving a turn
+    async def _build_ops(self, runtime: Runtime) -> None:
+        """Signs the states of the lock operations at the head of the queue (adding, settling or expiring a
+        lock: ``Channel.propose_lock`` / ``propose_settle_lock`` / ``propose_expire_lock``, each on the state
+        the one before it leaves, ``Channel.following``), to go in one message: a channel carrying several
+        routed payments moves their locks in one exchange instead of one each. Their intents, lock lists
+        (and the secrets we settle with) commit in one transaction before they are sent. One that its state
+        refuses (a lock of the peer's settled meanwhile, an expiry not reached) gets its refusal and signs
+        nothing; the others go. With a remote signer one at a time (its dry run signs nothing ahead). Each
+        request's future gets the countersigned state, or the refusal."""
+        limit = 1 if self.remote is not None else self.max_batch
+        requests: list[Request] = []
+        while runtime.queue and runtime.queue[0].op is not None and len(requests) < limit:
+            request = runtime.queue.popleft()
+            if not request.future.done():
+                requests.append(request)
+        if not requests:
+            return
+        cid = runtime.cid
+        # Locks of payments we forward or receive, with nothing queued behind them: the peer will answer them
+        # with the next states (the settles, or locks of its own), so the turn goes with them, saving a turn
         # request (``turn``: ``SigningBatch``); the peer takes it when it countersigns (``handle_propose``).
         # A payer keeps it: it proposes the unlock after its lock, and its next payment's lock.
-        signing = turn.SigningBatch(routed_op=self.transfers.hands_over(op), queued=bool(runtime.queue))
+        routed = all(self.transfers.hands_over(r.op) for r in requests if r.op is not None)
+        signing = turn.SigningBatch(routed_op=routed, queued=bool(runtime.queue))
         try:
-            signed, handover = await self.with_signatures(lambda: self._op_state(self.runtimes[cid], op, signing), cid)
+            built, handover, left = await self.with_signatures(
+                lambda: self._ops_states(self.runtimes[cid], requests, signing), cid
+            )
         except Exception as exc:
             if self.runtimes[cid].channel.pending is not None:  # signed, but the transaction rolled back
                 self._reload(cid)
-            request.future.set_exception(exc)
+            for request in requests:
+                if not request.future.done():
+                    request.future.set_exception(exc)
             if not isinstance(exc, (PaychanError, ValueError)):
                 raise
             return
         runtime = self.runtimes[cid]
-        runtime.inflight.append(signed)
-        self._turn_actions(runtime, turn.BatchSigned(1, handover))  # the peer's turn once it countersigns
-        runtime.ops[signed.state.nonce] = op
-        runtime.waiters[signed.state.nonce] = request
+        runtime.queue.extendleft(reversed(left))  # locks that wait for room, and what came after them
+        if not built:
+            return
+        runtime.inflight.extend(signed for signed, _, _ in built)
+        self._turn_actions(runtime, turn.BatchSigned(len(built), handover))  # the peer's turn once it countersigns
+        for signed, locks, request in built:
+            assert request.op is not None
+            runtime.ops[signed.state.nonce] = request.op
+            runtime.op_locks[signed.state.nonce] = locks
+            runtime.waiters[signed.state.nonce] = request
 
-    def _op_state(self, runtime: Runtime, op: LockOp, signing: turn.SigningBatch) -> tuple[SignedState, bool]:
-        """The signed state of lock operation ``op``, committed with its intent, its lock list and the epoch
-        the turn signs it under (see ``_build_op``); and whether it hands the turn over."""
+    def _ops_states(
+        self, runtime: Runtime, requests: list[Request], signing: turn.SigningBatch
+    ) -> tuple[list[tuple[SignedState, tuple[Lock, ...], Request]], bool, list[Request]]:
+        """The signed states of ``requests``' lock operations, committed with their intents, their lock lists
+        and the epoch the turn signs them under (see ``_build_ops``); whether they hand the turn over; and
+        the requests left for later (a lock that waits for room, and everything after it). A request its
+        state refuses gets its refusal here; if none is signed, nothing commits."""
         channel = runtime.channel
         if runtime.record.status != STATUS_OPEN:
             raise ChannelNotOpen(runtime.record.status)
         if self.chain_lost is not None:
             raise ChainLost(self.chain_lost)
-        with self.store.transaction():
-            _, actions = turn.handle(runtime.turn, signing)
-            sign = next(a for a in actions if isinstance(a, turn.SignBatch))
-            self.store.set_turn_epoch(runtime.cid, sign.epoch)
-            self.transfers.flush(op.lock.hashlock if isinstance(op, AddLock) else _op_hashlock(op))
-            if isinstance(op, AddLock):
-                lock = op.lock
-                signed, _ = channel.propose_lock(lock.amount, lock.hashlock, lock.expiry, self.chain_now())
-                locks = (*channel.locks, lock)
+        built: list[tuple[SignedState, tuple[Lock, ...], Request]] = []
+        refused: list[tuple[Request, StateRejected]] = []
+        left: list[Request] = []
+        handover = False
+        try:
+            with self.store.transaction():
+                _, actions = turn.handle(runtime.turn, signing)
+                sign = next(a for a in actions if isinstance(a, turn.SignBatch))
+                self.store.set_turn_epoch(runtime.cid, sign.epoch)
+                basis = channel
+                for index, request in enumerate(requests):
+                    op = request.op
+                    assert op is not None
+                    if request.patient and isinstance(op, AddLock) and len(basis.locks) >= MAX_LOCKS:
+                        left = requests[index:]  # the channel is full: these wait for a settle to free a place
+                        break
+                    try:
+                        signed, locks = self._op_state(basis, op)
+                    except StateRejected as exc:  # checked before signing: nothing of it signed or stored
+                        refused.append((request, exc))
+                        continue
+                    built.append((signed, locks, request))
+                    basis = channel.following(signed, locks)
+                if not built:
+                    raise _NothingSigned  # the epoch is not stored either
+                handover = sign.handover and not left
+        except _NothingSigned:
+            pass
+        for request, refusal in refused:
+            request.future.set_exception(refusal)
+        if built:  # the first is answered first; the nonces up to the last are taken
+            channel.await_countersignature(built[0][0], built[0][1], through=built[-1][0].state.nonce)
+        return built, handover, left
+
+    def _op_state(self, basis: Channel, op: LockOp) -> tuple[SignedState, tuple[Lock, ...]]:
+        """Signs lock operation ``op`` on ``basis`` (our channel, or the state our previous proposal leaves),
+        inside the caller's transaction, with its lock list, the deferred step of its payment and the secret
+        it settles with: its state and the lock list it commits to. A refusal stores nothing."""
+        locks: tuple[Lock, ...]
+        if isinstance(op, AddLock):
+            lock = op.lock
+            signed, _ = basis.propose_lock(lock.amount, lock.hashlock, lock.expiry, self.chain_now())
+            locks, lock_hash = (*basis.locks, lock), lock.hashlock
+        else:
+            if isinstance(op, SettleLock):
+                signed, lock_hash = basis.propose_settle_lock(op.secret), hashlock(op.secret)
+                self.store.add_secret(op.secret)
             else:
-                if isinstance(op, SettleLock):
-                    signed = channel.propose_settle_lock(op.secret)
-                    self.store.add_secret(op.secret)
-                    gone = hashlock(op.secret)
-                else:
-                    signed = channel.propose_expire_lock(op.hashlock, self.chain_now())
-                    gone = op.hashlock
-                locks = tuple(x for x in channel.locks if x.hashlock != gone)
-            if self.store.put_lock_list(runtime.cid, locks) != signed.state.locks_root:
-                raise StoreError("the lock list noted is not the one the proposal commits to")
-            if self.remote is not None:  # our signature kept: a reload need not ask the signer again
-                self.store.add_signatures(signed)
-        return signed, sign.handover
+                signed, lock_hash = basis.propose_expire_lock(op.hashlock, self.chain_now()), op.hashlock
+            locks = tuple(x for x in basis.locks if x.hashlock != lock_hash)
+        self.transfers.flush(lock_hash)
+        if self.store.put_lock_list(basis.channel_id, locks) != signed.state.locks_root:
+            raise StoreError("the lock list noted is not the one the proposal commits to")
+        if self.remote is not None:  # our signature kept: a reload need not ask the signer again
+            self.store.add_signatures(signed)
+        return signed, locks
 
     async def _send(self, runtime: Runtime, states: list[SignedState]) -> dict[str, Any]:
         try:  # our highest, every time
@@ -1455,7 +1520,7 @@ class Node:
             log.warning("channel 0x%s: the signer did not sign our revocation: %s", runtime.cid.hex()[:12], exc)
             revocation = self._revocations.get(runtime.cid)
         ops = tuple(runtime.ops.get(s.state.nonce) for s in states) if runtime.ops else ()
-        # In flight without the turn: we handed it over with these states (``_build_op``), also after a restart
+        # In flight without the turn: we handed it over with these states (``_build_ops``), also after a restart
         (header,) = turn.handle(runtime.turn, turn.ActionPropose())[1]
         assert isinstance(header, turn.SendPropose)
         message = Propose(runtime.cid, header.epoch, states, revocation, ops, header.handover)
@@ -1478,7 +1543,8 @@ class Node:
         for item in returned[: len(runtime.inflight)]:
             try:
                 countersigned = parse_signed(item)
-                channel.pending = runtime.inflight[0]
+                first = runtime.inflight[0]
+                channel.await_countersignature(first, runtime.op_locks.get(first.state.nonce))
                 done.append(channel.receive_countersignature(countersigned))
             except StateRejected as exc:
                 problem = exc
@@ -1486,7 +1552,10 @@ class Node:
             runtime.inflight.pop(0)
         if done:
             self._turn_actions(runtime, turn.ReceiveCountersignatures(len(done)))
-        channel.pending = runtime.inflight[0] if runtime.inflight else None
+        if runtime.inflight:
+            channel.await_countersignature(runtime.inflight[0], runtime.op_locks.get(runtime.inflight[0].state.nonce))
+        else:
+            channel.pending = None
         self.stats["batchesSent"] += 1
         self.stats["statesSent"] += len(done)
         # One commit for what the answer brings: the countersignatures, the machine steps of the lock
@@ -1524,6 +1593,7 @@ class Node:
         if done:
             for signed in done:
                 runtime.ops.pop(signed.state.nonce, None)
+                runtime.op_locks.pop(signed.state.nonce, None)
                 request = runtime.waiters.pop(signed.state.nonce, None)
                 if request is not None and not request.future.done():
                     request.future.set_result(signed)
