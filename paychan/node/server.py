@@ -1277,8 +1277,7 @@ class Node:
         while runtime.queue and runtime.queue[0].future.done():
             runtime.queue.popleft()
         if runtime.queue and runtime.queue[0].op is not None:
-            if not runtime.inflight:
-                await self._build_ops(runtime)
+            await self._build_ops(runtime)
             return
         if runtime.inflight:  # continue after the states already in flight
             last = runtime.inflight[-1].state
@@ -1465,6 +1464,9 @@ class Node:
                 sign = next(a for a in actions if isinstance(a, turn.SignBatch))
                 self.store.set_turn_epoch(runtime.cid, sign.epoch)
                 basis = channel
+                if runtime.inflight:  # after the states in flight: on the one they end with
+                    last = runtime.inflight[-1]
+                    basis = channel.following(last, self._locks_after(runtime))
                 for index, request in enumerate(requests):
                     op = request.op
                     assert op is not None
@@ -1485,9 +1487,20 @@ class Node:
             pass
         for request, refusal in refused:
             request.future.set_exception(refusal)
-        if built:  # the first is answered first; the nonces up to the last are taken
-            channel.await_countersignature(built[0][0], built[0][1], through=built[-1][0].state.nonce)
+        if built:  # the first in flight is answered first; the nonces up to the last are taken
+            first = runtime.inflight[0] if runtime.inflight else built[0][0]
+            first_locks = runtime.op_locks.get(first.state.nonce) if runtime.inflight else built[0][1]
+            channel.await_countersignature(first, first_locks, through=built[-1][0].state.nonce)
         return built, handover, left
+
+    @staticmethod
+    def _locks_after(runtime: Runtime) -> tuple[Lock, ...]:
+        """The lock list our proposals in flight end with (a payment keeps the one before it)."""
+        for proposal in reversed(runtime.inflight):
+            locks = runtime.op_locks.get(proposal.state.nonce)
+            if locks is not None:
+                return locks
+        return runtime.channel.locks
 
     def _op_state(self, basis: Channel, op: LockOp) -> tuple[SignedState, tuple[Lock, ...]]:
         """Signs lock operation ``op`` on ``basis`` (our channel, or the state our previous proposal leaves),
