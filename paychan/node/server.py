@@ -1255,7 +1255,8 @@ class Node:
 
     async def _build_batch(self, runtime: Runtime) -> None:
         """``_build_queued`` on the queue without the locks that wait for room (put back first after it)."""
-        waiting = [r for r in runtime.queue if self._waits_for_room(runtime, r)]
+        full = len(runtime.channel.locks) >= MAX_LOCKS  # else nothing waits: no scan of a long payment queue
+        waiting = [r for r in runtime.queue if self._waits_for_room(runtime, r)] if full else []
         if not waiting:
             await self._build_queued(runtime)
             return
