@@ -1459,8 +1459,9 @@ class Node:
         refused: list[tuple[Request, StateRejected]] = []
         left: list[Request] = []
         handover = False
+        revocation: SignedRevocation | None = None
         try:
-            with self.store.transaction():
+            with self._revocation_kept(runtime), self.store.transaction():
                 _, actions = turn.handle(runtime.turn, signing)
                 sign = next(a for a in actions if isinstance(a, turn.SignBatch))
                 self.store.set_turn_epoch(runtime.cid, sign.epoch)
@@ -1484,8 +1485,12 @@ class Node:
                 if not built:
                     raise _NothingSigned  # the epoch is not stored either
                 handover = sign.handover and not left
+                if self.remote is None:  # our revocation below the latest state, which their message carries
+                    revocation = self._record_revocation(runtime)
         except _NothingSigned:
             pass
+        if revocation is not None:  # committed: no commit of its own before the send
+            self._revocations[runtime.cid] = revocation
         for request, refusal in refused:
             request.future.set_exception(refusal)
         if built:  # the first in flight is answered first; the nonces up to the last are taken
