@@ -414,6 +414,26 @@ def keep_logs(folder: Path, into: Path) -> None:
         shutil.copyfile(log, into / log.name)
 
 
+def timeline(directory: Path, names: dict[str, str], payments: int) -> str:
+    """The commits and peer requests of every node (``paychan.node.trace``) during one routed payment through
+    one intermediary, one at a time: the middle one of that phase, from the payer's offer to its next one."""
+    events: list[tuple[int, int, str, str]] = []
+    for path in directory.glob("*.trace"):
+        name = names.get(path.stem, path.stem)
+        for line in path.read_text().splitlines():
+            kind, start, end, *what = line.split()
+            events.append((int(start), int(end), name, " ".join([kind, *what])))
+    events.sort()
+    offers = [e for e in events if e[2] == "payer" and e[3].endswith(" offer")]
+    if len(offers) < payments // 2 + 2:
+        return "trace: too few routed payments traced"
+    begin, end = offers[payments // 2][0], offers[payments // 2 + 1][0]
+    rows = [
+        f"{(s - begin) / 1e6:8.2f} {(e - begin) / 1e6:8.2f}  {n:<6} {w}" for s, e, n, w in events if begin <= s < end
+    ]
+    return "\n".join(["   start      end  node   what (ms from the payer's offer)", *rows])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--payments", type=int, default=200, help="routed payments per phase (default 200)")
@@ -424,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--logs", type=Path, default=None, help="copy the node logs into this folder at the end")
     parser.add_argument("--node-log-level", default="WARNING", help="the nodes' --log-level (INFO to trace a stall)")
+    parser.add_argument("--trace", type=Path, default=None, help="trace the nodes' commits and requests into DIR")
     args = parser.parse_args(argv)
     if args.quick:
         args.payments, args.direct_payments, args.timeout = 4, 20, 20
@@ -433,12 +454,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.payments < 1 or args.direct_payments < 1:
         parser.error("--payments and --direct-payments are at least 1")
 
+    if args.trace is not None:  # the node processes inherit it (``paychan.node.trace``)
+        args.trace.mkdir(parents=True, exist_ok=True)
+        os.environ["PAYCHAN_TRACE"] = str(args.trace.resolve())
+    pids: dict[str, str] = {}
     extra = ("--log-level", args.node_log_level, "--poll-interval", "0.5", "--payment-timeout", str(args.timeout))
     with tempfile.TemporaryDirectory(prefix="paychan-routed-", dir=Path(__file__).resolve().parent.parent) as tmp:
         folder = Path(tmp)  # on the repository's file system: the fsyncs are the real disk's
         try:
             with node_line(folder, NAMES, DEPOSIT, FEES, extra, route_amount=AMOUNT) as line:
                 load_before = os.getloadavg()
+                pids = {str(node.process.pid): node.name for node in line.nodes if node.process is not None}
                 measured = asyncio.run(_drive(line, args))
                 load_after = os.getloadavg()
                 cpu_total = {name: round(seconds, 2) for name, seconds in cpu_of(line.nodes).items()}
@@ -456,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     result["node_log_warnings"] = warnings
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.trace is not None:
+        print(timeline(args.trace, pids, args.payments))
     print(json.dumps(result, indent=2))
     print(table(result), file=sys.stderr)
     return 0

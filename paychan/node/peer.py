@@ -15,6 +15,7 @@ from eth_account import Account
 from yarl import URL
 
 from paychan.exceptions import PaychanError
+from paychan.node import trace
 from paychan.node.auth import sign_request
 from paychan.node.messages import MAX_BODY_BYTES
 from paychan.signing import Domain
@@ -100,6 +101,15 @@ class PeerClient:
             raise PeerUnavailable(f"no URL for the peer yet ({url!r}): it has not announced where it listens")
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         headers = self.headers(method, url, body, recipient)
+        started = trace.now()
+        try:
+            return await self._exchange(method, url, body, headers)
+        finally:
+            if trace.DIRECTORY:
+                kind = str((payload or {}).get("type") or ("propose" if payload and "states" in payload else ""))
+                trace.note("REQ", started, url.split("/", 3)[-1], kind)
+
+    async def _exchange(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
         try:
             async with self.session.request(method, url, data=body or None, headers=headers) as response:
                 status = response.status

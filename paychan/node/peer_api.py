@@ -129,7 +129,7 @@ class PeerApi:
         return json_response(self.node.network.receive(request[SIGNER], request[BODY]))
 
     async def _transfer(self, request: web.Request) -> web.Response:
-        return json_response(self.node.transfers.receive(request[SIGNER], decode_json(request[BODY])))
+        return json_response(await self.node.transfers.receive(request[SIGNER], decode_json(request[BODY])))
 
 
 __all__ = ["PeerApi", "peer_app"]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from paychan.exceptions import PaychanError
+from paychan.node import trace
 from paychan.signing import state_struct_hash
 from paychan.state import (
     ZERO_ROOT,
@@ -332,6 +333,7 @@ class Store:
         # called before each outermost transaction commits; one that raises rolls the transaction back
         # (the node's remote signer refuses a commit of a dry run's placeholder signatures)
         self.before_commit: list[Callable[[], None]] = []
+        self._after: list[tuple[Callable[[], None], Callable[[], None] | None]] = []
         self._migrate(migrations)
 
     # --- schema ----------------------------------------------------------------------------------
@@ -385,6 +387,8 @@ class Store:
             return
         self.conn.execute("BEGIN IMMEDIATE")
         self._depth = 1
+        self._after = []
+        opened_by = trace.caller(3)
         try:
             yield
             for hook in self.before_commit:
@@ -393,14 +397,33 @@ class Store:
             self._depth = 0
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            self._run_after(committed=False)
             raise
         self._depth = 0
+        started = trace.now()
         try:
             self.conn.execute("COMMIT")
+            trace.note("COMMIT", started, opened_by)
         except BaseException:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            self._run_after(committed=False)
             raise
+        self._run_after(committed=True)
+
+    def after_transaction(self, committed: Callable[[], None], rolled_back: Callable[[], None] | None = None) -> None:
+        """Calls ``committed`` once the current (outermost) transaction has committed, or ``rolled_back`` if it
+        does not: what waits for a write to be durable learns it then, not when it is written."""
+        if not self._depth:
+            raise StoreError("after_transaction outside a transaction")
+        self._after.append((committed, rolled_back))
+
+    def _run_after(self, committed: bool) -> None:
+        hooks, self._after = self._after, []
+        for on_commit, on_rollback in hooks:
+            hook = on_commit if committed else on_rollback
+            if hook is not None:
+                hook()
 
     def close(self) -> None:
         self.conn.close()

@@ -114,6 +114,7 @@ MAX_LIVE = 1024  # live payments in all
 MAX_REASON = 400  # characters of a refusal's reason kept from a peer
 MAX_URL = 200
 TICK_INTERVAL = 0.5  # seconds between the clock events the machines get while a payment is live
+DURABLE_WAIT = 2.0  # seconds a secret's answer waits for the unlock's transaction before writing on its own
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?(?:/[A-Za-z0-9._~\-/]*)?")
 UNLOCKING = (initiator.PROPOSED, initiator.LOCKED)  # a payer's first lock its unlock may still pay
 ROLES = {initiator.InitiatorState: "initiator", mediator.MediatorState: "mediator", target.TargetState: "target"}
@@ -178,6 +179,7 @@ class NodeTransfers:
         self._staged: list[Staged] = []
         self._open_ops: set[tuple[bytes, str, bytes]] = set()  # settle/expire ops queued, not answered yet
         self._dirty: set[int] = set()  # payments whose newest state waits for a transaction (``_defer``)
+        self._durable: dict[int, asyncio.Future[None]] = {}  # answers waiting for a deferred state's commit
         self._ticker: asyncio.Task[None] | None = None
         self._routes_shown: dict[Route, dict[str, Any]] = {}  # the routes of payments the control API waits on
         self.stats = {"offersReceived": 0, "offersRefused": 0, "paymentsSent": 0, "paymentsReceived": 0}
@@ -287,7 +289,11 @@ class NodeTransfers:
         - a step whose only actions propose a lock or a lock's settle (``ProposeLock``, ``ProposeSettleLock``,
           ``ProposeUnlock``, the secret that settle shows): it is written in the transaction that signs the proposal
           (``flush``, called by the node inside it), so it is durable before the signature leaves; if the
-          proposal is not signed, ``_op_done`` writes it on its own.
+          proposal is not signed, ``_op_done`` writes it on its own;
+        - the payer's answer to the payee's secret request with its unlock (``SendSecretReveal``,
+          ``ProposeUnlock``): written in the unlock's transaction, one commit instead of two on the payment's
+          path; the secret leaves only once that committed (``receive`` waits for it, and writes the step on
+          its own after ``DURABLE_WAIT``), so a payer that restarts never forgets it told the secret.
         """
         changed = [pid for pid, task in self.book.tasks.items() if before.get(pid) is not task]
         if len(changed) != 1:
@@ -299,6 +305,8 @@ class NodeTransfers:
             deferrable = True
         if isinstance(event, InitPayment) and all(isinstance(a, OfferLock) for a in actions):
             deferrable = True
+        if isinstance(event, ReceiveSecretRequest) and [type(a) for a in actions] == [SendSecretReveal, ProposeUnlock]:
+            deferrable = True  # in the unlock's transaction; the secret's answer waits for it (``receive``)
         proposals = [a for a in actions if isinstance(a, ProposeLock | ProposeSettleLock | ProposeUnlock)]
         if proposals and all(
             isinstance(a, ProposeLock | ProposeSettleLock | ProposeUnlock | StoreSecret) for a in actions
@@ -327,6 +335,25 @@ class NodeTransfers:
         url = self.urls.setdefault(payment_id, self.node.public_url)
         self.node.store.put_transfer(payment_id, ROLES[type(task)], lock_hash, url, codec.dump(task), _is_done(task))
         self.by_hashlock.setdefault(lock_hash, payment_id)
+        self.node.store.after_transaction(lambda: self._made_durable(payment_id), lambda: self._dirty.add(payment_id))
+
+    def _made_durable(self, payment_id: int) -> None:
+        waiter = self._durable.pop(payment_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _until_durable(self, payment_id: int) -> None:
+        """Returns once the deferred state of ``payment_id`` has committed (in the transaction of its proposal),
+        or writes it on its own after ``DURABLE_WAIT`` (the proposal waits for the turn, or was not signed)."""
+        if payment_id not in self._dirty:
+            return
+        waiter = self._durable.setdefault(payment_id, asyncio.get_running_loop().create_future())
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), DURABLE_WAIT)
+        except TimeoutError:
+            if payment_id in self._dirty:
+                with self.node.store.transaction():
+                    self._write(payment_id)
 
     def _persist(self, before: dict[int, Task], actions: list[Action]) -> None:
         store = self.node.store
@@ -806,7 +833,7 @@ class NodeTransfers:
 
     # --- receiving (``POST /peer/transfer``, ``paychan.node.peer_api``) -------------------------------
 
-    def receive(self, signer: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def receive(self, signer: str, data: dict[str, Any]) -> dict[str, Any]:
         """One transfer message from ``signer`` (authenticated); the answer."""
         kind, now = data.get("type"), self.node.chain_now()
         if kind == "offer":
@@ -822,6 +849,7 @@ class NodeTransfers:
             reveal = next((a for a in replies if isinstance(a, SendSecretReveal)), None)
             if reveal is None:
                 return {"type": "noSecret"}
+            await self._until_durable(payment_id)  # that we told it: written before it leaves (``_defer``)
             return {"type": "secret", "secret": _hex(reveal.secret)}
         cid = ChannelId(_bytes32(data.get("channelId"), "channelId"))
         runtime = self.node.runtimes.get(cid)

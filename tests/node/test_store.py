@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from paychan.node import trace
 from paychan.node.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -327,3 +328,40 @@ def test_a_payments_machine_state_is_kept_by_payment_id_and_replaced_by_its_next
     with pytest.raises(sqlite3.IntegrityError):
         again.put_transfer(1, "thief", lock_hash, "", "{}", False)  # a role outside the three
     again.close()
+
+
+def test_what_waits_for_a_write_learns_it_once_its_transaction_commits_or_that_it_rolled_back(store: Store) -> None:
+    heard: list[str] = []
+    with pytest.raises(StoreError):  # only inside a transaction
+        store.after_transaction(lambda: heard.append("committed"))
+    with store.transaction():
+        store.after_transaction(lambda: heard.append("committed"), lambda: heard.append("rolled back"))
+        with store.transaction():  # a nested one joins the outer: its hook waits for the outer commit
+            store.after_transaction(lambda: heard.append("nested committed"))
+        assert heard == []
+    assert heard == ["committed", "nested committed"]
+    with pytest.raises(RuntimeError), store.transaction():
+        store.after_transaction(lambda: heard.append("never"), lambda: heard.append("rolled back"))
+        raise RuntimeError("the block fails")
+    assert heard == ["committed", "nested committed", "rolled back"]
+    with store.transaction():  # hooks of an earlier transaction are not called again
+        pass
+    assert heard == ["committed", "nested committed", "rolled back"]
+
+
+def test_with_a_trace_directory_every_commit_is_a_line_naming_who_opened_its_transaction(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trace, "DIRECTORY", str(tmp_path))
+
+    def record_something() -> None:
+        with store.transaction():
+            pass
+
+    record_something()
+    (line,) = (tmp_path / f"{os.getpid()}.trace").read_text().splitlines()
+    kind, start, end, opened_by = line.split()
+    assert kind == "COMMIT" and int(start) <= int(end) and opened_by.startswith("record_something>")
+    monkeypatch.setattr(trace, "DIRECTORY", None)
+    record_something()
+    assert len((tmp_path / f"{os.getpid()}.trace").read_text().splitlines()) == 1  # off: nothing more
