@@ -1712,6 +1712,8 @@ class Node:
         runtime = self.runtimes.get(cid)
         if runtime is None:
             return
+        if runtime.record.status == STATUS_CLOSED and runtime.record.payout_a is not None:
+            return  # paid out already (our own settle got there before the watcher read this event): stale
         closed = None
         if name == "ChannelClosed":
             role = runtime.record.params.role_of(to_checksum_address(args["closer"]))
@@ -1772,7 +1774,10 @@ class Node:
     def note_settled(self, cid: bytes, payout_a: int, payout_b: int) -> None:
         """The chain paid the channel out (``ChannelSettled``): closed, with what each side was paid."""
         runtime = self.runtimes.get(cid)
-        if runtime is None or (runtime.record.payout_a, runtime.record.payout_b) == (payout_a, payout_b):
+        if runtime is None:
+            return
+        record = runtime.record
+        if record.status == STATUS_CLOSED and (record.payout_a, record.payout_b) == (payout_a, payout_b):
             return
         self.store.set_settled(cid, payout_a, payout_b)
         runtime.record = self.store.channel(cid) or runtime.record
