@@ -291,8 +291,9 @@ class NodeTransfers:
           (``flush``, called by the node inside it), so it is durable before the signature leaves; if the
           proposal is not signed, ``_op_done`` writes it on its own;
         - the payer's answer to the payee's secret request with its unlock (``SendSecretReveal``,
-          ``ProposeUnlock``): written in the unlock's transaction, one commit instead of two on the payment's
-          path; the secret leaves only once that committed (``receive`` waits for it, and writes the step on
+          ``ProposeUnlock``), when the unlock's channel signs it at once (``_signs_at_once``): written in the
+          unlock's transaction, one commit instead of two on the payment's path; the secret leaves only once
+          that committed (``receive`` waits for it, and writes the step on
           its own after ``DURABLE_WAIT``), so a payer that restarts never forgets it told the secret.
         """
         changed = [pid for pid, task in self.book.tasks.items() if before.get(pid) is not task]
@@ -306,7 +307,9 @@ class NodeTransfers:
         if isinstance(event, InitPayment) and all(isinstance(a, OfferLock) for a in actions):
             deferrable = True
         if isinstance(event, ReceiveSecretRequest) and [type(a) for a in actions] == [SendSecretReveal, ProposeUnlock]:
-            deferrable = True  # in the unlock's transaction; the secret's answer waits for it (``receive``)
+            unlock = actions[1]
+            assert isinstance(unlock, ProposeUnlock)
+            deferrable = self._signs_at_once(unlock)  # in the unlock's transaction; the answer waits for it
         proposals = [a for a in actions if isinstance(a, ProposeLock | ProposeSettleLock | ProposeUnlock)]
         if proposals and all(
             isinstance(a, ProposeLock | ProposeSettleLock | ProposeUnlock | StoreSecret) for a in actions
@@ -318,6 +321,12 @@ class NodeTransfers:
             self.by_hashlock.setdefault(_hashlock_of(task), changed[0])
             self.urls.setdefault(changed[0], self.node.public_url)
         return deferrable
+
+    def _signs_at_once(self, action: ProposeUnlock) -> bool:
+        """Whether the channel of ``action`` signs it as soon as it is queued: nothing in flight or queued, and
+        the turn ours. Else the step commits on its own: the secret's answer does not wait for an exchange."""
+        runtime = self.node.runtimes.get(action.channel_id)
+        return runtime is not None and not runtime.inflight and not runtime.queue and runtime.turn.holds
 
     def flush(self, lock_hash: bytes) -> None:
         """Writes the deferred state of the payment of ``lock_hash`` (inside the caller's transaction: the
