@@ -37,6 +37,7 @@ from .conftest import (
     open_channel_by_cli,
     paychan,
     peer_delay_proxy,
+    rpc_calls,
     wait_for,
 )
 
@@ -145,16 +146,17 @@ def build(
     alice_port: int | None = None,
     alice_url: str | None = None,
     proxied: str = "alice",
+    rpc_url: str | None = None,
 ) -> Network:
     """The five nodes and six channels of the module docstring, fees announced, routes known to alice.
     ``alice_port``, ``alice_url``: where alice's node (or ``proxied``'s) listens, and where her peers and payees
-    reach her (a proxy in front of it)."""
+    reach her (a proxy in front of it); ``rpc_url``: every node's JSON-RPC endpoint (the devnet's by default)."""
     nodes = {}
     for name, key in KEYS.items():
         if name == proxied and alice_url:
-            nodes[name] = node_processes(name, key, extra=("--public-url", alice_url), port=alice_port)
+            nodes[name] = node_processes(name, key, rpc_url, extra=("--public-url", alice_url), port=alice_port)
         else:
-            nodes[name] = node_processes(name, key)
+            nodes[name] = node_processes(name, key, rpc_url)
     for node in nodes.values():
         node.start()
     net = Network(nodes, capsys, devnet)
@@ -374,3 +376,25 @@ def payee_never_gets_the_secret(net: Network) -> None:
         assert net.holds(name) == net.deposits.get(name, 0)
         summary = net.transfers(name)
         assert (summary["feesEarned"], summary["received"], summary["sent"]) == ("0", "0", "0")
+
+
+def test_payments_in_flight_with_every_nodes_rpc_50_ms_away_succeed_with_exact_fees_and_no_transaction(
+    node_processes: Callable[..., NodeProcess], capsys: pytest.CaptureFixture[str], devnet: Any, latency_proxy: str
+) -> None:
+    """Six routed payments at once through two intermediaries, every node's chain 50 ms away (where races
+    show): their locks, unlocks and settles go in batches; each pays each intermediary its fee, to the wei."""
+    net = build(node_processes, capsys, devnet, rpc_url=latency_proxy)
+    before = rpc_calls(latency_proxy).get("eth_sendRawTransaction", 0)
+    results = [start_payment(net, "alice", "dave", AMOUNT) for _ in range(6)]
+    carol_fee = fee(*FEES["carol"], AMOUNT)
+    bob_fee = fee(*FEES["bob"], AMOUNT + carol_fee)
+    for result in results:
+        paid = finished(result)
+        assert paid["outcome"] == "succeeded", paid
+        assert (route_fees(paid["route"]), paid["attempts"]) == ([bob_fee, carol_fee], 1)
+    wait_for(net.no_locks, "every lock settled off chain")
+    assert rpc_calls(latency_proxy).get("eth_sendRawTransaction", 0) == before  # not one transaction
+    assert net.transfers("bob")["feesEarned"] == str(6 * bob_fee)
+    assert net.transfers("carol")["feesEarned"] == str(6 * carol_fee)
+    assert net.transfers("dave")["received"] == str(6 * AMOUNT)
+    net.check_conservation()
