@@ -292,3 +292,17 @@ def test_plan_payment_takes_the_k_cheapest_routes_from_the_graph_with_the_payers
     assert [route.total_fee for route in event.routes] == [20, 200]
     state, actions = initiator.handle(None, event)
     assert actions[0].transfer.hops[0].receiver == c and state.routes == event.routes
+
+
+def test_a_restarted_payer_sends_its_unlock_again_while_the_lock_pays_and_not_once_it_is_dead():
+    state = locked()
+    assert initiator.pending_unlock(state, NOW + 3) is None  # no unlock sent: nothing to send again
+    state, _ = initiator.handle(state, ReceiveSecretRequest(PAYMENT_ID, HASHLOCK, AMOUNT, ERIN, NOW + 3))
+    expiry = state.current.hop.expiry
+    unlock = ProposeUnlock(AB, BOB, PAYMENT_ID, SECRET)
+    assert initiator.pending_unlock(state, expiry) == unlock
+    assert initiator.pending_unlock(state, expiry + 1) is None  # expired, the secret not on chain: dead
+    revealed, _ = initiator.handle(state, SecretRevealedOnChain(HASHLOCK, SECRET, expiry - 5, expiry - 4))
+    assert initiator.pending_unlock(revealed, expiry + 100) == unlock  # on chain in time: bob's for good
+    settled, _ = initiator.handle(revealed, LockSettled(PAYMENT_ID, AB, expiry + 101))
+    assert initiator.pending_unlock(settled, expiry + 102) is None

@@ -116,7 +116,6 @@ MAX_URL = 200
 TICK_INTERVAL = 0.5  # seconds between the clock events the machines get while a payment is live
 DURABLE_WAIT = 2.0  # seconds a secret's answer waits for the unlock's transaction before writing on its own
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?(?:/[A-Za-z0-9._~\-/]*)?")
-UNLOCKING = (initiator.PROPOSED, initiator.LOCKED)  # a payer's first lock its unlock may still pay
 ROLES = {initiator.InitiatorState: "initiator", mediator.MediatorState: "mediator", target.TargetState: "target"}
 
 
@@ -229,9 +228,8 @@ class NodeTransfers:
             elif task.current is not None and task.current.status == initiator.EXPIRING:
                 hop = task.current.hop
                 actions.append(ProposeExpireLock(hop.channel_id, hop.receiver, payment_id, task.hashlock))
-            elif task.current is not None and task.current.unlock_sent_at and task.current.status in UNLOCKING:
-                hop = task.current.hop
-                actions.append(ProposeUnlock(hop.channel_id, hop.receiver, payment_id, task.secret))
+            elif (unlock := initiator.pending_unlock(task, self.node.chain_now())) is not None:
+                actions.append(unlock)
         return actions
 
     def stop(self) -> None:

@@ -309,6 +309,18 @@ def _on_secret_request(state: InitiatorState, event: ReceiveSecretRequest) -> _S
     return replace(state, secret_revealed=True), actions
 
 
+def pending_unlock(state: InitiatorState, now: int) -> ProposeUnlock | None:
+    """Our unlock of the current attempt's first lock, if we sent it, it is not countersigned yet and the
+    lock still pays (before its expiry, or the secret on chain in time): what a restarted node sends again."""
+    current = state.current
+    if current is None or not current.unlock_sent_at or current.status not in (PROPOSED, LOCKED):
+        return None
+    hop = current.hop
+    if not (now <= hop.expiry or 0 < state.revealed_on_chain_at <= hop.expiry):
+        return None
+    return ProposeUnlock(hop.channel_id, hop.receiver, state.payment_id, state.secret)
+
+
 def _on_unlocked(state: InitiatorState, event: LockSettled) -> _Step:
     """The first hop countersigned our unlock: it is paid, and so is the payee (it holds the secret)."""
     current = state.current
@@ -405,12 +417,9 @@ def _on_tick(state: InitiatorState, now: int) -> _Step:
     if current.status == OFFERED and now >= current.offered_at + OFFER_TIMEOUT and state.outcome == PENDING:
         reason = str(NextHopTimedOut(0, current.offered_at, now))
         return _try_next_route(_set_current(state, status=DEAD, reason=reason), now, reason)
-    unanswered = current.unlock_sent_at and now >= current.unlock_sent_at + OFFER_TIMEOUT
-    payable = now <= current.hop.expiry or 0 < state.revealed_on_chain_at <= current.hop.expiry
-    if current.status in (PROPOSED, LOCKED) and unanswered and payable:
-        hop = current.hop  # our unlock is not countersigned yet: send it again
-        state = _set_current(state, unlock_sent_at=now)
-        return state, [ProposeUnlock(hop.channel_id, hop.receiver, state.payment_id, state.secret)]
+    unlock = pending_unlock(state, now)
+    if unlock is not None and now >= current.unlock_sent_at + OFFER_TIMEOUT:  # not countersigned yet: again
+        return _set_current(state, unlock_sent_at=now), [unlock]
     expired = now > current.hop.expiry and not 0 < state.revealed_on_chain_at <= current.hop.expiry
     if current.status in SIGNED and expired:
         if current.closed:  # the settlement gives it back: nothing to sign
@@ -425,4 +434,4 @@ def _on_tick(state: InitiatorState, now: int) -> _Step:
     return state, []
 
 
-__all__ = ["ROUTE_ALTERNATIVES", "Attempt", "InitiatorState", "handle", "plan_payment"]
+__all__ = ["ROUTE_ALTERNATIVES", "Attempt", "InitiatorState", "handle", "pending_unlock", "plan_payment"]
