@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from paychan.compile import load_artifact
+from paychan.devnet import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 APE = str(Path(sys.executable).parent / "ape")
@@ -35,6 +36,10 @@ def ape_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def ape(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """One `ape` command; anvil, if it starts one, listens on a port that was free just before (ape-foundry's
+    `host: auto` draws a random port from the kernel's ephemeral range without checking it: under a loaded
+    suite it drew a taken one and waited out its 20 s start timeout)."""
+    env = {**env, "APE_FOUNDRY_HOST": f"http://127.0.0.1:{free_port()}"}
     return subprocess.run(
         [APE, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
