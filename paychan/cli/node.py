@@ -456,6 +456,7 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         },
     )
     print(f"paychan node {node.address}: peer {node.public_url}, control {control_url}", flush=True)
+    freeze_startup_objects()
     try:
         await until_stopped()
     finally:
@@ -467,6 +468,17 @@ async def _serve(args: argparse.Namespace, store: Any, key: bytes, contract: Any
         await control_runner.cleanup()
         await node.stop()
         control_file.unlink(missing_ok=True)
+
+
+def freeze_startup_objects() -> None:
+    """Moves what the node holds once it serves (web3, eth-abi and aiohttp modules, the loaded channels: some
+    100,000 objects) out of the garbage collector's sight (``gc.freeze``): a full collection, which a node
+    runs every few seconds under load, then scans only what was made since, and stops pausing the event loop
+    for 50-70 ms each time (measured: ``docs/node.md``)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 async def until_stopped() -> None:
