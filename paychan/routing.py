@@ -75,13 +75,12 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 import networkx as nx
-from eth_utils.address import to_checksum_address
 
 from paychan.channel import LOCK_EXPIRY_MARGIN
 from paychan.exceptions import PaychanError, StateRejected, UnknownChannel
 from paychan.fees import FeeAnnouncement, FeePolicy, verify_fee_announcement
 from paychan.signing import Domain
-from paychan.state import ETH, ChannelId, ChannelParams, channel_id
+from paychan.state import ETH, ChannelId, ChannelParams, channel_id, checksum_address
 
 REVEAL_MARGIN = 120  # paychan.node.watcher.REVEAL_MARGIN (not imported: this module has no I/O and no node)
 EXPIRY_DELTA = 2 * REVEAL_MARGIN  # seconds between the expiries of two consecutive hops
@@ -226,7 +225,7 @@ class ChannelGraph:
         balance, or what a failed attempt reported), until the next ``record_deposits``. ``ValueError`` for
         someone who is not a participant, or a negative amount."""
         channel = self._channel(cid)
-        sender = to_checksum_address(sender)
+        sender = checksum_address(sender)
         channel.params.role_of(sender)  # ValueError for anyone else
         if spendable < 0:
             raise ValueError(f"a capacity is not negative: {spendable}")
@@ -257,7 +256,7 @@ class ChannelGraph:
 
     def fee_announcement(self, cid: ChannelId, node: str) -> FeeAnnouncement | None:
         """The newest announcement of ``node`` for ``cid`` (to relay it), if any."""
-        return self._channel(cid).fees.get(to_checksum_address(node))
+        return self._channel(cid).fees.get(checksum_address(node))
 
     def fee_announcements(self) -> list[FeeAnnouncement]:
         """The newest announcement of each node for each channel in the graph (what a node relays to a peer
@@ -271,7 +270,7 @@ class ChannelGraph:
 
     def capacity(self, cid: ChannelId, sender: str) -> int:
         """What ``sender`` can lock towards the other participant of ``cid``, as the graph knows it."""
-        return self._channel(cid).capacity[to_checksum_address(sender)]
+        return self._channel(cid).capacity[checksum_address(sender)]
 
     def _channel(self, cid: ChannelId) -> _Channel:
         try:
@@ -301,7 +300,7 @@ class ChannelGraph:
             raise ValueError(f"a payment amount is a positive integer, not {amount!r}")
         if k < 1:
             raise ValueError(f"k is at least 1, not {k}")
-        source, target, asset = to_checksum_address(source), to_checksum_address(target), to_checksum_address(asset)
+        source, target, asset = checksum_address(source), checksum_address(target), checksum_address(asset)
         if source == target:
             raise ValueError("a payment goes to someone else than its payer")
         graph = self._search_graph(source, amount, asset)

@@ -38,9 +38,9 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 @lru_cache(maxsize=8192)
-def _checksum(address: str) -> str:
-    """``to_checksum_address``, cached: a tower or node builds the parameters of the same few participants
-    again and again, and the checksum (a keccak of the address) costs more than the rest of them."""
+def checksum_address(address: str) -> str:
+    """``to_checksum_address``, cached: a tower or node builds the parameters, routes and offers of the same few
+    participants again and again, and the checksum (a keccak of the address) costs more than the rest."""
     return str(to_checksum_address(address))
 
 
@@ -143,16 +143,16 @@ class ChannelParams:
     number: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "participant_a", _checksum(self.participant_a))
-        object.__setattr__(self, "participant_b", _checksum(self.participant_b))
-        object.__setattr__(self, "asset", _checksum(self.asset))
+        object.__setattr__(self, "participant_a", checksum_address(self.participant_a))
+        object.__setattr__(self, "participant_b", checksum_address(self.participant_b))
+        object.__setattr__(self, "asset", checksum_address(self.asset))
 
     def as_tuple(self) -> tuple[str, str, str, int, int]:
         return (self.participant_a, self.participant_b, self.asset, self.challenge_period, self.number)
 
     def role_of(self, address: str) -> str:
         """``"A"`` or ``"B"`` for a participant; raises ``ValueError`` for anyone else."""
-        address = _checksum(address)
+        address = checksum_address(address)
         if address == self.participant_a:
             return "A"
         if address == self.participant_b:

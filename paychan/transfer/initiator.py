@@ -41,11 +41,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from eth_utils.address import to_checksum_address
-
 from paychan.exceptions import StateRejected
 from paychan.routing import PAYEE_LOCK_TIME, ChannelGraph, Route
-from paychan.state import ChannelId, hashlock
+from paychan.state import ChannelId, checksum_address, hashlock
 from paychan.transfer.events import (
     AcceptSettle,
     Action,
@@ -158,7 +156,7 @@ def plan_payment(
         if cid in graph:
             graph.set_capacity(cid, source, channel.ours)
     routes = graph.routes(source, target, amount, k, now=now)
-    return InitPayment(payment_id, secret, to_checksum_address(target), amount, tuple(routes), channels, now)
+    return InitPayment(payment_id, secret, checksum_address(target), amount, tuple(routes), channels, now)
 
 
 def handle(state: InitiatorState | None, event: Event) -> Transition:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from eth_utils.address import to_checksum_address
-
 from paychan.exceptions import InvalidAmount, MalformedMessage, StateRejected
 from paychan.fees import FeePolicy
 from paychan.routing import MAX_HOPS, REVEAL_MARGIN
-from paychan.state import MAX_UINT40, MAX_UINT256, ChannelId
+from paychan.state import MAX_UINT40, MAX_UINT256, ChannelId, checksum_address
 
 OFFER_TIMEOUT = 30  # seconds a hop has to answer an offer (accept or refuse) before the sender gives up on it
 EXPIRY_SLACK = 60  # seconds added to the payee's lock time, for the offers to travel the route
@@ -288,7 +286,7 @@ def _bytes32(value: object, name: str) -> bytes:
 def _address(value: object, name: str) -> str:
     if not (isinstance(value, str) and _ADDRESS.fullmatch(value)):
         raise MalformedMessage(f"{name} must be a 0x-prefixed address")
-    return str(to_checksum_address(value))
+    return checksum_address(value)
 
 
 def check_hashlock(hashlock: object) -> None:
