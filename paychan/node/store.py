@@ -411,6 +411,22 @@ class Store:
             raise
         self._run_after(committed=True)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the current transaction undone alone if the block raises (the transaction goes on). What
+        ``after_transaction`` registered inside it stays registered: a caller whose part may be undone
+        registers nothing inside it."""
+        if not self._depth:
+            raise StoreError("savepoint outside a transaction")
+        self.conn.execute("SAVEPOINT part")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO part")
+            self.conn.execute("RELEASE part")
+            raise
+        self.conn.execute("RELEASE part")
+
     def after_transaction(self, committed: Callable[[], None], rolled_back: Callable[[], None] | None = None) -> None:
         """Calls ``committed`` once the current (outermost) transaction has committed, or ``rolled_back`` if it
         does not: what waits for a write to be durable learns it then, not when it is written."""

@@ -418,6 +418,27 @@ class NodeTransfers:
         if terms != (runtime.peer_role, hop.amount, hop.expiry):
             raise LockNotOffered(payment_id, f"the lock ({lock.amount} until {lock.expiry}) is not the offered one")
 
+    def sign_forwards_now(self) -> None:
+        """Inside the transaction of the peer's proposals, once they are countersigned: each outgoing lock the
+        staged steps forward (``ProposeLock``) that its channel signs at once (``Node.sign_lock_now``) is
+        signed in this transaction, so it commits with the countersignature of the incoming lock; the others
+        are queued after the commit, as before (``after_exchange``). Only a step written already (not
+        deferred): the lock's own transaction would write a deferred one, and this one may be undone."""
+        node = self.node
+        for step in self._staged:
+            for action in list(step.actions):
+                if not isinstance(action, ProposeLock) or step.payment_id in self._dirty:
+                    continue
+                hop = action.transfer.hop
+                runtime = node.runtimes.get(hop.channel_id)
+                if runtime is None:
+                    continue
+                lock = Lock(runtime.role, hop.amount, hop.expiry, action.transfer.hashlock)
+                future = node.sign_lock_now(hop.channel_id, AddLock(lock))
+                if future is not None:
+                    step.actions.remove(action)
+                    future.add_done_callback(lambda done: self._op_done(done, None))
+
     def mark(self) -> int:
         """Where the staged steps stand: ``undo_to`` it if the proposal checked next is refused after all."""
         return len(self._staged)
