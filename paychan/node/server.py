@@ -400,7 +400,13 @@ class Node:
         # backup does not hold; the peer's copy tells us, and we never sign another state at it).
         self._unsynced: set[bytes] = set()
         # counters for ``status``: batches we sent, states the peer countersigned, states we countersigned
-        self.stats = {"batchesSent": 0, "statesSent": 0, "batchesReceived": 0, "statesCountersigned": 0}
+        self.stats = {
+            "batchesSent": 0,
+            "statesSent": 0,
+            "batchesReceived": 0,
+            "statesCountersigned": 0,
+            "locksSignedWithIncoming": 0,  # forwarded locks signed in the incoming one's transaction
+        }
         for record in store.channels():
             self._load(record)
             if record.status != STATUS_CLOSED:
@@ -1885,15 +1891,19 @@ class Node:
             self._reload(cid)  # whatever the channel object took in memory: the store's view
             return None
         (signed, locks, _), nonce = built[0], built[0][0].state.nonce
+        turn_before = runtime.turn
         runtime.inflight.append(signed)
         self._turn_actions(runtime, turn.BatchSigned(1, handover))
         runtime.ops[nonce], runtime.op_locks[nonce], runtime.waiters[nonce] = op, locks, request
 
         def committed() -> None:
+            self.stats["locksSignedWithIncoming"] += 1
             self.runtimes[cid].wakeup.set()  # its sender sends it
 
         def rolled_back() -> None:
-            self.runtimes[cid].waiters.pop(nonce, None)
+            rebuilt = self.runtimes[cid]
+            rebuilt.waiters.pop(nonce, None)
+            rebuilt.turn = turn_before  # a reload keeps an epoch in memory above the stored one: not this one
             request.future.cancel()
             self._revocations.pop(cid, None)
             self._reload(cid)

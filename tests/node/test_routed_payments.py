@@ -252,6 +252,8 @@ def test_payments_through_two_and_three_intermediaries_pay_each_exactly_its_adve
     assert net.transfers("erin")["received"] == str(AMOUNT)
     code, out, _ = paychan(capsys, "transfers", "--db", str(net.nodes["bob"].db))
     assert code == 0 and out.startswith(f"3 payment(s); sent 0 wei, earned {earned['bob']} wei in fees")
+    # bob's first forward (bob-carol idle, its turn bob's) was signed in the transaction of alice's lock
+    assert net.nodes["bob"].control("GET", "/status")["stats"]["locksSignedWithIncoming"] >= 1
     net.check_conservation()
 
 

@@ -349,6 +349,23 @@ def test_what_waits_for_a_write_learns_it_once_its_transaction_commits_or_that_i
     assert heard == ["committed", "nested committed", "rolled back"]
 
 
+def test_a_savepoint_that_fails_undoes_its_own_writes_and_the_transaction_around_it_still_commits(
+    store: Store,
+) -> None:
+    with pytest.raises(StoreError):  # only inside a transaction
+        with store.savepoint():
+            pass
+    with store.transaction():
+        store.set_meta("kept", "1")
+        with pytest.raises(RuntimeError), store.savepoint():
+            store.set_meta("undone", "1")
+            store.set_meta("kept", "2")
+            raise RuntimeError("the part fails")
+        with store.savepoint():
+            store.set_meta("also kept", "3")
+    assert (store.get_meta("kept"), store.get_meta("undone"), store.get_meta("also kept")) == ("1", None, "3")
+
+
 def test_with_a_trace_directory_every_commit_is_a_line_naming_who_opened_its_transaction(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
