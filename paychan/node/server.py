@@ -1850,14 +1850,15 @@ class Node:
         await self.chain.refresh_chain_time()
         return await self.lock_op(cid, ExpireLock(lock_hash))
 
-    def sign_lock_now(self, cid: bytes, op: AddLock) -> asyncio.Future[SignedState] | None:
+    def sign_lock_now(self, cid: bytes, op: AddLock, more: bool = False) -> asyncio.Future[SignedState] | None:
         """Signs our lock ``op`` on channel ``cid`` inside the caller's transaction if the channel signs it at
         once: a local signer, nothing in flight or queued, the turn ours, the channel's lock free, room for
         the lock. An intermediary's outgoing lock then commits with its countersignature of the incoming one
         (one fsync less on the payment's path, and no wait for the channel's sender to wake and build it);
         the sender sends it once that transaction committed. If it rolls back, the channel is reloaded from
         the store (the lock was never signed, as far as anyone can tell). None if it does not sign at once,
-        or its state refuses it (nothing of it is kept): the caller queues it as usual (``queue_op``)."""
+        or its state refuses it (nothing of it is kept): the caller queues it as usual (``queue_op``). ``more``:
+        more operations for this channel are queued right after it (it keeps the turn for them)."""
         runtime = self.runtimes.get(cid)
         if (
             runtime is None
@@ -1876,7 +1877,7 @@ class Node:
         ):
             return None
         request = Request(0, False, asyncio.get_running_loop().create_future(), op, patient=True)
-        signing = turn.SigningBatch(routed_op=self.transfers.hands_over(op), queued=False)
+        signing = turn.SigningBatch(routed_op=self.transfers.hands_over(op), queued=more)
         try:
             with self.store.savepoint():
                 built, handover, left = self._ops_states(runtime, [request], signing)

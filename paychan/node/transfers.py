@@ -43,6 +43,7 @@ import asyncio
 import logging
 import re
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -425,6 +426,9 @@ class NodeTransfers:
         are queued after the commit, as before (``after_exchange``). Only a step written already (not
         deferred): the lock's own transaction would write a deferred one, and this one may be undone."""
         node = self.node
+        forwards = Counter(
+            a.transfer.hop.channel_id for step in self._staged for a in step.actions if isinstance(a, ProposeLock)
+        )
         for step in self._staged:
             for action in list(step.actions):
                 if not isinstance(action, ProposeLock) or step.payment_id in self._dirty:
@@ -434,7 +438,8 @@ class NodeTransfers:
                 if runtime is None:
                     continue
                 lock = Lock(runtime.role, hop.amount, hop.expiry, action.transfer.hashlock)
-                future = node.sign_lock_now(hop.channel_id, AddLock(lock))
+                # more forwards on that channel follow it (queued): it keeps the turn for them
+                future = node.sign_lock_now(hop.channel_id, AddLock(lock), more=forwards[hop.channel_id] > 1)
                 if future is not None:
                     step.actions.remove(action)
                     future.add_done_callback(lambda done: self._op_done(done, None))
