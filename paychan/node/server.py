@@ -315,6 +315,12 @@ class Runtime:
     def has_turn(self) -> bool:
         return self.turn.holds
 
+    @property
+    def signs_at_once(self) -> bool:
+        """Whether a lock operation queued now would be signed at once: nothing in flight or queued, the turn
+        ours."""
+        return not self.inflight and not self.queue and self.turn.holds
+
 
 class Node:
     """One party's node. Create it, ``await start()``, serve ``peer_app(node)`` and ``control_app(node)``
@@ -1440,10 +1446,16 @@ class Node:
             return
         runtime = self.runtimes[cid]
         runtime.queue.extendleft(reversed(left))  # locks that wait for room, and what came after them
-        if not built:
-            return
+        if built:
+            self._put_in_flight(runtime, built, handover)
+
+    def _put_in_flight(
+        self, runtime: Runtime, built: list[tuple[SignedState, tuple[Lock, ...], Request]], handover: bool
+    ) -> None:
+        """Our lock operations just signed (``_ops_states``) go in flight: what each does to the locks, who
+        waits for its countersignature; the turn counts them (the peer's once it countersigns, on a handover)."""
         runtime.inflight.extend(signed for signed, _, _ in built)
-        self._turn_actions(runtime, turn.BatchSigned(len(built), handover))  # the peer's turn once it countersigns
+        self._turn_actions(runtime, turn.BatchSigned(len(built), handover))
         for signed, locks, request in built:
             assert request.op is not None
             runtime.ops[signed.state.nonce] = request.op
@@ -1863,10 +1875,8 @@ class Node:
         if (
             runtime is None
             or self.remote is not None
-            or runtime.inflight
-            or runtime.queue
+            or not runtime.signs_at_once
             or runtime.lock.locked()
-            or not runtime.turn.holds
             or runtime.turn.peer_waiting
             or cid in self._unsynced
             or runtime.record.status != STATUS_OPEN
@@ -1882,20 +1892,17 @@ class Node:
             with self.store.savepoint():
                 built, handover, left = self._ops_states(runtime, [request], signing)
                 if not built or left:
-                    raise _NothingSigned
-        except Exception as exc:
+                    raise _NothingSigned  # refused before it was signed: nothing in memory changed
+        except _NothingSigned:
             if request.future.done() and not request.future.cancelled():
                 request.future.exception()  # a refusal: the queued request meets it again, and reports it
-            if not isinstance(exc, _NothingSigned):
-                log.warning("channel 0x%s: the forwarded lock is queued: %s", cid.hex()[:12], exc)
-            self._revocations.pop(cid, None)
-            self._reload(cid)  # whatever the channel object took in memory: the store's view
             return None
-        (signed, locks, _), nonce = built[0], built[0][0].state.nonce
-        turn_before = runtime.turn
-        runtime.inflight.append(signed)
-        self._turn_actions(runtime, turn.BatchSigned(1, handover))
-        runtime.ops[nonce], runtime.op_locks[nonce], runtime.waiters[nonce] = op, locks, request
+        except Exception as exc:  # failed while signing: the channel object may hold it, the store does not
+            log.warning("channel 0x%s: the forwarded lock is queued: %s", cid.hex()[:12], exc)
+            self._reload(cid)
+            return None
+        nonce, turn_before = built[0][0].state.nonce, runtime.turn
+        self._put_in_flight(runtime, built, handover)
 
         def committed() -> None:
             self.stats["locksSignedWithIncoming"] += 1

@@ -325,7 +325,7 @@ class NodeTransfers:
         """Whether the channel of ``action`` signs it as soon as it is queued: nothing in flight or queued, and
         the turn ours. Else the step commits on its own: the secret's answer does not wait for an exchange."""
         runtime = self.node.runtimes.get(action.channel_id)
-        return runtime is not None and not runtime.inflight and not runtime.queue and runtime.turn.holds
+        return runtime is not None and runtime.signs_at_once
 
     def flush(self, lock_hash: bytes) -> None:
         """Writes the deferred state of the payment of ``lock_hash`` (inside the caller's transaction: the

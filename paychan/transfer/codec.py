@@ -47,31 +47,23 @@ _FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass's field names, looked u
 
 
 def _encode(value: object) -> object:
-    """``value`` as JSON-ready data. Dispatches on the exact type first (a node writes a payment's state
-    after each step: ints, strings and bytes are most of it), then falls back to the general checks."""
-    kind = type(value)
-    if kind is int or kind is str or kind is bool or value is None:
+    """``value`` as JSON-ready data. The plain values first (a node writes a payment's state after each step:
+    ints, strings and bytes are most of it), a dataclass's field names looked up once per class."""
+    if value is None or isinstance(value, bool | int | str):
         return value
-    if kind is bytes:
-        return "0x" + value.hex()  # type: ignore[attr-defined]
-    if kind is tuple or kind is list:
-        return [_encode(item) for item in value]  # type: ignore[attr-defined]
-    if kind is dict:
-        return [[_encode(k), _encode(v)] for k, v in value.items()]  # type: ignore[attr-defined]
-    names = _FIELDS.get(kind)
-    if names is None and dataclasses.is_dataclass(kind):
-        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
-    if names is not None:
-        return {name: _encode(getattr(value, name)) for name in names}
     if isinstance(value, bytes):
         return "0x" + value.hex()
     if isinstance(value, tuple | list):
         return [_encode(item) for item in value]
     if isinstance(value, dict):
         return [[_encode(k), _encode(v)] for k, v in value.items()]
-    if isinstance(value, bool | int | str):
-        return value
-    raise TypeError(f"cannot store a {type(value).__name__}")
+    kind = type(value)
+    names = _FIELDS.get(kind)
+    if names is None:
+        if not dataclasses.is_dataclass(kind):
+            raise TypeError(f"cannot store a {kind.__name__}")
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return {name: _encode(getattr(value, name)) for name in names}
 
 
 def _decode(data: object, kind: Any) -> Any:
