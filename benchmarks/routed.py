@@ -229,10 +229,7 @@ async def _drive(line: Line, args: argparse.Namespace) -> dict[str, Any]:
             priced = (await payer.call("POST", "/route", {"to": to, "amount": str(AMOUNT), "k": 1}))["routes"][0]
             # the direct figure this phase is compared with, measured just before it: the machine's speed
             # drifts by tens of percent within a run (compare "direct again" at the end)
-            cpu = cpu_of(line.nodes)
-            direct = await measure_direct(payer, args.direct_payments)
-            direct.update(cpu_used(cpu, cpu_of(line.nodes), direct["payments"] + WARMUP_DIRECT))
-            print(f"direct, before {phase}: {_brief(direct)}", file=sys.stderr, flush=True)
+            direct = await measure_direct_with_cpu(line, payer, args.direct_payments, f"direct, before {phase}")
             cpu = cpu_of(line.nodes)
             sequential = await measure_sequential(payer, to, args.payments, args.timeout)
             sequential.update(cpu_used(cpu, cpu_of(line.nodes), sequential["payments"] + WARMUP_ROUTED))
@@ -252,13 +249,19 @@ async def _drive(line: Line, args: argparse.Namespace) -> dict[str, Any]:
                 "sequential": sequential,
                 "concurrent": concurrent,
             }
-        cpu = cpu_of(line.nodes)
-        after = await measure_direct(payer, args.direct_payments)  # did the machine's load change meanwhile?
-        after.update(cpu_used(cpu, cpu_of(line.nodes), after["payments"] + WARMUP_DIRECT))
-        print(f"direct again: {_brief(after)}", file=sys.stderr, flush=True)
+        after = await measure_direct_with_cpu(line, payer, args.direct_payments, "direct again")  # did the load change?
         transfers = {node.name: await Control(node, session).call("GET", "/transfers") for node in line.nodes}
     first = phases[ROUTES[0][0]]["direct"]
     return {"direct": first, **phases, "direct_after_routed": after, "transfers": transfers}
+
+
+async def measure_direct_with_cpu(line: Line, payer: Control, payments: int, label: str) -> dict[str, Any]:
+    """``measure_direct`` with each node's CPU time over it (warm-up included), printed as ``label``."""
+    cpu = cpu_of(line.nodes)
+    direct = await measure_direct(payer, payments)
+    direct.update(cpu_used(cpu, cpu_of(line.nodes), direct["payments"] + WARMUP_DIRECT))
+    print(f"{label}: {_brief(direct)}", file=sys.stderr, flush=True)
+    return direct
 
 
 def _brief(figures: dict[str, Any]) -> str:
